@@ -1,0 +1,372 @@
+"""The ``qfarm`` command line (Typer + Rich).
+
+Exit codes: 0 the batch is done; 1 it failed or was canceled; 2 a usage error (nothing was
+started); 130 interrupted (the batch was canceled and its processes ended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from qfarm import __version__, config
+from qfarm.errors import InvalidRequest, QfarmError
+from qfarm.model import BatchRequest, BatchState, JobRequest, SegmentState, parse_priority
+from qfarm.units import duration
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+out = Console()
+err = Console(stderr=True)
+
+app = typer.Typer(
+    name="qfarm",
+    no_args_is_help=True,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    rich_markup_mode="markdown",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"qfarm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """qfarm: batches of jobs, split into segments, run on a cluster of service nodes.
+
+    **Examples**
+
+        qfarm run --frames 1-100 --segment-size 10 -- sh -c 'echo frames {start}-{end}'
+
+        qfarm run --each 'clips/*.mov' -o 'sizes/{stem}.txt' -- sh -c 'wc -c < {input} > {output}'
+
+    Run `qfarm COMMAND --help` for each command's options and examples.
+    """
+
+
+def fail_usage(message: str) -> typer.Exit:
+    err.print(f"[bold red]qfarm: error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USAGE)
+
+
+def parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidRequest(f"--env {pair!r} is not NAME=VALUE")
+        env[name] = value
+    return env
+
+
+def parse_exit_codes(text: str) -> list[int]:
+    try:
+        return sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise InvalidRequest(f"--ok-exit {text!r} is not a list of numbers like 0,1") from None
+
+
+RUN_EPILOG = """
+**Examples**
+
+Ten segments of ten frames, run in parallel on the local service nodes:
+
+    qfarm run --frames 1-100 --segment-size 10 -- sh -c 'echo rendering {start}-{end}; sleep 0.5'
+
+One segment per file, each writing its own output (renamed into place when it succeeds):
+
+    qfarm run --each 'clips/*.mov' -o 'sizes/{stem}.txt' -- sh -c 'wc -c < {input} > {output}'
+
+A command that runs once per frame, zero-padded, with a timeout and exit code 1 allowed:
+
+    qfarm run --frames 1-240x2 --timeout 60 --ok-exit 0,1 -- printf 'frame %s\\n' {frame:04d}
+
+**Placeholders**: {start} {end} {step} {frame} {segment} {input} {stem} {output};
+write {{ and }} for literal braces.
+"""
+
+
+@app.command(
+    epilog=RUN_EPILOG,
+    context_settings={"allow_interspersed_args": False},
+)
+def run(
+    command: list[str] = typer.Argument(
+        None, help="The command and its arguments, after --.", show_default=False
+    ),
+    frames: str | None = typer.Option(
+        None, "--frames", "-f", help="Frame list: 1-240, 1-240x2 (step 2), 1,5,10-20."
+    ),
+    segment_size: int = typer.Option(
+        1, "--segment-size", "-s", help="Frames per segment.", min=None
+    ),
+    each: list[str] = typer.Option(
+        [], "--each", "-e", help="Glob of input files: one segment per file. Repeatable."
+    ),
+    output: str | None = typer.Option(
+        None, "--output", "-o", help="Output path pattern, e.g. 'out/{stem}.mp4'."
+    ),
+    cwd: Path | None = typer.Option(
+        None, "--cwd", help="Working directory of the command [default: here]."
+    ),
+    env: list[str] = typer.Option([], "--env", help="NAME=VALUE for the command. Repeatable."),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="Seconds one segment attempt may run before it is killed."
+    ),
+    retries: int = typer.Option(2, "--retries", help="Retries of a failed segment."),
+    ok_exit: str = typer.Option("0", "--ok-exit", help="Exit codes that mean success: 0,1."),
+    preflight: str | None = typer.Option(
+        None, "--preflight", help="Command run once on each node before its first segment."
+    ),
+    name: str = typer.Option("", "--name", "-n", help="A name for the batch."),
+    priority: str = typer.Option("medium", "--priority", help="high, medium, low or 0-100."),
+    nodes: int | None = typer.Option(
+        None, "--nodes", help="Local service nodes to start [default: 2 on 2+ cores]."
+    ),
+    instances: int | None = typer.Option(
+        None, "--instances", help="Command instances per node [default: cores / nodes]."
+    ),
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."
+    ),
+    db: str | None = typer.Option(
+        None, "--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run one job on an embedded cluster (a controller and local service nodes) and wait.
+
+    The job is split into segments by --frames or --each (or runs whole), the segments run in
+    parallel on the local nodes' instances, and the command exits with the batch's outcome:
+    0 done, 1 failed, 2 usage error, 130 interrupted.
+    """
+    try:
+        if nodes is not None and nodes < 1:
+            raise InvalidRequest("--nodes must be at least 1")
+        if instances is not None and instances < 1:
+            raise InvalidRequest("--instances must be at least 1")
+        spec: dict[str, Any] = {
+            "command": command or [],
+            "frames": frames,
+            "segment_size": segment_size,
+            "each": each or None,
+            "output": output,
+            "cwd": str(cwd) if cwd else None,
+            "env": parse_env(env),
+            "ok_exit": parse_exit_codes(ok_exit),
+            "preflight": shlex.split(preflight) if preflight else [],
+        }
+        try:
+            level = parse_priority(priority)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        request = BatchRequest(
+            jobs=(
+                JobRequest(
+                    job_type="command", spec=spec, name=name, retries=retries, timeout=timeout
+                ),
+            ),
+            name=name or " ".join(command or [])[:80],
+            priority=level,
+        )
+        # Plan before anything starts: a bad job costs no cluster start-up.
+        from qfarm.controller import plan_batch
+
+        plan_batch(request)
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+
+    directory = config.data_dir(data_dir)
+    url = config.database_url(db, directory)
+    code = asyncio.run(
+        _run_embedded(request, directory, url, nodes, instances, as_json=as_json, quiet=quiet)
+    )
+    raise typer.Exit(code)
+
+
+async def _run_embedded(
+    request: BatchRequest,
+    directory: Path,
+    url: str,
+    nodes: int | None,
+    instances: int | None,
+    *,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    from qfarm.controller import Controller, default_local_nodes
+    from qfarm.store import Store
+
+    store = Store(url)
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted.set)
+    started = time.monotonic()
+    controller = await Controller.embedded(store, directory, default_local_nodes(nodes, instances))
+    try:
+        batch_id = controller.submit(request)
+        waiter = asyncio.create_task(controller.wait(batch_id))
+        display = None
+        if not quiet and not as_json:
+            display = asyncio.create_task(_show_progress(store, batch_id, waiter))
+        stop = asyncio.create_task(interrupted.wait())
+        await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
+        if interrupted.is_set() and not waiter.done():
+            err.print("interrupted: canceling the batch", highlight=False)
+            await controller.cancel(batch_id, "interrupted")
+            await waiter
+        stop.cancel()
+        if display is not None:
+            await display
+        batch = waiter.result()
+    finally:
+        await controller.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    elapsed = time.monotonic() - started
+    report = batch_report(store, batch_id, elapsed)
+    store.close()
+    if as_json:
+        out.print_json(json.dumps(report))
+    else:
+        print_report(report)
+    if interrupted.is_set():
+        return EXIT_INTERRUPTED
+    return 0 if batch.state is BatchState.DONE else EXIT_FAILED
+
+
+async def _show_progress(store: Any, batch_id: int, waiter: asyncio.Task[Any]) -> None:
+    progress = Progress(
+        TextColumn("[bold]batch {task.fields[batch]}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("segments"),
+        TextColumn("[cyan]{task.fields[running]} running"),
+        TextColumn("[red]{task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+    with progress:
+        counts = store.counts(batch_id)
+        task = progress.add_task("run", total=counts.total, batch=batch_id, running=0, failed=0)
+        while True:
+            counts = store.counts(batch_id)
+            progress.update(
+                task,
+                completed=counts.finished,
+                running=counts.running + counts.dispatched,
+                failed=counts.failed,
+            )
+            if waiter.done():
+                break
+            await asyncio.sleep(0.2)
+
+
+def batch_report(store: Any, batch_id: int, elapsed: float) -> dict[str, Any]:
+    """What a finished batch looks like, for people and for --json."""
+    batch = store.batch(batch_id)
+    counts = store.counts(batch_id)
+    segments = store.segments(batch_id)
+    failed = []
+    for seg in segments:
+        if seg.state is not SegmentState.FAILED:
+            continue
+        attempts = store.attempts(seg.id)
+        last = attempts[-1] if attempts else None
+        failed.append(
+            {
+                "segment": seg.index,
+                "label": seg.label,
+                "node": last.node if last else seg.node,
+                "attempts": len(attempts),
+                "exit_code": last.exit_code if last else None,
+                "error": seg.error,
+                "log_tail": last.log_tail if last else "",
+                "log_path": last.log_path if last else "",
+            }
+        )
+    nodes = sorted({seg.node for seg in segments if seg.node})
+    return {
+        "batch": batch.id,
+        "name": batch.name,
+        "state": batch.state.value,
+        "segments": {
+            "total": counts.total,
+            "done": counts.done,
+            "failed": counts.failed,
+            "canceled": counts.canceled,
+        },
+        "nodes": nodes,
+        "elapsed": round(elapsed, 3),
+        "failed": failed,
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    colour = {"done": "green", "failed": "red", "canceled": "yellow"}.get(report["state"], "")
+    seg = report["segments"]
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_row("batch", f"{report['batch']} {report['name']}")
+    table.add_row("state", f"[bold {colour}]{report['state']}[/]")
+    table.add_row(
+        "segments",
+        f"{seg['done']} done, {seg['failed']} failed, {seg['canceled']} canceled of {seg['total']}",
+    )
+    table.add_row("nodes", ", ".join(report["nodes"]) or "-")
+    table.add_row("elapsed", duration(report["elapsed"]))
+    err.print(table)
+    for f in report["failed"]:
+        err.print(
+            f"[red]segment {f['segment']} ({f['label']}) failed on {f['node']} after "
+            f"{f['attempts']} attempt(s): {f['error']}[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if f["log_tail"]:
+            for line in f["log_tail"].splitlines():
+                err.print(f"    {line}", highlight=False, markup=False)
+        if f["log_path"]:
+            err.print(f"    log: {f['log_path']}", highlight=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except QfarmError as exc:
+        err.print(f"[bold red]qfarm: error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_FAILED)

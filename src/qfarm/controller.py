@@ -1,0 +1,137 @@
+"""The cluster controller: accepts batches, plans them, and drives the dispatcher.
+
+:func:`plan_batch` is pure planning (every job validated and cut into segments before
+anything is stored), so a bad batch is refused whole. :class:`Controller` ties a store, an
+engine and a dispatcher together in one event loop; ``qfarm run`` uses it with an embedded
+local cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from qfarm import jobtypes
+from qfarm.config import logs_dir
+from qfarm.dispatcher import Dispatcher
+from qfarm.engine import Engine, NodeSpec
+from qfarm.errors import InvalidRequest
+from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest
+from qfarm.store import PlannedJob, Store
+
+
+def plan_batch(request: BatchRequest) -> list[PlannedJob]:
+    """Validate and plan every job of a batch; raise :class:`InvalidRequest` on the first
+    problem, naming the job when the batch has several.
+    """
+    if not request.jobs:
+        raise InvalidRequest("a batch needs at least one job")
+    names: dict[str, int] = {}
+    for index, job in enumerate(request.jobs):
+        name = job.name or f"job {index + 1}"
+        if name in names:
+            raise InvalidRequest(f"two jobs are named {name!r}: job names must be unique")
+        names[name] = index
+    claimed: dict[str, str] = {}
+    planned: list[PlannedJob] = []
+    for index, job in enumerate(request.jobs):
+        name = job.name or f"job {index + 1}"
+        prefix = f"{name}: " if len(request.jobs) > 1 else ""
+        if job.retries < 0:
+            raise InvalidRequest(f"{prefix}retries cannot be negative")
+        if job.timeout is not None and job.timeout <= 0:
+            raise InvalidRequest(f"{prefix}timeout must be a positive number of seconds")
+        depends: list[int] = []
+        for dep in job.depends_on:
+            if dep not in names:
+                raise InvalidRequest(f"{prefix}depends on {dep!r}, which is not in the batch")
+            if names[dep] >= index:
+                raise InvalidRequest(f"{prefix}can only depend on jobs written before it")
+            depends.append(names[dep])
+        if request.serialize and index > 0 and index - 1 not in depends:
+            depends.append(index - 1)
+        try:
+            spec, plans = jobtypes.plan_job(job.job_type, job.spec, claimed)
+        except InvalidRequest as exc:
+            raise InvalidRequest(f"{prefix}{exc}") from None
+        planned.append(
+            PlannedJob(
+                name=name,
+                job_type=job.job_type,
+                service=jobtypes.get(job.job_type).service,
+                spec=spec,
+                retries=job.retries,
+                timeout=job.timeout,
+                depends_on=tuple(depends),
+                plans=plans,
+            )
+        )
+    return planned
+
+
+def default_local_nodes(count: int | None = None, instances: int | None = None) -> list[NodeSpec]:
+    """Local service nodes for an embedded cluster: together, one instance per core."""
+    cores = os.cpu_count() or 1
+    count = count or (2 if cores >= 2 else 1)
+    per_node = instances or max(1, cores // count)
+    return [NodeSpec(name=f"local-{i + 1}", services={"command": per_node}) for i in range(count)]
+
+
+@dataclass
+class Controller:
+    store: Store
+    engine: Engine
+    dispatcher: Dispatcher
+    _loop_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def embedded(
+        cls,
+        store: Store,
+        data_dir: Path,
+        nodes: Iterable[NodeSpec],
+        *,
+        only_own_batches: bool = True,
+    ) -> Controller:
+        """A controller with its own local cluster, as ``qfarm run`` starts it."""
+        engine = await Engine.start_local(list(nodes), local_directory=data_dir / "workers")
+        dispatcher = Dispatcher(
+            store,
+            engine,
+            logs_dir=logs_dir(data_dir),
+            batch_ids=set() if only_own_batches else None,
+        )
+        controller = cls(store, engine, dispatcher)
+        controller._loop_task = asyncio.create_task(dispatcher.run())
+        return controller
+
+    def submit(self, request: BatchRequest) -> int:
+        planned = plan_batch(request)
+        batch_id = self.store.add_batch(request, planned)
+        self.dispatcher.watch(batch_id)
+        return batch_id
+
+    async def cancel(self, batch_id: int, reason: str = "canceled") -> None:
+        await self.dispatcher.cancel_batch(batch_id, reason)
+
+    async def wait(self, batch_id: int, poll: float = 0.1) -> Batch:
+        """Until the batch ends. Raises whatever stopped the dispatcher loop."""
+        while True:
+            batch = self.store.batch(batch_id)
+            if batch.state in FINAL_BATCH_STATES:
+                return batch
+            if self._loop_task is not None and self._loop_task.done():
+                self._loop_task.result()
+                raise RuntimeError("the dispatcher stopped before the batch ended")
+            await asyncio.sleep(poll)
+
+    async def close(self) -> None:
+        self.dispatcher.stop()
+        if self._loop_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._loop_task, 10)
+        await self.engine.close()

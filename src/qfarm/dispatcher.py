@@ -1,0 +1,309 @@
+"""The dispatcher: decides which segment runs next and on which service node.
+
+It works in ticks, each a handful of store transactions whatever the number of segments:
+
+1. take every task end and every start/progress report the engine collected since last tick,
+   and record them together (results, retries, job and batch endings);
+2. every second or so, refresh the node list: new workers become nodes, vanished ones go
+   offline and their segments are requeued;
+3. ask the store for as many queued segments as there are free instances of each service,
+   in priority order, pick a node for each, record the dispatch, then hand them to the engine.
+
+Queued work never leaves the store before an instance is free for it, so a priority change,
+a pause or a cancel acts on everything not yet running at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from qfarm.engine import Engine, EngineNode, TaskEnd, TaskEvent
+from qfarm.model import Node, NodeState
+from qfarm.store import Candidate, Change, Dispatch, Result, Started, Store
+
+NODE_REFRESH_SECONDS = 1.0
+IDLE_TICK_SECONDS = 0.5
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InFlight:
+    """A segment attempt handed to the engine and not yet reported back."""
+
+    key: str
+    segment_id: int
+    batch_id: int
+    attempt: int
+    node: str
+    address: str
+    service: str
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        engine: Engine,
+        *,
+        logs_dir: Path,
+        batch_ids: Iterable[int] | None = None,
+        on_changes: Callable[[list[Change]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.logs_dir = logs_dir
+        # When set, only these batches are dispatched: an embedded `qfarm run` shares the
+        # store with other runs and must not take their work.
+        self.batch_ids: set[int] | None = set(batch_ids) if batch_ids is not None else None
+        self.on_changes = on_changes
+        self.nodes: dict[str, EngineNode] = {}
+        self.disabled: set[str] = set()
+        self.in_flight: dict[str, InFlight] = {}
+        self.busy: dict[str, Counter[str]] = {}
+        self.killing: set[str] = set()
+        self._stopping = False
+        self._last_refresh = 0.0
+        self.dispatched_total = 0
+
+    # ------------------------------------------------------------------ control
+
+    def poke(self) -> None:
+        """Wake the loop now (a batch was submitted, released or reprioritised)."""
+        self.engine.wakeup.set()
+
+    def watch(self, batch_id: int) -> None:
+        if self.batch_ids is not None:
+            self.batch_ids.add(batch_id)
+        self.poke()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.poke()
+
+    async def run(self) -> None:
+        """Tick until :meth:`stop`."""
+        await self.refresh_nodes()
+        while not self._stopping:
+            await self.tick()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.engine.wakeup.wait(), IDLE_TICK_SECONDS)
+
+    async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
+        """Cancel queued work at once and kill what runs; kills report back as canceled."""
+        active = self.store.cancel_batch(batch_id, reason)
+        by_segment = {f.segment_id: f for f in self.in_flight.values()}
+        kills = []
+        for segment in active:
+            flight = by_segment.get(segment.id)
+            if flight is None:
+                continue
+            self.killing.add(flight.key)
+            kills.append(self.engine.kill(flight.key, flight.address))
+        await asyncio.gather(*kills)
+        self.poke()
+
+    # --------------------------------------------------------------------- tick
+
+    async def tick(self) -> None:
+        self.engine.wakeup.clear()
+        changes: list[Change] = []
+        changes += self._record_reports()
+        if time.monotonic() - self._last_refresh >= NODE_REFRESH_SECONDS:
+            await self.refresh_nodes()
+        changes += self._dispatch()
+        if changes and self.on_changes is not None:
+            self.on_changes(changes)
+
+    def _record_reports(self) -> list[Change]:
+        events: list[TaskEvent] = []
+        while not self.engine.events.empty():
+            events.append(self.engine.events.get_nowait())
+        ends: list[TaskEnd] = []
+        while not self.engine.ends.empty():
+            ends.append(self.engine.ends.get_nowait())
+
+        started: list[Started] = []
+        progress: dict[str, TaskEvent] = {}
+        for ev in events:
+            flight = self.in_flight.get(ev.key)
+            if flight is None:
+                continue
+            if ev.kind == "started":
+                started.append(Started(flight.segment_id, flight.attempt, ev.pid, ev.at))
+            elif ev.kind == "progress":
+                progress[ev.key] = ev
+        changes = self.store.mark_started(started)
+        for key, ev in progress.items():
+            flight = self.in_flight[key]
+            self.store.record_progress(flight.segment_id, flight.attempt, ev.fraction, ev.at)
+
+        results: list[Result] = []
+        for end in ends:
+            flight = self.in_flight.pop(end.key, None)
+            if flight is None:
+                continue
+            self.busy[flight.node][flight.service] -= 1
+            results.append(self._result(flight, end))
+            self.killing.discard(end.key)
+        changes += self.store.record_results(results)
+        return changes
+
+    def _result(self, flight: InFlight, end: TaskEnd) -> Result:
+        if end.result is None:
+            return Result(
+                segment_id=flight.segment_id,
+                attempt=flight.attempt,
+                ok=False,
+                node=flight.node,
+                lost=True,
+                error=f"node {flight.node} lost the segment ({end.error})",
+            )
+        r = end.result
+        canceled = bool(r.get("killed")) and flight.key in self.killing
+        return Result(
+            segment_id=flight.segment_id,
+            attempt=flight.attempt,
+            ok=bool(r["ok"]),
+            node=flight.node,
+            exit_code=r.get("exit_code"),
+            error="canceled" if canceled else str(r.get("error") or ""),
+            canceled=canceled,
+            started_at=r.get("started_at"),
+            ended_at=r.get("ended_at"),
+            pid=r.get("pid"),
+            log_tail=str(r.get("log_tail") or ""),
+            log_path=str(r.get("log_path") or ""),
+        )
+
+    async def refresh_nodes(self) -> None:
+        """Bring the node list up to date with the engine's live workers."""
+        self._last_refresh = time.monotonic()
+        live = {n.name: n for n in await self.engine.nodes()}
+        now = time.time()
+        for name, engine_node in live.items():
+            known = self.nodes.get(name)
+            if known is None or known.address != engine_node.address:
+                if known is not None:
+                    await self._lose_node(known)
+                self.busy[name] = Counter()
+                self.store.upsert_node(
+                    Node(
+                        name=name,
+                        address=engine_node.address,
+                        state=NodeState.ONLINE,
+                        services=engine_node.services,
+                        host=str(engine_node.facts.get("host") or engine_node.host),
+                        cores=int(engine_node.facts.get("cores") or 0),
+                        memory=int(engine_node.facts.get("memory") or 0),
+                        last_seen=now,
+                    )
+                )
+        for name, known in list(self.nodes.items()):
+            if name not in live:
+                await self._lose_node(known)
+                self.busy.pop(name, None)
+                with contextlib.suppress(Exception):
+                    self.store.set_node_state(name, NodeState.OFFLINE)
+        self.nodes = live
+        self.disabled = {n.name for n in self.store.nodes() if n.state is NodeState.DISABLED}
+
+    async def _lose_node(self, node: EngineNode) -> None:
+        for flight in [f for f in self.in_flight.values() if f.address == node.address]:
+            log.warning("node %s went away while running %s", node.name, flight.key)
+            await self.engine.withdraw(flight.key)
+
+    def _free(self) -> dict[str, dict[str, int]]:
+        """Free instances: node -> service -> count, for nodes that take work."""
+        free: dict[str, dict[str, int]] = {}
+        for name, node in self.nodes.items():
+            if name in self.disabled:
+                continue
+            busy = self.busy.setdefault(name, Counter())
+            free[name] = {s: n - busy[s] for s, n in node.services.items() if n - busy[s] > 0}
+        return free
+
+    def _dispatch(self) -> list[Change]:
+        free = self._free()
+        by_service: Counter[str] = Counter()
+        for services in free.values():
+            by_service.update(services)
+        if not by_service:
+            return []
+        candidates = self.store.candidates(dict(by_service), time.time(), self.batch_ids)
+        picked: list[tuple[Candidate, str]] = []
+        for cand in candidates:
+            name = self._pick_node(cand, free)
+            if name is None:
+                continue
+            free[name][cand.service] -= 1
+            picked.append((cand, name))
+        if not picked:
+            return []
+        now = time.time()
+        changes = self.store.mark_dispatched([Dispatch(c.segment_id, n, now) for c, n in picked])
+        for cand, name in picked:
+            node = self.nodes[name]
+            attempt = cand.attempts + 1
+            key = f"qfarm-b{cand.batch_id}-s{cand.segment_id}-a{attempt}"
+            payload = self._payload(cand, key, attempt)
+            self.in_flight[key] = InFlight(
+                key, cand.segment_id, cand.batch_id, attempt, name, node.address, cand.service
+            )
+            self.busy[name][cand.service] += 1
+            self.engine.submit(payload, node.address, cand.service)
+        self.dispatched_total += len(picked)
+        return changes
+
+    def _pick_node(self, cand: Candidate, free: dict[str, dict[str, int]]) -> str | None:
+        """The least busy free node for a segment, avoiding nodes that already failed its job.
+
+        While some node that has not failed the job offers the service, the segment waits
+        for it rather than going back to a node that failed; once every node has failed the
+        job, any node will do.
+        """
+        offering = [
+            name
+            for name, node in self.nodes.items()
+            if name not in self.disabled and node.services.get(cand.service, 0) > 0
+        ]
+        fresh = [name for name in offering if name not in cand.failed_nodes]
+        pool = fresh if fresh else offering
+        ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
+        if not ready:
+            return None
+        return max(ready, key=lambda name: (free[name][cand.service], name))
+
+    def _payload(self, cand: Candidate, key: str, attempt: int) -> dict[str, Any]:
+        log_path = (
+            self.logs_dir
+            / f"batch-{cand.batch_id}"
+            / f"job-{cand.job_id}"
+            / f"segment-{cand.index:04d}-attempt-{attempt}.log"
+        )
+        return {
+            "key": key,
+            "batch_id": cand.batch_id,
+            "job_id": cand.job_id,
+            "segment_id": cand.segment_id,
+            "attempt": attempt,
+            "job_type": cand.job_type,
+            "job": cand.job_spec,
+            "segment": cand.segment_spec,
+            "timeout": cand.timeout,
+            "log_path": str(log_path),
+        }
+
+    # ------------------------------------------------------------------ queries
+
+    def running_keys(self) -> dict[int, str]:
+        """Segment id -> engine key of every attempt in flight."""
+        return {f.segment_id: f.key for f in self.in_flight.values()}

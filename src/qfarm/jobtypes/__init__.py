@@ -1,0 +1,47 @@
+"""Job types by name, and the planning every batch goes through before it is queued."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from qfarm.errors import InvalidRequest
+from qfarm.jobtypes.base import JobType, SegmentContext, SegmentOutcome
+from qfarm.jobtypes.command import COMMAND
+from qfarm.model import SegmentPlan
+
+JOB_TYPES: dict[str, JobType] = {COMMAND.name: COMMAND}
+
+__all__ = ["JOB_TYPES", "JobType", "SegmentContext", "SegmentOutcome", "get", "plan_job"]
+
+
+def get(name: str) -> JobType:
+    try:
+        return JOB_TYPES[name]
+    except KeyError:
+        known = ", ".join(sorted(JOB_TYPES))
+        raise InvalidRequest(f"unknown job type {name!r}: known are {known}") from None
+
+
+def plan_job(
+    name: str, spec: Mapping[str, Any], claimed: dict[str, str] | None = None
+) -> tuple[dict[str, Any], list[SegmentPlan]]:
+    """Validate and plan one job. ``claimed`` maps output paths to who writes them, across a
+    batch, so two segments that would write the same file are refused before anything runs.
+    """
+    job_type = get(name)
+    normalised = job_type.validate(spec)
+    plans = job_type.plan(normalised)
+    if not plans:
+        raise InvalidRequest(f"{name} job plans no segments")
+    claimed = {} if claimed is None else claimed
+    for plan in plans:
+        for path in plan.outputs:
+            owner = f"segment {plan.index} ({plan.label})"
+            if path in claimed:
+                raise InvalidRequest(
+                    f"{claimed[path]} and {owner} would both write {path}: give each segment "
+                    "its own output, e.g. with {segment}, {start} or {stem} in the pattern"
+                )
+            claimed[path] = owner
+    return normalised, plans

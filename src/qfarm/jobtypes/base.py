@@ -1,0 +1,128 @@
+"""The job-type protocol: what every kind of work (command, transcode, render) provides.
+
+A job type has two halves that run in different places:
+
+* on the controller, pure planning: :meth:`JobType.validate` checks a job up front and
+  :meth:`JobType.plan` cuts it into segments. Both run before anything is queued, so a bad job
+  is refused whole;
+* on a service node, :meth:`JobType.run` runs one segment through a :class:`SegmentContext`,
+  which owns the process supervision, the log, the timeout and progress reports.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from qfarm.model import SegmentPlan
+from qfarm.supervisor import SUPERVISOR, ProcessResult, Supervisor
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    """How one attempt of a segment ended, as the job type sees it."""
+
+    ok: bool
+    exit_code: int | None = None
+    error: str = ""  # one line, for people: why it failed
+    timed_out: bool = False
+    killed: bool = False
+
+
+@dataclass
+class SegmentContext:
+    """What a job type gets to run one segment attempt on a node.
+
+    It runs processes under the node's supervisor with the attempt's log and what is left of
+    its timeout, and passes start and progress reports on to the controller.
+    """
+
+    key: str
+    log_path: Path
+    timeout: float | None
+    on_start: Callable[[int], None] = lambda pid: None
+    on_progress: Callable[[float], None] = lambda fraction: None
+    supervisor: Supervisor = field(default=SUPERVISOR)
+    started: float = field(default_factory=time.monotonic)
+    pid: int | None = None
+
+    def remaining(self) -> float | None:
+        if self.timeout is None:
+            return None
+        return max(0.0, self.timeout - (time.monotonic() - self.started))
+
+    def run(
+        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+    ) -> ProcessResult:
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            return ProcessResult(exit_code=-9, timed_out=True)
+
+        def started(pid: int) -> None:
+            if self.pid is None:
+                self.pid = pid
+                self.on_start(pid)
+
+        return self.supervisor.run(
+            self.key,
+            argv,
+            cwd=cwd,
+            env=env,
+            log_path=self.log_path,
+            timeout=remaining,
+            on_start=started,
+        )
+
+    def log(self, line: str) -> None:
+        """Add a line of qfarm's own to the attempt's log."""
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "a", encoding="utf-8") as fh:
+            fh.write(f"[qfarm] {line}\n")
+
+
+class JobType(Protocol):
+    """One kind of work. Implementations are modules' singletons, registered by name."""
+
+    name: str  # what users type: "command"
+    service: str  # which node service runs its work segments
+
+    def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Check a job's spec and return it normalised (absolute paths, defaults filled).
+
+        Raises :class:`qfarm.errors.InvalidRequest` with a one-line message.
+        """
+        ...
+
+    def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
+        """Cut a validated spec into segments. Pure: the same spec gives the same plan."""
+        ...
+
+    def run(
+        self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
+    ) -> SegmentOutcome:
+        """Run one segment on this node. Called in a worker thread."""
+        ...
+
+
+def describe_process_failure(result: ProcessResult, what: str) -> SegmentOutcome:
+    """Turn a process that did not succeed into an outcome with a message."""
+    if result.error:
+        return SegmentOutcome(ok=False, exit_code=result.exit_code, error=result.error)
+    if result.killed:
+        return SegmentOutcome(ok=False, exit_code=result.exit_code, error="canceled", killed=True)
+    if result.timed_out:
+        return SegmentOutcome(
+            ok=False, exit_code=result.exit_code, error=f"{what} timed out", timed_out=True
+        )
+    if result.exit_code < 0:
+        return SegmentOutcome(
+            ok=False,
+            exit_code=result.exit_code,
+            error=f"{what} was killed by signal {-result.exit_code}",
+        )
+    return SegmentOutcome(
+        ok=False, exit_code=result.exit_code, error=f"{what} exited with code {result.exit_code}"
+    )

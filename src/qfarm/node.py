@@ -1,0 +1,141 @@
+"""What a service node does with one segment attempt: preflight, run, report.
+
+The engine calls :func:`run_segment` in a worker thread with a plain-dict payload and sends
+the plain-dict result back; neither side needs the other's classes. Nothing here imports
+the engine, so the same code runs under any executor.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qfarm import jobtypes
+from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.supervisor import SUPERVISOR
+
+LOG_TAIL_LINES = 20
+LOG_TAIL_CHARS = 4000
+
+# Preflights already run in this node process, by job id; the lock makes two segments of one
+# job that start together run it once.
+_preflight_lock = threading.Lock()
+_preflights: dict[int, SegmentOutcome] = {}
+
+
+def run_segment(
+    payload: dict[str, Any],
+    on_start: Callable[[int], None],
+    on_progress: Callable[[float], None],
+    node_name: str = "",
+) -> dict[str, Any]:
+    """Run one attempt. Never raises: every ending is described in the returned dict."""
+    key = payload["key"]
+    log_path = Path(payload["log_path"])
+    started_at = time.time()
+    ctx = SegmentContext(
+        key=key,
+        log_path=log_path,
+        timeout=payload.get("timeout"),
+        on_start=on_start,
+        on_progress=on_progress,
+    )
+    try:
+        outcome = _preflight(payload, ctx)
+        if outcome is None:
+            job_type = jobtypes.get(payload["job_type"])
+            outcome = job_type.run(payload["job"], payload["segment"], ctx)
+    except Exception as exc:  # a bug in a job type must not take the node down
+        ctx.log(traceback.format_exc())
+        outcome = SegmentOutcome(ok=False, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        SUPERVISOR.forget(key)
+    if outcome.timed_out and payload.get("timeout"):
+        outcome = SegmentOutcome(
+            ok=False,
+            exit_code=outcome.exit_code,
+            error=f"timed out after {payload['timeout']:g} s",
+            timed_out=True,
+        )
+    return {
+        "key": key,
+        "ok": outcome.ok,
+        "exit_code": outcome.exit_code,
+        "error": outcome.error,
+        "timed_out": outcome.timed_out,
+        "killed": outcome.killed,
+        "node": node_name or socket.gethostname(),
+        "pid": ctx.pid,
+        "started_at": started_at,
+        "ended_at": time.time(),
+        "log_path": str(log_path),
+        "log_tail": log_tail(log_path),
+    }
+
+
+def _preflight(payload: dict[str, Any], ctx: SegmentContext) -> SegmentOutcome | None:
+    """Run the job's preflight once per node; return its failure, or None to go on."""
+    argv = (payload.get("job") or {}).get("preflight") or []
+    if not argv:
+        return None
+    job_id = int(payload["job_id"])
+    with _preflight_lock:
+        done = _preflights.get(job_id)
+        if done is None:
+            ctx.log(f"preflight: {' '.join(argv)}")
+            result = ctx.run(argv, cwd=payload["job"].get("cwd"), env=payload["job"].get("env"))
+            if result.exit_code == 0 and not (result.error or result.killed or result.timed_out):
+                done = SegmentOutcome(ok=True)
+            else:
+                failure = describe_process_failure(result, "preflight")
+                done = SegmentOutcome(
+                    ok=False,
+                    exit_code=failure.exit_code,
+                    error=failure.error,
+                    timed_out=failure.timed_out,
+                    killed=failure.killed,
+                )
+            # A canceled or timed-out preflight says nothing about the node: try it again.
+            if not (done.killed or done.timed_out):
+                _preflights[job_id] = done
+            ctx.pid = None
+    return None if done.ok else done
+
+
+def log_tail(path: Path) -> str:
+    """The last lines of a log, bounded in size, for the store and for error messages."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - LOG_TAIL_CHARS * 2))
+            data = fh.read().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        return ""
+    lines = data.splitlines()[-LOG_TAIL_LINES:]
+    return "\n".join(lines)[-LOG_TAIL_CHARS:]
+
+
+def kill_segment(key: str) -> bool:
+    """End the processes of one segment attempt on this node."""
+    return SUPERVISOR.kill(key)
+
+
+def running_segments() -> dict[str, int]:
+    return SUPERVISOR.running()
+
+
+def node_facts() -> dict[str, Any]:
+    """What a node tells the controller about itself."""
+    import psutil
+
+    return {
+        "host": socket.gethostname(),
+        "cores": os.cpu_count() or 1,
+        "memory": int(psutil.virtual_memory().total),
+    }

@@ -1,0 +1,901 @@
+"""The store: the only code that speaks SQL, and the source of truth for every state.
+
+Every state change happens in one transaction and is checked against the model's tables
+first, so a crash leaves either the old state or the new one, never half of each. The
+dispatcher calls in with lists (all results of a tick, all dispatches of a tick) so a busy
+farm costs a few transactions per tick rather than a few per segment.
+
+SQLite runs in WAL mode, so readers (a progress bar, the API) never block the dispatcher.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, Row
+
+from qfarm.errors import NotFound
+from qfarm.model import (
+    ACTIVE_SEGMENT_STATES,
+    Attempt,
+    Batch,
+    BatchCounts,
+    BatchRequest,
+    BatchState,
+    Job,
+    JobState,
+    Node,
+    NodeState,
+    Segment,
+    SegmentKind,
+    SegmentPlan,
+    SegmentState,
+    batch_outcome,
+    check_transition,
+    job_outcome,
+)
+
+metadata = MetaData()
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("owner", String(200), nullable=False, default=""),
+    Column("priority", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("serialize", Boolean, nullable=False, default=False),
+    Column("submitted_at", Float, nullable=False),
+    Column("start_at", Float),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False, index=True),
+    Column("idx", Integer, nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("job_type", String(32), nullable=False),
+    Column("service", String(32), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("timeout", Float),
+    Column("depends_on", JSON, nullable=False),
+    Column("failed_nodes", JSON, nullable=False),
+    Column("error", Text, nullable=False, default=""),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+)
+
+segments = Table(
+    "segments",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("idx", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("spec", JSON, nullable=False),
+    Column("frames", Integer, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("node", String(200)),
+    Column("error", Text, nullable=False, default=""),
+    Column("progress", Float, nullable=False, default=0.0),
+    Index("ix_segments_job_state", "job_id", "state"),
+    Index("ix_segments_state_batch", "state", "batch_id"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("segment_id", Integer, ForeignKey("segments.id"), nullable=False, index=True),
+    Column("number", Integer, nullable=False),
+    Column("node", String(200), nullable=False),
+    Column("dispatched_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("ended_at", Float),
+    Column("last_progress_at", Float),
+    Column("exit_code", Integer),
+    Column("outcome", String(16)),
+    Column("error", Text, nullable=False, default=""),
+    Column("log_tail", Text, nullable=False, default=""),
+    Column("log_path", Text, nullable=False, default=""),
+    Column("pid", Integer),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("address", String(300), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("services", JSON, nullable=False),
+    Column("host", String(200), nullable=False, default=""),
+    Column("cores", Integer, nullable=False, default=0),
+    Column("memory", Integer, nullable=False, default=0),
+    Column("fingerprint", JSON, nullable=False),
+    Column("last_seen", Float),
+)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """A job after its job type validated and planned it: what the store needs to hold it."""
+
+    name: str
+    job_type: str
+    service: str
+    spec: dict[str, Any]
+    retries: int
+    timeout: float | None
+    depends_on: tuple[int, ...]  # indexes (0-based) of earlier jobs in the same batch
+    plans: Sequence[SegmentPlan]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A queued segment the dispatcher may hand to a node, with what it needs to do so."""
+
+    segment_id: int
+    job_id: int
+    batch_id: int
+    index: int
+    service: str
+    job_type: str
+    job_spec: dict[str, Any]
+    segment_spec: dict[str, Any]
+    timeout: float | None
+    attempts: int
+    failed_nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dispatch:
+    segment_id: int
+    node: str
+    at: float
+
+
+@dataclass(frozen=True)
+class Started:
+    segment_id: int
+    attempt: int
+    pid: int | None
+    at: float
+
+
+@dataclass(frozen=True)
+class Result:
+    """How an attempt ended, as the dispatcher reports it."""
+
+    segment_id: int
+    attempt: int
+    ok: bool
+    node: str
+    exit_code: int | None = None
+    error: str = ""
+    canceled: bool = False  # killed on purpose: the segment is canceled, no retry
+    lost: bool = False  # its node went away: requeued, not counted as an attempt
+    started_at: float | None = None
+    ended_at: float | None = None
+    pid: int | None = None
+    log_tail: str = ""
+    log_path: str = ""
+
+
+@dataclass(frozen=True)
+class Change:
+    """A state change the store made, for event streams and progress displays."""
+
+    kind: str  # batch, job, segment
+    id: int
+    state: str
+    batch_id: int
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    # ----------------------------------------------------------------- batches
+
+    def add_batch(self, request: BatchRequest, planned: Sequence[PlannedJob]) -> int:
+        """Store a validated batch with its jobs and segments, in one transaction."""
+        now = time.time()
+        state = BatchState.HELD if request.hold else BatchState.QUEUED
+        with self._tx() as conn:
+            batch_id = _insert(
+                conn,
+                batches.insert().values(
+                    name=request.name,
+                    owner=request.owner,
+                    priority=request.priority,
+                    state=state.value,
+                    serialize=request.serialize,
+                    submitted_at=now,
+                    start_at=request.start_at,
+                ),
+            )
+            job_ids: list[int] = []
+            for idx, job in enumerate(planned):
+                depends = [job_ids[i] for i in job.depends_on]
+                job_id = _insert(
+                    conn,
+                    jobs.insert().values(
+                        batch_id=batch_id,
+                        idx=idx,
+                        name=job.name or f"job {idx + 1}",
+                        job_type=job.job_type,
+                        service=job.service,
+                        state=(JobState.WAITING if depends else JobState.QUEUED).value,
+                        spec=job.spec,
+                        retries=job.retries,
+                        timeout=job.timeout,
+                        depends_on=depends,
+                        failed_nodes=[],
+                        error="",
+                    ),
+                )
+                job_ids.append(job_id)
+                conn.execute(
+                    segments.insert(),
+                    [
+                        {
+                            "job_id": job_id,
+                            "batch_id": batch_id,
+                            "idx": plan.index,
+                            "kind": plan.kind.value,
+                            "state": SegmentState.QUEUED.value,
+                            "label": plan.label,
+                            "spec": plan.spec,
+                            "frames": plan.frames,
+                            "attempts": 0,
+                            "error": "",
+                            "progress": 0.0,
+                        }
+                        for plan in job.plans
+                    ],
+                )
+        return batch_id
+
+    def batch(self, batch_id: int) -> Batch:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
+        if row is None:
+            raise NotFound(f"no batch {batch_id}")
+        return _batch(row)
+
+    def batches(self, states: Iterable[BatchState] | None = None) -> list[Batch]:
+        query = select(batches).order_by(batches.c.id)
+        if states is not None:
+            query = query.where(batches.c.state.in_([s.value for s in states]))
+        with self.engine.connect() as conn:
+            return [_batch(row) for row in conn.execute(query)]
+
+    def jobs(self, batch_id: int) -> list[Job]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs).where(jobs.c.batch_id == batch_id).order_by(jobs.c.idx)
+            )
+            return [_job(row) for row in rows]
+
+    def segments(
+        self, batch_id: int, states: Iterable[SegmentState] | None = None
+    ) -> list[Segment]:
+        query = (
+            select(segments)
+            .where(segments.c.batch_id == batch_id)
+            .order_by(segments.c.job_id, segments.c.idx)
+        )
+        if states is not None:
+            query = query.where(segments.c.state.in_([s.value for s in states]))
+        with self.engine.connect() as conn:
+            return [_segment(row) for row in conn.execute(query)]
+
+    def attempts(self, segment_id: int) -> list[Attempt]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(attempts)
+                .where(attempts.c.segment_id == segment_id)
+                .order_by(attempts.c.number)
+            )
+            return [_attempt(row) for row in rows]
+
+    def counts(self, batch_id: int) -> BatchCounts:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(segments.c.state, func.count())
+                .where(segments.c.batch_id == batch_id)
+                .group_by(segments.c.state)
+            ).all()
+        by_state = {SegmentState(state): int(n) for state, n in rows}
+        return BatchCounts(
+            total=sum(by_state.values()),
+            queued=by_state.get(SegmentState.QUEUED, 0),
+            dispatched=by_state.get(SegmentState.DISPATCHED, 0),
+            running=by_state.get(SegmentState.RUNNING, 0),
+            done=by_state.get(SegmentState.DONE, 0),
+            failed=by_state.get(SegmentState.FAILED, 0),
+            canceled=by_state.get(SegmentState.CANCELED, 0),
+        )
+
+    # -------------------------------------------------------------- dispatching
+
+    def candidates(
+        self,
+        free: dict[str, int],
+        now: float,
+        batch_ids: Iterable[int] | None = None,
+    ) -> list[Candidate]:
+        """Queued segments to dispatch next, at most ``free[service]`` of each service.
+
+        Order: batch priority (high first), then submission order, then job and segment
+        order. Held, paused and not-yet-started (start_at) batches and waiting jobs give
+        none. An assemble segment is given only once every work segment of its job is done.
+        """
+        wanted = {service: n for service, n in free.items() if n > 0}
+        if not wanted:
+            return []
+        query = (
+            select(
+                segments.c.id,
+                segments.c.job_id,
+                segments.c.batch_id,
+                segments.c.idx,
+                segments.c.kind,
+                segments.c.spec,
+                segments.c.attempts,
+                jobs.c.service,
+                jobs.c.job_type,
+                jobs.c.spec.label("job_spec"),
+                jobs.c.timeout,
+                jobs.c.failed_nodes,
+            )
+            .join(jobs, jobs.c.id == segments.c.job_id)
+            .join(batches, batches.c.id == segments.c.batch_id)
+            .where(segments.c.state == SegmentState.QUEUED.value)
+            .where(batches.c.state.in_([BatchState.QUEUED.value, BatchState.RUNNING.value]))
+            .where((batches.c.start_at.is_(None)) | (batches.c.start_at <= now))
+            .where(jobs.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+            .where(jobs.c.service.in_(list(wanted)))
+            .order_by(batches.c.priority.desc(), batches.c.id, jobs.c.idx, segments.c.idx)
+        )
+        if batch_ids is not None:
+            query = query.where(segments.c.batch_id.in_(list(batch_ids)))
+        # Enough rows to fill every service even when a few are skipped (assemble waits).
+        query = query.limit(sum(wanted.values()) * 4 + 16)
+        picked: list[Candidate] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                if wanted.get(row.service, 0) <= 0:
+                    continue
+                if row.kind == SegmentKind.ASSEMBLE.value and not _work_done(conn, row.job_id):
+                    continue
+                wanted[row.service] -= 1
+                picked.append(
+                    Candidate(
+                        segment_id=row.id,
+                        job_id=row.job_id,
+                        batch_id=row.batch_id,
+                        index=row.idx,
+                        service=row.service,
+                        job_type=row.job_type,
+                        job_spec=row.job_spec,
+                        segment_spec=row.spec,
+                        timeout=row.timeout,
+                        attempts=row.attempts,
+                        failed_nodes=tuple(row.failed_nodes or ()),
+                    )
+                )
+                if not any(wanted.values()):
+                    break
+        return picked
+
+    def mark_dispatched(self, dispatches: Sequence[Dispatch]) -> list[Change]:
+        """Segments handed to nodes: queued -> dispatched, a new attempt each."""
+        if not dispatches:
+            return []
+        changes: list[Change] = []
+        with self._tx() as conn:
+            rows = _segment_rows(conn, [d.segment_id for d in dispatches])
+            for d in dispatches:
+                row = rows[d.segment_id]
+                _move_segment(conn, row, SegmentState.DISPATCHED, changes, node=d.node)
+                conn.execute(
+                    update(segments)
+                    .where(segments.c.id == d.segment_id)
+                    .values(attempts=row.attempts + 1, error="", progress=0.0)
+                )
+            conn.execute(
+                attempts.insert(),
+                [
+                    {
+                        "segment_id": d.segment_id,
+                        "number": rows[d.segment_id].attempts + 1,
+                        "node": d.node,
+                        "dispatched_at": d.at,
+                        "error": "",
+                        "log_tail": "",
+                        "log_path": "",
+                    }
+                    for d in dispatches
+                ],
+            )
+            now = max(d.at for d in dispatches)
+            job_ids = {rows[d.segment_id].job_id for d in dispatches}
+            for job in conn.execute(select(jobs).where(jobs.c.id.in_(job_ids))):
+                if job.state == JobState.QUEUED.value:
+                    _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
+            batch_ids = {rows[d.segment_id].batch_id for d in dispatches}
+            for batch in conn.execute(select(batches).where(batches.c.id.in_(batch_ids))):
+                if batch.state == BatchState.QUEUED.value:
+                    _move_batch(conn, batch, BatchState.RUNNING, changes, started_at=now)
+        return changes
+
+    def mark_started(self, started: Sequence[Started]) -> list[Change]:
+        """Nodes reported their processes running. Late or stale reports are ignored."""
+        changes: list[Change] = []
+        if not started:
+            return changes
+        with self._tx() as conn:
+            rows = _segment_rows(conn, [s.segment_id for s in started])
+            for s in started:
+                row = rows.get(s.segment_id)
+                if row is None or row.attempts != s.attempt:
+                    continue
+                if row.state == SegmentState.DISPATCHED.value:
+                    _move_segment(conn, row, SegmentState.RUNNING, changes)
+                if row.state in (SegmentState.DISPATCHED.value, SegmentState.RUNNING.value):
+                    _update_attempt(conn, s.segment_id, s.attempt, pid=s.pid, started_at=s.at)
+        return changes
+
+    def record_progress(self, segment_id: int, attempt: int, fraction: float, at: float) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(segments)
+                .where(segments.c.id == segment_id)
+                .where(segments.c.attempts == attempt)
+                .values(progress=fraction)
+            )
+            _update_attempt(conn, segment_id, attempt, last_progress_at=at)
+
+    def record_results(self, results: Sequence[Result]) -> list[Change]:
+        """Attempts that ended: done, retried, failed, canceled or lost; jobs and batches
+        that end with them are ended in the same transaction.
+        """
+        changes: list[Change] = []
+        if not results:
+            return changes
+        with self._tx() as conn:
+            rows = _segment_rows(conn, [r.segment_id for r in results])
+            job_rows = {
+                row.id: row
+                for row in conn.execute(
+                    select(jobs).where(jobs.c.id.in_({row.job_id for row in rows.values()}))
+                )
+            }
+            failed_nodes: dict[int, set[str]] = defaultdict(set)
+            touched_jobs: set[int] = set()
+            for r in results:
+                row = rows.get(r.segment_id)
+                if row is None or row.attempts != r.attempt:
+                    continue  # a stale report about an attempt that was already settled
+                if row.state not in (SegmentState.DISPATCHED.value, SegmentState.RUNNING.value):
+                    continue
+                job = job_rows[row.job_id]
+                outcome = _attempt_outcome(r)
+                _update_attempt(
+                    conn,
+                    r.segment_id,
+                    r.attempt,
+                    ended_at=r.ended_at or time.time(),
+                    exit_code=r.exit_code,
+                    outcome=outcome,
+                    error=r.error,
+                    log_tail=r.log_tail,
+                    log_path=r.log_path,
+                    **({"started_at": r.started_at} if r.started_at else {}),
+                    **({"pid": r.pid} if r.pid else {}),
+                )
+                state = SegmentState(row.state)
+                if state is SegmentState.DISPATCHED and outcome in ("done", "failed"):
+                    state = _move_segment(conn, row, SegmentState.RUNNING, changes)
+                if outcome == "done":
+                    _move_segment(conn, row, SegmentState.DONE, changes, old=state, progress=1.0)
+                elif outcome == "canceled":
+                    _move_segment(
+                        conn, row, SegmentState.CANCELED, changes, old=state, error=r.error
+                    )
+                elif outcome == "lost":
+                    _move_segment(
+                        conn,
+                        row,
+                        SegmentState.QUEUED,
+                        changes,
+                        old=state,
+                        attempts=row.attempts - 1,
+                        error=r.error,
+                        progress=0.0,
+                    )
+                else:
+                    state = _move_segment(
+                        conn, row, SegmentState.FAILED, changes, old=state, error=r.error
+                    )
+                    failed_nodes[row.job_id].add(r.node)
+                    if row.attempts <= job.retries:
+                        _move_segment(conn, row, SegmentState.QUEUED, changes, old=state)
+                touched_jobs.add(row.job_id)
+            for job_id, names in failed_nodes.items():
+                known = set(job_rows[job_id].failed_nodes or ())
+                conn.execute(
+                    update(jobs)
+                    .where(jobs.c.id == job_id)
+                    .values(failed_nodes=sorted(known | names))
+                )
+            self._settle_jobs(conn, touched_jobs, changes)
+        return changes
+
+    def cancel_batch(self, batch_id: int, reason: str = "canceled") -> list[Segment]:
+        """Cancel a batch: queued segments and unstarted jobs now; returns the active segments,
+        which the dispatcher must kill; they are canceled when their attempts report back.
+        """
+        changes: list[Change] = []
+        with self._tx() as conn:
+            batch = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
+            if batch is None:
+                raise NotFound(f"no batch {batch_id}")
+            if BatchState(batch.state) in (BatchState.DONE, BatchState.CANCELED):
+                return []
+            if batch.state == BatchState.FAILED.value:
+                return []
+            queued = conn.execute(
+                select(segments)
+                .where(segments.c.batch_id == batch_id)
+                .where(segments.c.state == SegmentState.QUEUED.value)
+            ).all()
+            for row in queued:
+                _move_segment(conn, row, SegmentState.CANCELED, changes, error=reason)
+            for job in conn.execute(select(jobs).where(jobs.c.batch_id == batch_id)):
+                if job.state in (JobState.WAITING.value, JobState.QUEUED.value):
+                    _move_job(conn, job, JobState.CANCELED, changes, error=reason)
+            active = conn.execute(
+                select(segments)
+                .where(segments.c.batch_id == batch_id)
+                .where(segments.c.state.in_([s.value for s in ACTIVE_SEGMENT_STATES]))
+            ).all()
+            if not active:
+                job_ids = {
+                    row.id
+                    for row in conn.execute(select(jobs.c.id).where(jobs.c.batch_id == batch_id))
+                }
+                self._settle_jobs(conn, job_ids, changes)
+                batch = conn.execute(select(batches).where(batches.c.id == batch_id)).one()
+                if batch.state not in (
+                    s.value for s in (BatchState.DONE, BatchState.FAILED, BatchState.CANCELED)
+                ):
+                    _move_batch(conn, batch, BatchState.CANCELED, changes, finished_at=time.time())
+            return [_segment(row) for row in active]
+
+    def active_segments(self, batch_ids: Iterable[int] | None = None) -> list[Segment]:
+        query = select(segments).where(
+            segments.c.state.in_([s.value for s in ACTIVE_SEGMENT_STATES])
+        )
+        if batch_ids is not None:
+            query = query.where(segments.c.batch_id.in_(list(batch_ids)))
+        with self.engine.connect() as conn:
+            return [_segment(row) for row in conn.execute(query)]
+
+    def _settle_jobs(self, conn: Connection, job_ids: set[int], changes: list[Change]) -> None:
+        """End the jobs whose segments all ended, release or cancel their dependents, and
+        end the batches whose jobs all ended.
+        """
+        if not job_ids:
+            return
+        now = time.time()
+        batch_ids: set[int] = set()
+        for job in conn.execute(select(jobs).where(jobs.c.id.in_(job_ids))).all():
+            batch_ids.add(job.batch_id)
+            states = [
+                SegmentState(state)
+                for state in conn.execute(
+                    select(segments.c.state).where(segments.c.job_id == job.id).distinct()
+                ).scalars()
+            ]
+            outcome = job_outcome(states, has_assemble=False)
+            if outcome is None or job.state == outcome.value:
+                continue
+            if JobState(job.state) in (JobState.WAITING, JobState.QUEUED) and (
+                outcome is not JobState.CANCELED
+            ):
+                _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
+                job = conn.execute(select(jobs).where(jobs.c.id == job.id)).one()
+            _move_job(conn, job, outcome, changes, finished_at=now)
+        # Dependents: released when everything they wait for is done, canceled otherwise.
+        for batch_id in batch_ids:
+            all_jobs = conn.execute(select(jobs).where(jobs.c.batch_id == batch_id)).all()
+            state_of = {job.id: JobState(job.state) for job in all_jobs}
+            names = {job.id: job.name for job in all_jobs}
+            for job in all_jobs:
+                if job.state != JobState.WAITING.value:
+                    continue
+                deps = list(job.depends_on or ())
+                bad = [d for d in deps if state_of[d] in (JobState.FAILED, JobState.CANCELED)]
+                if bad:
+                    reason = f"{names[bad[0]]} {state_of[bad[0]].value}"
+                    for seg in conn.execute(
+                        select(segments).where(segments.c.job_id == job.id)
+                    ).all():
+                        _move_segment(conn, seg, SegmentState.CANCELED, changes, error=reason)
+                    _move_job(conn, job, JobState.CANCELED, changes, error=reason, finished_at=now)
+                    state_of[job.id] = JobState.CANCELED
+                elif all(state_of[d] is JobState.DONE for d in deps):
+                    _move_job(conn, job, JobState.QUEUED, changes)
+                    state_of[job.id] = JobState.QUEUED
+            outcome_b = batch_outcome(list(state_of.values()))
+            if outcome_b is None:
+                continue
+            batch = conn.execute(select(batches).where(batches.c.id == batch_id)).one()
+            if batch.state != outcome_b.value and BatchState(batch.state) not in (
+                BatchState.DONE,
+                BatchState.FAILED,
+                BatchState.CANCELED,
+            ):
+                _move_batch(conn, batch, outcome_b, changes, finished_at=now)
+
+    # -------------------------------------------------------------------- nodes
+
+    def upsert_node(self, node: Node) -> None:
+        values = {
+            "address": node.address,
+            "services": node.services,
+            "host": node.host,
+            "cores": node.cores,
+            "memory": node.memory,
+            "fingerprint": node.fingerprint,
+            "last_seen": node.last_seen,
+        }
+        with self._tx() as conn:
+            row = conn.execute(select(nodes).where(nodes.c.name == node.name)).first()
+            if row is None:
+                conn.execute(
+                    nodes.insert().values(name=node.name, state=node.state.value, **values)
+                )
+                return
+            state = NodeState(row.state)
+            # A node that comes back keeps being disabled if it was drained.
+            if state is NodeState.OFFLINE and node.state is NodeState.ONLINE:
+                check_transition(f"node {node.name}", state, NodeState.ONLINE)
+                values["state"] = NodeState.ONLINE.value
+            conn.execute(update(nodes).where(nodes.c.name == node.name).values(**values))
+
+    def set_node_state(self, name: str, new: NodeState) -> None:
+        with self._tx() as conn:
+            row = conn.execute(select(nodes).where(nodes.c.name == name)).first()
+            if row is None:
+                raise NotFound(f"no node {name}")
+            if row.state == new.value:
+                return
+            check_transition(f"{name}", NodeState(row.state), new)
+            conn.execute(update(nodes).where(nodes.c.name == name).values(state=new.value))
+
+    def nodes(self) -> list[Node]:
+        with self.engine.connect() as conn:
+            return [_node(row) for row in conn.execute(select(nodes).order_by(nodes.c.name))]
+
+
+# --------------------------------------------------------------------- helpers
+
+
+def _insert(conn: Connection, statement: Any) -> int:
+    key = conn.execute(statement).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _work_done(conn: Connection, job_id: int) -> bool:
+    pending = conn.execute(
+        select(func.count())
+        .select_from(segments)
+        .where(segments.c.job_id == job_id)
+        .where(segments.c.kind == SegmentKind.WORK.value)
+        .where(segments.c.state != SegmentState.DONE.value)
+    ).scalar_one()
+    return int(pending) == 0
+
+
+def _segment_rows(conn: Connection, ids: Sequence[int]) -> dict[int, Row[Any]]:
+    rows: dict[int, Row[Any]] = {}
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        for row in conn.execute(select(segments).where(segments.c.id.in_(chunk))):
+            rows[row.id] = row
+    return rows
+
+
+def _attempt_outcome(r: Result) -> str:
+    if r.lost:
+        return "lost"
+    if r.canceled:
+        return "canceled"
+    return "done" if r.ok else "failed"
+
+
+def _move_segment(
+    conn: Connection,
+    row: Row[Any],
+    new: SegmentState,
+    changes: list[Change],
+    *,
+    old: SegmentState | None = None,
+    **values: Any,
+) -> SegmentState:
+    """Move a segment to ``new``, checked by the model. ``old`` overrides the row's state when
+    the segment already moved earlier in the same transaction. Returns ``new``.
+    """
+    current = SegmentState(row.state) if old is None else old
+    check_transition(f"segment {row.id}", current, new)
+    conn.execute(update(segments).where(segments.c.id == row.id).values(state=new.value, **values))
+    changes.append(Change("segment", row.id, new.value, row.batch_id))
+    return new
+
+
+def _move_job(
+    conn: Connection, row: Row[Any], new: JobState, changes: list[Change], **values: Any
+) -> None:
+    check_transition(f"job {row.id}", JobState(row.state), new)
+    conn.execute(update(jobs).where(jobs.c.id == row.id).values(state=new.value, **values))
+    changes.append(Change("job", row.id, new.value, row.batch_id))
+
+
+def _move_batch(
+    conn: Connection, row: Row[Any], new: BatchState, changes: list[Change], **values: Any
+) -> None:
+    check_transition(f"batch {row.id}", BatchState(row.state), new)
+    conn.execute(update(batches).where(batches.c.id == row.id).values(state=new.value, **values))
+    changes.append(Change("batch", row.id, new.value, row.id))
+
+
+def _update_attempt(conn: Connection, segment_id: int, number: int, **values: Any) -> None:
+    conn.execute(
+        update(attempts)
+        .where(attempts.c.segment_id == segment_id)
+        .where(attempts.c.number == number)
+        .values(**values)
+    )
+
+
+def _batch(row: Row[Any]) -> Batch:
+    return Batch(
+        id=row.id,
+        name=row.name,
+        owner=row.owner,
+        priority=row.priority,
+        state=BatchState(row.state),
+        submitted_at=row.submitted_at,
+        start_at=row.start_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        serialize=bool(row.serialize),
+    )
+
+
+def _job(row: Row[Any]) -> Job:
+    return Job(
+        id=row.id,
+        batch_id=row.batch_id,
+        index=row.idx,
+        name=row.name,
+        job_type=row.job_type,
+        service=row.service,
+        state=JobState(row.state),
+        spec=row.spec,
+        retries=row.retries,
+        timeout=row.timeout,
+        depends_on=tuple(row.depends_on or ()),
+        error=row.error,
+        failed_nodes=tuple(row.failed_nodes or ()),
+    )
+
+
+def _segment(row: Row[Any]) -> Segment:
+    return Segment(
+        id=row.id,
+        job_id=row.job_id,
+        batch_id=row.batch_id,
+        index=row.idx,
+        kind=SegmentKind(row.kind),
+        state=SegmentState(row.state),
+        label=row.label,
+        spec=row.spec,
+        frames=row.frames,
+        attempts=row.attempts,
+        node=row.node,
+        error=row.error,
+        progress=row.progress,
+    )
+
+
+def _attempt(row: Row[Any]) -> Attempt:
+    return Attempt(
+        segment_id=row.segment_id,
+        number=row.number,
+        node=row.node,
+        dispatched_at=row.dispatched_at,
+        started_at=row.started_at,
+        ended_at=row.ended_at,
+        exit_code=row.exit_code,
+        outcome=row.outcome,
+        error=row.error,
+        log_tail=row.log_tail,
+        log_path=row.log_path,
+        pid=row.pid,
+        last_progress_at=row.last_progress_at,
+    )
+
+
+def _node(row: Row[Any]) -> Node:
+    return Node(
+        name=row.name,
+        address=row.address,
+        state=NodeState(row.state),
+        services=dict(row.services or {}),
+        host=row.host,
+        cores=row.cores,
+        memory=row.memory,
+        fingerprint=dict(row.fingerprint or {}),
+        last_seen=row.last_seen,
+    )

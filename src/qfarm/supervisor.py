@@ -1,0 +1,148 @@
+"""Process supervision on a service node: start, watch, time out and kill segment processes.
+
+Every process starts in a new session, so it leads its own process group and a kill reaches
+the whole tree it spawned (``sh -c`` and whatever that started), not only the direct child.
+The supervisor keeps the running groups by segment key, which is how a cancel from the
+controller finds them; it runs inside the Dask worker process, so the key table is per node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# How long a process group gets between SIGTERM and SIGKILL.
+KILL_GRACE_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ProcessResult:
+    exit_code: int
+    timed_out: bool = False
+    killed: bool = False  # ended by a cancel
+    error: str = ""  # the process could not start
+
+
+class Supervisor:
+    """Runs processes in their own groups and can end them by segment key."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[str, subprocess.Popen[bytes]] = {}
+        self._killed: set[str] = set()
+
+    def run(
+        self,
+        key: str,
+        argv: Sequence[str],
+        *,
+        cwd: str | None,
+        env: Mapping[str, str] | None,
+        log_path: Path,
+        timeout: float | None,
+        on_start: Callable[[int], None] | None = None,
+    ) -> ProcessResult:
+        """Run ``argv`` to the end, appending its stdout and stderr to ``log_path``."""
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        with self._lock:
+            if key in self._killed:
+                return ProcessResult(exit_code=-signal.SIGKILL, killed=True)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as log:
+            try:
+                proc = subprocess.Popen(
+                    list(argv),
+                    cwd=cwd,
+                    env=full_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            except FileNotFoundError:
+                return ProcessResult(exit_code=127, error=f"command not found: {argv[0]}")
+            except PermissionError:
+                return ProcessResult(exit_code=126, error=f"command not executable: {argv[0]}")
+            except OSError as exc:
+                return ProcessResult(exit_code=126, error=f"cannot start {argv[0]}: {exc}")
+            with self._lock:
+                self._running[key] = proc
+            try:
+                if on_start is not None:
+                    on_start(proc.pid)
+                try:
+                    code = proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    self._end_group(proc)
+                    return ProcessResult(exit_code=proc.wait(), timed_out=True)
+            finally:
+                with self._lock:
+                    self._running.pop(key, None)
+                # Whatever the leader did, leave nothing of its group behind.
+                _signal_group(proc.pid, signal.SIGKILL)
+        with self._lock:
+            killed = key in self._killed
+        return ProcessResult(exit_code=code, killed=killed)
+
+    def kill(self, key: str) -> bool:
+        """End the process group running for ``key``; later runs for it are refused.
+
+        Returns whether a process was running.
+        """
+        with self._lock:
+            self._killed.add(key)
+            proc = self._running.get(key)
+        if proc is None:
+            return False
+        self._end_group(proc)
+        return True
+
+    def forget(self, key: str) -> None:
+        """Drop the record that ``key`` was killed, once its segment has reported."""
+        with self._lock:
+            self._killed.discard(key)
+
+    def kill_all(self) -> int:
+        """End every running group (the worker is going away). Returns how many."""
+        with self._lock:
+            keys = list(self._running)
+        return sum(self.kill(key) for key in keys)
+
+    def running(self) -> dict[str, int]:
+        """Segment key -> pid of its process group leader."""
+        with self._lock:
+            return {key: proc.pid for key, proc in self._running.items()}
+
+    @staticmethod
+    def _end_group(proc: subprocess.Popen[bytes]) -> None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE_SECONDS
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        _signal_group(proc.pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+# One per process: the Dask worker process that runs segments.
+SUPERVISOR = Supervisor()

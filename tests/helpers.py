@@ -1,0 +1,50 @@
+"""Helpers for tests that start real clusters: an embedded controller and condition waits."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from qfarm.controller import Controller
+from qfarm.engine import NodeSpec
+from qfarm.store import Store
+
+
+@contextlib.asynccontextmanager
+async def embedded(data_dir: Path, nodes: int = 2, instances: int = 2) -> AsyncIterator[Controller]:
+    """A controller with its own scheduler and ``nodes`` worker processes, always closed."""
+    store = Store(f"sqlite:///{data_dir / 'qfarm.db'}")
+    specs = [NodeSpec(f"node-{i + 1}", {"command": instances}) for i in range(nodes)]
+    controller = await Controller.embedded(store, data_dir, specs)
+    try:
+        yield controller
+    finally:
+        await controller.close()
+        store.close()
+
+
+async def wait_until(
+    condition: Callable[[], bool | Awaitable[bool]], timeout: float = 30.0, what: str = ""
+) -> None:
+    """Poll ``condition`` until it holds; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        await asyncio.sleep(0.05)
+
+
+def wait_until_sync(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
+        time.sleep(0.05)

@@ -1,0 +1,167 @@
+"""The ``qfarm`` command as users run it: a real process, a real embedded cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qfarm import __version__
+from tests.helpers import wait_until_sync
+
+QFARM = [sys.executable, "-m", "qfarm"]
+
+
+def qfarm(
+    *args: str, data_dir: Path, cwd: Path | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "QFARM_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    return subprocess.run(
+        [*QFARM, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+def test_version(tmp_path: Path) -> None:
+    result = qfarm("--version", data_dir=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"qfarm {__version__}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"]])
+def test_help_has_examples(tmp_path: Path, args: list[str]) -> None:
+    result = qfarm(*args, data_dir=tmp_path)
+    assert result.returncode == 0
+    assert "qfarm run --frames" in result.stdout
+
+
+def test_run_quick_start_succeeds(tmp_path: Path) -> None:
+    result = qfarm(
+        "run",
+        "--frames",
+        "1-100",
+        "--segment-size",
+        "10",
+        "--",
+        "sh",
+        "-c",
+        "echo rendering {start}-{end}",
+        data_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "10 done, 0 failed, 0 canceled of 10" in result.stderr
+    assert "10/10" in result.stderr  # the progress bar's last state
+
+
+def test_run_json_reports_the_outcome(tmp_path: Path) -> None:
+    result = qfarm(
+        "run", "--json", "--frames", "1-4", "--", "true", data_dir=tmp_path, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["state"] == "done"
+    assert report["segments"] == {"total": 4, "done": 4, "failed": 0, "canceled": 0}
+    assert report["failed"] == []
+
+
+def test_run_failure_names_segment_node_and_log_tail(tmp_path: Path) -> None:
+    result = qfarm(
+        "run",
+        "--frames",
+        "1-3",
+        "--retries",
+        "1",
+        "--",
+        "sh",
+        "-c",
+        "echo checking frame {frame}; [ {frame} -ne 2 ] || {{ echo frame 2 is broken; exit 7; }}",
+        data_dir=tmp_path,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "segment 2 (frames 2) failed on local-" in result.stderr
+    assert "after 2 attempt(s): command sh exited with code 7" in result.stderr
+    assert "frame 2 is broken" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--frames", "1-x", "--", "true"], "malformed frame range '1-x'"),
+        (["--frames", "1-4", "--", "echo", "{colour}"], "unknown placeholder {colour}"),
+        (["--each", "nothing/*.mov", "--", "echo", "{input}"], "matches no file"),
+        (["--frames", "1-4"], "no command given"),
+        (["--frames", "1-4", "--segment-size", "0", "--", "true"], "--segment-size must be"),
+        (["--priority", "urgent", "--", "true"], "priority 'urgent'"),
+        (["--env", "NOEQUALS", "--", "true"], "--env 'NOEQUALS' is not NAME=VALUE"),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(tmp_path: Path, args: list[str], message: str) -> None:
+    result = qfarm("run", *args, data_dir=tmp_path, cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("qfarm: error:")
+    assert message in lines[0]
+    assert not (tmp_path / "qfarm.db").exists(), "a bad job must not reach the store"
+
+
+def test_interrupt_cancels_the_batch_and_ends_its_processes(tmp_path: Path) -> None:
+    env = {**os.environ, "QFARM_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [
+            *QFARM,
+            "run",
+            "-q",
+            "--frames",
+            "1-2",
+            "--",
+            "sh",
+            "-c",
+            "echo $$ > {start}.pid; sleep 300",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until_sync(
+            lambda: all(
+                (tmp_path / f"{i}.pid").exists() and (tmp_path / f"{i}.pid").read_text()
+                for i in (1, 2)
+            ),
+            timeout=60,
+            what="both segments to start",
+        )
+        pids = [int((tmp_path / f"{i}.pid").read_text()) for i in (1, 2)]
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    for pid in pids:
+        assert not os.path.exists(f"/proc/{pid}") or "Z" in _state(pid)
+    with sqlite3.connect(tmp_path / "qfarm.db") as db:
+        [(state,)] = db.execute("select state from batches").fetchall()
+    assert state == "canceled"
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except FileNotFoundError:
+        return "Z"
