@@ -27,10 +27,15 @@ from typing import Any
 
 from qfarm.engine import Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.model import Node, NodeState
-from qfarm.store import Candidate, Change, Dispatch, Result, Started, Store
+from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
 NODE_REFRESH_SECONDS = 1.0
 IDLE_TICK_SECONDS = 0.5
+# Ticks are at least this far apart, and at least as far apart as the last tick took, so
+# on a busy farm reports are recorded in batches rather than a transaction per segment, and
+# the dispatcher leaves at least half the event loop to the engine it shares it with.
+MIN_TICK_SECONDS = 0.005
+MAX_TICK_PAUSE_SECONDS = 0.05
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +98,15 @@ class Dispatcher:
         """Tick until :meth:`stop`."""
         await self.refresh_nodes()
         while not self._stopping:
+            began = time.monotonic()
             await self.tick()
+            took = time.monotonic() - began
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.engine.wakeup.wait(), IDLE_TICK_SECONDS)
+            pause = min(max(MIN_TICK_SECONDS, took), MAX_TICK_PAUSE_SECONDS)
+            rest = pause - (time.monotonic() - began - took)
+            if rest > 0:
+                await asyncio.sleep(rest)
 
     async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
         """Cancel queued work at once and kill what runs; kills report back as canceled."""
@@ -116,23 +127,22 @@ class Dispatcher:
     async def tick(self) -> None:
         self.engine.wakeup.clear()
         changes: list[Change] = []
-        changes += self._record_reports()
+        changes += await self._record_reports()
         if time.monotonic() - self._last_refresh >= NODE_REFRESH_SECONDS:
             await self.refresh_nodes()
         changes += self._dispatch()
         if changes and self.on_changes is not None:
             self.on_changes(changes)
 
-    def _record_reports(self) -> list[Change]:
+    async def _record_reports(self) -> list[Change]:
+        ends = await self.engine.collect()
+        # Events after ends: a start report that was sent before its task ended is here too.
         events: list[TaskEvent] = []
         while not self.engine.events.empty():
             events.append(self.engine.events.get_nowait())
-        ends: list[TaskEnd] = []
-        while not self.engine.ends.empty():
-            ends.append(self.engine.ends.get_nowait())
 
         started: list[Started] = []
-        progress: dict[str, TaskEvent] = {}
+        progress: dict[str, Progress] = {}  # the latest report of each attempt is enough
         for ev in events:
             flight = self.in_flight.get(ev.key)
             if flight is None:
@@ -140,11 +150,7 @@ class Dispatcher:
             if ev.kind == "started":
                 started.append(Started(flight.segment_id, flight.attempt, ev.pid, ev.at))
             elif ev.kind == "progress":
-                progress[ev.key] = ev
-        changes = self.store.mark_started(started)
-        for key, ev in progress.items():
-            flight = self.in_flight[key]
-            self.store.record_progress(flight.segment_id, flight.attempt, ev.fraction, ev.at)
+                progress[ev.key] = Progress(flight.segment_id, flight.attempt, ev.fraction, ev.at)
 
         results: list[Result] = []
         for end in ends:
@@ -154,8 +160,7 @@ class Dispatcher:
             self.busy[flight.node][flight.service] -= 1
             results.append(self._result(flight, end))
             self.killing.discard(end.key)
-        changes += self.store.record_results(results)
-        return changes
+        return self.store.record_reports(started, list(progress.values()), results)
 
     def _result(self, flight: InFlight, end: TaskEnd) -> Result:
         if end.result is None:
@@ -238,28 +243,25 @@ class Dispatcher:
             by_service.update(services)
         if not by_service:
             return []
-        candidates = self.store.candidates(dict(by_service), time.time(), self.batch_ids)
-        picked: list[tuple[Candidate, str]] = []
-        for cand in candidates:
+
+        def choose(cand: Candidate) -> str | None:
             name = self._pick_node(cand, free)
-            if name is None:
-                continue
-            free[name][cand.service] -= 1
-            picked.append((cand, name))
-        if not picked:
-            return []
-        now = time.time()
-        changes = self.store.mark_dispatched([Dispatch(c.segment_id, n, now) for c, n in picked])
+            if name is not None:
+                free[name][cand.service] -= 1
+            return name
+
+        picked, changes = self.store.dispatch(dict(by_service), time.time(), self.batch_ids, choose)
+        tasks = []
         for cand, name in picked:
             node = self.nodes[name]
             attempt = cand.attempts + 1
             key = f"qfarm-b{cand.batch_id}-s{cand.segment_id}-a{attempt}"
-            payload = self._payload(cand, key, attempt)
             self.in_flight[key] = InFlight(
                 key, cand.segment_id, cand.batch_id, attempt, name, node.address, cand.service
             )
             self.busy[name][cand.service] += 1
-            self.engine.submit(payload, node.address, cand.service)
+            tasks.append((self._payload(cand, key, attempt), node.address, cand.service))
+        self.engine.submit(tasks)
         self.dispatched_total += len(picked)
         return changes
 

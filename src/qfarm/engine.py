@@ -6,8 +6,9 @@ submits it only when that node has a free instance (see docs/architecture.md, de
 each task is pinned to one worker, restricted to its service's resource, and never retried by
 Dask. A node is a Dask worker under a nanny whose ``resources`` are its service instances.
 
-Segment processes report their start and progress as Dask events on one topic; results come
-back as task results. Both arrive in asyncio queues that the dispatcher drains once per tick.
+Segment processes report their start and progress as Dask events on one topic, which arrive
+in an asyncio queue; results come back as task results, fetched together for every task that
+finished since the last tick. The dispatcher takes both once per tick.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from qfarm import node as node_side
 
 EVENT_TOPIC = "qfarm-segment"
 PROGRESS_INTERVAL = 0.5  # seconds between progress events from one segment
+# How long a finished task's "ended" event may lag its completion before its result is
+# fetched from the scheduler instead.
+RESULT_GRACE_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,9 @@ def _run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
         )
 
     def on_progress(fraction: float) -> None:
+        # The end of a segment reaches the controller as its result; no report needed.
         now = time.monotonic()
-        if now - last_progress[0] < PROGRESS_INTERVAL and fraction < 1.0:
+        if fraction >= 1.0 or now - last_progress[0] < PROGRESS_INTERVAL:
             return
         last_progress[0] = now
         worker.log_event(
@@ -97,7 +102,11 @@ def _run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
             {"key": key, "kind": "progress", "fraction": fraction, "at": time.time()},
         )
 
-    return node_side.run_segment(payload, on_start, on_progress, node_name=str(worker.name))
+    result = node_side.run_segment(payload, on_start, on_progress, node_name=str(worker.name))
+    # The result travels as an event too: it reaches the controller with the start and
+    # progress reports, with no request per task. The task's own result is the fallback.
+    worker.log_event(EVENT_TOPIC, {"key": key, "kind": "ended", "result": result})
+    return result
 
 
 def _kill_on_node(key: str) -> bool:
@@ -112,17 +121,26 @@ def _facts_of_node() -> dict[str, Any]:
     return node_side.node_facts()
 
 
+async def _why(future: Any) -> str:
+    try:
+        exc = await future.exception()
+    except Exception as err:
+        return f"{type(err).__name__}: {err}"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Engine:
     """A connection to a Dask scheduler, and the local cluster parts it started, if any."""
 
     def __init__(self, client: Any, owned: Sequence[Any] = ()) -> None:
         self.client: Any = client
         self._owned = list(owned)  # scheduler and nannies we started, closed with us
-        self.ends: asyncio.Queue[TaskEnd] = asyncio.Queue()
         self.events: asyncio.Queue[TaskEvent] = asyncio.Queue()
         self.wakeup = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._futures: dict[str, Any] = {}
-        self._watchers: set[asyncio.Task[None]] = set()
+        self._finished: list[tuple[float, Any]] = []  # (when, future) done in the engine
+        self._ended: dict[str, dict[str, Any]] = {}  # key -> result, from "ended" events
         self._facts: dict[str, dict[str, Any]] = {}
         client.subscribe_topic(EVENT_TOPIC, self._on_event)
 
@@ -169,8 +187,6 @@ class Engine:
         return str(self.client.scheduler.address)
 
     async def close(self) -> None:
-        for task in list(self._watchers):
-            task.cancel()
         with contextlib.suppress(Exception):
             await self.client.close()
         for part in reversed(self._owned):
@@ -197,43 +213,96 @@ class Engine:
             )
         return found
 
-    def submit(self, payload: dict[str, Any], address: str, service: str) -> None:
-        """Run one segment attempt on the worker at ``address``, using one ``service`` instance.
+    def submit(self, tasks: Sequence[tuple[dict[str, Any], str, str]]) -> None:
+        """Run segment attempts: each ``(payload, address, service)`` on the worker at
+        ``address``, using one ``service`` instance. Their ends are returned by
+        :meth:`collect` once they finish.
 
-        Its end arrives in :attr:`ends`.
+        Tasks for one node and service go to the scheduler as one graph, so a tick that
+        dispatches many segments costs one message per node.
         """
-        key = payload["key"]
-        future = self.client.submit(
-            _run_on_node,
-            payload,
-            key=key,
-            workers=[address],
-            allow_other_workers=False,
-            resources={service: 1},
-            pure=False,
-            retries=0,
-        )
-        self._futures[key] = future
-        watcher = asyncio.create_task(self._watch(key, future))
-        self._watchers.add(watcher)
-        watcher.add_done_callback(self._watchers.discard)
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for payload, address, service in tasks:
+            groups.setdefault((address, service), []).append(payload)
+        for (address, service), payloads in groups.items():
+            futures = self.client.map(
+                _run_on_node,
+                payloads,
+                key=[p["key"] for p in payloads],
+                workers=[address],
+                allow_other_workers=False,
+                resources={service: 1},
+                pure=False,
+                retries=0,
+            )
+            for payload, future in zip(payloads, futures, strict=True):
+                self._futures[payload["key"]] = future
+                future.add_done_callback(self._done_in_thread)
 
-    async def _watch(self, key: str, future: Any) -> None:
-        try:
-            result = await future
-            end = TaskEnd(key, result)
-        except asyncio.CancelledError:
-            if self._futures.get(key) is future:
-                raise  # the engine is closing, not the task
-            end = TaskEnd(key, None, lost=True, error="withdrawn")
-        except Exception as exc:  # KilledWorker, a comm failure: the node went away
-            end = TaskEnd(key, None, lost=True, error=f"{type(exc).__name__}: {exc}")
-        self._futures.pop(key, None)
-        self.ends.put_nowait(end)
-        self.wakeup.set()
+    def _done_in_thread(self, future: Any) -> None:
+        # Dask runs done-callbacks in a thread of its own; hand over to the event loop.
+        with contextlib.suppress(RuntimeError):  # the loop closed while we shut down
+            self._loop.call_soon_threadsafe(self._done, future)
+
+    def _is_current(self, future: Any) -> bool:
+        return bool(self._futures.get(future.key) is future)
+
+    def _done(self, future: Any) -> None:
+        if self._is_current(future):
+            self._finished.append((time.monotonic(), future))
+            self.wakeup.set()
+
+    async def collect(self) -> list[TaskEnd]:
+        """The ends of every task that ended since the last call.
+
+        Normally an end arrives as the task's "ended" event. A task that finished without
+        one reaching us within :data:`RESULT_GRACE_SECONDS` has its result fetched from the
+        scheduler instead; one that failed or was canceled in the engine is reported lost.
+        """
+        ends: list[TaskEnd] = []
+        released: list[Any] = []
+        for key, result in self._ended.items():
+            reported = self._futures.pop(key, None)
+            if reported is not None:
+                ends.append(TaskEnd(key, result))
+                released.append(reported)
+        self._ended.clear()
+
+        now = time.monotonic()
+        waiting: list[tuple[float, Any]] = []
+        fetch: list[Any] = []
+        for done_at, future in self._finished:
+            if not self._is_current(future):
+                continue  # its end was already reported
+            if future.status == "finished" and now - done_at < RESULT_GRACE_SECONDS:
+                waiting.append((done_at, future))
+                continue
+            self._futures.pop(future.key, None)
+            released.append(future)
+            if future.status == "finished":
+                fetch.append(future)
+            elif future.status == "cancelled":
+                ends.append(TaskEnd(future.key, None, lost=True, error="withdrawn"))
+            else:  # KilledWorker, a comm failure: the node went away under it
+                ends.append(TaskEnd(future.key, None, lost=True, error=await _why(future)))
+        self._finished = waiting
+        for future in fetch:
+            try:
+                result = await future
+            except Exception as exc:
+                ends.append(TaskEnd(future.key, None, lost=True, error=repr(exc)))
+            else:
+                ends.append(TaskEnd(future.key, result))
+        for future in released:
+            future.release()
+        return ends
 
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
         _, msg = event
+        if msg["kind"] == "ended":
+            self._ended[msg["key"]] = msg["result"]
+            self.wakeup.set()
+            return
         self.events.put_nowait(
             TaskEvent(
                 key=msg["key"],
@@ -258,9 +327,9 @@ class Engine:
 
     async def withdraw(self, key: str) -> None:
         """Cancel a task that has not reported back (its node is gone, or it never started)."""
-        future = self._futures.pop(key, None)
+        future = self._futures.get(key)
         if future is not None:
-            # Its watcher sees the cancellation and reports the task as lost.
+            # Its done-callback fires and :meth:`collect` reports the task as lost.
             with contextlib.suppress(Exception):
                 await future.cancel()
 

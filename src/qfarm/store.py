@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -30,13 +30,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
     select,
     update,
 )
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Engine
 
 from qfarm.errors import NotFound
 from qfarm.model import (
@@ -58,6 +59,9 @@ from qfarm.model import (
     check_transition,
     job_outcome,
 )
+
+# A result row; SQLAlchemy's typed rows add nothing where columns are picked per query.
+_Row = Any
 
 metadata = MetaData()
 
@@ -112,7 +116,7 @@ segments = Table(
     Column("node", String(200)),
     Column("error", Text, nullable=False, default=""),
     Column("progress", Float, nullable=False, default=0.0),
-    Index("ix_segments_job_state", "job_id", "state"),
+    Index("ix_segments_job_state_idx", "job_id", "state", "idx"),
     Index("ix_segments_state_batch", "state", "batch_id"),
 )
 
@@ -193,6 +197,14 @@ class Started:
     segment_id: int
     attempt: int
     pid: int | None
+    at: float
+
+
+@dataclass(frozen=True)
+class Progress:
+    segment_id: int
+    attempt: int
+    fraction: float
     at: float
 
 
@@ -374,210 +386,133 @@ class Store:
 
     # -------------------------------------------------------------- dispatching
 
-    def candidates(
+    def dispatch(
         self,
         free: dict[str, int],
         now: float,
-        batch_ids: Iterable[int] | None = None,
-    ) -> list[Candidate]:
-        """Queued segments to dispatch next, at most ``free[service]`` of each service.
+        batch_ids: Iterable[int] | None,
+        choose: Callable[[Candidate], str | None],
+    ) -> tuple[list[tuple[Candidate, str]], list[Change]]:
+        """Pick queued segments for free instances and record their dispatch, in one
+        transaction.
 
-        Order: batch priority (high first), then submission order, then job and segment
-        order. Held, paused and not-yet-started (start_at) batches and waiting jobs give
-        none. An assemble segment is given only once every work segment of its job is done.
+        ``free`` is how many instances of each service are free in all; ``choose`` names the
+        node for a candidate, or None to leave it queued this time. Order: batch priority
+        (high first), then submission order, then job and segment order. Held, paused and
+        not-yet-started (start_at) batches and waiting jobs give none. An assemble segment is
+        given only once every work segment of its job is done.
         """
         wanted = {service: n for service, n in free.items() if n > 0}
         if not wanted:
-            return []
-        query = (
-            select(
-                segments.c.id,
-                segments.c.job_id,
-                segments.c.batch_id,
-                segments.c.idx,
-                segments.c.kind,
-                segments.c.spec,
-                segments.c.attempts,
-                jobs.c.service,
-                jobs.c.job_type,
-                jobs.c.spec.label("job_spec"),
-                jobs.c.timeout,
-                jobs.c.failed_nodes,
-            )
-            .join(jobs, jobs.c.id == segments.c.job_id)
-            .join(batches, batches.c.id == segments.c.batch_id)
-            .where(segments.c.state == SegmentState.QUEUED.value)
-            .where(batches.c.state.in_([BatchState.QUEUED.value, BatchState.RUNNING.value]))
-            .where((batches.c.start_at.is_(None)) | (batches.c.start_at <= now))
-            .where(jobs.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
-            .where(jobs.c.service.in_(list(wanted)))
-            .order_by(batches.c.priority.desc(), batches.c.id, jobs.c.idx, segments.c.idx)
-        )
-        if batch_ids is not None:
-            query = query.where(segments.c.batch_id.in_(list(batch_ids)))
-        # Enough rows to fill every service even when a few are skipped (assemble waits).
-        query = query.limit(sum(wanted.values()) * 4 + 16)
-        picked: list[Candidate] = []
-        with self.engine.connect() as conn:
-            for row in conn.execute(query):
-                if wanted.get(row.service, 0) <= 0:
+            return [], []
+        picked: list[tuple[Candidate, str]] = []
+        with self._tx() as conn:
+            for cand in _candidates(conn, wanted, now, batch_ids):
+                node = choose(cand)
+                if node is None:
                     continue
-                if row.kind == SegmentKind.ASSEMBLE.value and not _work_done(conn, row.job_id):
-                    continue
-                wanted[row.service] -= 1
-                picked.append(
-                    Candidate(
-                        segment_id=row.id,
-                        job_id=row.job_id,
-                        batch_id=row.batch_id,
-                        index=row.idx,
-                        service=row.service,
-                        job_type=row.job_type,
-                        job_spec=row.job_spec,
-                        segment_spec=row.spec,
-                        timeout=row.timeout,
-                        attempts=row.attempts,
-                        failed_nodes=tuple(row.failed_nodes or ()),
-                    )
-                )
-                if not any(wanted.values()):
-                    break
-        return picked
+                wanted[cand.service] -= 1
+                picked.append((cand, node))
+            changes = _mark_dispatched(conn, [Dispatch(c.segment_id, n, now) for c, n in picked])
+        return picked, changes
 
     def mark_dispatched(self, dispatches: Sequence[Dispatch]) -> list[Change]:
         """Segments handed to nodes: queued -> dispatched, a new attempt each."""
-        if not dispatches:
-            return []
-        changes: list[Change] = []
         with self._tx() as conn:
-            rows = _segment_rows(conn, [d.segment_id for d in dispatches])
-            for d in dispatches:
-                row = rows[d.segment_id]
-                _move_segment(conn, row, SegmentState.DISPATCHED, changes, node=d.node)
-                conn.execute(
-                    update(segments)
-                    .where(segments.c.id == d.segment_id)
-                    .values(attempts=row.attempts + 1, error="", progress=0.0)
-                )
-            conn.execute(
-                attempts.insert(),
-                [
-                    {
-                        "segment_id": d.segment_id,
-                        "number": rows[d.segment_id].attempts + 1,
-                        "node": d.node,
-                        "dispatched_at": d.at,
-                        "error": "",
-                        "log_tail": "",
-                        "log_path": "",
-                    }
-                    for d in dispatches
-                ],
-            )
-            now = max(d.at for d in dispatches)
-            job_ids = {rows[d.segment_id].job_id for d in dispatches}
-            for job in conn.execute(select(jobs).where(jobs.c.id.in_(job_ids))):
-                if job.state == JobState.QUEUED.value:
-                    _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
-            batch_ids = {rows[d.segment_id].batch_id for d in dispatches}
-            for batch in conn.execute(select(batches).where(batches.c.id.in_(batch_ids))):
-                if batch.state == BatchState.QUEUED.value:
-                    _move_batch(conn, batch, BatchState.RUNNING, changes, started_at=now)
-        return changes
+            return _mark_dispatched(conn, dispatches)
 
-    def mark_started(self, started: Sequence[Started]) -> list[Change]:
-        """Nodes reported their processes running. Late or stale reports are ignored."""
-        changes: list[Change] = []
-        if not started:
-            return changes
-        with self._tx() as conn:
-            rows = _segment_rows(conn, [s.segment_id for s in started])
-            for s in started:
-                row = rows.get(s.segment_id)
-                if row is None or row.attempts != s.attempt:
-                    continue
-                if row.state == SegmentState.DISPATCHED.value:
-                    _move_segment(conn, row, SegmentState.RUNNING, changes)
-                if row.state in (SegmentState.DISPATCHED.value, SegmentState.RUNNING.value):
-                    _update_attempt(conn, s.segment_id, s.attempt, pid=s.pid, started_at=s.at)
-        return changes
-
-    def record_progress(self, segment_id: int, attempt: int, fraction: float, at: float) -> None:
-        with self._tx() as conn:
-            conn.execute(
-                update(segments)
-                .where(segments.c.id == segment_id)
-                .where(segments.c.attempts == attempt)
-                .values(progress=fraction)
-            )
-            _update_attempt(conn, segment_id, attempt, last_progress_at=at)
-
-    def record_results(self, results: Sequence[Result]) -> list[Change]:
-        """Attempts that ended: done, retried, failed, canceled or lost; jobs and batches
-        that end with them are ended in the same transaction.
+    def record_reports(
+        self,
+        started: Sequence[Started] = (),
+        progress: Sequence[Progress] = (),
+        results: Sequence[Result] = (),
+    ) -> list[Change]:
+        """Everything nodes reported in one tick, in one transaction: processes that started,
+        progress, and attempts that ended (done, retried, failed, canceled or lost), with the
+        jobs and batches that end with them. Late or stale reports are ignored.
         """
         changes: list[Change] = []
-        if not results:
+        if not (started or progress or results):
             return changes
+        ids = [s.segment_id for s in started]
+        ids += [p.segment_id for p in progress]
+        ids += [r.segment_id for r in results]
         with self._tx() as conn:
-            rows = _segment_rows(conn, [r.segment_id for r in results])
+            rows = _segment_rows(conn, ids)
+            pending = _Pending()
+            state: dict[int, SegmentState] = {i: SegmentState(r.state) for i, r in rows.items()}
+
+            def current(segment_id: int, attempt: int) -> _Row | None:
+                row = rows.get(segment_id)
+                if row is None or row.attempts != attempt:
+                    return None  # about an attempt that was already settled
+                if state[segment_id] not in ACTIVE_SEGMENT_STATES:
+                    return None
+                return row
+
+            for s in started:
+                row = current(s.segment_id, s.attempt)
+                if row is None:
+                    continue
+                if state[row.id] is SegmentState.DISPATCHED:
+                    state[row.id] = pending.move(row, SegmentState.RUNNING, changes)
+                pending.attempt(row.id, s.attempt, pid=s.pid, started_at=s.at)
+            for p in progress:
+                row = current(p.segment_id, p.attempt)
+                if row is None:
+                    continue
+                pending.segment(row.id, progress=p.fraction)
+                pending.attempt(row.id, p.attempt, last_progress_at=p.at)
+
+            job_ids = {rows[r.segment_id].job_id for r in results if r.segment_id in rows}
             job_rows = {
                 row.id: row
                 for row in conn.execute(
-                    select(jobs).where(jobs.c.id.in_({row.job_id for row in rows.values()}))
+                    select(jobs.c.id, jobs.c.retries, jobs.c.failed_nodes).where(
+                        jobs.c.id.in_(job_ids)
+                    )
                 )
             }
             failed_nodes: dict[int, set[str]] = defaultdict(set)
             touched_jobs: set[int] = set()
             for r in results:
-                row = rows.get(r.segment_id)
-                if row is None or row.attempts != r.attempt:
-                    continue  # a stale report about an attempt that was already settled
-                if row.state not in (SegmentState.DISPATCHED.value, SegmentState.RUNNING.value):
+                row = current(r.segment_id, r.attempt)
+                if row is None:
                     continue
-                job = job_rows[row.job_id]
                 outcome = _attempt_outcome(r)
-                _update_attempt(
-                    conn,
-                    r.segment_id,
-                    r.attempt,
-                    ended_at=r.ended_at or time.time(),
-                    exit_code=r.exit_code,
-                    outcome=outcome,
-                    error=r.error,
-                    log_tail=r.log_tail,
-                    log_path=r.log_path,
-                    **({"started_at": r.started_at} if r.started_at else {}),
-                    **({"pid": r.pid} if r.pid else {}),
-                )
-                state = SegmentState(row.state)
-                if state is SegmentState.DISPATCHED and outcome in ("done", "failed"):
-                    state = _move_segment(conn, row, SegmentState.RUNNING, changes)
+                values: dict[str, Any] = {
+                    "ended_at": r.ended_at or time.time(),
+                    "exit_code": r.exit_code,
+                    "outcome": outcome,
+                    "error": r.error,
+                    "log_tail": r.log_tail,
+                    "log_path": r.log_path,
+                }
+                if r.started_at:
+                    values["started_at"] = r.started_at
+                if r.pid:
+                    values["pid"] = r.pid
+                pending.attempt(row.id, r.attempt, **values)
+                if state[row.id] is SegmentState.DISPATCHED and outcome in ("done", "failed"):
+                    state[row.id] = pending.move(row, SegmentState.RUNNING, changes)
+                old = state[row.id]
                 if outcome == "done":
-                    _move_segment(conn, row, SegmentState.DONE, changes, old=state, progress=1.0)
+                    pending.move(row, SegmentState.DONE, changes, old=old)
+                    pending.segment(row.id, progress=1.0)
                 elif outcome == "canceled":
-                    _move_segment(
-                        conn, row, SegmentState.CANCELED, changes, old=state, error=r.error
-                    )
+                    pending.move(row, SegmentState.CANCELED, changes, old=old)
+                    pending.segment(row.id, error=r.error)
                 elif outcome == "lost":
-                    _move_segment(
-                        conn,
-                        row,
-                        SegmentState.QUEUED,
-                        changes,
-                        old=state,
-                        attempts=row.attempts - 1,
-                        error=r.error,
-                        progress=0.0,
-                    )
+                    pending.move(row, SegmentState.QUEUED, changes, old=old)
+                    pending.segment(row.id, attempts=row.attempts - 1, error=r.error, progress=0)
                 else:
-                    state = _move_segment(
-                        conn, row, SegmentState.FAILED, changes, old=state, error=r.error
-                    )
+                    failed = pending.move(row, SegmentState.FAILED, changes, old=old)
+                    pending.segment(row.id, error=r.error)
                     failed_nodes[row.job_id].add(r.node)
-                    if row.attempts <= job.retries:
-                        _move_segment(conn, row, SegmentState.QUEUED, changes, old=state)
+                    if row.attempts <= job_rows[row.job_id].retries:
+                        pending.move(row, SegmentState.QUEUED, changes, old=failed)
                 touched_jobs.add(row.job_id)
+            pending.flush(conn)
             for job_id, names in failed_nodes.items():
                 known = set(job_rows[job_id].failed_nodes or ())
                 conn.execute(
@@ -587,6 +522,12 @@ class Store:
                 )
             self._settle_jobs(conn, touched_jobs, changes)
         return changes
+
+    def mark_started(self, started: Sequence[Started]) -> list[Change]:
+        return self.record_reports(started=started)
+
+    def record_results(self, results: Sequence[Result]) -> list[Change]:
+        return self.record_reports(results=results)
 
     def cancel_batch(self, batch_id: int, reason: str = "canceled") -> list[Segment]:
         """Cancel a batch: queued segments and unstarted jobs now; returns the active segments,
@@ -646,8 +587,20 @@ class Store:
             return
         now = time.time()
         batch_ids: set[int] = set()
-        for job in conn.execute(select(jobs).where(jobs.c.id.in_(job_ids))).all():
-            batch_ids.add(job.batch_id)
+        job_state = select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
+        for job in conn.execute(job_state.where(jobs.c.id.in_(job_ids))).all():
+            unfinished = conn.execute(
+                select(segments.c.id)
+                .where(segments.c.job_id == job.id)
+                .where(
+                    segments.c.state.in_(
+                        [SegmentState.QUEUED.value, *(s.value for s in ACTIVE_SEGMENT_STATES)]
+                    )
+                )
+                .limit(1)
+            ).first()
+            if unfinished is not None:
+                continue  # the common case on a busy farm: answered from the index
             states = [
                 SegmentState(state)
                 for state in conn.execute(
@@ -661,8 +614,10 @@ class Store:
                 outcome is not JobState.CANCELED
             ):
                 _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
-                job = conn.execute(select(jobs).where(jobs.c.id == job.id)).one()
+                job = conn.execute(job_state.where(jobs.c.id == job.id)).one()
             _move_job(conn, job, outcome, changes, finished_at=now)
+            # Only a job that ended can release dependents or end its batch.
+            batch_ids.add(job.batch_id)
         # Dependents: released when everything they wait for is done, canceled otherwise.
         for batch_id in batch_ids:
             all_jobs = conn.execute(select(jobs).where(jobs.c.batch_id == batch_id)).all()
@@ -745,6 +700,120 @@ def _insert(conn: Connection, statement: Any) -> int:
     return int(key[0])
 
 
+def _candidates(
+    conn: Connection, wanted: dict[str, int], now: float, batch_ids: Iterable[int] | None
+) -> Iterator[Candidate]:
+    """Queued segments in dispatch order, while ``wanted`` (updated by the caller as it
+    takes them) still asks for their service. Walks batches, then their jobs, then each
+    job's queued segments through the (job_id, state, idx) index, so a tick costs a few
+    indexed lookups however long the queue is.
+    """
+    batch_query = (
+        select(batches.c.id)
+        .where(batches.c.state.in_([BatchState.QUEUED.value, BatchState.RUNNING.value]))
+        .where((batches.c.start_at.is_(None)) | (batches.c.start_at <= now))
+        .order_by(batches.c.priority.desc(), batches.c.id)
+    )
+    if batch_ids is not None:
+        batch_query = batch_query.where(batches.c.id.in_(list(batch_ids)))
+    for batch_id in conn.execute(batch_query).scalars().all():
+        job_rows = conn.execute(
+            select(
+                jobs.c.id,
+                jobs.c.service,
+                jobs.c.job_type,
+                jobs.c.spec,
+                jobs.c.timeout,
+                jobs.c.failed_nodes,
+            )
+            .where(jobs.c.batch_id == batch_id)
+            .where(jobs.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+            .where(jobs.c.service.in_([s for s, n in wanted.items() if n > 0]))
+            .order_by(jobs.c.idx)
+        ).all()
+        for job in job_rows:
+            if wanted.get(job.service, 0) <= 0:
+                continue
+            segment_rows = conn.execute(
+                select(
+                    segments.c.id,
+                    segments.c.idx,
+                    segments.c.kind,
+                    segments.c.spec,
+                    segments.c.attempts,
+                )
+                .where(segments.c.job_id == job.id)
+                .where(segments.c.state == SegmentState.QUEUED.value)
+                .order_by(segments.c.idx)
+                .limit(wanted[job.service] + 1)  # one more, in case the assemble must wait
+            ).all()
+            failed_nodes = tuple(job.failed_nodes or ())
+            for seg in segment_rows:
+                if wanted.get(job.service, 0) <= 0:
+                    break
+                if seg.kind == SegmentKind.ASSEMBLE.value and not _work_done(conn, job.id):
+                    continue
+                yield Candidate(
+                    segment_id=seg.id,
+                    job_id=job.id,
+                    batch_id=batch_id,
+                    index=seg.idx,
+                    service=job.service,
+                    job_type=job.job_type,
+                    job_spec=job.spec,
+                    segment_spec=seg.spec,
+                    timeout=job.timeout,
+                    attempts=seg.attempts,
+                    failed_nodes=failed_nodes,
+                )
+            if not any(n > 0 for n in wanted.values()):
+                return
+
+
+def _mark_dispatched(conn: Connection, dispatches: Sequence[Dispatch]) -> list[Change]:
+    if not dispatches:
+        return []
+    changes: list[Change] = []
+    rows = _segment_rows(conn, [d.segment_id for d in dispatches])
+    pending = _Pending()
+    for d in dispatches:
+        row = rows[d.segment_id]
+        pending.move(row, SegmentState.DISPATCHED, changes)
+        pending.segment(row.id, node=d.node, attempts=row.attempts + 1, error="", progress=0.0)
+    pending.flush(conn)
+    conn.execute(
+        attempts.insert(),
+        [
+            {
+                "segment_id": d.segment_id,
+                "number": rows[d.segment_id].attempts + 1,
+                "node": d.node,
+                "dispatched_at": d.at,
+                "error": "",
+                "log_tail": "",
+                "log_path": "",
+            }
+            for d in dispatches
+        ],
+    )
+    now = max(d.at for d in dispatches)
+    job_ids = {rows[d.segment_id].job_id for d in dispatches}
+    for job in conn.execute(
+        select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
+        .where(jobs.c.id.in_(job_ids))
+        .where(jobs.c.state == JobState.QUEUED.value)
+    ):
+        _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
+    batch_ids = {rows[d.segment_id].batch_id for d in dispatches}
+    for batch in conn.execute(
+        select(batches.c.id, batches.c.state)
+        .where(batches.c.id.in_(batch_ids))
+        .where(batches.c.state == BatchState.QUEUED.value)
+    ):
+        _move_batch(conn, batch, BatchState.RUNNING, changes, started_at=now)
+    return changes
+
+
 def _work_done(conn: Connection, job_id: int) -> bool:
     pending = conn.execute(
         select(func.count())
@@ -756,12 +825,23 @@ def _work_done(conn: Connection, job_id: int) -> bool:
     return int(pending) == 0
 
 
-def _segment_rows(conn: Connection, ids: Sequence[int]) -> dict[int, Row[Any]]:
-    rows: dict[int, Row[Any]] = {}
+def _segment_rows(conn: Connection, ids: Sequence[int]) -> dict[int, _Row]:
+    """The state-keeping columns of segments by id (not their specs: those are not needed
+    to move a segment, and decoding them is most of the cost of reading a row).
+    """
+    rows: dict[int, _Row] = {}
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        for row in conn.execute(select(segments).where(segments.c.id.in_(chunk))):
+        for row in conn.execute(
+            select(
+                segments.c.id,
+                segments.c.state,
+                segments.c.attempts,
+                segments.c.job_id,
+                segments.c.batch_id,
+            ).where(segments.c.id.in_(chunk))
+        ):
             rows[row.id] = row
     return rows
 
@@ -774,27 +854,90 @@ def _attempt_outcome(r: Result) -> str:
     return "done" if r.ok else "failed"
 
 
+class _Pending:
+    """Segment and attempt updates gathered during one transaction, written with one
+    executemany per shape of update: a tick of hundreds of reports costs a few statements.
+    """
+
+    def __init__(self) -> None:
+        self.segments: dict[int, dict[str, Any]] = {}
+        self.attempts: dict[tuple[int, int], dict[str, Any]] = {}
+
+    def move(
+        self,
+        row: _Row,
+        new: SegmentState,
+        changes: list[Change],
+        *,
+        old: SegmentState | None = None,
+    ) -> SegmentState:
+        """Move a segment to ``new``, checked by the model. ``old`` overrides the row's state
+        when the segment already moved earlier in the same transaction. Returns ``new``.
+        """
+        current = SegmentState(row.state) if old is None else old
+        check_transition(f"segment {row.id}", current, new)
+        self.segment(row.id, state=new.value)
+        changes.append(Change("segment", row.id, new.value, row.batch_id))
+        return new
+
+    def segment(self, segment_id: int, **values: Any) -> None:
+        self.segments.setdefault(segment_id, {}).update(values)
+
+    def attempt(self, segment_id: int, number: int, **values: Any) -> None:
+        self.attempts.setdefault((segment_id, number), {}).update(values)
+
+    def flush(self, conn: Connection) -> None:
+        _bulk(
+            conn,
+            segments,
+            [segments.c.id],
+            [((sid,), values) for sid, values in self.segments.items()],
+        )
+        _bulk(
+            conn,
+            attempts,
+            [attempts.c.segment_id, attempts.c.number],
+            [(key, values) for key, values in self.attempts.items()],
+        )
+        self.segments.clear()
+        self.attempts.clear()
+
+
+def _bulk(
+    conn: Connection,
+    table: Table,
+    keys: list[Column[Any]],
+    rows: list[tuple[tuple[Any, ...], dict[str, Any]]],
+) -> None:
+    """UPDATE many rows by key, one executemany per set of updated columns."""
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    for key, values in rows:
+        params = {f"k_{col.name}": value for col, value in zip(keys, key, strict=True)}
+        params.update({f"v_{name}": value for name, value in values.items()})
+        shapes[tuple(sorted(values))].append(params)
+    for names, batch in shapes.items():
+        statement = update(table)
+        for col in keys:
+            statement = statement.where(col == bindparam(f"k_{col.name}"))
+        statement = statement.values({name: bindparam(f"v_{name}") for name in names})
+        conn.execute(statement, batch)
+
+
 def _move_segment(
     conn: Connection,
-    row: Row[Any],
+    row: _Row,
     new: SegmentState,
     changes: list[Change],
-    *,
-    old: SegmentState | None = None,
     **values: Any,
-) -> SegmentState:
-    """Move a segment to ``new``, checked by the model. ``old`` overrides the row's state when
-    the segment already moved earlier in the same transaction. Returns ``new``.
-    """
-    current = SegmentState(row.state) if old is None else old
-    check_transition(f"segment {row.id}", current, new)
+) -> None:
+    """Move one segment to ``new`` at once, checked by the model (for one-off changes)."""
+    check_transition(f"segment {row.id}", SegmentState(row.state), new)
     conn.execute(update(segments).where(segments.c.id == row.id).values(state=new.value, **values))
     changes.append(Change("segment", row.id, new.value, row.batch_id))
-    return new
 
 
 def _move_job(
-    conn: Connection, row: Row[Any], new: JobState, changes: list[Change], **values: Any
+    conn: Connection, row: _Row, new: JobState, changes: list[Change], **values: Any
 ) -> None:
     check_transition(f"job {row.id}", JobState(row.state), new)
     conn.execute(update(jobs).where(jobs.c.id == row.id).values(state=new.value, **values))
@@ -802,23 +945,14 @@ def _move_job(
 
 
 def _move_batch(
-    conn: Connection, row: Row[Any], new: BatchState, changes: list[Change], **values: Any
+    conn: Connection, row: _Row, new: BatchState, changes: list[Change], **values: Any
 ) -> None:
     check_transition(f"batch {row.id}", BatchState(row.state), new)
     conn.execute(update(batches).where(batches.c.id == row.id).values(state=new.value, **values))
     changes.append(Change("batch", row.id, new.value, row.id))
 
 
-def _update_attempt(conn: Connection, segment_id: int, number: int, **values: Any) -> None:
-    conn.execute(
-        update(attempts)
-        .where(attempts.c.segment_id == segment_id)
-        .where(attempts.c.number == number)
-        .values(**values)
-    )
-
-
-def _batch(row: Row[Any]) -> Batch:
+def _batch(row: _Row) -> Batch:
     return Batch(
         id=row.id,
         name=row.name,
@@ -833,7 +967,7 @@ def _batch(row: Row[Any]) -> Batch:
     )
 
 
-def _job(row: Row[Any]) -> Job:
+def _job(row: _Row) -> Job:
     return Job(
         id=row.id,
         batch_id=row.batch_id,
@@ -851,7 +985,7 @@ def _job(row: Row[Any]) -> Job:
     )
 
 
-def _segment(row: Row[Any]) -> Segment:
+def _segment(row: _Row) -> Segment:
     return Segment(
         id=row.id,
         job_id=row.job_id,
@@ -869,7 +1003,7 @@ def _segment(row: Row[Any]) -> Segment:
     )
 
 
-def _attempt(row: Row[Any]) -> Attempt:
+def _attempt(row: _Row) -> Attempt:
     return Attempt(
         segment_id=row.segment_id,
         number=row.number,
@@ -887,7 +1021,7 @@ def _attempt(row: Row[Any]) -> Attempt:
     )
 
 
-def _node(row: Row[Any]) -> Node:
+def _node(row: _Row) -> Node:
     return Node(
         name=row.name,
         address=row.address,
