@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 from qfarm.errors import InvalidRequest
 
+# More frames than any job renders; a typo like 1-10000000000 must not exhaust memory.
+MAX_FRAMES = 1_000_000
+
 _PART = re.compile(r"^(?P<start>\d+)(?:-(?P<end>\d+)(?:x(?P<step>\d+))?)?$")
 
 
@@ -37,8 +40,10 @@ def parse_frames(text: str) -> list[FrameRun]:
         raise InvalidRequest("frame range is empty: use a form like 1-240, 1-240x2 or 1,5,10-20")
     runs: list[FrameRun] = []
     seen: set[int] = set()
+    total = 0
     for raw in text.split(","):
-        part = raw.strip().replace(" ", "")
+        # Spaces may stand around "-" and "x", never inside a number: "1 0" is not 10.
+        part = re.sub(r"\s*([-x])\s*", r"\1", raw.strip())
         match = _PART.match(part)
         if not match:
             raise InvalidRequest(
@@ -55,6 +60,12 @@ def parse_frames(text: str) -> list[FrameRun]:
         # Trim the end to the last frame the step reaches, so `end` is a real frame.
         end = start + (end - start) // step * step
         run = FrameRun(start, end, step)
+        total += len(run)
+        if total > MAX_FRAMES:
+            raise InvalidRequest(
+                f"frame range {text!r} holds more than {MAX_FRAMES:,} frames, "
+                "the most one job takes"
+            )
         frames = set(run.frames)
         overlap = seen & frames
         if overlap:

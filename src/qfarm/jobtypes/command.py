@@ -40,8 +40,28 @@ FRAME_PLACEHOLDERS = frozenset({"start", "end", "step", "frame"})
 INPUT_PLACEHOLDERS = frozenset({"input", "stem"})
 
 
+# Values of the right types to try every argument with at validation, so a bad format spec
+# is refused before anything is queued rather than on a node.
+_SAMPLE: dict[str, Any] = {
+    "start": 1,
+    "end": 1,
+    "step": 1,
+    "frame": 1,
+    "segment": 1,
+    "input": "input",
+    "stem": "stem",
+    "output": "output",
+}
+
+
 def placeholders_in(text: str, where: str) -> set[str]:
     """The placeholder names used in ``text``; raise on unknown or malformed ones."""
+    names = _fields(text, where)
+    fill(text, _SAMPLE, where)
+    return names
+
+
+def _fields(text: str, where: str) -> set[str]:
     names: set[str] = set()
     try:
         parsed = list(string.Formatter().parse(text))
@@ -49,7 +69,7 @@ def placeholders_in(text: str, where: str) -> set[str]:
         raise InvalidRequest(
             f"malformed placeholder in {where} {text!r}: {exc} (write {{{{ for a literal brace)"
         ) from None
-    for _literal, field_name, _spec, _conversion in parsed:
+    for _literal, field_name, spec, _conversion in parsed:
         if field_name is None:
             continue
         if field_name not in PLACEHOLDERS:
@@ -59,14 +79,16 @@ def placeholders_in(text: str, where: str) -> set[str]:
                 f"unknown placeholder {shown} in {where} {text!r}: known are {known}"
             )
         names.add(field_name)
+        if spec:  # a format spec may hold placeholders of its own: {frame:0{step}d}
+            names |= _fields(spec, where)
     return names
 
 
-def fill(text: str, values: Mapping[str, Any]) -> str:
+def fill(text: str, values: Mapping[str, Any], where: str = "argument") -> str:
     try:
         return text.format_map(values)
-    except (ValueError, TypeError) as exc:
-        raise InvalidRequest(f"cannot fill placeholders in {text!r}: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise InvalidRequest(f"cannot fill placeholders in {where} {text!r}: {exc}") from None
 
 
 class CommandJobType:
@@ -74,7 +96,13 @@ class CommandJobType:
     service = "command"
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        command = [str(arg) for arg in spec.get("command") or []]
+        raw_command = spec.get("command") or []
+        if isinstance(raw_command, str):
+            raise InvalidRequest(
+                "the command must be a list of arguments, not one string: "
+                "write ['sh', '-c', '...'] to use a shell"
+            )
+        command = [str(arg) for arg in raw_command]
         if not command or not command[0].strip():
             raise InvalidRequest("no command given: put it after --, e.g. qfarm run -- echo hi")
         cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
@@ -107,7 +135,10 @@ class CommandJobType:
         if frames and each:
             raise InvalidRequest("use --frames or --each, not both")
         raw_size = spec.get("segment_size")
-        segment_size = 1 if raw_size is None else int(raw_size)
+        try:
+            segment_size = 1 if raw_size is None else int(raw_size)
+        except (TypeError, ValueError):
+            raise InvalidRequest(f"segment size {raw_size!r} is not a whole number") from None
         if segment_size < 1:
             raise InvalidRequest(f"--segment-size must be at least 1, not {segment_size}")
 
@@ -118,8 +149,14 @@ class CommandJobType:
         elif each:
             patterns = [each] if isinstance(each, str) else list(each)
             for pattern in patterns:
-                full = os.path.join(cwd, os.path.expanduser(str(pattern)))
-                matched = sorted(p for p in glob.glob(full) if os.path.isfile(p))
+                # Relative patterns are matched under cwd without being joined to it, so a
+                # folder named like a glob ("shot[v1]") is taken literally.
+                expanded = os.path.expanduser(str(pattern))
+                matched = sorted(
+                    path
+                    for path in (os.path.join(cwd, p) for p in glob.glob(expanded, root_dir=cwd))
+                    if os.path.isfile(path)
+                )
                 if not matched:
                     raise InvalidRequest(f"--each {pattern!r} matches no file in {cwd}")
                 inputs.extend(os.path.abspath(p) for p in matched)
@@ -159,7 +196,7 @@ class CommandJobType:
 
         def out_path(values: Mapping[str, Any]) -> str:
             assert output is not None
-            return os.path.join(cwd, os.path.expanduser(fill(output, values)))
+            return os.path.join(cwd, os.path.expanduser(fill(output, values, "output pattern")))
 
         if spec["frames"]:
             runs = [FrameRun(*r) for r in spec["frames"]]
