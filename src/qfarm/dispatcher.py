@@ -31,10 +31,12 @@ from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
 NODE_REFRESH_SECONDS = 1.0
 IDLE_TICK_SECONDS = 0.5
-# Ticks are at least this far apart, and at least as far apart as the last tick took, so
-# on a busy farm reports are recorded in batches rather than a transaction per segment, and
-# the dispatcher leaves at least half the event loop to the engine it shares it with.
-MIN_TICK_SECONDS = 0.005
+# On a busy farm (BUSY_IN_FLIGHT or more segments out on nodes), ticks are at least
+# MIN_TICK_SECONDS apart, and at least as far apart as the last tick took: reports are then
+# recorded in batches rather than a transaction per segment, and the dispatcher leaves at
+# least half the event loop to the engine it shares it with. A quiet farm ticks at once.
+BUSY_IN_FLIGHT = 2
+MIN_TICK_SECONDS = 0.02
 MAX_TICK_PAUSE_SECONDS = 0.05
 
 log = logging.getLogger(__name__)
@@ -100,13 +102,15 @@ class Dispatcher:
         while not self._stopping:
             began = time.monotonic()
             await self.tick()
-            took = time.monotonic() - began
+            ended = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.engine.wakeup.wait(), IDLE_TICK_SECONDS)
-            pause = min(max(MIN_TICK_SECONDS, took), MAX_TICK_PAUSE_SECONDS)
-            rest = pause - (time.monotonic() - began - took)
-            if rest > 0:
-                await asyncio.sleep(rest)
+            if len(self.in_flight) >= BUSY_IN_FLIGHT:
+                # A busy farm: let reports gather so the next tick records many at once.
+                pause = min(max(MIN_TICK_SECONDS, ended - began), MAX_TICK_PAUSE_SECONDS)
+                rest = pause - (time.monotonic() - ended)
+                if rest > 0:
+                    await asyncio.sleep(rest)
 
     async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
         """Cancel queued work at once and kill what runs; kills report back as canceled."""
@@ -125,6 +129,7 @@ class Dispatcher:
     # --------------------------------------------------------------------- tick
 
     async def tick(self) -> None:
+        """One round of record, refresh and dispatch."""
         self.engine.wakeup.clear()
         changes: list[Change] = []
         changes += await self._record_reports()

@@ -465,14 +465,7 @@ class Store:
                 pending.attempt(row.id, p.attempt, last_progress_at=p.at)
 
             job_ids = {rows[r.segment_id].job_id for r in results if r.segment_id in rows}
-            job_rows = {
-                row.id: row
-                for row in conn.execute(
-                    select(jobs.c.id, jobs.c.retries, jobs.c.failed_nodes).where(
-                        jobs.c.id.in_(job_ids)
-                    )
-                )
-            }
+            job_rows = {row.id: row for row in conn.execute(_JOB_RETRIES, {"ids": list(job_ids)})}
             failed_nodes: dict[int, set[str]] = defaultdict(set)
             touched_jobs: set[int] = set()
             for r in results:
@@ -589,16 +582,7 @@ class Store:
         batch_ids: set[int] = set()
         job_state = select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
         for job in conn.execute(job_state.where(jobs.c.id.in_(job_ids))).all():
-            unfinished = conn.execute(
-                select(segments.c.id)
-                .where(segments.c.job_id == job.id)
-                .where(
-                    segments.c.state.in_(
-                        [SegmentState.QUEUED.value, *(s.value for s in ACTIVE_SEGMENT_STATES)]
-                    )
-                )
-                .limit(1)
-            ).first()
+            unfinished = conn.execute(_UNFINISHED_SEGMENT, {"job_id": job.id}).first()
             if unfinished is not None:
                 continue  # the common case on a busy farm: answered from the index
             states = [
@@ -691,6 +675,73 @@ class Store:
             return [_node(row) for row in conn.execute(select(nodes).order_by(nodes.c.name))]
 
 
+# ------------------------------------------------------- statements of every tick
+# Built once with bound parameters: the dispatcher runs them many times a second, and
+# building a statement costs SQLAlchemy more than SQLite takes to run it.
+
+_ACTIVE_OR_QUEUED = [SegmentState.QUEUED.value, *(s.value for s in ACTIVE_SEGMENT_STATES)]
+
+_SEGMENT_STATES = select(
+    segments.c.id, segments.c.state, segments.c.attempts, segments.c.job_id, segments.c.batch_id
+).where(segments.c.id.in_(bindparam("ids", expanding=True)))
+
+_READY_BATCHES = (
+    select(batches.c.id)
+    .where(batches.c.state.in_([BatchState.QUEUED.value, BatchState.RUNNING.value]))
+    .where((batches.c.start_at.is_(None)) | (batches.c.start_at <= bindparam("now")))
+    .order_by(batches.c.priority.desc(), batches.c.id)
+)
+_READY_BATCHES_OF = _READY_BATCHES.where(batches.c.id.in_(bindparam("batch_ids", expanding=True)))
+
+_READY_JOBS = (
+    select(
+        jobs.c.id,
+        jobs.c.service,
+        jobs.c.job_type,
+        jobs.c.spec,
+        jobs.c.timeout,
+        jobs.c.failed_nodes,
+    )
+    .where(jobs.c.batch_id == bindparam("batch_id"))
+    .where(jobs.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+    .where(jobs.c.service.in_(bindparam("services", expanding=True)))
+    .order_by(jobs.c.idx)
+)
+
+_QUEUED_SEGMENTS = (
+    select(segments.c.id, segments.c.idx, segments.c.kind, segments.c.spec, segments.c.attempts)
+    .where(segments.c.job_id == bindparam("job_id"))
+    .where(segments.c.state == SegmentState.QUEUED.value)
+    .order_by(segments.c.idx)
+    .limit(bindparam("limit"))
+)
+
+_UNFINISHED_SEGMENT = (
+    select(segments.c.id)
+    .where(segments.c.job_id == bindparam("job_id"))
+    .where(segments.c.state.in_(_ACTIVE_OR_QUEUED))
+    .limit(1)
+)
+
+_JOB_RETRIES = select(jobs.c.id, jobs.c.retries, jobs.c.failed_nodes).where(
+    jobs.c.id.in_(bindparam("ids", expanding=True))
+)
+
+_NEW_ATTEMPT = attempts.insert()
+
+_QUEUED_JOBS_OF = (
+    select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
+    .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+    .where(jobs.c.state == JobState.QUEUED.value)
+)
+
+_QUEUED_BATCHES_OF = (
+    select(batches.c.id, batches.c.state)
+    .where(batches.c.id.in_(bindparam("ids", expanding=True)))
+    .where(batches.c.state == BatchState.QUEUED.value)
+)
+
+
 # --------------------------------------------------------------------- helpers
 
 
@@ -708,44 +759,19 @@ def _candidates(
     job's queued segments through the (job_id, state, idx) index, so a tick costs a few
     indexed lookups however long the queue is.
     """
-    batch_query = (
-        select(batches.c.id)
-        .where(batches.c.state.in_([BatchState.QUEUED.value, BatchState.RUNNING.value]))
-        .where((batches.c.start_at.is_(None)) | (batches.c.start_at <= now))
-        .order_by(batches.c.priority.desc(), batches.c.id)
-    )
-    if batch_ids is not None:
-        batch_query = batch_query.where(batches.c.id.in_(list(batch_ids)))
-    for batch_id in conn.execute(batch_query).scalars().all():
-        job_rows = conn.execute(
-            select(
-                jobs.c.id,
-                jobs.c.service,
-                jobs.c.job_type,
-                jobs.c.spec,
-                jobs.c.timeout,
-                jobs.c.failed_nodes,
-            )
-            .where(jobs.c.batch_id == batch_id)
-            .where(jobs.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
-            .where(jobs.c.service.in_([s for s, n in wanted.items() if n > 0]))
-            .order_by(jobs.c.idx)
-        ).all()
+    if batch_ids is None:
+        ready = conn.execute(_READY_BATCHES, {"now": now})
+    else:
+        ready = conn.execute(_READY_BATCHES_OF, {"now": now, "batch_ids": list(batch_ids)})
+    for batch_id in ready.scalars().all():
+        services = [s for s, n in wanted.items() if n > 0]
+        job_rows = conn.execute(_READY_JOBS, {"batch_id": batch_id, "services": services}).all()
         for job in job_rows:
             if wanted.get(job.service, 0) <= 0:
                 continue
+            # One more than wanted, in case the assemble segment must wait.
             segment_rows = conn.execute(
-                select(
-                    segments.c.id,
-                    segments.c.idx,
-                    segments.c.kind,
-                    segments.c.spec,
-                    segments.c.attempts,
-                )
-                .where(segments.c.job_id == job.id)
-                .where(segments.c.state == SegmentState.QUEUED.value)
-                .order_by(segments.c.idx)
-                .limit(wanted[job.service] + 1)  # one more, in case the assemble must wait
+                _QUEUED_SEGMENTS, {"job_id": job.id, "limit": wanted[job.service] + 1}
             ).all()
             failed_nodes = tuple(job.failed_nodes or ())
             for seg in segment_rows:
@@ -782,7 +808,7 @@ def _mark_dispatched(conn: Connection, dispatches: Sequence[Dispatch]) -> list[C
         pending.segment(row.id, node=d.node, attempts=row.attempts + 1, error="", progress=0.0)
     pending.flush(conn)
     conn.execute(
-        attempts.insert(),
+        _NEW_ATTEMPT,
         [
             {
                 "segment_id": d.segment_id,
@@ -798,18 +824,10 @@ def _mark_dispatched(conn: Connection, dispatches: Sequence[Dispatch]) -> list[C
     )
     now = max(d.at for d in dispatches)
     job_ids = {rows[d.segment_id].job_id for d in dispatches}
-    for job in conn.execute(
-        select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
-        .where(jobs.c.id.in_(job_ids))
-        .where(jobs.c.state == JobState.QUEUED.value)
-    ):
+    for job in conn.execute(_QUEUED_JOBS_OF, {"ids": list(job_ids)}):
         _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
     batch_ids = {rows[d.segment_id].batch_id for d in dispatches}
-    for batch in conn.execute(
-        select(batches.c.id, batches.c.state)
-        .where(batches.c.id.in_(batch_ids))
-        .where(batches.c.state == BatchState.QUEUED.value)
-    ):
+    for batch in conn.execute(_QUEUED_BATCHES_OF, {"ids": list(batch_ids)}):
         _move_batch(conn, batch, BatchState.RUNNING, changes, started_at=now)
     return changes
 
@@ -833,15 +851,7 @@ def _segment_rows(conn: Connection, ids: Sequence[int]) -> dict[int, _Row]:
     unique = list(dict.fromkeys(ids))
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        for row in conn.execute(
-            select(
-                segments.c.id,
-                segments.c.state,
-                segments.c.attempts,
-                segments.c.job_id,
-                segments.c.batch_id,
-            ).where(segments.c.id.in_(chunk))
-        ):
+        for row in conn.execute(_SEGMENT_STATES, {"ids": chunk}):
             rows[row.id] = row
     return rows
 
@@ -903,6 +913,11 @@ class _Pending:
         self.attempts.clear()
 
 
+# Bulk UPDATE statements by (table, key columns, updated columns): built once, so SQLAlchemy
+# need not rebuild and re-key them every tick.
+_BULK_UPDATES: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
+
+
 def _bulk(
     conn: Connection,
     table: Table,
@@ -916,10 +931,14 @@ def _bulk(
         params.update({f"v_{name}": value for name, value in values.items()})
         shapes[tuple(sorted(values))].append(params)
     for names, batch in shapes.items():
-        statement = update(table)
-        for col in keys:
-            statement = statement.where(col == bindparam(f"k_{col.name}"))
-        statement = statement.values({name: bindparam(f"v_{name}") for name in names})
+        cache_key = (table.name, tuple(col.name for col in keys), names)
+        statement = _BULK_UPDATES.get(cache_key)
+        if statement is None:
+            statement = update(table)
+            for col in keys:
+                statement = statement.where(col == bindparam(f"k_{col.name}"))
+            statement = statement.values({name: bindparam(f"v_{name}") for name in names})
+            _BULK_UPDATES[cache_key] = statement
         conn.execute(statement, batch)
 
 

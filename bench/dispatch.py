@@ -1,0 +1,233 @@
+"""Dispatch benchmark: no-op segments per second and submit-to-start latency.
+
+Runs N segments of the command `true` through the whole path (planning, store, dispatcher,
+engine, node, subprocess, results back into the store) on an embedded cluster, and in the
+same run the same N `true` subprocesses through plain Dask (`client.map`, all submitted at
+once) on an identical cluster, as the engine's own ceiling.
+
+Figures:
+  segments/s        N / (first dispatch -> last segment recorded done)
+  start latency     attempt started_at - dispatched_at: from the dispatcher handing a segment
+                    to the engine to its process running on the node (p50, p95)
+  refill gap        per instance, from one segment's end to the next one's start on the
+                    same node (p50, p95): what the dispatcher's tick costs a busy farm
+
+  idle latency      one single-segment batch at a time on an idle farm: from submit to the
+                    process starting on its node (p50, p95)
+
+Usage: python bench/dispatch.py [--segments 1000 10000] [--nodes 2] [--instances 16]
+       [--idle-samples 200] [--write docs/benchmarks.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from qfarm.controller import Controller  # noqa: E402
+from qfarm.engine import Engine, NodeSpec  # noqa: E402
+from qfarm.model import BatchRequest, BatchState, JobRequest  # noqa: E402
+from qfarm.store import Store, attempts  # noqa: E402
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def run_true() -> int:
+    return subprocess.run(["true"], check=False).returncode
+
+
+async def bench_qfarm(count: int, specs: list[NodeSpec], work: Path) -> dict[str, float]:
+    store = Store(f"sqlite:///{work / f'bench-{count}.db'}")
+    controller = await Controller.embedded(store, work, specs)
+    try:
+        request = BatchRequest(
+            jobs=(
+                JobRequest(
+                    job_type="command",
+                    spec={"command": ["true"], "frames": f"1-{count}", "cwd": str(work)},
+                    retries=0,
+                ),
+            )
+        )
+        t_submit = time.perf_counter()
+        batch_id = controller.submit(request)
+        submit_s = time.perf_counter() - t_submit
+        batch = await controller.wait(batch_id, poll=0.02)
+        assert batch.state is BatchState.DONE, batch.state
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                attempts.select().order_by(attempts.c.node, attempts.c.started_at)
+            ).all()
+    finally:
+        await controller.close()
+        store.close()
+    assert len(rows) == count
+    first = min(r.dispatched_at for r in rows)
+    last = max(r.ended_at for r in rows)
+    latency = [(r.started_at - r.dispatched_at) * 1000 for r in rows]
+    # Refill gap: on each node, sort by start; with k instances, the segment that starts
+    # next after an end is the one whose start follows that end most closely.
+    gaps: list[float] = []
+    by_node: dict[str, list[tuple[float, float]]] = {}
+    for r in rows:
+        by_node.setdefault(r.node, []).append((r.started_at, r.ended_at))
+    for spans in by_node.values():
+        starts = sorted(s for s, _ in spans)
+        ends = sorted(e for _, e in spans)
+        for end in ends:
+            i = bisect.bisect_left(starts, end)
+            if i < len(starts):
+                gaps.append((starts[i] - end) * 1000)
+    return {
+        "segments": count,
+        "submit_s": submit_s,
+        "wall_s": last - first,
+        "rate": count / (last - first),
+        "lat_p50": percentile(latency, 0.5),
+        "lat_p95": percentile(latency, 0.95),
+        "gap_p50": percentile(gaps, 0.5),
+        "gap_p95": percentile(gaps, 0.95),
+    }
+
+
+async def bench_idle_latency(samples: int, specs: list[NodeSpec], work: Path) -> dict[str, float]:
+    """Submit one single-segment batch at a time to an idle farm: submit -> process start."""
+    store = Store(f"sqlite:///{work / 'bench-idle.db'}")
+    controller = await Controller.embedded(store, work, specs)
+    latency: list[float] = []
+    try:
+        request = BatchRequest(
+            jobs=(JobRequest(job_type="command", spec={"command": ["true"], "cwd": str(work)}),)
+        )
+        for _ in range(samples):
+            t_submit = time.time()
+            batch_id = controller.submit(request)
+            await controller.wait(batch_id, poll=0.005)
+            [segment] = store.segments(batch_id)
+            [attempt] = store.attempts(segment.id)
+            assert attempt.started_at is not None
+            latency.append((attempt.started_at - t_submit) * 1000)
+    finally:
+        await controller.close()
+        store.close()
+    return {"samples": samples, "p50": percentile(latency, 0.5), "p95": percentile(latency, 0.95)}
+
+
+async def bench_dask(count: int, specs: list[NodeSpec], work: Path) -> dict[str, float]:
+    engine = await Engine.start_local(specs, local_directory=work / "dask-bench")
+    try:
+        client = engine.client
+        t0 = time.perf_counter()
+        futures = client.map(
+            lambda i: run_true(), range(count), resources={"command": 1}, pure=False
+        )
+        await client.gather(futures)
+        wall = time.perf_counter() - t0
+    finally:
+        await engine.close()
+    return {"segments": count, "wall_s": wall, "rate": count / wall}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores, {cpu}, Python {platform.python_version()}, {platform.system()}"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segments", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--instances", type=int, default=16)
+    parser.add_argument("--idle-samples", type=int, default=200)
+    parser.add_argument("--write", type=Path, help="append the figures to this Markdown file")
+    args = parser.parse_args()
+    specs = [NodeSpec(f"bench-{i + 1}", {"command": args.instances}) for i in range(args.nodes)]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        idle = await bench_idle_latency(args.idle_samples, specs, work)
+        print(
+            f"idle farm, {idle['samples']} single-segment batches one at a time: "
+            f"submit -> start p50 {idle['p50']:.1f} ms, p95 {idle['p95']:.1f} ms",
+            flush=True,
+        )
+        for count in args.segments:
+            q = await bench_qfarm(count, specs, work)
+            d = await bench_dask(count, specs, work)
+            rows.append((q, d))
+            print(
+                f"{count:>6} segments: qfarm {q['rate']:7.1f}/s "
+                f"(start latency p50 {q['lat_p50']:.1f} ms p95 {q['lat_p95']:.1f} ms, "
+                f"refill gap p50 {q['gap_p50']:.1f} ms p95 {q['gap_p95']:.1f} ms, "
+                f"planning+store {q['submit_s'] * 1000:.0f} ms) | "
+                f"plain Dask client.map {d['rate']:7.1f}/s",
+                flush=True,
+            )
+    if args.write:
+        write_markdown(args.write, rows, idle, args)
+
+
+def write_markdown(
+    path: Path,
+    rows: list[tuple[dict[str, float], dict[str, float]]],
+    idle: dict[str, float],
+    args: argparse.Namespace,
+) -> None:
+    today = datetime.date.today().isoformat()
+    lines = [
+        f"### Dispatch: {today}",
+        "",
+        f"Machine: {machine()}. Embedded cluster of {args.nodes} nodes with "
+        f"{args.instances} command instances each; every segment runs the `true` command "
+        "as a real subprocess. Command: "
+        f"`python bench/dispatch.py --segments {' '.join(map(str, args.segments))} "
+        f"--nodes {args.nodes} --instances {args.instances}`.",
+        "",
+        "| segments | qfarm segments/s | start latency p50 | p95 | refill gap p50 | p95 "
+        "| planning + store insert | plain Dask `client.map`/s | qfarm / Dask |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for q, d in rows:
+        lines.append(
+            f"| {q['segments']:,} | {q['rate']:.0f} | {q['lat_p50']:.1f} ms | "
+            f"{q['lat_p95']:.1f} ms | {q['gap_p50']:.1f} ms | {q['gap_p95']:.1f} ms | "
+            f"{q['submit_s'] * 1000:.0f} ms | {d['rate']:.0f} | {q['rate'] / d['rate']:.2f} |"
+        )
+    lines += [
+        "",
+        f"Idle farm, {idle['samples']:.0f} single-segment batches submitted one at a time: "
+        f"submit -> process start p50 **{idle['p50']:.1f} ms**, p95 {idle['p95']:.1f} ms.",
+        "",
+    ]
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
