@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -289,5 +291,40 @@ def test_one_segment_per_input_file(tmp_path: Path) -> None:
             assert (await controller.wait(batch_id)).state is BatchState.DONE
             sizes = {p.name: int(p.read_text()) for p in sorted((tmp_path / "sizes").iterdir())}
             assert sizes == {"a b.txt": len("a b.mov"), "c.txt": len("c.mov")}
+
+    asyncio.run(scenario())
+
+
+def test_segments_of_a_lost_node_are_requeued_and_finish(tmp_path: Path) -> None:
+    # Each segment waits for a go-file, so the test decides when they may end.
+    script = "echo {start} >> started.txt; while [ ! -e go ]; do sleep 0.05; done"
+
+    async def scenario() -> None:
+        async with embedded(tmp_path, nodes=2, instances=1) as controller:
+            batch_id = controller.submit(
+                command_batch(["sh", "-c", script], tmp_path, frames="1-4", retries=0)
+            )
+            store = controller.store
+            await wait_until(lambda: store.counts(batch_id).running == 2, what="2 running")
+            running = store.segments(batch_id, [SegmentState.RUNNING])
+            victim = running[0].node
+            address = controller.dispatcher.nodes[victim].address
+            pids = await controller.engine.client.run(os.getpid, workers=[address])
+            os.kill(pids[address], signal.SIGKILL)  # the worker process dies at once
+
+            def requeued() -> bool:
+                attempts = store.attempts(running[0].id)
+                return any(a.outcome == "lost" for a in attempts)
+
+            await wait_until(requeued, what="the lost segment to be requeued")
+            (tmp_path / "go").touch()
+            batch = await controller.wait(batch_id)
+            # retries=0: a lost attempt does not count against the segment's retries.
+            # Attempt numbers never repeat, so the lost attempt keeps its own record.
+            assert batch.state is BatchState.DONE
+            attempts = store.attempts(running[0].id)
+            assert [a.outcome for a in attempts] == ["lost", "done"]
+            lost_segment = next(s for s in store.segments(batch_id) if s.id == running[0].id)
+            assert (lost_segment.attempts, lost_segment.failures) == (2, 0)
 
     asyncio.run(scenario())

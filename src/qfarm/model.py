@@ -255,7 +255,8 @@ class Segment:
     label: str
     spec: dict[str, Any]
     frames: int
-    attempts: int  # attempts made so far, lost ones not counted
+    attempts: int  # attempts made so far, lost ones included
+    failures: int = 0  # failed attempts: what retries count against
     node: str | None = None
     error: str = ""
     progress: float = 0.0  # 0..1 of the running attempt

@@ -112,7 +112,10 @@ segments = Table(
     Column("label", String(200), nullable=False),
     Column("spec", JSON, nullable=False),
     Column("frames", Integer, nullable=False),
+    # Attempts made (lost ones included: attempt numbers never repeat), and failed ones,
+    # which are what retries are counted against.
     Column("attempts", Integer, nullable=False, default=0),
+    Column("failures", Integer, nullable=False, default=0),
     Column("node", String(200)),
     Column("error", Text, nullable=False, default=""),
     Column("progress", Float, nullable=False, default=0.0),
@@ -315,6 +318,7 @@ class Store:
                             "spec": plan.spec,
                             "frames": plan.frames,
                             "attempts": 0,
+                            "failures": 0,
                             "error": "",
                             "progress": 0.0,
                         }
@@ -488,22 +492,26 @@ class Store:
                 pending.attempt(row.id, r.attempt, **values)
                 if state[row.id] is SegmentState.DISPATCHED and outcome in ("done", "failed"):
                     state[row.id] = pending.move(row, SegmentState.RUNNING, changes)
-                old = state[row.id]
+
+                def move(new: SegmentState, row: _Row = row) -> None:
+                    state[row.id] = pending.move(row, new, changes, old=state[row.id])
+
                 if outcome == "done":
-                    pending.move(row, SegmentState.DONE, changes, old=old)
+                    move(SegmentState.DONE)
                     pending.segment(row.id, progress=1.0)
                 elif outcome == "canceled":
-                    pending.move(row, SegmentState.CANCELED, changes, old=old)
+                    move(SegmentState.CANCELED)
                     pending.segment(row.id, error=r.error)
                 elif outcome == "lost":
-                    pending.move(row, SegmentState.QUEUED, changes, old=old)
-                    pending.segment(row.id, attempts=row.attempts - 1, error=r.error, progress=0)
+                    move(SegmentState.QUEUED)
+                    pending.segment(row.id, error=r.error, progress=0.0)
                 else:
-                    failed = pending.move(row, SegmentState.FAILED, changes, old=old)
-                    pending.segment(row.id, error=r.error)
+                    move(SegmentState.FAILED)
+                    failures = row.failures + 1
+                    pending.segment(row.id, error=r.error, failures=failures)
                     failed_nodes[row.job_id].add(r.node)
-                    if row.attempts <= job_rows[row.job_id].retries:
-                        pending.move(row, SegmentState.QUEUED, changes, old=failed)
+                    if failures <= job_rows[row.job_id].retries:
+                        move(SegmentState.QUEUED)
                 touched_jobs.add(row.job_id)
             pending.flush(conn)
             for job_id, names in failed_nodes.items():
@@ -682,7 +690,12 @@ class Store:
 _ACTIVE_OR_QUEUED = [SegmentState.QUEUED.value, *(s.value for s in ACTIVE_SEGMENT_STATES)]
 
 _SEGMENT_STATES = select(
-    segments.c.id, segments.c.state, segments.c.attempts, segments.c.job_id, segments.c.batch_id
+    segments.c.id,
+    segments.c.state,
+    segments.c.attempts,
+    segments.c.failures,
+    segments.c.job_id,
+    segments.c.batch_id,
 ).where(segments.c.id.in_(bindparam("ids", expanding=True)))
 
 _READY_BATCHES = (
@@ -1016,6 +1029,7 @@ def _segment(row: _Row) -> Segment:
         spec=row.spec,
         frames=row.frames,
         attempts=row.attempts,
+        failures=row.failures,
         node=row.node,
         error=row.error,
         progress=row.progress,

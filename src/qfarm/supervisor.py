@@ -56,27 +56,35 @@ class Supervisor:
         if env:
             full_env.update(env)
         with self._lock:
-            if key in self._killed:
+            if key in self._killed:  # canceled before it began: leave no trace
                 return ProcessResult(exit_code=-signal.SIGKILL, killed=True)
+        if cwd is not None and not os.path.isdir(cwd):
+            return ProcessResult(
+                exit_code=127, error=f"working directory {cwd} does not exist on this node"
+            )
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(log_path, "ab") as log:
-            try:
-                proc = subprocess.Popen(
-                    list(argv),
-                    cwd=cwd,
-                    env=full_env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-            except FileNotFoundError:
-                return ProcessResult(exit_code=127, error=f"command not found: {argv[0]}")
-            except PermissionError:
-                return ProcessResult(exit_code=126, error=f"command not executable: {argv[0]}")
-            except OSError as exc:
-                return ProcessResult(exit_code=126, error=f"cannot start {argv[0]}: {exc}")
+            # Start and register under the lock, so a kill that comes meanwhile either
+            # stops the start or finds the process.
             with self._lock:
+                if key in self._killed:
+                    return ProcessResult(exit_code=-signal.SIGKILL, killed=True)
+                try:
+                    proc = subprocess.Popen(
+                        list(argv),
+                        cwd=cwd,
+                        env=full_env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+                except FileNotFoundError:
+                    return ProcessResult(exit_code=127, error=f"command not found: {argv[0]}")
+                except PermissionError:
+                    return ProcessResult(exit_code=126, error=f"command not executable: {argv[0]}")
+                except OSError as exc:
+                    return ProcessResult(exit_code=126, error=f"cannot start {argv[0]}: {exc}")
                 self._running[key] = proc
             try:
                 try:
@@ -149,7 +157,12 @@ class Supervisor:
     def _end_group(proc: subprocess.Popen[bytes]) -> None:
         _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE_SECONDS
-        while _group_alive(proc.pid) and time.monotonic() < deadline:
+        # poll() reaps the leader when this thread is the one that started it (a timeout);
+        # otherwise the thread in wait() does, and poll() returns at once.
+        while time.monotonic() < deadline:
+            proc.poll()
+            if not _group_alive(proc.pid):
+                break
             time.sleep(0.02)
         _signal_group(proc.pid, signal.SIGKILL)
 
