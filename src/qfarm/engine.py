@@ -33,6 +33,8 @@ from qfarm import node as node_side
 
 EVENT_TOPIC = "qfarm-segment"
 PROGRESS_INTERVAL = 0.5  # seconds between progress events from one segment
+# How often the tasks still out are checked in the engine, for ends that sent no event.
+SWEEP_SECONDS = 1.0
 # How long a finished task's "ended" event may lag its completion before its result is
 # fetched from the scheduler instead.
 RESULT_GRACE_SECONDS = 1.0
@@ -137,10 +139,11 @@ class Engine:
         self._owned = list(owned)  # scheduler and nannies we started, closed with us
         self.events: asyncio.Queue[TaskEvent] = asyncio.Queue()
         self.wakeup = asyncio.Event()
-        self._loop = asyncio.get_running_loop()
-        self._futures: dict[str, Any] = {}
-        self._finished: list[tuple[float, Any]] = []  # (when, future) done in the engine
+        self._futures: dict[str, Any] = {}  # key -> future of every task still out
         self._ended: dict[str, dict[str, Any]] = {}  # key -> result, from "ended" events
+        self._withdrawn: dict[str, str] = {}  # key -> why, for tasks we took back
+        self._finished_at: dict[str, float] = {}  # finished in the engine, event not seen
+        self._last_sweep = 0.0
         self._facts: dict[str, dict[str, Any]] = {}
         client.subscribe_topic(EVENT_TOPIC, self._on_event)
 
@@ -237,64 +240,60 @@ class Engine:
             )
             for payload, future in zip(payloads, futures, strict=True):
                 self._futures[payload["key"]] = future
-                future.add_done_callback(self._done_in_thread)
-
-    def _done_in_thread(self, future: Any) -> None:
-        # Dask runs done-callbacks in a thread of its own; hand over to the event loop.
-        with contextlib.suppress(RuntimeError):  # the loop closed while we shut down
-            self._loop.call_soon_threadsafe(self._done, future)
-
-    def _is_current(self, future: Any) -> bool:
-        return bool(self._futures.get(future.key) is future)
-
-    def _done(self, future: Any) -> None:
-        if self._is_current(future):
-            self._finished.append((time.monotonic(), future))
-            self.wakeup.set()
 
     async def collect(self) -> list[TaskEnd]:
         """The ends of every task that ended since the last call.
 
-        Normally an end arrives as the task's "ended" event. A task that finished without
-        one reaching us within :data:`RESULT_GRACE_SECONDS` has its result fetched from the
-        scheduler instead; one that failed or was canceled in the engine is reported lost.
+        A task's end normally arrives as its "ended" event, with no request of ours. Every
+        :data:`SWEEP_SECONDS` the tasks still out are also checked in the engine: one that
+        finished without its event reaching us for :data:`RESULT_GRACE_SECONDS` has its
+        result fetched from the scheduler; one that failed or was canceled there (its worker
+        died, say) is reported lost.
         """
         ends: list[TaskEnd] = []
         released: list[Any] = []
         for key, result in self._ended.items():
-            reported = self._futures.pop(key, None)
-            if reported is not None:
+            future = self._futures.pop(key, None)
+            if future is not None:
                 ends.append(TaskEnd(key, result))
-                released.append(reported)
+                released.append(future)
         self._ended.clear()
+        for key, error in self._withdrawn.items():
+            future = self._futures.pop(key, None)
+            if future is not None:
+                ends.append(TaskEnd(key, None, lost=True, error=error))
+                released.append(future)
+        self._withdrawn.clear()
 
         now = time.monotonic()
-        waiting: list[tuple[float, Any]] = []
-        fetch: list[Any] = []
-        for done_at, future in self._finished:
-            if not self._is_current(future):
-                continue  # its end was already reported
-            if future.status == "finished" and now - done_at < RESULT_GRACE_SECONDS:
-                waiting.append((done_at, future))
-                continue
-            self._futures.pop(future.key, None)
-            released.append(future)
-            if future.status == "finished":
-                fetch.append(future)
-            elif future.status == "cancelled":
-                ends.append(TaskEnd(future.key, None, lost=True, error="withdrawn"))
-            else:  # KilledWorker, a comm failure: the node went away under it
-                ends.append(TaskEnd(future.key, None, lost=True, error=await _why(future)))
-        self._finished = waiting
-        for future in fetch:
-            try:
-                result = await future
-            except Exception as exc:
-                ends.append(TaskEnd(future.key, None, lost=True, error=repr(exc)))
-            else:
-                ends.append(TaskEnd(future.key, result))
+        if now - self._last_sweep >= SWEEP_SECONDS:
+            self._last_sweep = now
+            ends += await self._sweep(now, released)
         for future in released:
             future.release()
+        return ends
+
+    async def _sweep(self, now: float, released: list[Any]) -> list[TaskEnd]:
+        ends: list[TaskEnd] = []
+        for key, future in list(self._futures.items()):
+            status = future.status
+            if status == "pending":
+                continue
+            if status == "finished":
+                first_seen = self._finished_at.setdefault(key, now)
+                if now - first_seen < RESULT_GRACE_SECONDS:
+                    continue  # its "ended" event is probably on its way
+                try:
+                    ends.append(TaskEnd(key, await future))
+                except Exception as exc:
+                    ends.append(TaskEnd(key, None, lost=True, error=repr(exc)))
+            elif status == "cancelled":
+                ends.append(TaskEnd(key, None, lost=True, error="canceled in the engine"))
+            else:  # KilledWorker, a comm failure: the node went away under it
+                ends.append(TaskEnd(key, None, lost=True, error=await _why(future)))
+            del self._futures[key]
+            self._finished_at.pop(key, None)
+            released.append(future)
         return ends
 
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
@@ -329,7 +328,8 @@ class Engine:
         """Cancel a task that has not reported back (its node is gone, or it never started)."""
         future = self._futures.get(key)
         if future is not None:
-            # Its done-callback fires and :meth:`collect` reports the task as lost.
+            self._withdrawn[key] = "withdrawn"
+            self.wakeup.set()
             with contextlib.suppress(Exception):
                 await future.cancel()
 
