@@ -8,6 +8,8 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import psutil
+
 from qfarm.controller import Controller
 from qfarm.engine import NodeSpec
 from qfarm.store import Store
@@ -48,3 +50,11 @@ def wait_until_sync(condition: Callable[[], bool], timeout: float = 30.0, what: 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or condition}")
         time.sleep(0.05)
+
+
+def gone(pid: int) -> bool:
+    """A process that no longer runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True

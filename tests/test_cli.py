@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from qfarm import __version__
-from tests.helpers import wait_until_sync
+from tests.helpers import gone, wait_until_sync
 
 QFARM = [sys.executable, "-m", "qfarm"]
 
@@ -104,6 +104,10 @@ def test_run_failure_names_segment_node_and_log_tail(tmp_path: Path) -> None:
         (["--frames", "1-4", "--segment-size", "0", "--", "true"], "--segment-size must be"),
         (["--priority", "urgent", "--", "true"], "priority 'urgent'"),
         (["--env", "NOEQUALS", "--", "true"], "--env 'NOEQUALS' is not NAME=VALUE"),
+        (["--preflight", "echo 'unclosed", "--", "true"], "--preflight"),
+        (["--db", "nonsense://x", "--", "true"], "cannot use database URL 'nonsense://x'"),
+        (["--db", "sqlite:////no/such/dir/q.db", "--", "true"], "cannot open database"),
+        (["--retries", "-1", "--", "true"], "retries cannot be negative"),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(tmp_path: Path, args: list[str], message: str) -> None:
@@ -153,15 +157,7 @@ def test_interrupt_cancels_the_batch_and_ends_its_processes(tmp_path: Path) -> N
             proc.kill()
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
-    for pid in pids:
-        assert not os.path.exists(f"/proc/{pid}") or "Z" in _state(pid)
+    assert all(gone(pid) for pid in pids)
     with sqlite3.connect(tmp_path / "qfarm.db") as db:
         [(state,)] = db.execute("select state from batches").fetchall()
     assert state == "canceled"
-
-
-def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2]
-    except FileNotFoundError:
-        return "Z"

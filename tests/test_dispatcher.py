@@ -8,10 +8,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from qfarm.model import BatchRequest, BatchState, JobRequest, JobState, SegmentState
-from tests.helpers import embedded, wait_until
+from tests.helpers import embedded, gone, wait_until
 
 
 def command_batch(command: list[str], cwd: Path, **spec: Any) -> BatchRequest:
@@ -25,14 +23,6 @@ def command_batch(command: list[str], cwd: Path, **spec: Any) -> BatchRequest:
         timeout=timeout,
     )
     return BatchRequest(jobs=(job,), priority=priority)
-
-
-def gone(pid: int) -> bool:
-    """A process that no longer runs (a zombie waiting for a reaper counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def test_batch_runs_every_segment_and_writes_outputs(tmp_path: Path) -> None:

@@ -9,20 +9,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 
 from qfarm import supervisor as supervisor_module
 from qfarm.supervisor import ProcessResult, Supervisor
-from tests.helpers import wait_until_sync
-
-
-def gone(pid: int) -> bool:
-    """A process that no longer runs (a zombie waiting for its reaper counts as gone)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+from tests.helpers import gone, wait_until_sync
 
 
 def read_pid(path: Path) -> int:

@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -32,6 +32,9 @@ from qfarm import __version__, config
 from qfarm.errors import InvalidRequest, QfarmError
 from qfarm.model import BatchRequest, BatchState, JobRequest, SegmentState, parse_priority
 from qfarm.units import duration
+
+if TYPE_CHECKING:
+    from qfarm.store import PlannedJob, Store
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -86,6 +89,13 @@ def parse_env(pairs: list[str]) -> dict[str, str]:
             raise InvalidRequest(f"--env {pair!r} is not NAME=VALUE")
         env[name] = value
     return env
+
+
+def split_command(text: str, option: str) -> list[str]:
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        raise InvalidRequest(f"{option} {text!r} cannot be split into arguments: {exc}") from None
 
 
 def parse_exit_codes(text: str) -> list[int]:
@@ -184,7 +194,7 @@ def run(
             "cwd": str(cwd) if cwd else None,
             "env": parse_env(env),
             "ok_exit": parse_exit_codes(ok_exit),
-            "preflight": shlex.split(preflight) if preflight else [],
+            "preflight": split_command(preflight, "--preflight") if preflight else [],
         }
         try:
             level = parse_priority(priority)
@@ -199,25 +209,41 @@ def run(
             name=name or " ".join(command or [])[:80],
             priority=level,
         )
-        # Plan before anything starts: a bad job costs no cluster start-up.
+        # Imported here, not at the top: --help and usage errors need not load Dask.
         from qfarm.controller import plan_batch
+        from qfarm.store import Store
 
-        plan_batch(request)
+        # Plan, and open the store, before anything starts: a bad job or database URL
+        # costs no cluster start-up and leaves nothing behind.
+        planned = plan_batch(request)
+        directory = config.data_dir(data_dir)
+        store = Store(config.database_url(db, directory))
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
 
-    directory = config.data_dir(data_dir)
-    url = config.database_url(db, directory)
-    code = asyncio.run(
-        _run_embedded(request, directory, url, nodes, instances, as_json=as_json, quiet=quiet)
-    )
+    try:
+        code = asyncio.run(
+            _run_embedded(
+                request,
+                planned,
+                store,
+                directory,
+                nodes,
+                instances,
+                as_json=as_json,
+                quiet=quiet,
+            )
+        )
+    finally:
+        store.close()
     raise typer.Exit(code)
 
 
 async def _run_embedded(
     request: BatchRequest,
+    planned: list[PlannedJob],
+    store: Store,
     directory: Path,
-    url: str,
     nodes: int | None,
     instances: int | None,
     *,
@@ -226,9 +252,7 @@ async def _run_embedded(
 ) -> int:
     logging.getLogger("distributed").setLevel(logging.ERROR)
     from qfarm.controller import Controller, default_local_nodes
-    from qfarm.store import Store
 
-    store = Store(url)
     interrupted = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -236,7 +260,7 @@ async def _run_embedded(
     started = time.monotonic()
     controller = await Controller.embedded(store, directory, default_local_nodes(nodes, instances))
     try:
-        batch_id = controller.submit(request)
+        batch_id = controller.submit(request, planned)
         waiter = asyncio.create_task(controller.wait(batch_id))
         display = None
         if not quiet and not as_json:
@@ -257,7 +281,6 @@ async def _run_embedded(
             loop.remove_signal_handler(sig)
     elapsed = time.monotonic() - started
     report = batch_report(store, batch_id, elapsed)
-    store.close()
     if as_json:
         out.print_json(json.dumps(report))
     else:

@@ -109,8 +109,10 @@ class Controller:
         controller._loop_task = asyncio.create_task(dispatcher.run())
         return controller
 
-    def submit(self, request: BatchRequest) -> int:
-        planned = plan_batch(request)
+    def submit(self, request: BatchRequest, planned: list[PlannedJob] | None = None) -> int:
+        """Store a batch (planned here unless the caller already did) and queue it."""
+        if planned is None:
+            planned = plan_batch(request)
         batch_id = self.store.add_batch(request, planned)
         self.dispatcher.watch(batch_id)
         return batch_id

@@ -10,6 +10,7 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 
 from __future__ import annotations
 
+import enum
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -38,8 +39,9 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from qfarm.errors import NotFound
+from qfarm.errors import InvalidRequest, NotFound
 from qfarm.model import (
     ACTIVE_SEGMENT_STATES,
     Attempt,
@@ -252,10 +254,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Store:
     def __init__(self, url: str) -> None:
         self.url = url
-        self.engine: Engine = create_engine(url, future=True)
+        try:
+            self.engine: Engine = create_engine(url)
+        except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+            raise InvalidRequest(f"cannot use database URL {url!r}: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        metadata.create_all(self.engine)
+        try:
+            metadata.create_all(self.engine)
+        except OperationalError as exc:
+            self.engine.dispose()
+            raise InvalidRequest(f"cannot open database {url!r}: {exc.orig}") from None
 
     def close(self) -> None:
         self.engine.dispose()
@@ -549,10 +558,10 @@ class Store:
                 .where(segments.c.state == SegmentState.QUEUED.value)
             ).all()
             for row in queued:
-                _move_segment(conn, row, SegmentState.CANCELED, changes, error=reason)
+                _move(conn, row, SegmentState.CANCELED, changes, error=reason)
             for job in conn.execute(select(jobs).where(jobs.c.batch_id == batch_id)):
                 if job.state in (JobState.WAITING.value, JobState.QUEUED.value):
-                    _move_job(conn, job, JobState.CANCELED, changes, error=reason)
+                    _move(conn, job, JobState.CANCELED, changes, error=reason)
             active = conn.execute(
                 select(segments)
                 .where(segments.c.batch_id == batch_id)
@@ -568,7 +577,7 @@ class Store:
                 if batch.state not in (
                     s.value for s in (BatchState.DONE, BatchState.FAILED, BatchState.CANCELED)
                 ):
-                    _move_batch(conn, batch, BatchState.CANCELED, changes, finished_at=time.time())
+                    _move(conn, batch, BatchState.CANCELED, changes, finished_at=time.time())
             return [_segment(row) for row in active]
 
     def active_segments(self, batch_ids: Iterable[int] | None = None) -> list[Segment]:
@@ -605,9 +614,9 @@ class Store:
             if JobState(job.state) in (JobState.WAITING, JobState.QUEUED) and (
                 outcome is not JobState.CANCELED
             ):
-                _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
+                _move(conn, job, JobState.RUNNING, changes, started_at=now)
                 job = conn.execute(job_state.where(jobs.c.id == job.id)).one()
-            _move_job(conn, job, outcome, changes, finished_at=now)
+            _move(conn, job, outcome, changes, finished_at=now)
             # Only a job that ended can release dependents or end its batch.
             batch_ids.add(job.batch_id)
         # Dependents: released when everything they wait for is done, canceled otherwise.
@@ -625,11 +634,11 @@ class Store:
                     for seg in conn.execute(
                         select(segments).where(segments.c.job_id == job.id)
                     ).all():
-                        _move_segment(conn, seg, SegmentState.CANCELED, changes, error=reason)
-                    _move_job(conn, job, JobState.CANCELED, changes, error=reason, finished_at=now)
+                        _move(conn, seg, SegmentState.CANCELED, changes, error=reason)
+                    _move(conn, job, JobState.CANCELED, changes, error=reason, finished_at=now)
                     state_of[job.id] = JobState.CANCELED
                 elif all(state_of[d] is JobState.DONE for d in deps):
-                    _move_job(conn, job, JobState.QUEUED, changes)
+                    _move(conn, job, JobState.QUEUED, changes)
                     state_of[job.id] = JobState.QUEUED
             outcome_b = batch_outcome(list(state_of.values()))
             if outcome_b is None:
@@ -640,7 +649,7 @@ class Store:
                 BatchState.FAILED,
                 BatchState.CANCELED,
             ):
-                _move_batch(conn, batch, outcome_b, changes, finished_at=now)
+                _move(conn, batch, outcome_b, changes, finished_at=now)
 
     # -------------------------------------------------------------------- nodes
 
@@ -838,10 +847,10 @@ def _mark_dispatched(conn: Connection, dispatches: Sequence[Dispatch]) -> list[C
     now = max(d.at for d in dispatches)
     job_ids = {rows[d.segment_id].job_id for d in dispatches}
     for job in conn.execute(_QUEUED_JOBS_OF, {"ids": list(job_ids)}):
-        _move_job(conn, job, JobState.RUNNING, changes, started_at=now)
+        _move(conn, job, JobState.RUNNING, changes, started_at=now)
     batch_ids = {rows[d.segment_id].batch_id for d in dispatches}
     for batch in conn.execute(_QUEUED_BATCHES_OF, {"ids": list(batch_ids)}):
-        _move_batch(conn, batch, BatchState.RUNNING, changes, started_at=now)
+        _move(conn, batch, BatchState.RUNNING, changes, started_at=now)
     return changes
 
 
@@ -955,33 +964,26 @@ def _bulk(
         conn.execute(statement, batch)
 
 
-def _move_segment(
+_STATE_TABLES: dict[type[enum.Enum], tuple[Table, str]] = {
+    SegmentState: (segments, "segment"),
+    JobState: (jobs, "job"),
+    BatchState: (batches, "batch"),
+}
+
+
+def _move(
     conn: Connection,
     row: _Row,
-    new: SegmentState,
+    new: SegmentState | JobState | BatchState,
     changes: list[Change],
     **values: Any,
 ) -> None:
-    """Move one segment to ``new`` at once, checked by the model (for one-off changes)."""
-    check_transition(f"segment {row.id}", SegmentState(row.state), new)
-    conn.execute(update(segments).where(segments.c.id == row.id).values(state=new.value, **values))
-    changes.append(Change("segment", row.id, new.value, row.batch_id))
-
-
-def _move_job(
-    conn: Connection, row: _Row, new: JobState, changes: list[Change], **values: Any
-) -> None:
-    check_transition(f"job {row.id}", JobState(row.state), new)
-    conn.execute(update(jobs).where(jobs.c.id == row.id).values(state=new.value, **values))
-    changes.append(Change("job", row.id, new.value, row.batch_id))
-
-
-def _move_batch(
-    conn: Connection, row: _Row, new: BatchState, changes: list[Change], **values: Any
-) -> None:
-    check_transition(f"batch {row.id}", BatchState(row.state), new)
-    conn.execute(update(batches).where(batches.c.id == row.id).values(state=new.value, **values))
-    changes.append(Change("batch", row.id, new.value, row.id))
+    """Move one segment, job or batch to ``new`` at once, checked by the model."""
+    table, kind = _STATE_TABLES[type(new)]
+    check_transition(f"{kind} {row.id}", type(new)(row.state), new)
+    conn.execute(update(table).where(table.c.id == row.id).values(state=new.value, **values))
+    batch_id = row.id if kind == "batch" else row.batch_id
+    changes.append(Change(kind, row.id, new.value, batch_id))
 
 
 def _batch(row: _Row) -> Batch:
