@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,7 +30,14 @@ from rich.table import Table
 
 from qfarm import __version__, config
 from qfarm.errors import InvalidRequest, QfarmError
-from qfarm.model import BatchRequest, BatchState, JobRequest, SegmentState, parse_priority
+from qfarm.model import (
+    BatchCounts,
+    BatchRequest,
+    BatchState,
+    JobRequest,
+    SegmentState,
+    parse_priority,
+)
 from qfarm.units import duration
 
 if TYPE_CHECKING:
@@ -125,54 +132,131 @@ write {{ and }} for literal braces.
 """
 
 
+# Options of a command job, shared by `qfarm run` and `qfarm submit`.
+CommandArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="The command and its arguments, after --.", show_default=False),
+]
+FramesOpt = Annotated[
+    str | None,
+    typer.Option("--frames", "-f", help="Frame list: 1-240, 1-240x2 (step 2), 1,5,10-20."),
+]
+SegmentSizeOpt = Annotated[int, typer.Option("--segment-size", "-s", help="Frames per segment.")]
+EachOpt = Annotated[
+    list[str] | None,
+    typer.Option("--each", "-e", help="Glob of input files: one segment per file. Repeatable."),
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option("--output", "-o", help="Output path pattern, e.g. 'out/{stem}.mp4'."),
+]
+CwdOpt = Annotated[
+    Path | None, typer.Option("--cwd", help="Working directory of the command [default: here].")
+]
+EnvOpt = Annotated[
+    list[str] | None, typer.Option("--env", help="NAME=VALUE for the command. Repeatable.")
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", help="Seconds one segment attempt may run before it is killed."),
+]
+RetriesOpt = Annotated[int, typer.Option("--retries", help="Retries of a failed segment.")]
+OkExitOpt = Annotated[
+    str, typer.Option("--ok-exit", help="Exit codes that mean success, e.g. 0,1.")
+]
+PreflightOpt = Annotated[
+    str | None,
+    typer.Option("--preflight", help="Command run once on each node before its first segment."),
+]
+NameOpt = Annotated[str, typer.Option("--name", "-n", help="A name for the batch.")]
+PriorityOpt = Annotated[
+    str, typer.Option("--priority", help="high, medium (the default), low, or 0-100.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
+
+
+def command_batch(
+    *,
+    command: list[str] | None,
+    frames: str | None,
+    segment_size: int,
+    each: list[str] | None,
+    output: str | None,
+    cwd: Path | None,
+    env: list[str] | None,
+    timeout: float | None,
+    retries: int,
+    ok_exit: str,
+    preflight: str | None,
+    name: str,
+    priority: str,
+    hold: bool = False,
+    start_at: float | None = None,
+) -> BatchRequest:
+    """A one-job batch from the command-job options. Raises InvalidRequest."""
+    spec: dict[str, Any] = {
+        "command": command or [],
+        "frames": frames,
+        "segment_size": segment_size,
+        "each": each or None,
+        "output": output,
+        # Resolved here: a controller elsewhere must get the client's working directory.
+        "cwd": str((cwd or Path.cwd()).resolve()),
+        "env": parse_env(env or []),
+        "ok_exit": parse_exit_codes(ok_exit),
+        "preflight": split_command(preflight, "--preflight") if preflight else [],
+    }
+    try:
+        level = parse_priority(priority)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return BatchRequest(
+        jobs=(
+            JobRequest(job_type="command", spec=spec, name=name, retries=retries, timeout=timeout),
+        ),
+        name=name or " ".join(command or [])[:80],
+        priority=level,
+        hold=hold,
+        start_at=start_at,
+    )
+
+
 @app.command(
     epilog=RUN_EPILOG,
     context_settings={"allow_interspersed_args": False},
 )
 def run(
-    command: list[str] = typer.Argument(
-        None, help="The command and its arguments, after --.", show_default=False
-    ),
-    frames: str | None = typer.Option(
-        None, "--frames", "-f", help="Frame list: 1-240, 1-240x2 (step 2), 1,5,10-20."
-    ),
-    segment_size: int = typer.Option(
-        1, "--segment-size", "-s", help="Frames per segment.", min=None
-    ),
-    each: list[str] = typer.Option(
-        [], "--each", "-e", help="Glob of input files: one segment per file. Repeatable."
-    ),
-    output: str | None = typer.Option(
-        None, "--output", "-o", help="Output path pattern, e.g. 'out/{stem}.mp4'."
-    ),
-    cwd: Path | None = typer.Option(
-        None, "--cwd", help="Working directory of the command [default: here]."
-    ),
-    env: list[str] = typer.Option([], "--env", help="NAME=VALUE for the command. Repeatable."),
-    timeout: float | None = typer.Option(
-        None, "--timeout", help="Seconds one segment attempt may run before it is killed."
-    ),
-    retries: int = typer.Option(2, "--retries", help="Retries of a failed segment."),
-    ok_exit: str = typer.Option("0", "--ok-exit", help="Exit codes that mean success: 0,1."),
-    preflight: str | None = typer.Option(
-        None, "--preflight", help="Command run once on each node before its first segment."
-    ),
-    name: str = typer.Option("", "--name", "-n", help="A name for the batch."),
-    priority: str = typer.Option("medium", "--priority", help="high, medium, low or 0-100."),
-    nodes: int | None = typer.Option(
-        None, "--nodes", help="Local service nodes to start [default: 2 on 2+ cores]."
-    ),
-    instances: int | None = typer.Option(
-        None, "--instances", help="Command instances per node [default: cores / nodes]."
-    ),
-    data_dir: Path | None = typer.Option(
-        None, "--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."
-    ),
-    db: str | None = typer.Option(
-        None, "--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    command: CommandArg = None,
+    frames: FramesOpt = None,
+    segment_size: SegmentSizeOpt = 1,
+    each: EachOpt = None,
+    output: OutputOpt = None,
+    cwd: CwdOpt = None,
+    env: EnvOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = 2,
+    ok_exit: OkExitOpt = "0",
+    preflight: PreflightOpt = None,
+    name: NameOpt = "",
+    priority: PriorityOpt = "medium",
+    nodes: Annotated[
+        int | None,
+        typer.Option("--nodes", help="Local service nodes to start [default: 2 on 2+ cores]."),
+    ] = None,
+    instances: Annotated[
+        int | None,
+        typer.Option("--instances", help="Command instances per node [default: cores / nodes]."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run one job on an embedded cluster (a controller and local service nodes) and wait.
 
@@ -185,30 +269,11 @@ def run(
             raise InvalidRequest("--nodes must be at least 1")
         if instances is not None and instances < 1:
             raise InvalidRequest("--instances must be at least 1")
-        spec: dict[str, Any] = {
-            "command": command or [],
-            "frames": frames,
-            "segment_size": segment_size,
-            "each": each or None,
-            "output": output,
-            "cwd": str(cwd) if cwd else None,
-            "env": parse_env(env),
-            "ok_exit": parse_exit_codes(ok_exit),
-            "preflight": split_command(preflight, "--preflight") if preflight else [],
-        }
-        try:
-            level = parse_priority(priority)
-        except ValueError as exc:
-            raise InvalidRequest(str(exc)) from None
-        request = BatchRequest(
-            jobs=(
-                JobRequest(
-                    job_type="command", spec=spec, name=name, retries=retries, timeout=timeout
-                ),
-            ),
-            name=name or " ".join(command or [])[:80],
-            priority=level,
-        )
+        request = command_batch(
+            command=command, frames=frames, segment_size=segment_size, each=each,
+            output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
+            ok_exit=ok_exit, preflight=preflight, name=name, priority=priority,
+        )  # fmt: skip
         # Imported here, not at the top: --help and usage errors need not load Dask.
         from qfarm.controller import plan_batch
         from qfarm.store import Store
@@ -224,16 +289,10 @@ def run(
     try:
         code = asyncio.run(
             _run_embedded(
-                request,
-                planned,
-                store,
-                directory,
-                nodes,
-                instances,
-                as_json=as_json,
+                request, planned, store, directory, nodes, instances, as_json=as_json,
                 quiet=quiet,
             )
-        )
+        )  # fmt: skip
     finally:
         store.close()
     raise typer.Exit(code)
@@ -290,31 +349,47 @@ async def _run_embedded(
     return 0 if batch.state is BatchState.DONE else EXIT_FAILED
 
 
-async def _show_progress(store: Any, batch_id: int, waiter: asyncio.Task[Any]) -> None:
-    progress = Progress(
-        TextColumn("[bold]batch {task.fields[batch]}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("segments"),
-        TextColumn("[cyan]{task.fields[running]} running"),
-        TextColumn("[red]{task.fields[failed]} failed"),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-    )
-    with progress:
-        counts = store.counts(batch_id)
-        task = progress.add_task("run", total=counts.total, batch=batch_id, running=0, failed=0)
+class BatchProgress:
+    """The progress bar of one batch: segments finished of total, running, failed, elapsed,
+    ETA. On stderr, so stdout stays clean for --json and scripts.
+    """
+
+    def __init__(self, batch_id: int) -> None:
+        self.progress = Progress(
+            TextColumn(f"[bold]batch {batch_id}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("segments"),
+            TextColumn("[cyan]{task.fields[running]} running"),
+            TextColumn("[red]{task.fields[failed]} failed"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+        )
+        self.task = self.progress.add_task("batch", total=None, running=0, failed=0)
+
+    def __enter__(self) -> BatchProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(None, None, None)
+
+    def update(self, counts: BatchCounts) -> None:
+        self.progress.update(
+            self.task,
+            total=counts.total,
+            completed=counts.finished,
+            running=counts.running + counts.dispatched,
+            failed=counts.failed,
+        )
+
+
+async def _show_progress(store: Store, batch_id: int, waiter: asyncio.Task[Any]) -> None:
+    with BatchProgress(batch_id) as bar:
         while True:
-            counts = store.counts(batch_id)
-            progress.update(
-                task,
-                completed=counts.finished,
-                running=counts.running + counts.dispatched,
-                failed=counts.failed,
-            )
+            bar.update(store.counts(batch_id))
             if waiter.done():
                 break
             await asyncio.sleep(0.2)
@@ -388,8 +463,13 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    import qfarm.cli_cluster  # noqa: F401  (registers the cluster commands on `app`)
+
     try:
         app()
+    except InvalidRequest as exc:
+        err.print(f"[bold red]qfarm: error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_USAGE)
     except QfarmError as exc:
         err.print(f"[bold red]qfarm: error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(EXIT_FAILED)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qfarm import jobtypes
@@ -20,8 +20,8 @@ from qfarm.config import logs_dir
 from qfarm.dispatcher import Dispatcher
 from qfarm.engine import Engine, NodeSpec
 from qfarm.errors import InvalidRequest
-from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest
-from qfarm.store import PlannedJob, Store
+from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, NodeState
+from qfarm.store import Change, PlannedJob, Store
 
 
 def plan_batch(request: BatchRequest) -> list[PlannedJob]:
@@ -83,10 +83,15 @@ def default_local_nodes(count: int | None = None, instances: int | None = None) 
 
 @dataclass
 class Controller:
+    """The service layer: every action a client can take, in one place for the CLI's
+    embedded runs and for the HTTP API alike.
+    """
+
     store: Store
     engine: Engine
     dispatcher: Dispatcher
     _loop_task: asyncio.Task[None] | None = None
+    _listeners: set[asyncio.Queue[list[Change]]] = field(default_factory=set)
 
     @classmethod
     async def embedded(
@@ -99,15 +104,40 @@ class Controller:
     ) -> Controller:
         """A controller with its own local cluster, as ``qfarm run`` starts it."""
         engine = await Engine.start_local(list(nodes), local_directory=data_dir / "workers")
-        dispatcher = Dispatcher(
-            store,
-            engine,
-            logs_dir=logs_dir(data_dir),
-            batch_ids=set() if only_own_batches else None,
-        )
+        return cls._with(store, engine, data_dir, set() if only_own_batches else None)
+
+    @classmethod
+    async def start(
+        cls,
+        store: Store,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        scheduler: str | None = None,
+        scheduler_port: int = 0,
+    ) -> Controller:
+        """A cluster controller whose nodes join from outside: a Dask scheduler in this
+        process on ``host:scheduler_port``, or an existing one at ``scheduler``.
+        """
+        if scheduler:
+            engine = await Engine.connect(scheduler)
+        else:
+            engine = await Engine.start_local(
+                [], host=host, port=scheduler_port, local_directory=data_dir / "workers"
+            )
+        return cls._with(store, engine, data_dir, None)
+
+    @classmethod
+    def _with(
+        cls, store: Store, engine: Engine, data_dir: Path, batch_ids: set[int] | None
+    ) -> Controller:
+        dispatcher = Dispatcher(store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids)
         controller = cls(store, engine, dispatcher)
+        dispatcher.on_changes = controller._broadcast
         controller._loop_task = asyncio.create_task(dispatcher.run())
         return controller
+
+    # ------------------------------------------------------------------ actions
 
     def submit(self, request: BatchRequest, planned: list[PlannedJob] | None = None) -> int:
         """Store a batch (planned here unless the caller already did) and queue it."""
@@ -115,10 +145,55 @@ class Controller:
             planned = plan_batch(request)
         batch_id = self.store.add_batch(request, planned)
         self.dispatcher.watch(batch_id)
+        self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])
         return batch_id
 
     async def cancel(self, batch_id: int, reason: str = "canceled") -> None:
         await self.dispatcher.cancel_batch(batch_id, reason)
+
+    def pause(self, batch_id: int) -> None:
+        self._after(self.store.pause_batch(batch_id))
+
+    def resume(self, batch_id: int) -> None:
+        self._after(self.store.resume_batch(batch_id))
+
+    def resubmit(self, batch_id: int) -> None:
+        self._after(self.store.resubmit_batch(batch_id))
+
+    def set_priority(self, batch_id: int, priority: int) -> None:
+        self.store.set_priority(batch_id, priority)
+        self.dispatcher.poke()
+
+    def set_node_enabled(self, name: str, enabled: bool) -> None:
+        """Drain a node (running segments finish, no new ones) or take it back."""
+        self.store.set_node_state(name, NodeState.ONLINE if enabled else NodeState.DISABLED)
+        self.dispatcher.set_disabled(name, not enabled)
+
+    def _after(self, changes: list[Change]) -> None:
+        self._broadcast(changes)
+        self.dispatcher.poke()
+
+    # ------------------------------------------------------------------- events
+
+    def subscribe(self) -> asyncio.Queue[list[Change]]:
+        """A queue that receives every list of state changes from now on."""
+        queue: asyncio.Queue[list[Change]] = asyncio.Queue(maxsize=1000)
+        self._listeners.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[list[Change]]) -> None:
+        self._listeners.discard(queue)
+
+    def _broadcast(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        for queue in list(self._listeners):
+            if queue.full():  # a listener that stopped reading loses its stream
+                self._listeners.discard(queue)
+                continue
+            queue.put_nowait(changes)
+
+    # -------------------------------------------------------------------- state
 
     async def wait(self, batch_id: int, poll: float = 0.1) -> Batch:
         """Until the batch ends. Raises whatever stopped the dispatcher loop."""

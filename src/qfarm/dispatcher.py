@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from qfarm import __version__
 from qfarm.engine import Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.model import Node, NodeState
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
@@ -73,7 +74,8 @@ class Dispatcher:
         self.batch_ids: set[int] | None = set(batch_ids) if batch_ids is not None else None
         self.on_changes = on_changes
         self.nodes: dict[str, EngineNode] = {}
-        self.disabled: set[str] = set()
+        self.disabled: set[str] = set()  # drained or refused: given no new work
+        self.refused: dict[str, str] = {}  # node name -> why it is refused
         self.in_flight: dict[str, InFlight] = {}
         self.busy: dict[str, Counter[str]] = {}
         self.killing: set[str] = set()
@@ -90,6 +92,14 @@ class Dispatcher:
     def watch(self, batch_id: int) -> None:
         if self.batch_ids is not None:
             self.batch_ids.add(batch_id)
+        self.poke()
+
+    def set_disabled(self, name: str, disabled: bool) -> None:
+        """Give a node no new work (its running segments finish), or take it back."""
+        if disabled:
+            self.disabled.add(name)
+        elif name not in self.refused:
+            self.disabled.discard(name)
         self.poke()
 
     def stop(self) -> None:
@@ -205,6 +215,16 @@ class Dispatcher:
                 if known is not None:
                     await self._lose_node(known)
                 self.busy[name] = Counter()
+                version = engine_node.facts.get("version")
+                if version != __version__:
+                    # The brief's rule: every node runs the controller's version, so the
+                    # chunks of one job join seamlessly. Such a node gets no work.
+                    self.refused[name] = (
+                        f"node {name} runs qfarm {version}, the controller {__version__}"
+                    )
+                    log.warning("refusing %s", self.refused[name])
+                else:
+                    self.refused.pop(name, None)
                 self.store.upsert_node(
                     Node(
                         name=name,
@@ -214,6 +234,7 @@ class Dispatcher:
                         host=str(engine_node.facts.get("host") or engine_node.host),
                         cores=int(engine_node.facts.get("cores") or 0),
                         memory=int(engine_node.facts.get("memory") or 0),
+                        fingerprint=dict(engine_node.facts.get("fingerprint") or {}),
                         last_seen=now,
                     )
                 )
@@ -225,6 +246,7 @@ class Dispatcher:
                     self.store.set_node_state(name, NodeState.OFFLINE)
         self.nodes = live
         self.disabled = {n.name for n in self.store.nodes() if n.state is NodeState.DISABLED}
+        self.disabled |= set(self.refused)
 
     async def _lose_node(self, node: EngineNode) -> None:
         for flight in [f for f in self.in_flight.values() if f.address == node.address]:

@@ -123,6 +123,35 @@ def _facts_of_node() -> dict[str, Any]:
     return node_side.node_facts()
 
 
+def _nanny(scheduler_address: str, spec: NodeSpec, host: str, local_directory: Path | None) -> Any:
+    return Nanny(
+        scheduler_address,
+        host=host,
+        name=spec.name,
+        nthreads=max(1, sum(spec.services.values())),
+        resources=dict(spec.services),
+        local_directory=str(local_directory) if local_directory else None,
+        dashboard=False,
+    )
+
+
+async def run_node(
+    scheduler_address: str, spec: NodeSpec, *, host: str, local_directory: Path | None
+) -> None:
+    """Be one service node of the scheduler at ``scheduler_address`` until it goes away.
+
+    The worker runs under a nanny, which restarts it if it dies; this returns when the nanny
+    closes: the scheduler went away, or the controller told the node to leave.
+    """
+    nanny = _nanny(scheduler_address, spec, host, local_directory)
+    await nanny.start()
+    try:
+        await nanny.finished()
+    finally:
+        with contextlib.suppress(Exception):
+            await nanny.close()
+
+
 async def _why(future: Any) -> str:
     try:
         exc = await future.exception()
@@ -149,25 +178,23 @@ class Engine:
 
     @classmethod
     async def start_local(
-        cls, nodes: Sequence[NodeSpec], *, local_directory: Path | None = None
+        cls,
+        nodes: Sequence[NodeSpec],
+        *,
+        local_directory: Path | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> Engine:
-        """An embedded cluster: a scheduler and one nanny-managed worker process per node."""
+        """A scheduler in this process, listening on ``host:port``, and one nanny-managed
+        worker process per local node (none for a controller whose nodes join from outside).
+        """
         with dask.config.set({"distributed.scheduler.work-stealing": False}):
-            scheduler = Scheduler(host="127.0.0.1", port=0, dashboard=False)
+            scheduler = Scheduler(host=host, port=port, dashboard=False)
             await scheduler
         owned: list[Any] = [scheduler]
         try:
             nannies = [
-                Nanny(
-                    scheduler.address,
-                    host="127.0.0.1",
-                    name=spec.name,
-                    nthreads=max(1, sum(spec.services.values())),
-                    resources=dict(spec.services),
-                    local_directory=str(local_directory) if local_directory else None,
-                    dashboard=False,
-                )
-                for spec in nodes
+                _nanny(scheduler.address, spec, "127.0.0.1", local_directory) for spec in nodes
             ]
             await asyncio.gather(*(nanny.start() for nanny in nannies))
             owned.extend(nannies)

@@ -86,8 +86,9 @@ JOB_TRANSITIONS: Mapping[JobState, frozenset[JobState]] = {
     J.RUNNING: frozenset({J.ASSEMBLING, J.DONE, J.FAILED, J.CANCELED, J.QUEUED}),
     J.ASSEMBLING: frozenset({J.DONE, J.FAILED, J.CANCELED}),
     J.DONE: frozenset(),
-    J.FAILED: frozenset({J.QUEUED}),  # a resubmit
-    J.CANCELED: frozenset({J.QUEUED}),  # a resubmit
+    # A resubmit: queued, or waiting again when what it depends on must rerun too.
+    J.FAILED: frozenset({J.QUEUED, J.WAITING}),
+    J.CANCELED: frozenset({J.QUEUED, J.WAITING}),
 }
 
 BATCH_TRANSITIONS: Mapping[BatchState, frozenset[BatchState]] = {

@@ -131,11 +131,17 @@ def running_segments() -> dict[str, int]:
 
 
 def node_facts() -> dict[str, Any]:
-    """What a node tells the controller about itself."""
+    """What a node tells the controller about itself, its tools' versions included."""
+    import platform
+
     import psutil
+
+    from qfarm import __version__
 
     return {
         "host": socket.gethostname(),
         "cores": os.cpu_count() or 1,
         "memory": int(psutil.virtual_memory().total),
+        "version": __version__,
+        "fingerprint": {"qfarm": __version__, "python": platform.python_version()},
     }

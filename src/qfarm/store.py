@@ -539,6 +539,71 @@ class Store:
     def record_results(self, results: Sequence[Result]) -> list[Change]:
         return self.record_reports(results=results)
 
+    # ------------------------------------------------------------ batch actions
+
+    def pause_batch(self, batch_id: int) -> list[Change]:
+        """Stop dispatching a batch's segments; those running finish."""
+        return self._set_batch_state(batch_id, BatchState.PAUSED)
+
+    def resume_batch(self, batch_id: int) -> list[Change]:
+        """Dispatch a paused or held batch again."""
+        batch = self.batch(batch_id)
+        started = batch.started_at is not None and batch.state is BatchState.PAUSED
+        return self._set_batch_state(batch_id, BatchState.RUNNING if started else BatchState.QUEUED)
+
+    def _set_batch_state(self, batch_id: int, new: BatchState) -> list[Change]:
+        changes: list[Change] = []
+        with self._tx() as conn:
+            row = _one_batch(conn, batch_id)
+            if row.state != new.value:
+                _move(conn, row, new, changes)
+        return changes
+
+    def set_priority(self, batch_id: int, priority: int) -> None:
+        with self._tx() as conn:
+            _one_batch(conn, batch_id)
+            conn.execute(update(batches).where(batches.c.id == batch_id).values(priority=priority))
+
+    def resubmit_batch(self, batch_id: int) -> list[Change]:
+        """Queue a finished batch's failed and canceled segments again, with fresh retries.
+
+        Done segments are kept: only what did not finish runs again.
+        """
+        changes: list[Change] = []
+        with self._tx() as conn:
+            batch = _one_batch(conn, batch_id)
+            state = BatchState(batch.state)
+            if state not in (BatchState.FAILED, BatchState.CANCELED):
+                raise InvalidRequest(
+                    f"batch {batch_id} is {state.value}: only a failed or canceled batch "
+                    "can be resubmitted"
+                )
+            rerun = conn.execute(
+                select(segments.c.id, segments.c.state, segments.c.batch_id)
+                .where(segments.c.batch_id == batch_id)
+                .where(
+                    segments.c.state.in_([SegmentState.FAILED.value, SegmentState.CANCELED.value])
+                )
+            ).all()
+            for row in rerun:
+                _move(conn, row, SegmentState.QUEUED, changes, failures=0, error="")
+            job_rows = conn.execute(
+                select(jobs.c.id, jobs.c.state, jobs.c.batch_id, jobs.c.depends_on)
+                .where(jobs.c.batch_id == batch_id)
+                .order_by(jobs.c.idx)
+            ).all()
+            state_of = {job.id: JobState(job.state) for job in job_rows}
+            for job in job_rows:
+                if state_of[job.id] not in (JobState.FAILED, JobState.CANCELED):
+                    continue
+                # Jobs come in order, so what this one depends on is already settled.
+                deps_done = all(state_of[d] is JobState.DONE for d in job.depends_on or ())
+                new = JobState.QUEUED if deps_done else JobState.WAITING
+                _move(conn, job, new, changes, failed_nodes=[], error="", finished_at=None)
+                state_of[job.id] = new
+            _move(conn, batch, BatchState.QUEUED, changes, finished_at=None)
+        return changes
+
     def cancel_batch(self, batch_id: int, reason: str = "canceled") -> list[Segment]:
         """Cancel a batch: queued segments and unstarted jobs now; returns the active segments,
         which the dispatcher must kill; they are canceled when their attempts report back.
@@ -765,6 +830,15 @@ _QUEUED_BATCHES_OF = (
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _one_batch(conn: Connection, batch_id: int) -> _Row:
+    row = conn.execute(
+        select(batches.c.id, batches.c.state, batches.c.started_at).where(batches.c.id == batch_id)
+    ).first()
+    if row is None:
+        raise NotFound(f"no batch {batch_id}")
+    return row
 
 
 def _insert(conn: Connection, statement: Any) -> int:

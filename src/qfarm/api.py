@@ -1,0 +1,249 @@
+"""The controller's HTTP API (FastAPI): REST for batches and nodes, server-sent events for
+state changes. The only HTTP layer: the CLI's client commands and the web page use it.
+
+Every error is a JSON body ``{"error": "..."}`` with a 4xx status: 400 for a request that
+cannot be accepted, 404 for an unknown id, 409 for an action the object's state forbids.
+Handlers are ``async``: they run in the controller's event loop, beside the dispatcher,
+so they see and change one consistent state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
+
+from qfarm import __version__
+from qfarm.controller import Controller
+from qfarm.errors import InvalidRequest, NotFound
+from qfarm.model import (
+    Batch,
+    BatchRequest,
+    IllegalTransition,
+    JobRequest,
+    Segment,
+    parse_priority,
+)
+
+API = "/api/v1"
+
+
+class JobIn(BaseModel):
+    type: str = Field(default="command", description="job type: command")
+    name: str = ""
+    spec: dict[str, Any] = Field(description="the job type's options, e.g. command, frames")
+    retries: int = 2
+    timeout: float | None = None
+    depends_on: list[str] = []
+
+
+class BatchIn(BaseModel):
+    jobs: list[JobIn]
+    name: str = ""
+    owner: str = ""
+    priority: int | str = "medium"
+    hold: bool = False
+    start_at: float | None = Field(default=None, description="epoch seconds")
+    serialize: bool = False
+
+    def request(self) -> BatchRequest:
+        try:
+            priority = parse_priority(self.priority)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return BatchRequest(
+            jobs=tuple(
+                JobRequest(
+                    job_type=job.type,
+                    spec=job.spec,
+                    name=job.name,
+                    retries=job.retries,
+                    timeout=job.timeout,
+                    depends_on=tuple(job.depends_on),
+                )
+                for job in self.jobs
+            ),
+            name=self.name,
+            owner=self.owner,
+            priority=priority,
+            hold=self.hold,
+            start_at=self.start_at,
+            serialize=self.serialize,
+        )
+
+
+class PriorityIn(BaseModel):
+    priority: int | str
+
+
+def batch_json(controller: Controller, batch: Batch) -> dict[str, Any]:
+    counts = controller.store.counts(batch.id)
+    return {
+        "id": batch.id,
+        "name": batch.name,
+        "owner": batch.owner,
+        "priority": batch.priority,
+        "state": batch.state.value,
+        "submitted_at": batch.submitted_at,
+        "start_at": batch.start_at,
+        "started_at": batch.started_at,
+        "finished_at": batch.finished_at,
+        "segments": asdict(counts),
+    }
+
+
+def segment_json(segment: Segment) -> dict[str, Any]:
+    return {
+        "id": segment.id,
+        "job_id": segment.job_id,
+        "index": segment.index,
+        "label": segment.label,
+        "kind": segment.kind.value,
+        "state": segment.state.value,
+        "node": segment.node,
+        "attempts": segment.attempts,
+        "failures": segment.failures,
+        "progress": segment.progress,
+        "error": segment.error,
+    }
+
+
+def create_app(controller: Controller) -> FastAPI:
+    app = FastAPI(
+        title="qfarm controller",
+        version=__version__,
+        description="Submit batches, watch and steer them, and see the service nodes.",
+    )
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=404)
+
+    @app.exception_handler(IllegalTransition)
+    async def conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=409)
+
+    @app.exception_handler(RequestValidationError)
+    async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        return JSONResponse({"error": message}, status_code=400)
+
+    @app.get(f"{API}/info")
+    async def info() -> dict[str, Any]:
+        """The controller's version and the address its nodes join."""
+        return {"version": __version__, "scheduler": controller.engine.scheduler_address}
+
+    @app.post(f"{API}/batches", status_code=201)
+    async def submit(batch: BatchIn) -> dict[str, Any]:
+        batch_id = controller.submit(batch.request())
+        return batch_json(controller, controller.store.batch(batch_id))
+
+    @app.get(f"{API}/batches")
+    async def batches() -> list[dict[str, Any]]:
+        return [batch_json(controller, b) for b in controller.store.batches()]
+
+    @app.get(f"{API}/batches/{{batch_id}}")
+    async def batch(batch_id: int) -> dict[str, Any]:
+        body = batch_json(controller, controller.store.batch(batch_id))
+        body["jobs"] = [
+            {
+                "id": job.id,
+                "name": job.name,
+                "type": job.job_type,
+                "state": job.state.value,
+                "error": job.error,
+                "depends_on": list(job.depends_on),
+                "failed_nodes": list(job.failed_nodes),
+            }
+            for job in controller.store.jobs(batch_id)
+        ]
+        body["segments_list"] = [segment_json(s) for s in controller.store.segments(batch_id)]
+        return body
+
+    @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts")
+    async def attempts(batch_id: int, segment_id: int) -> list[dict[str, Any]]:
+        controller.store.batch(batch_id)
+        return [asdict(a) for a in controller.store.attempts(segment_id)]
+
+    @app.post(f"{API}/batches/{{batch_id}}/cancel")
+    async def cancel(batch_id: int) -> dict[str, Any]:
+        await controller.cancel(batch_id)
+        return batch_json(controller, controller.store.batch(batch_id))
+
+    @app.post(f"{API}/batches/{{batch_id}}/pause")
+    async def pause(batch_id: int) -> dict[str, Any]:
+        controller.pause(batch_id)
+        return batch_json(controller, controller.store.batch(batch_id))
+
+    @app.post(f"{API}/batches/{{batch_id}}/resume")
+    async def resume(batch_id: int) -> dict[str, Any]:
+        controller.resume(batch_id)
+        return batch_json(controller, controller.store.batch(batch_id))
+
+    @app.post(f"{API}/batches/{{batch_id}}/resubmit")
+    async def resubmit(batch_id: int) -> dict[str, Any]:
+        controller.resubmit(batch_id)
+        return batch_json(controller, controller.store.batch(batch_id))
+
+    @app.put(f"{API}/batches/{{batch_id}}/priority")
+    async def priority(batch_id: int, body: PriorityIn) -> dict[str, Any]:
+        try:
+            level = parse_priority(body.priority)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        controller.set_priority(batch_id, level)
+        return batch_json(controller, controller.store.batch(batch_id))
+
+    @app.get(f"{API}/nodes")
+    async def nodes() -> list[dict[str, Any]]:
+        refused = controller.dispatcher.refused
+        return [
+            {**asdict(node), "state": node.state.value, "refused": refused.get(node.name, "")}
+            for node in controller.store.nodes()
+        ]
+
+    @app.post(f"{API}/nodes/{{name}}/disable")
+    async def disable(name: str) -> dict[str, str]:
+        controller.set_node_enabled(name, False)
+        return {"name": name, "state": "disabled"}
+
+    @app.post(f"{API}/nodes/{{name}}/enable")
+    async def enable(name: str) -> dict[str, str]:
+        controller.set_node_enabled(name, True)
+        return {"name": name, "state": "online"}
+
+    @app.get(f"{API}/events")
+    async def events(request: Request) -> StreamingResponse:
+        """State changes as server-sent events: one ``change`` event per changed object."""
+        queue = controller.subscribe()
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield ": connected\n\n"
+                while not await request.is_disconnected():
+                    try:
+                        changes = await asyncio.wait_for(queue.get(), 15)
+                    except TimeoutError:
+                        yield ": keep-alive\n\n"
+                        continue
+                    for change in changes:
+                        yield f"event: change\ndata: {json.dumps(asdict(change))}\n\n"
+            finally:
+                controller.unsubscribe(queue)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    return app

@@ -1,0 +1,437 @@
+"""The cluster commands of ``qfarm``: the long-running roles (``controller``, ``node``) and
+the client commands that speak to a controller over its HTTP API.
+
+Client commands name their controller with ``--controller URL`` or ``$QFARM_CONTROLLER``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from qfarm import config
+from qfarm.cli import (
+    EXIT_FAILED,
+    BatchProgress,
+    CommandArg,
+    CwdOpt,
+    EachOpt,
+    EnvOpt,
+    FramesOpt,
+    JsonOpt,
+    NameOpt,
+    OkExitOpt,
+    OutputOpt,
+    PreflightOpt,
+    PriorityOpt,
+    RetriesOpt,
+    SegmentSizeOpt,
+    TimeoutOpt,
+    app,
+    command_batch,
+    err,
+    fail_usage,
+    out,
+)
+from qfarm.client import BatchStatus, Client
+from qfarm.errors import InvalidRequest
+from qfarm.model import BatchCounts
+from qfarm.units import duration
+
+DEFAULT_PORT = 8470
+
+ControllerOpt = Annotated[
+    str | None,
+    typer.Option("--controller", "-c", envvar="QFARM_CONTROLLER", help="The controller's URL."),
+]
+TokenOpt = Annotated[
+    str | None, typer.Option("--token", envvar="QFARM_TOKEN", help="The controller's token.")
+]
+BatchArg = Annotated[int, typer.Argument(help="The batch id.", show_default=False)]
+
+
+def connect(controller: str | None, token: str | None) -> Client:
+    return Client(controller, token=token)
+
+
+def print_json(value: Any) -> None:
+    out.print_json(json.dumps(value))
+
+
+# ------------------------------------------------------------------------- roles
+
+
+@app.command(
+    epilog="""**Examples**
+
+    qfarm controller --host 0.0.0.0 --port 8470
+
+    qfarm controller --db postgresql+psycopg://qfarm@dbhost/qfarm
+"""
+)
+def controller(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="HTTP API port (0: any free one).")] = (
+        DEFAULT_PORT
+    ),
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Use this Dask scheduler (tcp://...) instead of our own."),
+    ] = None,
+    scheduler_port: Annotated[
+        int, typer.Option("--scheduler-port", help="Port of our Dask scheduler (0: any free).")
+    ] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Store and logs [env: QFARM_DATA_DIR].")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="SQLAlchemy URL [default: SQLite in the data dir].")
+    ] = None,
+) -> None:
+    """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
+
+    It prints the URL that clients and nodes use; stop it with Ctrl-C.
+    """
+    from qfarm.server import serve_controller
+    from qfarm.store import Store
+
+    try:
+        directory = config.data_dir(data_dir)
+        store = Store(config.database_url(db, directory))
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+    def ready(url: str, scheduler_address: str) -> None:
+        out.print(f"qfarm controller at {url} (nodes join {scheduler_address})", highlight=False)
+
+    try:
+        asyncio.run(
+            serve_controller(
+                store, directory, host=host, port=port, scheduler=scheduler,
+                scheduler_port=scheduler_port, on_ready=ready,
+            )
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+
+
+node_app = typer.Typer(
+    help="Run a service node, or drain one (disable) and take it back (enable).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(node_app, name="node")
+
+
+@node_app.callback(
+    epilog="""**Examples**
+
+    qfarm node --controller http://farm:8470 --services command=4
+
+    qfarm node disable render-07
+"""
+)
+def node(
+    ctx: typer.Context,
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+    services: Annotated[
+        str,
+        typer.Option("--services", help="Service instances: command=4,transcode=2, or auto."),
+    ] = "auto",
+    name: Annotated[
+        str | None, typer.Option("--name", help="The node's name [default: host name].")
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address the node listens on for the cluster.")
+    ] = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Scratch space [env: QFARM_DATA_DIR].")
+    ] = None,
+) -> None:
+    """Run a service node that joins a controller and runs its segments."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from qfarm.errors import QfarmError
+    from qfarm.server import parse_services, serve_node
+
+    try:
+        offered = parse_services(services)
+        url = Client(controller, token=token).url  # names the controller, or says how to
+    except (InvalidRequest, QfarmError) as exc:
+        raise fail_usage(str(exc)) from None
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+    def joined(node_name: str, scheduler: str) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in offered.items())
+        out.print(f"qfarm node {node_name} ({shown}) joining {scheduler}", highlight=False)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve_node(
+                url, name=name, services=offered, host=host,
+                data_dir=config.data_dir(data_dir), token=token, on_joined=joined,
+            )
+        )  # fmt: skip
+
+
+@node_app.command("disable")
+def node_disable(
+    name: Annotated[str, typer.Argument(help="The node's name.")],
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Drain a node: its running segments finish, it gets no new ones."""
+    connect(controller, token).set_node_enabled(name, False)
+    out.print(f"node {name} disabled", highlight=False)
+
+
+@node_app.command("enable")
+def node_enable(
+    name: Annotated[str, typer.Argument(help="The node's name.")],
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Give a disabled node work again."""
+    connect(controller, token).set_node_enabled(name, True)
+    out.print(f"node {name} enabled", highlight=False)
+
+
+# ----------------------------------------------------------------------- client
+
+
+def parse_start_at(text: str | None) -> float | None:
+    """``2026-11-25T22:00``, ``22:00`` (the next such time) or epoch seconds."""
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    now = datetime.datetime.now()
+    try:
+        if len(text) <= 5 and ":" in text:
+            at = datetime.datetime.combine(now.date(), datetime.time.fromisoformat(text))
+            if at <= now:
+                at += datetime.timedelta(days=1)
+        else:
+            at = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(
+            f"--start-at {text!r} is not a time like 22:00 or 2026-11-25T22:00"
+        ) from None
+    return at.timestamp()
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": False},
+    epilog="""**Examples**
+
+    qfarm submit --frames 1-240 --segment-size 10 -- blender -b shot.blend -s {start} -e {end} -a
+
+    qfarm submit --priority high --hold --name nightly -- ./build-proxies.sh
+""",
+)
+def submit(
+    command: CommandArg = None,
+    frames: FramesOpt = None,
+    segment_size: SegmentSizeOpt = 1,
+    each: EachOpt = None,
+    output: OutputOpt = None,
+    cwd: CwdOpt = None,
+    env: EnvOpt = None,
+    timeout: TimeoutOpt = None,
+    retries: RetriesOpt = 2,
+    ok_exit: OkExitOpt = "0",
+    preflight: PreflightOpt = None,
+    name: NameOpt = "",
+    priority: PriorityOpt = "medium",
+    hold: Annotated[
+        bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
+    ] = False,
+    start_at: Annotated[
+        str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
+    ] = None,
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a command job to a controller and print the new batch's id."""
+    try:
+        request = command_batch(
+            command=command, frames=frames, segment_size=segment_size, each=each,
+            output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
+            ok_exit=ok_exit, preflight=preflight, name=name, priority=priority, hold=hold,
+            start_at=parse_start_at(start_at),
+        )  # fmt: skip
+        client = connect(controller, token)
+        handle = client.submit(
+            {
+                "name": request.name,
+                "priority": request.priority,
+                "hold": request.hold,
+                "start_at": request.start_at,
+                "jobs": [
+                    {
+                        "type": job.job_type,
+                        "name": job.name,
+                        "spec": job.spec,
+                        "retries": job.retries,
+                        "timeout": job.timeout,
+                    }
+                    for job in request.jobs
+                ],
+            }
+        )
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    if as_json:
+        print_json({"batch": handle.id})
+    else:
+        out.print(handle.id)
+
+
+def batch_row(status: BatchStatus) -> list[str]:
+    seg = status.segments
+    raw = status.raw
+    ended = raw.get("finished_at") or time.time()
+    elapsed = duration(ended - raw["started_at"]) if raw.get("started_at") else "-"
+    return [
+        str(status.id),
+        status.name,
+        status.state,
+        str(status.priority),
+        f"{seg['done']}/{seg['total']}",
+        str(seg["running"] + seg["dispatched"]),
+        str(seg["failed"]),
+        elapsed,
+    ]
+
+
+@app.command(epilog="**Example**\n\n    qfarm batches --json | jq '.[].state'")
+def batches(
+    controller: ControllerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List the controller's batches."""
+    rows = connect(controller, token).batches()
+    if as_json:
+        print_json([r.raw for r in rows])
+        return
+    table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
+    for status in rows:
+        table.add_row(*batch_row(status))
+    out.print(table)
+
+
+@app.command(epilog="**Example**\n\n    qfarm show 12")
+def show(
+    batch: BatchArg, controller: ControllerOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:  # fmt: skip
+    """Show one batch: its jobs and segments, where they ran and how they ended."""
+    status = connect(controller, token).batch(batch)
+    if as_json:
+        print_json(status.raw)
+        return
+    table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
+    table.add_row(*batch_row(status))
+    out.print(table)
+    jobs = Table("job", "type", "state", "error")
+    for job in status.raw["jobs"]:
+        jobs.add_row(job["name"], job["type"], job["state"], job["error"])
+    out.print(jobs)
+    segments = Table("segment", "label", "state", "node", "attempts", "error")
+    for seg in status.raw["segments_list"]:
+        segments.add_row(
+            str(seg["index"]), seg["label"], seg["state"], seg["node"] or "-",
+            str(seg["attempts"]), seg["error"],
+        )  # fmt: skip
+    out.print(segments)
+
+
+@app.command(epilog="**Example**\n\n    qfarm wait 12 && echo rendered")
+def wait(
+    batch: BatchArg,
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Wait for a batch to end, with a progress bar; exit 0 if it is done, 1 otherwise."""
+    client = connect(controller, token)
+    status = client.batch(batch)
+    if quiet:
+        while not status.finished:
+            time.sleep(0.5)
+            status = client.batch(batch)
+    else:
+        with BatchProgress(batch) as bar:
+            while True:
+                bar.update(BatchCounts(**status.segments))
+                if status.finished:
+                    break
+                time.sleep(0.5)
+                status = client.batch(batch)
+    err.print(f"batch {batch} {status.state}", highlight=False)
+    raise typer.Exit(0 if status.state == "done" else EXIT_FAILED)
+
+
+def _action(action: str, past: str) -> Any:
+    def command(batch: BatchArg, controller: ControllerOpt = None, token: TokenOpt = None) -> None:
+        status = connect(controller, token).action(batch, action)
+        out.print(f"batch {batch} {past} ({status.state})", highlight=False)
+
+    return command
+
+
+app.command("cancel", help="Cancel a batch: queued work at once, running processes killed.")(
+    _action("cancel", "canceled")
+)
+app.command("pause", help="Pause a batch: no new segments start; running ones finish.")(
+    _action("pause", "paused")
+)
+app.command("resume", help="Resume a paused or held batch.")(_action("resume", "resumed"))
+app.command("resubmit", help="Run a failed or canceled batch's unfinished segments again.")(
+    _action("resubmit", "resubmitted")
+)
+
+
+@app.command(epilog="**Example**\n\n    qfarm priority 12 high")
+def priority(
+    batch: BatchArg,
+    level: Annotated[str, typer.Argument(help="high, medium, low or 0-100.")],
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Change a batch's priority; its queued segments move at once."""
+    status = connect(controller, token).set_priority(batch, level)
+    out.print(f"batch {batch} priority {status.priority}", highlight=False)
+
+
+@app.command(epilog="**Example**\n\n    qfarm nodes --json")
+def nodes(
+    controller: ControllerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List the service nodes the controller knows."""
+    rows = connect(controller, token).nodes()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("node", "state", "services", "host", "cores", "version", "note")
+    for n in rows:
+        table.add_row(
+            n["name"], n["state"], ", ".join(f"{k}={v}" for k, v in n["services"].items()),
+            n["host"], str(n["cores"]), n["fingerprint"].get("qfarm", "?"), n["refused"],
+        )  # fmt: skip
+    out.print(table)

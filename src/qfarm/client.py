@@ -1,0 +1,162 @@
+"""The Python client: submit batches to a controller and watch and steer them over HTTP.
+
+>>> from qfarm import Client
+>>> client = Client("http://127.0.0.1:8470")
+>>> batch = client.submit({"jobs": [{"type": "command",
+...     "spec": {"command": ["sh", "-c", "echo {start}-{end}"], "frames": "1-100",
+...              "segment_size": 10}}]})
+>>> batch.wait().state
+'done'
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from qfarm.errors import InvalidRequest, NotFound, QfarmError
+
+API = "/api/v1"
+CONTROLLER_ENV = "QFARM_CONTROLLER"
+TOKEN_ENV = "QFARM_TOKEN"
+FINAL_STATES = frozenset({"done", "failed", "canceled"})
+
+
+class ControllerError(QfarmError):
+    """The controller refused a request, or could not be reached."""
+
+
+@dataclass(frozen=True)
+class BatchStatus:
+    id: int
+    name: str
+    state: str
+    priority: int
+    segments: dict[str, int]
+    raw: dict[str, Any]
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> BatchStatus:
+        return cls(
+            id=body["id"],
+            name=body["name"],
+            state=body["state"],
+            priority=body["priority"],
+            segments=body["segments"],
+            raw=body,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+
+class Client:
+    """A connection to one controller. ``url`` defaults to ``$QFARM_CONTROLLER``."""
+
+    def __init__(
+        self, url: str | None = None, token: str | None = None, timeout: float = 30.0
+    ) -> None:
+        url = url or os.environ.get(CONTROLLER_ENV)
+        if not url:
+            raise InvalidRequest(
+                f"no controller given: use --controller URL or set {CONTROLLER_ENV}"
+            )
+        self.url = url.rstrip("/")
+        token = token or os.environ.get(TOKEN_ENV)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url + API, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ControllerError(f"cannot reach the controller at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                message = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                message = response.text or response.reason_phrase
+            if response.status_code == 404:
+                raise NotFound(message)
+            if response.status_code == 400:
+                raise InvalidRequest(message)
+            raise ControllerError(message)
+        return response.json()
+
+    # ------------------------------------------------------------------ batches
+
+    def info(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/info")
+        return result
+
+    def submit(self, batch: dict[str, Any]) -> BatchHandle:
+        """Submit a batch (the JSON form of docs: jobs, name, priority, hold...)."""
+        body = self._call("POST", "/batches", json=batch)
+        return BatchHandle(self, body["id"])
+
+    def batches(self) -> list[BatchStatus]:
+        return [BatchStatus.of(b) for b in self._call("GET", "/batches")]
+
+    def batch(self, batch_id: int) -> BatchStatus:
+        return BatchStatus.of(self._call("GET", f"/batches/{batch_id}"))
+
+    def attempts(self, batch_id: int, segment_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call(
+            "GET", f"/batches/{batch_id}/segments/{segment_id}/attempts"
+        )
+        return result
+
+    def action(self, batch_id: int, action: str) -> BatchStatus:
+        """``cancel``, ``pause``, ``resume`` or ``resubmit``."""
+        return BatchStatus.of(self._call("POST", f"/batches/{batch_id}/{action}"))
+
+    def set_priority(self, batch_id: int, priority: int | str) -> BatchStatus:
+        return BatchStatus.of(
+            self._call("PUT", f"/batches/{batch_id}/priority", json={"priority": priority})
+        )
+
+    # -------------------------------------------------------------------- nodes
+
+    def nodes(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/nodes")
+        return result
+
+    def set_node_enabled(self, name: str, enabled: bool) -> None:
+        self._call("POST", f"/nodes/{name}/{'enable' if enabled else 'disable'}")
+
+
+@dataclass
+class BatchHandle:
+    client: Client
+    id: int
+
+    def progress(self) -> BatchStatus:
+        return self.client.batch(self.id)
+
+    def wait(self, timeout: float | None = None, poll: float = 0.25) -> BatchStatus:
+        """Until the batch ends; raises TimeoutError after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.progress()
+            if status.finished:
+                return status
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"batch {self.id} is still {status.state}")
+            time.sleep(poll)
+
+    def cancel(self) -> BatchStatus:
+        return self.client.action(self.id, "cancel")

@@ -1,0 +1,100 @@
+"""Long-running roles: ``qfarm controller`` (store, scheduler, dispatcher and HTTP API in one
+event loop) and ``qfarm node`` (a service node that joins a controller's cluster).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import uvicorn
+
+from qfarm import __version__
+from qfarm.api import create_app
+from qfarm.client import Client
+from qfarm.controller import Controller
+from qfarm.engine import NodeSpec, run_node
+from qfarm.errors import QfarmError
+from qfarm.store import Store
+
+
+async def serve_controller(
+    store: Store,
+    data_dir: Path,
+    *,
+    host: str,
+    port: int,
+    scheduler: str | None = None,
+    scheduler_port: int = 0,
+    on_ready: Callable[[str, str], None] = lambda url, scheduler: None,
+) -> None:
+    """Run a controller until SIGINT or SIGTERM. ``on_ready(url, scheduler)`` is called once
+    the API answers, with the addresses clients and nodes use.
+    """
+    controller = await Controller.start(
+        store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port
+    )
+    try:
+        config = uvicorn.Config(
+            create_app(controller), host=host, port=port, log_level="warning", lifespan="off"
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()  # the port was taken, say: raise what uvicorn raised
+                raise QfarmError(f"the API could not start on {host}:{port}")
+            await asyncio.sleep(0.02)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        on_ready(f"http://{shown}:{bound}", controller.engine.scheduler_address)
+        await serving
+    finally:
+        await controller.close()
+
+
+def parse_services(text: str) -> dict[str, int]:
+    """``command=4,transcode=2`` -> {"command": 4, "transcode": 2}; ``auto`` -> one per core."""
+    if text.strip() in ("", "auto"):
+        return {"command": os.cpu_count() or 1}
+    services: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, count = part.strip().partition("=")
+        if not sep or not name or not count.isdigit() or int(count) < 1:
+            raise QfarmError(
+                f"--services part {part.strip()!r} is not SERVICE=INSTANCES, e.g. command=4"
+            )
+        services[name] = int(count)
+    return services
+
+
+async def serve_node(
+    controller_url: str,
+    *,
+    name: str | None,
+    services: dict[str, int],
+    host: str,
+    data_dir: Path,
+    token: str | None = None,
+    on_joined: Callable[[str, str], None] = lambda name, scheduler: None,
+) -> None:
+    """Join the controller at ``controller_url`` as one service node and serve until the
+    controller goes away. Refuses to join a controller of another qfarm version.
+    """
+    info = await asyncio.to_thread(Client(controller_url, token=token).info)
+    if info["version"] != __version__:
+        raise QfarmError(
+            f"this node runs qfarm {__version__} but the controller at {controller_url} runs "
+            f"{info['version']}: every machine of a cluster needs the same version"
+        )
+    node_name = name or socket.gethostname()
+    on_joined(node_name, info["scheduler"])
+    await run_node(
+        info["scheduler"],
+        NodeSpec(node_name, services),
+        host=host,
+        local_directory=data_dir / "node" / node_name,
+    )
