@@ -47,15 +47,16 @@ EXPECTED_SEGMENT: dict[SegmentState, set[SegmentState]] = {
 # The spec: waiting -> queued -> running -> assembling -> done | failed | canceled.
 # Beyond it: a job without an assemble step ends straight from running; waiting and queued jobs
 # can be canceled; a running job goes back to queued when all its segments were given back;
-# failed and canceled jobs are queued again on a resubmit.
+# failed and canceled jobs are queued again on a resubmit (or wait again, when a job they
+# depend on reruns too).
 EXPECTED_JOB: dict[JobState, set[JobState]] = {
     J.WAITING: {J.QUEUED, J.CANCELED},
     J.QUEUED: {J.RUNNING, J.CANCELED},
     J.RUNNING: {J.ASSEMBLING, J.DONE, J.FAILED, J.CANCELED, J.QUEUED},
     J.ASSEMBLING: {J.DONE, J.FAILED, J.CANCELED},
     J.DONE: set(),
-    J.FAILED: {J.QUEUED},
-    J.CANCELED: {J.QUEUED},
+    J.FAILED: {J.QUEUED, J.WAITING},
+    J.CANCELED: {J.QUEUED, J.WAITING},
 }
 
 # The spec: held -> queued -> running <-> paused -> done | failed | canceled.

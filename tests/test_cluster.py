@@ -1,0 +1,274 @@
+"""Cluster mode across processes: a `qfarm controller` and three `qfarm node` processes on
+loopback, driven by the CLI and by the Python client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qfarm.client import Client
+from tests.helpers import gone, wait_until_sync
+
+QFARM = [sys.executable, "-m", "qfarm"]
+NODES = ("node-1", "node-2", "node-3")
+
+
+@dataclass
+class Cluster:
+    url: str
+    client: Client
+    root: Path
+    processes: dict[str, subprocess.Popen[str]]
+
+    def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "QFARM_CONTROLLER": self.url, "COLUMNS": "200"}
+        return subprocess.run(
+            [*QFARM, *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+        )
+
+    def submit(self, script: str, cwd: Path, **fields: Any) -> int:
+        spec = {"command": ["sh", "-c", script], "cwd": str(cwd), **fields.pop("spec", {})}
+        job = {"type": "command", "spec": spec, "retries": fields.pop("retries", 0)}
+        return self.client.submit({"jobs": [job], **fields}).id
+
+    def attempts(self, batch_id: int) -> list[dict[str, Any]]:
+        segments = self.client.batch(batch_id).raw["segments_list"]
+        return [a for s in segments for a in self.client.attempts(batch_id, s["id"])]
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*QFARM, *args],
+        stdout=subprocess.PIPE,
+        stderr=open(log, "w"),
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    root = tmp_path_factory.mktemp("cluster")
+    processes: dict[str, subprocess.Popen[str]] = {}
+    try:
+        ctl = start(
+            ["controller", "--port", "0", "--data-dir", str(root / "controller")],
+            root / "controller.log",
+        )
+        processes["controller"] = ctl
+        assert ctl.stdout is not None
+        line = ctl.stdout.readline()  # "qfarm controller at URL (...)", or "" if it died
+        assert line.startswith("qfarm controller at "), (root / "controller.log").read_text()
+        url = line.split()[3]
+        for name in NODES:
+            processes[name] = start(
+                ["node", "-c", url, "--services", "command=1", "--name", name,
+                 "--data-dir", str(root / name)],
+                root / f"{name}.log",
+            )  # fmt: skip
+        client = Client(url)
+        wait_until_sync(
+            lambda: (
+                sorted(n["name"] for n in client.nodes() if n["state"] == "online") == list(NODES)
+            ),
+            timeout=60,
+            what="three nodes online",
+        )
+        yield Cluster(url, client, root, processes)
+    finally:
+        for name, proc in reversed(processes.items()):
+            stop(proc)
+            del name
+
+
+@contextlib.contextmanager
+def blocking_all_nodes(cluster: Cluster, cwd: Path) -> Iterator[Path]:
+    """A batch that holds every instance until the yielded go-file exists."""
+    go = cwd / "go-blocker"
+    blocker = cluster.submit(
+        f"while [ ! -e {go} ]; do sleep 0.02; done", cwd, spec={"frames": "1-3"}
+    )
+    wait_until_sync(
+        lambda: cluster.client.batch(blocker).segments["running"] == 3,
+        what="the blocker to hold every node",
+    )
+    try:
+        yield go
+    finally:
+        go.touch()
+
+
+def test_nodes_register_with_facts(cluster: Cluster) -> None:
+    nodes = {n["name"]: n for n in cluster.client.nodes()}
+    assert set(nodes) == set(NODES)
+    for node in nodes.values():
+        assert node["services"] == {"command": 1}
+        assert node["cores"] >= 1 and node["memory"] > 0
+        assert node["fingerprint"]["qfarm"] == cluster.client.info()["version"]
+
+
+def test_cli_submit_wait_show_and_batches(cluster: Cluster, tmp_path: Path) -> None:
+    submitted = cluster.cli(
+        "submit", "--json", "--frames", "1-9", "--segment-size", "3", "--",
+        "sh", "-c", "echo {start}-{end} > part-{segment}.txt", cwd=tmp_path,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    batch_id = json.loads(submitted.stdout)["batch"]
+
+    waited = cluster.cli("wait", str(batch_id))
+    assert waited.returncode == 0, waited.stderr
+    assert f"batch {batch_id} done" in waited.stderr
+    assert sorted(p.read_text() for p in tmp_path.glob("part-*.txt")) == [
+        "1-3\n",
+        "4-6\n",
+        "7-9\n",
+    ]
+
+    shown = json.loads(cluster.cli("show", "--json", str(batch_id)).stdout)
+    assert [s["state"] for s in shown["segments_list"]] == ["done"] * 3
+    assert {s["node"] for s in shown["segments_list"]} <= set(NODES)
+    listed = json.loads(cluster.cli("batches", "--json").stdout)
+    assert any(b["id"] == batch_id and b["state"] == "done" for b in listed)
+
+
+def test_python_client_submit_and_wait(cluster: Cluster, tmp_path: Path) -> None:
+    handle = cluster.client.submit(
+        {
+            "name": "from python",
+            "jobs": [
+                {
+                    "type": "command",
+                    "spec": {"command": ["true"], "frames": "1-6", "cwd": str(tmp_path)},
+                }
+            ],
+        }
+    )
+    status = handle.wait(timeout=60)
+    assert (status.state, status.segments["done"]) == ("done", 6)
+
+
+def test_bad_batch_is_refused_with_a_400_and_a_message(cluster: Cluster, tmp_path: Path) -> None:
+    with pytest.raises(Exception, match="malformed frame range"):
+        cluster.client.submit(
+            {"jobs": [{"spec": {"command": ["true"], "frames": "1-x", "cwd": str(tmp_path)}}]}
+        )
+    result = cluster.cli("show", "999999")
+    assert result.returncode == 1
+    assert "no batch 999999" in result.stderr
+
+
+def test_priority_decides_what_runs_when_nodes_free_up(cluster: Cluster, tmp_path: Path) -> None:
+    order = tmp_path / "order.txt"
+    with blocking_all_nodes(cluster, tmp_path):
+        # Both wait behind the blocker; the low one was submitted first and is raised to
+        # medium, the other lowered and then raised to high: only priority may decide.
+        low = cluster.submit(f"echo low >> {order}", tmp_path, spec={"frames": "1-3"})
+        high = cluster.submit(
+            f"echo high >> {order}", tmp_path, spec={"frames": "1-3"}, priority="low"
+        )
+        assert cluster.cli("priority", str(high), "high").returncode == 0
+    wait_until_sync(lambda: all(cluster.client.batch(b).finished for b in (low, high)))
+    assert order.read_text().split() == ["high"] * 3 + ["low"] * 3
+
+
+def test_pause_stops_dispatch_and_resume_finishes(cluster: Cluster, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    batch_id = cluster.submit(
+        f"while [ ! -e {go} ]; do sleep 0.02; done", tmp_path, spec={"frames": "1-6"}
+    )
+    wait_until_sync(lambda: cluster.client.batch(batch_id).segments["running"] == 3)
+    assert cluster.client.action(batch_id, "pause").state == "paused"
+    go.touch()  # the three running segments finish; none of the other three may start
+    wait_until_sync(lambda: cluster.client.batch(batch_id).segments["done"] == 3)
+    status = cluster.client.batch(batch_id)
+    assert (status.state, status.segments["queued"]) == ("paused", 3)
+    assert len(cluster.attempts(batch_id)) == 3
+    cluster.client.action(batch_id, "resume")
+    wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
+    assert cluster.client.batch(batch_id).state == "done"
+
+
+def test_cancel_kills_running_processes(cluster: Cluster, tmp_path: Path) -> None:
+    batch_id = cluster.submit(
+        "echo $$ > {segment}.pid; exec sleep 300", tmp_path, spec={"frames": "1-5"}
+    )
+    wait_until_sync(lambda: len(list(tmp_path.glob("*.pid"))) == 3, what="three started")
+    wait_until_sync(lambda: all(p.read_text().strip() for p in tmp_path.glob("*.pid")))
+    pids = [int(p.read_text()) for p in tmp_path.glob("*.pid")]
+    cluster.cli("cancel", str(batch_id))
+    wait_until_sync(lambda: cluster.client.batch(batch_id).finished, what="canceled")
+    status = cluster.client.batch(batch_id)
+    assert (status.state, status.segments["canceled"]) == ("canceled", 5)
+    wait_until_sync(lambda: all(gone(pid) for pid in pids), timeout=10, what="processes gone")
+
+
+def test_resubmit_reruns_only_what_failed(cluster: Cluster, tmp_path: Path) -> None:
+    # Segment 2 fails until a marker exists; the others succeed the first time.
+    script = "[ {start} -ne 2 ] || [ -e marker ]"
+    batch_id = cluster.submit(script, tmp_path, spec={"frames": "1-4"})
+    wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
+    assert cluster.client.batch(batch_id).state == "failed"
+    (tmp_path / "marker").touch()
+    result = cluster.cli("resubmit", str(batch_id))
+    assert result.returncode == 0, result.stderr
+    wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
+    assert cluster.client.batch(batch_id).state == "done"
+    segments = cluster.client.batch(batch_id).raw["segments_list"]
+    assert [s["attempts"] for s in segments] == [1, 2, 1, 1]
+
+
+def test_a_drained_node_gets_no_new_segments(cluster: Cluster, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    batch_id = cluster.submit(
+        f"while [ ! -e {go} ]; do sleep 0.02; done", tmp_path, spec={"frames": "1-9"}
+    )
+    wait_until_sync(lambda: cluster.client.batch(batch_id).segments["running"] == 3)
+    drained = cluster.cli("node", "disable", "node-2")
+    assert drained.returncode == 0, drained.stderr
+    drained_at = time.time()
+    try:
+        go.touch()
+        wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
+    finally:
+        cluster.cli("node", "enable", "node-2")
+    assert cluster.client.batch(batch_id).state == "done"
+    later = [a for a in cluster.attempts(batch_id) if a["dispatched_at"] > drained_at]
+    assert later and all(a["node"] != "node-2" for a in later)
+    nodes = {n["name"]: n["state"] for n in cluster.client.nodes()}
+    assert nodes["node-2"] == "online"
+
+
+def test_a_node_of_another_version_is_refused(cluster: Cluster, tmp_path: Path) -> None:
+    code = (
+        "import sys, qfarm; qfarm.__version__ = '0.0.0-other'\n"
+        "from qfarm.cli import main\n"
+        "sys.argv = ['qfarm', 'node', '-c', sys.argv[1], '--name', 'impostor']\n"
+        "main()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, cluster.url], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode != 0
+    assert "runs qfarm 0.0.0-other but the controller" in result.stderr
+    assert "impostor" not in {n["name"] for n in cluster.client.nodes()}
