@@ -28,7 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from qfarm import __version__, config
+from qfarm import __version__, batchfile, config
 from qfarm.errors import InvalidRequest, QfarmError
 from qfarm.model import (
     BatchCounts,
@@ -126,6 +126,10 @@ One segment per file, each writing its own output (renamed into place when it su
 A command that runs once per frame, zero-padded, with a timeout and exit code 1 allowed:
 
     qfarm run --frames 1-240x2 --timeout 60 --ok-exit 0,1 -- printf 'frame %s\\n' {frame:04d}
+
+Several jobs, with dependencies, from a batch file (see README):
+
+    qfarm run shot12.toml
 
 **Placeholders**: {start} {end} {step} {frame} {segment} {input} {stem} {output};
 write {{ and }} for literal braces.
@@ -269,18 +273,27 @@ def run(
             raise InvalidRequest("--nodes must be at least 1")
         if instances is not None and instances < 1:
             raise InvalidRequest("--instances must be at least 1")
-        request = command_batch(
-            command=command, frames=frames, segment_size=segment_size, each=each,
-            output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
-            ok_exit=ok_exit, preflight=preflight, name=name, priority=priority,
-        )  # fmt: skip
+        if batchfile.is_batch_file(command):
+            assert command is not None
+            request = batchfile.load(command[0])
+        else:
+            request = command_batch(
+                command=command, frames=frames, segment_size=segment_size, each=each,
+                output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
+                ok_exit=ok_exit, preflight=preflight, name=name, priority=priority,
+            )  # fmt: skip
         # Imported here, not at the top: --help and usage errors need not load Dask.
         from qfarm.controller import plan_batch
         from qfarm.store import Store
 
         # Plan, and open the store, before anything starts: a bad job or database URL
         # costs no cluster start-up and leaves nothing behind.
-        planned = plan_batch(request)
+        try:
+            planned = plan_batch(request)
+        except InvalidRequest as exc:
+            if batchfile.is_batch_file(command):
+                raise InvalidRequest(f"batch file {(command or [''])[0]}: {exc}") from None
+            raise
         directory = config.data_dir(data_dir)
         store = Store(config.database_url(db, directory))
     except InvalidRequest as exc:

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from qfarm import config
+from qfarm import batchfile, config
 from qfarm.cli import (
     EXIT_FAILED,
     BatchProgress,
@@ -242,6 +242,8 @@ def parse_start_at(text: str | None) -> float | None:
     qfarm submit --frames 1-240 --segment-size 10 -- blender -b shot.blend -s {start} -e {end} -a
 
     qfarm submit --priority high --hold --name nightly -- ./build-proxies.sh
+
+    qfarm submit shot12.toml        # a batch file: several jobs, with depends_on
 """,
 )
 def submit(
@@ -268,33 +270,19 @@ def submit(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Submit a command job to a controller and print the new batch's id."""
+    """Submit a command job, or a batch file of several jobs, and print the new batch's id."""
     try:
-        request = command_batch(
-            command=command, frames=frames, segment_size=segment_size, each=each,
-            output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
-            ok_exit=ok_exit, preflight=preflight, name=name, priority=priority, hold=hold,
-            start_at=parse_start_at(start_at),
-        )  # fmt: skip
-        client = connect(controller, token)
-        handle = client.submit(
-            {
-                "name": request.name,
-                "priority": request.priority,
-                "hold": request.hold,
-                "start_at": request.start_at,
-                "jobs": [
-                    {
-                        "type": job.job_type,
-                        "name": job.name,
-                        "spec": job.spec,
-                        "retries": job.retries,
-                        "timeout": job.timeout,
-                    }
-                    for job in request.jobs
-                ],
-            }
-        )
+        if batchfile.is_batch_file(command):
+            assert command is not None
+            request = batchfile.load(command[0])
+        else:
+            request = command_batch(
+                command=command, frames=frames, segment_size=segment_size, each=each,
+                output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
+                ok_exit=ok_exit, preflight=preflight, name=name, priority=priority,
+                hold=hold, start_at=parse_start_at(start_at),
+            )  # fmt: skip
+        handle = connect(controller, token).submit(request)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     if as_json:

@@ -19,11 +19,35 @@ from typing import Any
 import httpx
 
 from qfarm.errors import InvalidRequest, NotFound, QfarmError
+from qfarm.model import BatchRequest
 
 API = "/api/v1"
 CONTROLLER_ENV = "QFARM_CONTROLLER"
 TOKEN_ENV = "QFARM_TOKEN"
 FINAL_STATES = frozenset({"done", "failed", "canceled"})
+
+
+def request_body(request: BatchRequest) -> dict[str, Any]:
+    """The JSON body of ``POST /batches`` for a batch request."""
+    return {
+        "name": request.name,
+        "owner": request.owner,
+        "priority": request.priority,
+        "hold": request.hold,
+        "start_at": request.start_at,
+        "serialize": request.serialize,
+        "jobs": [
+            {
+                "type": job.job_type,
+                "name": job.name,
+                "spec": job.spec,
+                "retries": job.retries,
+                "timeout": job.timeout,
+                "depends_on": list(job.depends_on),
+            }
+            for job in request.jobs
+        ],
+    }
 
 
 class ControllerError(QfarmError):
@@ -103,8 +127,12 @@ class Client:
         result: dict[str, Any] = self._call("GET", "/info")
         return result
 
-    def submit(self, batch: dict[str, Any]) -> BatchHandle:
-        """Submit a batch (the JSON form of docs: jobs, name, priority, hold...)."""
+    def submit(self, batch: dict[str, Any] | BatchRequest) -> BatchHandle:
+        """Submit a batch: a :class:`qfarm.model.BatchRequest`, or its JSON form
+        (``{"jobs": [{"type": "command", "spec": {...}}], "name": ..., "priority": ...}``).
+        """
+        if isinstance(batch, BatchRequest):
+            batch = request_body(batch)
         body = self._call("POST", "/batches", json=batch)
         return BatchHandle(self, body["id"])
 

@@ -95,7 +95,18 @@ class CommandJobType:
     name = "command"
     service = "command"
 
+    options = frozenset(
+        {"command", "frames", "segment_size", "each", "output", "cwd", "env", "ok_exit",
+         "preflight"}
+    )  # fmt: skip
+
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(spec) - self.options)
+        if unknown:
+            raise InvalidRequest(
+                f"unknown option {unknown[0]!r} for a command job: it takes "
+                + ", ".join(sorted(self.options))
+            )
         raw_command = spec.get("command") or []
         if isinstance(raw_command, str):
             raise InvalidRequest(
@@ -104,7 +115,9 @@ class CommandJobType:
             )
         command = [str(arg) for arg in raw_command]
         if not command or not command[0].strip():
-            raise InvalidRequest("no command given: put it after --, e.g. qfarm run -- echo hi")
+            raise InvalidRequest(
+                "no command given (on the command line it goes after --: qfarm run -- echo hi)"
+            )
         cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
         if not os.path.isdir(cwd):
             raise InvalidRequest(f"working directory {cwd} does not exist")
