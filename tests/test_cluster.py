@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from qfarm.client import Client
@@ -272,3 +273,28 @@ def test_a_node_of_another_version_is_refused(cluster: Cluster, tmp_path: Path) 
     assert result.returncode != 0
     assert "runs qfarm 0.0.0-other but the controller" in result.stderr
     assert "impostor" not in {n["name"] for n in cluster.client.nodes()}
+
+
+def test_logs_show_each_segments_output(cluster: Cluster, tmp_path: Path) -> None:
+    batch_id = cluster.submit("echo hello from {start}", tmp_path, spec={"frames": "1-2"})
+    wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
+    result = cluster.cli("logs", str(batch_id), "--segment", "2")
+    assert result.returncode == 0, result.stderr
+    assert "hello from 2" in result.stdout
+    assert "hello from 1" not in result.stdout
+
+
+def test_events_stream_state_changes(cluster: Cluster, tmp_path: Path) -> None:
+    seen: list[dict[str, Any]] = []
+    with httpx.stream("GET", f"{cluster.url}/api/v1/events", timeout=30) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(lines) == ": connected"
+        batch_id = cluster.submit("true", tmp_path)
+        for line in lines:
+            if line.startswith("data: "):
+                seen.append(json.loads(line[len("data: ") :]))
+                if {"kind": "batch", "id": batch_id, "state": "done"}.items() <= seen[-1].items():
+                    break
+    kinds = {(c["kind"], c["state"]) for c in seen if c["batch_id"] == batch_id}
+    assert {("batch", "queued"), ("segment", "dispatched"), ("segment", "done")} <= kinds

@@ -11,4 +11,13 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0.0.0+unknown"
 
-__all__ = ["__version__"]
+__all__ = ["Client", "__version__"]
+
+
+def __getattr__(name: str) -> object:
+    # `qfarm.Client` without importing httpx for every `qfarm` command.
+    if name == "Client":
+        from qfarm.client import Client
+
+        return Client
+    raise AttributeError(f"module 'qfarm' has no attribute {name!r}")

@@ -423,3 +423,38 @@ def nodes(
             n["host"], str(n["cores"]), n["fingerprint"].get("qfarm", "?"), n["refused"],
         )  # fmt: skip
     out.print(table)
+
+
+@app.command(epilog="**Examples**\n\n    qfarm logs 12\n\n    qfarm logs 12 --segment 3")
+def logs(
+    batch: BatchArg,
+    segment: Annotated[
+        int | None, typer.Option("--segment", "-s", help="Only this segment (its number).")
+    ] = None,
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Print the log of each segment's last attempt: the whole file where this machine can
+    read it, else the tail the controller keeps.
+    """
+    client = connect(controller, token)
+    segments = client.batch(batch).raw["segments_list"]
+    if segment is not None:
+        segments = [s for s in segments if s["index"] == segment]
+        if not segments:
+            raise fail_usage(f"batch {batch} has no segment {segment}")
+    for seg in segments:
+        attempts = client.attempts(batch, seg["id"])
+        if not attempts:
+            continue
+        last = attempts[-1]
+        out.print(
+            f"[bold]== segment {seg['index']} ({seg['label']}) attempt {last['number']} "
+            f"on {last['node']}: {last['outcome'] or seg['state']}[/]",
+            highlight=False,
+        )
+        path = Path(last["log_path"]) if last["log_path"] else None
+        if path is not None and path.is_file():
+            out.print(path.read_text(errors="replace"), end="", markup=False, highlight=False)
+        elif last["log_tail"]:
+            out.print(last["log_tail"], markup=False, highlight=False)
