@@ -15,8 +15,12 @@ Figures:
   idle latency      one single-segment batch at a time on an idle farm: from submit to the
                     process starting on its node (p50, p95)
 
+  over HTTP         the same batches submitted with the Python client to a `qfarm controller`
+                    process, run by `qfarm node` processes (--api-nodes, 0 to skip)
+
 Usage: python bench/dispatch.py [--segments 1000 10000] [--nodes 2] [--instances 16]
-       [--idle-samples 200] [--write docs/benchmarks.md]
+       [--idle-samples 200] [--api-nodes 3] [--api-instances 10] [--repeat 3]
+       [--write docs/benchmarks.md]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from qfarm.client import Client  # noqa: E402
 from qfarm.controller import Controller  # noqa: E402
 from qfarm.engine import Engine, NodeSpec  # noqa: E402
 from qfarm.model import BatchRequest, BatchState, JobRequest  # noqa: E402
@@ -138,6 +143,67 @@ async def bench_idle_latency(samples: int, specs: list[NodeSpec], work: Path) ->
     return {"samples": samples, "p50": percentile(latency, 0.5), "p95": percentile(latency, 0.95)}
 
 
+class ApiCluster:
+    """A `qfarm controller` and node processes, as a studio runs them, on loopback."""
+
+    def __init__(self, work: Path, nodes: int, instances: int) -> None:
+        self.procs: list[subprocess.Popen[str]] = []
+        qfarm = [sys.executable, "-m", "qfarm"]
+        ctl = subprocess.Popen(
+            [*qfarm, "controller", "--port", "0", "--data-dir", str(work / "api-ctl")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        self.procs.append(ctl)
+        assert ctl.stdout is not None
+        self.url = ctl.stdout.readline().split()[3]
+        for i in range(nodes):
+            name = f"api-{i + 1}"
+            args = ["node", "-c", self.url, "--services", f"command={instances}", "--name", name]
+            self.procs.append(
+                subprocess.Popen(
+                    [*qfarm, *args, "--data-dir", str(work / name)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        self.client = Client(self.url)
+        deadline = time.monotonic() + 60
+        while len([n for n in self.client.nodes() if n["state"] == "online"]) < nodes:
+            if time.monotonic() > deadline:
+                raise RuntimeError("nodes did not join")
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+def bench_api(count: int, cluster: ApiCluster, work: Path) -> dict[str, Any]:
+    """N no-op segments submitted over HTTP and run by node processes."""
+    spec = {"command": ["true"], "frames": f"1-{count}", "cwd": str(work)}
+    t_submit = time.perf_counter()
+    handle = cluster.client.submit({"jobs": [{"type": "command", "spec": spec, "retries": 0}]})
+    submit_s = time.perf_counter() - t_submit
+    status = handle.wait(poll=0.05)
+    assert status.state == "done", status.state
+    wall = status.raw["finished_at"] - status.raw["started_at"]
+    sample = cluster.client.segments(handle.id)
+    latency = []
+    for seg in sample[:: max(1, len(sample) // 200)]:
+        [attempt] = cluster.client.attempts(handle.id, seg["id"])
+        latency.append((attempt["started_at"] - attempt["dispatched_at"]) * 1000)
+    return {
+        "segments": count,
+        "rate": count / wall,
+        "submit_s": submit_s,
+        "lat_p50": percentile(latency, 0.5),
+        "lat_p95": percentile(latency, 0.95),
+    }
+
+
 async def bench_dask(count: int, specs: list[NodeSpec], work: Path) -> dict[str, Any]:
     engine = await Engine.start_local(specs, local_directory=work / "dask-bench")
     try:
@@ -171,6 +237,8 @@ async def main() -> None:
     parser.add_argument("--nodes", type=int, default=2)
     parser.add_argument("--instances", type=int, default=16)
     parser.add_argument("--idle-samples", type=int, default=200)
+    parser.add_argument("--api-nodes", type=int, default=3, help="node processes (0: skip)")
+    parser.add_argument("--api-instances", type=int, default=10)
     parser.add_argument("--repeat", type=int, default=3, help="runs per size; the median counts")
     parser.add_argument("--write", type=Path, help="append the figures to this Markdown file")
     args = parser.parse_args()
@@ -204,8 +272,26 @@ async def main() -> None:
                 f"plain Dask client.map {d['rate']:7.1f}/s",
                 flush=True,
             )
+    api_rows = []
+    if args.api_nodes:
+        with tempfile.TemporaryDirectory() as tmp:
+            cluster = ApiCluster(Path(tmp), args.api_nodes, args.api_instances)
+            try:
+                for count in args.segments:
+                    runs = [bench_api(count, cluster, Path(tmp)) for _ in range(args.repeat)]
+                    a = median_run(runs)
+                    a["rates"] = [r["rate"] for r in runs]
+                    api_rows.append(a)
+                    print(
+                        f"{count:>6} segments over HTTP, {args.api_nodes} node processes: "
+                        f"{a['rate']:7.1f}/s (dispatch -> start p50 {a['lat_p50']:.1f} ms, "
+                        f"p95 {a['lat_p95']:.1f} ms; submit request {a['submit_s'] * 1000:.0f} ms)",
+                        flush=True,
+                    )
+            finally:
+                cluster.close()
     if args.write:
-        write_markdown(args.write, rows, idle, args)
+        write_markdown(args.write, rows, idle, args, api_rows)
 
 
 def write_markdown(
@@ -213,6 +299,7 @@ def write_markdown(
     rows: list[tuple[dict[str, Any], dict[str, Any]]],
     idle: dict[str, Any],
     args: argparse.Namespace,
+    api_rows: list[dict[str, Any]],
 ) -> None:
     today = datetime.date.today().isoformat()
     lines = [
@@ -246,6 +333,23 @@ def write_markdown(
         f"submit -> process start p50 **{idle['p50']:.1f} ms**, p95 {idle['p95']:.1f} ms.",
         "",
     ]
+    if api_rows:
+        lines += [
+            f"Through the HTTP API: a `qfarm controller` process and {args.api_nodes} "
+            f"`qfarm node` processes of {args.api_instances} command instances each; the "
+            "batch submitted with the Python client, the rate taken from the batch's own "
+            "start and end times.",
+            "",
+            "| segments | segments/s | dispatch -> start p50 | p95 | submit request |",
+            "| ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for a in api_rows:
+            rates = ", ".join(f"{r:.0f}" for r in a["rates"])
+            lines.append(
+                f"| {a['segments']:,} | **{a['rate']:.0f}** ({rates}) | {a['lat_p50']:.1f} ms "
+                f"| {a['lat_p95']:.1f} ms | {a['submit_s'] * 1000:.0f} ms |"
+            )
+        lines.append("")
     with open(path, "a", encoding="utf-8") as fh:
         fh.write("\n".join(lines) + "\n")
 

@@ -44,7 +44,7 @@ class Cluster:
         return self.client.submit({"jobs": [job], **fields}).id
 
     def attempts(self, batch_id: int) -> list[dict[str, Any]]:
-        segments = self.client.batch(batch_id).raw["segments_list"]
+        segments = self.client.segments(batch_id)
         return [a for s in segments for a in self.client.attempts(batch_id, s["id"])]
 
 
@@ -235,7 +235,7 @@ def test_resubmit_reruns_only_what_failed(cluster: Cluster, tmp_path: Path) -> N
     assert result.returncode == 0, result.stderr
     wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
     assert cluster.client.batch(batch_id).state == "done"
-    segments = cluster.client.batch(batch_id).raw["segments_list"]
+    segments = cluster.client.segments(batch_id)
     assert [s["attempts"] for s in segments] == [1, 2, 1, 1]
 
 

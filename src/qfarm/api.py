@@ -170,8 +170,12 @@ def create_app(controller: Controller) -> FastAPI:
             }
             for job in controller.store.jobs(batch_id)
         ]
-        body["segments_list"] = [segment_json(s) for s in controller.store.segments(batch_id)]
         return body
+
+    @app.get(f"{API}/batches/{{batch_id}}/segments")
+    async def segments(batch_id: int) -> list[dict[str, Any]]:
+        controller.store.batch(batch_id)
+        return [segment_json(s) for s in controller.store.segments(batch_id)]
 
     @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts")
     async def attempts(batch_id: int, segment_id: int) -> list[dict[str, Any]]:

@@ -329,9 +329,11 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:  # fmt: skip
     """Show one batch: its jobs and segments, where they ran and how they ended."""
-    status = connect(controller, token).batch(batch)
+    client = connect(controller, token)
+    status = client.batch(batch)
+    segment_rows = client.segments(batch)
     if as_json:
-        print_json(status.raw)
+        print_json({**status.raw, "segments_list": segment_rows})
         return
     table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
     table.add_row(*batch_row(status))
@@ -341,7 +343,7 @@ def show(
         jobs.add_row(job["name"], job["type"], job["state"], job["error"])
     out.print(jobs)
     segments = Table("segment", "label", "state", "node", "attempts", "error")
-    for seg in status.raw["segments_list"]:
+    for seg in segment_rows:
         segments.add_row(
             str(seg["index"]), seg["label"], seg["state"], seg["node"] or "-",
             str(seg["attempts"]), seg["error"],
@@ -438,7 +440,7 @@ def logs(
     read it, else the tail the controller keeps.
     """
     client = connect(controller, token)
-    segments = client.batch(batch).raw["segments_list"]
+    segments = client.segments(batch)
     if segment is not None:
         segments = [s for s in segments if s["index"] == segment]
         if not segments:

@@ -142,6 +142,10 @@ class Client:
     def batch(self, batch_id: int) -> BatchStatus:
         return BatchStatus.of(self._call("GET", f"/batches/{batch_id}"))
 
+    def segments(self, batch_id: int) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/batches/{batch_id}/segments")
+        return result
+
     def attempts(self, batch_id: int, segment_id: int) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call(
             "GET", f"/batches/{batch_id}/segments/{segment_id}/attempts"
