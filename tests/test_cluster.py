@@ -298,3 +298,20 @@ def test_events_stream_state_changes(cluster: Cluster, tmp_path: Path) -> None:
                     break
     kinds = {(c["kind"], c["state"]) for c in seen if c["batch_id"] == batch_id}
     assert {("batch", "queued"), ("segment", "dispatched"), ("segment", "done")} <= kinds
+
+
+def test_the_controller_is_found_by_mdns_on_loopback(cluster: Cluster) -> None:
+    env = {**os.environ, "QFARM_DISCOVERY_INTERFACES": "127.0.0.1"}
+    env.pop("QFARM_CONTROLLER", None)
+    listed = subprocess.run(
+        [*QFARM, "clusters", "--json"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    found = {c["url"]: c for c in json.loads(listed.stdout)}
+    assert found[cluster.url]["version"] == cluster.client.info()["version"]
+    if len(found) == 1:  # no other controller on this machine: clients find it unaided
+        batches = subprocess.run(
+            [*QFARM, "batches", "--json"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert batches.returncode == 0, batches.stderr
+        assert isinstance(json.loads(batches.stdout), list)

@@ -96,6 +96,12 @@ def controller(
     db: Annotated[
         str | None, typer.Option("--db", help="SQLAlchemy URL [default: SQLite in the data dir].")
     ] = None,
+    advertise: Annotated[
+        bool,
+        typer.Option(
+            "--advertise/--no-advertise", help="Announce it by mDNS on the interfaces it uses."
+        ),
+    ] = True,
 ) -> None:
     """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
 
@@ -118,7 +124,7 @@ def controller(
         asyncio.run(
             serve_controller(
                 store, directory, host=host, port=port, scheduler=scheduler,
-                scheduler_port=scheduler_port, on_ready=ready,
+                scheduler_port=scheduler_port, advertise=advertise, on_ready=ready,
             )
         )  # fmt: skip
     except KeyboardInterrupt:
@@ -460,3 +466,21 @@ def logs(
             out.print(path.read_text(errors="replace"), end="", markup=False, highlight=False)
         elif last["log_tail"]:
             out.print(last["log_tail"], markup=False, highlight=False)
+
+
+@app.command(epilog="**Example**\n\n    qfarm clusters --json")
+def clusters(
+    seconds: Annotated[float, typer.Option("--seconds", help="How long to listen.")] = 1.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the controllers that announce themselves on the local network (mDNS)."""
+    from qfarm.discovery import browse
+
+    found = browse(seconds)
+    if as_json:
+        print_json([{"name": f.name, "url": f.url, "version": f.version} for f in found])
+        return
+    table = Table("controller", "url", "version")
+    for f in found:
+        table.add_row(f.name, f.url, f.version)
+    out.print(table)

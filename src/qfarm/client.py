@@ -80,16 +80,18 @@ class BatchStatus:
 
 
 class Client:
-    """A connection to one controller. ``url`` defaults to ``$QFARM_CONTROLLER``."""
+    """A connection to one controller: ``url``, else ``$QFARM_CONTROLLER``, else the one
+    controller that mDNS finds on the network.
+    """
 
     def __init__(
         self, url: str | None = None, token: str | None = None, timeout: float = 30.0
     ) -> None:
         url = url or os.environ.get(CONTROLLER_ENV)
         if not url:
-            raise InvalidRequest(
-                f"no controller given: use --controller URL or set {CONTROLLER_ENV}"
-            )
+            from qfarm.discovery import find_controller
+
+            url = find_controller()
         self.url = url.rstrip("/")
         token = token or os.environ.get(TOKEN_ENV)
         headers = {"Authorization": f"Bearer {token}"} if token else {}

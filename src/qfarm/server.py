@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -29,11 +30,14 @@ async def serve_controller(
     port: int,
     scheduler: str | None = None,
     scheduler_port: int = 0,
+    advertise: bool = True,
     on_ready: Callable[[str, str], None] = lambda url, scheduler: None,
 ) -> None:
     """Run a controller until SIGINT or SIGTERM. ``on_ready(url, scheduler)`` is called once
-    the API answers, with the addresses clients and nodes use.
+    the API answers, with the addresses clients and nodes use. With ``advertise``, it is
+    announced by mDNS on the interfaces it listens on.
     """
+    advertiser: Any = None
     controller = await Controller.start(
         store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port
     )
@@ -50,9 +54,17 @@ async def serve_controller(
             await asyncio.sleep(0.02)
         bound = server.servers[0].sockets[0].getsockname()[1]
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        on_ready(f"http://{shown}:{bound}", controller.engine.scheduler_address)
+        url = f"http://{shown}:{bound}"
+        if advertise:
+            from qfarm.discovery import Advertiser
+
+            # Zeroconf's sync API blocks on its own loop: keep it off ours.
+            advertiser = await asyncio.to_thread(Advertiser, url, host, bound)
+        on_ready(url, controller.engine.scheduler_address)
         await serving
     finally:
+        if advertiser is not None:
+            await asyncio.to_thread(advertiser.close)
         await controller.close()
 
 
