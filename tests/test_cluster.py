@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -315,3 +316,51 @@ def test_the_controller_is_found_by_mdns_on_loopback(cluster: Cluster) -> None:
         )
         assert batches.returncode == 0, batches.stderr
         assert isinstance(json.loads(batches.stdout), list)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_node_outlives_its_controller_ends_leftovers_and_rejoins(tmp_path: Path) -> None:
+    port = str(free_port())
+    ctl_args = ["controller", "--port", port, "--no-advertise", "--data-dir", str(tmp_path / "c")]
+    ctl = start(ctl_args, tmp_path / "controller.log")
+    node = None
+    try:
+        assert ctl.stdout is not None
+        url = ctl.stdout.readline().split()[3]
+        node = start(
+            ["node", "-c", url, "--services", "command=1", "--name", "survivor",
+             "--data-dir", str(tmp_path / "n")],
+            tmp_path / "node.log",
+        )  # fmt: skip
+        client = Client(url)
+        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["survivor"], timeout=60)
+        client.submit(
+            {"jobs": [{"spec": {"command": ["sh", "-c", "echo $$ > pid; exec sleep 300"],
+                                "cwd": str(tmp_path)}}]}
+        )  # fmt: skip
+        pid_file = tmp_path / "pid"
+        wait_until_sync(lambda: pid_file.exists() and pid_file.read_text().strip() != "")
+        pid = int(pid_file.read_text())
+
+        ctl.kill()  # the controller dies at once; its scheduler with it
+        ctl.wait()
+        wait_until_sync(lambda: gone(pid), timeout=30, what="the left-over segment to end")
+        assert node.poll() is None, "the node must outlive its controller"
+
+        ctl = start(ctl_args, tmp_path / "controller2.log")
+        assert ctl.stdout is not None
+        assert ctl.stdout.readline().split()[3] == url
+        wait_until_sync(
+            lambda: [n["state"] for n in Client(url).nodes()] == ["online"],
+            timeout=60,
+            what="the node to rejoin",
+        )
+    finally:
+        if node is not None:
+            stop(node)
+        stop(ctl)

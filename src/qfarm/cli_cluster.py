@@ -184,11 +184,15 @@ def node(
         shown = ", ".join(f"{k}={v}" for k, v in offered.items())
         out.print(f"qfarm node {node_name} ({shown}) joining {scheduler}", highlight=False)
 
+    def waiting(why: str) -> None:
+        err.print(f"qfarm node: {why}; waiting for the controller at {url}", highlight=False)
+
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             serve_node(
                 url, name=name, services=offered, host=host,
                 data_dir=config.data_dir(data_dir), token=token, on_joined=joined,
+                on_waiting=waiting,
             )
         )  # fmt: skip
 

@@ -27,7 +27,7 @@ from typing import Any
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 import dask
-from distributed import Client, Nanny, Scheduler, get_worker
+from distributed import Client, Nanny, Scheduler, WorkerPlugin, get_worker
 
 from qfarm import node as node_side
 
@@ -123,6 +123,18 @@ def _facts_of_node() -> dict[str, Any]:
     return node_side.node_facts()
 
 
+class _EndSegmentsOnClose(WorkerPlugin):
+    """Ends the worker's segment processes when the worker closes (its scheduler went
+    away, say). Without it a worker would wait on the threads that wait on those
+    processes, and the processes would go on writing for a controller that is gone.
+    """
+
+    name = "qfarm-end-segments-on-close"
+
+    def teardown(self, worker: Any) -> None:
+        node_side.kill_all_segments()
+
+
 def _nanny(scheduler_address: str, spec: NodeSpec, host: str, local_directory: Path | None) -> Any:
     return Nanny(
         scheduler_address,
@@ -132,6 +144,7 @@ def _nanny(scheduler_address: str, spec: NodeSpec, host: str, local_directory: P
         resources=dict(spec.services),
         local_directory=str(local_directory) if local_directory else None,
         dashboard=False,
+        plugins=(_EndSegmentsOnClose(),),
     )
 
 

@@ -126,6 +126,11 @@ def kill_segment(key: str) -> bool:
     return SUPERVISOR.kill(key)
 
 
+def kill_all_segments() -> int:
+    """End every segment process of this node (the worker is closing)."""
+    return SUPERVISOR.kill_all()
+
+
 def running_segments() -> dict[str, int]:
     return SUPERVISOR.running()
 

@@ -5,6 +5,7 @@ event loop) and ``qfarm node`` (a service node that joins a controller's cluster
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Callable
@@ -15,11 +16,12 @@ import uvicorn
 
 from qfarm import __version__
 from qfarm.api import create_app
-from qfarm.client import Client
+from qfarm.client import Client, ControllerError
 from qfarm.controller import Controller
 from qfarm.engine import NodeSpec, run_node
 from qfarm.errors import QfarmError
 from qfarm.store import Store
+from qfarm.supervisor import RECORD_DIR_ENV, reap_leftovers
 
 
 async def serve_controller(
@@ -92,21 +94,47 @@ async def serve_node(
     data_dir: Path,
     token: str | None = None,
     on_joined: Callable[[str, str], None] = lambda name, scheduler: None,
+    on_waiting: Callable[[str], None] = lambda why: None,
 ) -> None:
-    """Join the controller at ``controller_url`` as one service node and serve until the
-    controller goes away. Refuses to join a controller of another qfarm version.
+    """Be a service node of the controller at ``controller_url``, for good.
+
+    The node outlives its Dask worker: when the worker ends (the controller went away, or
+    the worker process died), the node ends every process group the worker left behind, so
+    nothing goes on writing, then waits for the controller to answer again and rejoins.
+    A controller of another qfarm version is refused at once.
     """
-    info = await asyncio.to_thread(Client(controller_url, token=token).info)
-    if info["version"] != __version__:
-        raise QfarmError(
-            f"this node runs qfarm {__version__} but the controller at {controller_url} runs "
-            f"{info['version']}: every machine of a cluster needs the same version"
-        )
     node_name = name or socket.gethostname()
-    on_joined(node_name, info["scheduler"])
-    await run_node(
-        info["scheduler"],
-        NodeSpec(node_name, services),
-        host=host,
-        local_directory=data_dir / "node" / node_name,
-    )
+    home = data_dir / "node" / node_name
+    records = home / "running"
+    records.mkdir(parents=True, exist_ok=True)
+    # Workers are spawned processes: they inherit where to record their process groups.
+    os.environ[RECORD_DIR_ENV] = str(records)
+    client = Client(controller_url, token=token)
+    delay = 0.5
+    while True:
+        reap_leftovers(records)
+        try:
+            info = await asyncio.to_thread(client.info)
+        except ControllerError as exc:
+            on_waiting(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        delay = 0.5
+        if info["version"] != __version__:
+            raise QfarmError(
+                f"this node runs qfarm {__version__} but the controller at {controller_url} "
+                f"runs {info['version']}: every machine of a cluster needs the same version"
+            )
+        on_joined(node_name, info["scheduler"])
+        with contextlib.suppress(OSError):  # the scheduler went away while we joined
+            await run_node(
+                info["scheduler"], NodeSpec(node_name, services), host=host,
+                local_directory=home,
+            )  # fmt: skip
+        ended = reap_leftovers(records)
+        on_waiting(
+            f"the worker ended; {len(ended)} left-over process group(s) ended"
+            if ended
+            else "the worker ended"
+        )

@@ -18,10 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 # How long a process group gets between SIGTERM and SIGKILL.
 KILL_GRACE_SECONDS = 2.0
 # A process is reported as started once it has run this long (see Supervisor._wait).
 START_REPORT_DELAY = 0.05
+# Where a node's supervisor records the process groups it runs, one file each, so that
+# `qfarm node` can end them if the worker process dies under them (see reap_leftovers).
+RECORD_DIR_ENV = "QFARM_NODE_RECORDS"
 
 
 @dataclass(frozen=True)
@@ -86,6 +91,7 @@ class Supervisor:
                 except OSError as exc:
                     return ProcessResult(exit_code=126, error=f"cannot start {argv[0]}: {exc}")
                 self._running[key] = proc
+            record = _record(key, proc.pid)
             try:
                 try:
                     code = self._wait(proc, timeout, on_start)
@@ -97,6 +103,8 @@ class Supervisor:
                     self._running.pop(key, None)
                 # Whatever the leader did, leave nothing of its group behind.
                 _signal_group(proc.pid, signal.SIGKILL)
+                if record is not None:
+                    record.unlink(missing_ok=True)
         with self._lock:
             killed = key in self._killed
         return ProcessResult(exit_code=code, killed=killed)
@@ -170,6 +178,49 @@ class Supervisor:
 def _signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def _record(key: str, pgid: int) -> Path | None:
+    """Note a running process group in the node's record dir, if it has one."""
+    folder = os.environ.get(RECORD_DIR_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / f"{key}.pgid"
+    try:
+        started = psutil.Process(pgid).create_time()
+    except psutil.Error:
+        started = 0.0
+    path.write_text(f"{pgid} {started}\n")
+    return path
+
+
+def reap_leftovers(folder: Path) -> list[int]:
+    """End the process groups recorded in ``folder`` by a worker process that is gone.
+
+    A group whose leader still runs is ended only if the leader is the process recorded
+    (same start time), so a reused pid is never hit; a group whose leader is gone is ended
+    by its id, which the kernel does not reuse while any member of the group lives.
+    Returns the groups signalled.
+    """
+    ended: list[int] = []
+    for path in sorted(folder.glob("*.pgid")):
+        try:
+            pgid_text, started_text = path.read_text().split()
+            pgid, started = int(pgid_text), float(started_text)
+        except (OSError, ValueError):
+            path.unlink(missing_ok=True)
+            continue
+        try:
+            same = abs(psutil.Process(pgid).create_time() - started) < 0.01
+        except psutil.NoSuchProcess:
+            same = True  # the leader is gone; members may remain under its group id
+        except psutil.Error:
+            same = False
+        if same and _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            ended.append(pgid)
+        path.unlink(missing_ok=True)
+    return ended
 
 
 def _group_alive(pgid: int) -> bool:
