@@ -364,3 +364,37 @@ def test_a_node_outlives_its_controller_ends_leftovers_and_rejoins(tmp_path: Pat
         if node is not None:
             stop(node)
         stop(ctl)
+
+
+def test_a_node_maps_shared_paths(tmp_path: Path) -> None:
+    seen_by_controller = tmp_path / "Volumes" / "media"
+    seen_by_node = tmp_path / "mnt" / "media"
+    seen_by_controller.mkdir(parents=True)
+    seen_by_node.mkdir(parents=True)
+    ctl = start(
+        ["controller", "--port", "0", "--no-advertise", "--data-dir", str(tmp_path / "c")],
+        tmp_path / "controller.log",
+    )
+    node = None
+    try:
+        assert ctl.stdout is not None
+        url = ctl.stdout.readline().split()[3]
+        node = start(
+            ["node", "-c", url, "--services", "command=1", "--name", "mapped",
+             "--path-map", f"{seen_by_controller}={seen_by_node}",
+             "--data-dir", str(tmp_path / "n")],
+            tmp_path / "node.log",
+        )  # fmt: skip
+        client = Client(url)
+        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["mapped"], timeout=60)
+        handle = client.submit(
+            {"jobs": [{"spec": {"command": ["sh", "-c", "pwd > where.txt"],
+                                "cwd": str(seen_by_controller)}}]}
+        )  # fmt: skip
+        assert handle.wait(timeout=60).state == "done"
+        assert (seen_by_node / "where.txt").read_text().strip() == str(seen_by_node)
+        assert not (seen_by_controller / "where.txt").exists()
+    finally:
+        if node is not None:
+            stop(node)
+        stop(ctl)

@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from qfarm import batchfile, config
+from qfarm import batchfile, config, pathmap
 from qfarm.cli import (
     EXIT_FAILED,
     BatchProgress,
@@ -146,6 +146,8 @@ app.add_typer(node_app, name="node")
 
     qfarm node --controller http://farm:8470 --services command=4
 
+    qfarm node --path-map /Volumes/media=/mnt/media
+
     qfarm node disable render-07
 """
 )
@@ -166,6 +168,10 @@ def node(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Scratch space [env: QFARM_DATA_DIR].")
     ] = None,
+    path_map: Annotated[
+        list[str] | None,
+        typer.Option("--path-map", help="FROM=TO: shared storage seen here under TO. Repeatable."),
+    ] = None,
 ) -> None:
     """Run a service node that joins a controller and runs its segments."""
     if ctx.invoked_subcommand is not None:
@@ -174,6 +180,7 @@ def node(
     from qfarm.server import parse_services, serve_node
 
     try:
+        mapping = pathmap.parse(path_map or [])
         offered = parse_services(services)
         url = Client(controller, token=token).url  # names the controller, or says how to
     except (InvalidRequest, QfarmError) as exc:
@@ -192,7 +199,7 @@ def node(
             serve_node(
                 url, name=name, services=offered, host=host,
                 data_dir=config.data_dir(data_dir), token=token, on_joined=joined,
-                on_waiting=waiting,
+                on_waiting=waiting, path_map=mapping,
             )
         )  # fmt: skip
 

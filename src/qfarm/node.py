@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qfarm import jobtypes
+from qfarm import jobtypes, pathmap
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
 from qfarm.supervisor import SUPERVISOR
 
@@ -47,6 +47,13 @@ def run_segment(
         on_progress=on_progress,
     )
     try:
+        mapping = pathmap.from_environment()
+        if mapping:
+            payload = {
+                **payload,
+                "job": pathmap.map_all(payload["job"], mapping),
+                "segment": pathmap.map_all(payload["segment"], mapping),
+            }
         outcome = _preflight(payload, ctx)
         if outcome is None:
             job_type = jobtypes.get(payload["job_type"])

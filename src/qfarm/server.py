@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from qfarm import __version__
+from qfarm import __version__, pathmap
 from qfarm.api import create_app
 from qfarm.client import Client, ControllerError
 from qfarm.controller import Controller
@@ -95,6 +95,7 @@ async def serve_node(
     token: str | None = None,
     on_joined: Callable[[str, str], None] = lambda name, scheduler: None,
     on_waiting: Callable[[str], None] = lambda why: None,
+    path_map: dict[str, str] | None = None,
 ) -> None:
     """Be a service node of the controller at ``controller_url``, for good.
 
@@ -109,6 +110,7 @@ async def serve_node(
     records.mkdir(parents=True, exist_ok=True)
     # Workers are spawned processes: they inherit where to record their process groups.
     os.environ[RECORD_DIR_ENV] = str(records)
+    os.environ[pathmap.PATH_MAP_ENV] = pathmap.encode(path_map or {})
     client = Client(controller_url, token=token)
     delay = 0.5
     while True:
