@@ -1028,3 +1028,21 @@ def test_offline_node_comes_back_online_when_it_reports_again(store: Store) -> N
 def test_set_node_state_of_unknown_node_raises_not_found(store: Store) -> None:
     with pytest.raises(NotFound):
         store.set_node_state("ghost", NodeState.DISABLED)
+
+
+def test_requeue_active_gives_back_what_a_dead_controller_left_out(
+    store: Store, tmp_path: Path
+) -> None:
+    batch_id = submit(store, command_job(tmp_path, frames="1-3", segment_size=1, retries=0))
+    picked, _ = dispatch(store, 2)
+    first, second = (cand.segment_id for cand, _ in picked)
+    store.record_reports(started=[Started(first, 1, pid=7, at=1.0)])
+
+    store.requeue_active("the controller restarted")
+
+    segments = store.segments(batch_id)
+    assert [s.state for s in segments] == [SegmentState.QUEUED] * 3
+    for sid in (first, second):
+        [attempt] = store.attempts(sid)
+        assert (attempt.outcome, attempt.error) == ("lost", "the controller restarted")
+    assert all(s.failures == 0 for s in segments)

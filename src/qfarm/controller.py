@@ -119,6 +119,9 @@ class Controller:
         """A cluster controller whose nodes join from outside: a Dask scheduler in this
         process on ``host:scheduler_port``, or an existing one at ``scheduler``.
         """
+        # Whatever a previous controller process left out on nodes is lost to us: queue it
+        # again before anything is dispatched.
+        store.requeue_active("the controller restarted")
         if scheduler:
             engine = await Engine.connect(scheduler)
         else:

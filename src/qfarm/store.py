@@ -645,6 +645,18 @@ class Store:
                     _move(conn, batch, BatchState.CANCELED, changes, finished_at=time.time())
             return [_segment(row) for row in active]
 
+    def requeue_active(self, reason: str) -> list[Change]:
+        """Requeue every dispatched or running segment, its attempt recorded as lost: a
+        controller that restarts cannot know what became of them, and no finished output
+        is redone.
+        """
+        return self.record_reports(
+            results=[
+                Result(s.id, s.attempts, ok=False, node=s.node or "", lost=True, error=reason)
+                for s in self.active_segments()
+            ]
+        )
+
     def active_segments(self, batch_ids: Iterable[int] | None = None) -> list[Segment]:
         query = select(segments).where(
             segments.c.state.in_([s.value for s in ACTIVE_SEGMENT_STATES])
