@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from qfarm import __version__
@@ -31,6 +34,7 @@ from qfarm.model import (
     Segment,
     parse_priority,
 )
+from qfarm.storage import ClusterStorage, list_files, safe_relative
 
 API = "/api/v1"
 
@@ -210,6 +214,58 @@ def create_app(controller: Controller) -> FastAPI:
             raise InvalidRequest(str(exc)) from None
         controller.set_priority(batch_id, level)
         return batch_json(controller, controller.store.batch(batch_id))
+
+    # ------------------------------------------------------------ cluster storage
+    storage = ClusterStorage(controller.data_dir / "storage")
+
+    async def receive(request: Request, target: Path) -> int:
+        """The request body into ``target``, as it arrives; renamed into place at the end."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".qfarm-part-{uuid.uuid4().hex}.{target.name}")
+        size = 0
+        try:
+            with open(temp, "wb") as fh:
+                async for chunk in request.stream():
+                    fh.write(chunk)
+                    size += len(chunk)
+            os.replace(temp, target)
+        finally:
+            temp.unlink(missing_ok=True)
+        return size
+
+    @app.post(f"{API}/uploads", status_code=201)
+    async def new_upload() -> dict[str, str]:
+        """A new upload folder in cluster storage, for a job's inputs."""
+        upload, folder = storage.new_upload()
+        return {"upload": upload, "path": str(folder)}
+
+    @app.put(f"{API}/uploads/{{upload}}/files/{{rel:path}}", status_code=201)
+    async def put_upload_file(upload: str, rel: str, request: Request) -> dict[str, Any]:
+        size = await receive(request, storage.upload_dir(upload) / safe_relative(rel))
+        return {"path": rel, "size": size}
+
+    @app.get(f"{API}/uploads/{{upload}}/files")
+    async def upload_files(upload: str) -> list[str]:
+        return list_files(storage.upload_dir(upload))
+
+    @app.get(f"{API}/uploads/{{upload}}/files/{{rel:path}}")
+    async def get_upload_file(upload: str, rel: str) -> FileResponse:
+        return FileResponse(storage.file(storage.upload_dir(upload), rel))
+
+    @app.put(f"{API}/batches/{{batch_id}}/outputs/{{rel:path}}", status_code=201)
+    async def put_output(batch_id: int, rel: str, request: Request) -> dict[str, Any]:
+        controller.store.batch(batch_id)
+        size = await receive(request, storage.outputs_dir(batch_id) / safe_relative(rel))
+        return {"path": rel, "size": size}
+
+    @app.get(f"{API}/batches/{{batch_id}}/outputs")
+    async def outputs(batch_id: int) -> list[str]:
+        controller.store.batch(batch_id)
+        return list_files(storage.outputs_dir(batch_id))
+
+    @app.get(f"{API}/batches/{{batch_id}}/outputs/{{rel:path}}")
+    async def get_output(batch_id: int, rel: str) -> FileResponse:
+        return FileResponse(storage.file(storage.outputs_dir(batch_id), rel))
 
     @app.get(f"{API}/nodes")
     async def nodes() -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime
 import json
 import logging
@@ -44,7 +45,7 @@ from qfarm.cli import (
 )
 from qfarm.client import BatchStatus, Client
 from qfarm.errors import InvalidRequest
-from qfarm.model import BatchCounts
+from qfarm.model import BatchCounts, BatchRequest
 from qfarm.units import duration
 
 DEFAULT_PORT = 8470
@@ -283,6 +284,14 @@ def submit(
     start_at: Annotated[
         str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
     ] = None,
+    upload: Annotated[
+        bool,
+        typer.Option(
+            "--upload",
+            help="Send the inputs (--each files, and files the command names) to the "
+            "controller, for nodes without shared storage; get outputs with qfarm fetch.",
+        ),
+    ] = False,
     controller: ControllerOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -299,13 +308,55 @@ def submit(
                 ok_exit=ok_exit, preflight=preflight, name=name, priority=priority,
                 hold=hold, start_at=parse_start_at(start_at),
             )  # fmt: skip
-        handle = connect(controller, token).submit(request)
+        client = connect(controller, token)
+        if upload:
+            request = _uploaded(client, request)
+        handle = client.submit(request)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     if as_json:
         print_json({"batch": handle.id})
     else:
         out.print(handle.id)
+
+
+def _uploaded(client: Client, request: BatchRequest) -> BatchRequest:
+    """The request with its one job's inputs sent to cluster storage and its working
+    directory moved there.
+    """
+    if len(request.jobs) != 1:
+        raise InvalidRequest("--upload takes a job from the command line, not a batch file")
+    job = request.jobs[0]
+    base = Path(job.spec["cwd"])
+    files: set[Path] = set()
+    for pattern in job.spec.get("each") or []:
+        files |= {p for p in base.glob(pattern) if p.is_file()}
+    for arg in job.spec["command"]:
+        candidate = (base / arg).resolve() if not Path(arg).is_absolute() else Path(arg)
+        if candidate.is_file():
+            files.add(candidate)
+    outside = sorted(str(f) for f in files if not f.resolve().is_relative_to(base))
+    if outside:
+        raise InvalidRequest(f"--upload: {outside[0]} is outside the working directory {base}")
+    if not files:
+        raise InvalidRequest(
+            "--upload found no input files: use --each, or name the files in the command"
+        )
+    upload_id, path = client.upload(sorted(files), base)
+    spec = {**job.spec, "cwd": path, "storage": {"upload": upload_id, "path": path}}
+    return dataclasses.replace(request, jobs=(dataclasses.replace(job, spec=spec),))
+
+
+@app.command(epilog="**Example**\n\n    qfarm fetch 12 -o renders/")
+def fetch(
+    batch: BatchArg,
+    dest: Annotated[Path, typer.Option("--output", "-o", help="Where to put them.")] = Path("."),
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Download a batch's outputs from cluster storage (jobs submitted with --upload)."""
+    written = connect(controller, token).fetch(batch, dest)
+    out.print(f"{len(written)} file(s) from batch {batch} in {dest}", highlight=False)
 
 
 def batch_row(status: BatchStatus) -> list[str]:

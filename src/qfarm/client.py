@@ -14,12 +14,14 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
 
 from qfarm.errors import InvalidRequest, NotFound, QfarmError
 from qfarm.model import BatchRequest
+from qfarm.storage import safe_relative, write_atomically
 
 API = "/api/v1"
 CONTROLLER_ENV = "QFARM_CONTROLLER"
@@ -112,16 +114,20 @@ class Client:
         except httpx.HTTPError as exc:
             raise ControllerError(f"cannot reach the controller at {self.url}: {exc}") from None
         if response.status_code >= 400:
-            try:
-                message = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                message = response.text or response.reason_phrase
-            if response.status_code == 404:
-                raise NotFound(message)
-            if response.status_code == 400:
-                raise InvalidRequest(message)
-            raise ControllerError(message)
+            self._raise(response)
         return response.json()
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            message = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text or response.reason_phrase
+        if response.status_code == 404:
+            raise NotFound(message)
+        if response.status_code == 400:
+            raise InvalidRequest(message)
+        raise ControllerError(message)
 
     # ------------------------------------------------------------------ batches
 
@@ -162,6 +168,53 @@ class Client:
         return BatchStatus.of(
             self._call("PUT", f"/batches/{batch_id}/priority", json={"priority": priority})
         )
+
+    # ---------------------------------------------------------- cluster storage
+
+    def upload(self, files: list[Path], base: Path) -> tuple[str, str]:
+        """Send ``files`` (under ``base``) to the controller's storage. Returns the upload's
+        id and its folder as the controller sees it, which becomes the job's cwd.
+        """
+        created = self._call("POST", "/uploads")
+        for path in files:
+            rel = path.resolve().relative_to(base.resolve()).as_posix()
+            with open(path, "rb") as fh:
+                self._call("PUT", f"/uploads/{created['upload']}/files/{rel}", content=fh)
+        return created["upload"], created["path"]
+
+    def upload_files(self, upload: str) -> list[str]:
+        result: list[str] = self._call("GET", f"/uploads/{upload}/files")
+        return result
+
+    def download_upload(self, upload: str, rel: str, target: Path) -> None:
+        self._download(f"/uploads/{upload}/files/{rel}", target)
+
+    def upload_output(self, batch_id: int, rel: str, path: Path) -> None:
+        with open(path, "rb") as fh:
+            self._call("PUT", f"/batches/{batch_id}/outputs/{rel}", content=fh)
+
+    def outputs(self, batch_id: int) -> list[str]:
+        result: list[str] = self._call("GET", f"/batches/{batch_id}/outputs")
+        return result
+
+    def fetch(self, batch_id: int, dest: Path) -> list[Path]:
+        """Download a batch's outputs from cluster storage into ``dest``."""
+        written = []
+        for rel in self.outputs(batch_id):
+            target = dest / safe_relative(rel)
+            self._download(f"/batches/{batch_id}/outputs/{rel}", target)
+            written.append(target)
+        return written
+
+    def _download(self, path: str, target: Path) -> None:
+        try:
+            with self._http.stream("GET", path) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise(response)
+                write_atomically(target, response.iter_bytes())
+        except httpx.HTTPError as exc:
+            raise ControllerError(f"cannot download {path} from {self.url}: {exc}") from None
 
     # -------------------------------------------------------------------- nodes
 

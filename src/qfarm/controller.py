@@ -90,6 +90,7 @@ class Controller:
     store: Store
     engine: Engine
     dispatcher: Dispatcher
+    data_dir: Path
     _loop_task: asyncio.Task[None] | None = None
     _listeners: set[asyncio.Queue[list[Change]]] = field(default_factory=set)
 
@@ -135,7 +136,7 @@ class Controller:
         cls, store: Store, engine: Engine, data_dir: Path, batch_ids: set[int] | None
     ) -> Controller:
         dispatcher = Dispatcher(store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids)
-        controller = cls(store, engine, dispatcher)
+        controller = cls(store, engine, dispatcher, data_dir)
         dispatcher.on_changes = controller._broadcast
         controller._loop_task = asyncio.create_task(dispatcher.run())
         return controller

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from qfarm import jobtypes, pathmap
+from qfarm import jobtypes, pathmap, storage
+from qfarm.errors import QfarmError
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
 from qfarm.supervisor import SUPERVISOR
 
@@ -54,10 +55,17 @@ def run_segment(
                 "job": pathmap.map_all(payload["job"], mapping),
                 "segment": pathmap.map_all(payload["segment"], mapping),
             }
+        if payload["job"].get("storage"):
+            payload = storage.prepare(payload, storage.scratch_root())
         outcome = _preflight(payload, ctx)
         if outcome is None:
             job_type = jobtypes.get(payload["job_type"])
             outcome = job_type.run(payload["job"], payload["segment"], ctx)
+        if outcome.ok and payload.get("storage_local"):
+            storage.send_outputs(payload)
+    except QfarmError as exc:  # cluster storage could not be reached, say
+        ctx.log(str(exc))
+        outcome = SegmentOutcome(ok=False, error=str(exc))
     except Exception as exc:  # a bug in a job type must not take the node down
         ctx.log(traceback.format_exc())
         outcome = SegmentOutcome(ok=False, error=f"{type(exc).__name__}: {exc}")

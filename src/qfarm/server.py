@@ -14,7 +14,7 @@ from typing import Any
 
 import uvicorn
 
-from qfarm import __version__, pathmap
+from qfarm import __version__, pathmap, storage
 from qfarm.api import create_app
 from qfarm.client import Client, ControllerError
 from qfarm.controller import Controller
@@ -111,6 +111,8 @@ async def serve_node(
     # Workers are spawned processes: they inherit where to record their process groups.
     os.environ[RECORD_DIR_ENV] = str(records)
     os.environ[pathmap.PATH_MAP_ENV] = pathmap.encode(path_map or {})
+    os.environ[storage.CONTROLLER_ENV] = controller_url
+    os.environ[storage.SCRATCH_ENV] = str(home / "scratch")
     client = Client(controller_url, token=token)
     delay = 0.5
     while True:

@@ -132,6 +132,7 @@ def test_validate_fills_defaults(tmp_path: Path) -> None:
         "ok_exit": [0],
         "preflight": [],
         "per_frame": False,
+        "storage": None,
     }
 
 

@@ -97,7 +97,7 @@ class CommandJobType:
 
     options = frozenset(
         {"command", "frames", "segment_size", "each", "output", "cwd", "env", "ok_exit",
-         "preflight"}
+         "preflight", "storage"}
     )  # fmt: skip
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -200,6 +200,8 @@ class CommandJobType:
             "ok_exit": ok_exit,
             "preflight": preflight,
             "per_frame": "frame" in used,
+            # Set by `qfarm submit --upload`: the job's files are in cluster storage.
+            "storage": spec.get("storage"),
         }
 
     def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:

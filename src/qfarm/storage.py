@@ -1,0 +1,134 @@
+"""Cluster storage, for nodes without a shared disk.
+
+A client uploads a job's inputs to the controller (``qfarm submit --upload``); the job then
+runs with its working directory in that upload, as the controller sees it. A node running
+such a job downloads the upload into a scratch folder of its own once, maps the
+controller's path onto it (as ``--path-map`` would), runs the segment there, and sends the
+segment's outputs back to the controller, from where ``qfarm fetch`` downloads them.
+
+Files are written under a temporary name and renamed when complete, on both sides.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from qfarm.errors import InvalidRequest, NotFound
+
+CONTROLLER_ENV = "QFARM_CONTROLLER"  # how `qfarm node` tells its workers where to fetch from
+SCRATCH_ENV = "QFARM_NODE_SCRATCH"  # and where to put what they fetch
+
+
+def scratch_root() -> Path:
+    import tempfile
+
+    return Path(os.environ.get(SCRATCH_ENV) or Path(tempfile.gettempdir()) / "qfarm-scratch")
+
+
+def safe_relative(rel: str) -> PurePosixPath:
+    """A relative path that stays inside its folder, or InvalidRequest."""
+    path = PurePosixPath(rel)
+    if path.is_absolute() or not path.parts or ".." in path.parts:
+        raise InvalidRequest(f"path {rel!r} must be relative and stay inside its folder")
+    return path
+
+
+def write_atomically(target: Path, chunks: Iterator[bytes]) -> int:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".qfarm-part-{uuid.uuid4().hex}.{target.name}")
+    size = 0
+    try:
+        with open(temp, "wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+                size += len(chunk)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return size
+
+
+def list_files(folder: Path) -> list[str]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        str(path.relative_to(folder).as_posix())
+        for path in folder.rglob("*")
+        if path.is_file() and not path.name.startswith(".qfarm-part-")
+    )
+
+
+class ClusterStorage:
+    """The controller's side: uploads by id, outputs by batch."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def new_upload(self) -> tuple[str, Path]:
+        upload = uuid.uuid4().hex
+        folder = self.root / "uploads" / upload
+        folder.mkdir(parents=True)
+        return upload, folder
+
+    def upload_dir(self, upload: str) -> Path:
+        folder = self.root / "uploads" / upload
+        if not upload.isalnum() or not folder.is_dir():
+            raise NotFound(f"no upload {upload}")
+        return folder
+
+    def outputs_dir(self, batch_id: int) -> Path:
+        return self.root / "outputs" / f"batch-{batch_id}"
+
+    @staticmethod
+    def file(folder: Path, rel: str) -> Path:
+        path = folder / safe_relative(rel)
+        if not path.is_file():
+            raise NotFound(f"no file {rel}")
+        return path
+
+
+# ----------------------------------------------------------------- the node's side
+
+_download_lock = threading.Lock()
+
+
+def prepare(payload: dict[str, Any], scratch_root: Path) -> dict[str, Any]:
+    """For a job in cluster storage: its upload downloaded to this node (once per upload),
+    and every path of the payload moved from the controller's folder to the local one.
+    """
+    from qfarm import pathmap
+    from qfarm.client import Client
+
+    storage = payload["job"]["storage"]
+    local = scratch_root / storage["upload"]
+    with _download_lock:
+        if not (local / ".qfarm-complete").exists():
+            client = Client(os.environ.get(CONTROLLER_ENV))
+            for rel in client.upload_files(storage["upload"]):
+                client.download_upload(storage["upload"], rel, local / rel)
+            (local / ".qfarm-complete").touch()
+    mapping = {storage["path"]: str(local)}
+    return {
+        **payload,
+        "job": pathmap.map_all(payload["job"], mapping),
+        "segment": pathmap.map_all(payload["segment"], mapping),
+        "storage_local": str(local),
+    }
+
+
+def send_outputs(payload: dict[str, Any]) -> None:
+    """Send a finished segment's outputs to the controller."""
+    from qfarm.client import Client
+
+    local = Path(payload["storage_local"])
+    outputs = [Path(p) for p in payload["segment"].get("outputs") or []]
+    if not outputs:
+        return
+    client = Client(os.environ.get(CONTROLLER_ENV))
+    for path in outputs:
+        client.upload_output(payload["batch_id"], path.relative_to(local).as_posix(), path)
