@@ -117,7 +117,7 @@ def test_bad_input_is_a_one_line_usage_error(tmp_path: Path, args: list[str], me
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("qfarm: error:")
     assert message in lines[0]
-    assert not (tmp_path / "qfarm.db").exists(), "a bad job must not reach the store"
+    assert not list(tmp_path.glob("*.db")), "a bad job must not reach the store"
 
 
 def test_interrupt_cancels_the_batch_and_ends_its_processes(tmp_path: Path) -> None:
@@ -158,6 +158,37 @@ def test_interrupt_cancels_the_batch_and_ends_its_processes(tmp_path: Path) -> N
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr
     assert all(gone(pid) for pid in pids)
-    with sqlite3.connect(tmp_path / "qfarm.db") as db:
+    with sqlite3.connect(tmp_path / "runs.db") as db:
         [(state,)] = db.execute("select state from batches").fetchall()
     assert state == "canceled"
+
+
+def test_user_text_with_brackets_is_printed_as_text(tmp_path: Path) -> None:
+    # Square brackets are Rich markup; in names and file names they are plain text.
+    result = qfarm(
+        "run", "--name", "cp a[/b] [final]", "--retries", "0", "--",
+        "sh", "-c", "echo '[bold]x[/]'; exit 3",
+        data_dir=tmp_path, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "cp a[/b] [final]" in result.stderr
+    assert "[bold]x[/]" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[[jobs]]\ncommand = ["true"]\nenv = "A=1"', "env must be a table"),
+        ('[[jobs]]\ncommand = ["true"]\nok_exit = 1', "ok_exit must be a list"),
+        ("[[jobs]]\ncommand = 5", "command must be a list"),
+        ('[[jobs]]\ncommand = ["true"]\neach = 5', "each must be a list"),
+        ('priority = 7.5\n[[jobs]]\ncommand = ["true"]', "priority 7.5"),
+    ],
+)
+def test_wrong_types_in_a_batch_file_are_usage_errors(
+    tmp_path: Path, toml: str, message: str
+) -> None:
+    (tmp_path / "b.toml").write_text(toml)
+    result = qfarm("run", "b.toml", data_dir=tmp_path, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("qfarm: error: ") and message in result.stderr

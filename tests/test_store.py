@@ -1046,3 +1046,38 @@ def test_requeue_active_gives_back_what_a_dead_controller_left_out(
         [attempt] = store.attempts(sid)
         assert (attempt.outcome, attempt.error) == ("lost", "the controller restarted")
     assert all(s.failures == 0 for s in segments)
+
+
+def test_reports_after_a_cancel_never_requeue_its_segments(store: Store, tmp_path: Path) -> None:
+    # The kill lands too late for one segment (it failed on its own, retries left) and its
+    # node vanishes under the other: neither may run again once the batch is canceled.
+    batch_id = submit(store, command_job(tmp_path, frames="1-2", segment_size=1, retries=3))
+    picked, _ = dispatch(store, 2)
+    first, second = (cand.segment_id for cand, _ in picked)
+    store.cancel_batch(batch_id)
+    store.record_reports(
+        results=[failed(first), Result(second, 1, ok=False, node="node-a", lost=True)]
+    )
+    states = {s.id: s.state for s in store.segments(batch_id)}
+    assert states == {first: SegmentState.FAILED, second: SegmentState.CANCELED}
+    assert store.batch(batch_id).state is BatchState.FAILED  # one segment did fail
+    assert dispatch(store, 2) == ([], [])
+
+
+def test_resume_and_pause_of_batches_in_other_states(store: Store, tmp_path: Path) -> None:
+    from qfarm.errors import InvalidRequest
+
+    held = submit(store, command_job(tmp_path), hold=True)
+    assert store.pause_batch(held) == []  # a held batch is not dispatched anyway
+    store.resume_batch(held)
+    assert store.batch(held).state is BatchState.QUEUED
+    assert store.resume_batch(held) == []  # nothing to resume
+
+    finished = submit(store, command_job(tmp_path, frames="1", retries=0))
+    [(cand, _)], _ = dispatch(store, batch_ids=[finished])
+    store.record_reports(results=[failed(cand.segment_id)])
+    assert store.batch(finished).state is BatchState.FAILED
+    with pytest.raises(InvalidRequest, match="resubmit reruns what failed"):
+        store.resume_batch(finished)
+    with pytest.raises(InvalidRequest, match="cannot be paused"):
+        store.pause_batch(finished)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 
 from qfarm import __version__
 from qfarm.controller import Controller
-from qfarm.errors import InvalidRequest, NotFound
+from qfarm.errors import InvalidRequest, NotFound, QfarmError
 from qfarm.model import (
     Batch,
     BatchRequest,
@@ -137,6 +137,17 @@ def create_app(controller: Controller) -> FastAPI:
     @app.exception_handler(IllegalTransition)
     async def conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
         return JSONResponse({"error": str(exc)}, status_code=409)
+
+    @app.exception_handler(QfarmError)
+    async def refused(_: Request, exc: QfarmError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception) -> JSONResponse:
+        # A bug of ours: still a JSON body with one line, never an HTML page.
+        return JSONResponse(
+            {"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500
+        )
 
     @app.exception_handler(RequestValidationError)
     async def malformed(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -293,7 +304,9 @@ def create_app(controller: Controller) -> FastAPI:
         async def stream() -> AsyncIterator[str]:
             try:
                 yield ": connected\n\n"
-                while not await request.is_disconnected():
+                # A listener dropped for falling behind is disconnected, so that it
+                # reconnects and reloads rather than going silently stale.
+                while controller.listening(queue) and not await request.is_disconnected():
                     try:
                         changes = await asyncio.wait_for(queue.get(), 15)
                     except TimeoutError:

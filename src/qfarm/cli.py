@@ -27,6 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from qfarm import __version__, batchfile, config
 from qfarm.errors import InvalidRequest, QfarmError
@@ -47,8 +48,16 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
-out = Console()
-err = Console(stderr=True)
+# Markup off: batch names, file names and errors come from users, and "[final]" in a file
+# name is text, not a style. Styles are given explicitly where we want them.
+out = Console(markup=False)
+err = Console(stderr=True, markup=False)
+
+
+def print_error(message: object) -> None:
+    """One line on stderr: ``qfarm: error: ...``."""
+    err.print(Text.assemble(("qfarm: error: ", "bold red"), str(message)), soft_wrap=True)
+
 
 app = typer.Typer(
     name="qfarm",
@@ -84,7 +93,7 @@ def root(
 
 
 def fail_usage(message: str) -> typer.Exit:
-    err.print(f"[bold red]qfarm: error:[/] {message}", highlight=False, soft_wrap=True)
+    print_error(message)
     return typer.Exit(EXIT_USAGE)
 
 
@@ -295,7 +304,7 @@ def run(
                 raise InvalidRequest(f"batch file {(command or [''])[0]}: {exc}") from None
             raise
         directory = config.data_dir(data_dir)
-        store = Store(config.database_url(db, directory))
+        store = Store(config.database_url(db, directory, config.RUNS_DB))
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
 
@@ -325,10 +334,15 @@ async def _run_embedded(
     logging.getLogger("distributed").setLevel(logging.ERROR)
     from qfarm.controller import Controller, default_local_nodes
 
-    interrupted = asyncio.Event()
+    interrupted = asyncio.Event()  # the first Ctrl-C: cancel the batch, then report
+    forced = asyncio.Event()  # a second one: stop waiting for the kills, leave at once
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        (forced if interrupted.is_set() else interrupted).set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, interrupted.set)
+        loop.add_signal_handler(sig, on_signal)
     started = time.monotonic()
     controller = await Controller.embedded(store, directory, default_local_nodes(nodes, instances))
     try:
@@ -340,10 +354,18 @@ async def _run_embedded(
         stop = asyncio.create_task(interrupted.wait())
         await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
         if interrupted.is_set() and not waiter.done():
-            err.print("interrupted: canceling the batch", highlight=False)
+            err.print("interrupted: canceling the batch (Ctrl-C again to leave now)")
             await controller.cancel(batch_id, "interrupted")
-            await waiter
+            leave = asyncio.create_task(forced.wait())
+            await asyncio.wait({waiter, leave}, return_when=asyncio.FIRST_COMPLETED)
+            leave.cancel()
         stop.cancel()
+        if forced.is_set():
+            waiter.cancel()
+            if display is not None:
+                display.cancel()
+            # Closing the cluster ends every segment process (the workers' close hook).
+            return EXIT_INTERRUPTED
         if display is not None:
             await display
         batch = waiter.result()
@@ -453,7 +475,7 @@ def print_report(report: dict[str, Any]) -> None:
     seg = report["segments"]
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_row("batch", f"{report['batch']} {report['name']}")
-    table.add_row("state", f"[bold {colour}]{report['state']}[/]")
+    table.add_row("state", Text(report["state"], style=f"bold {colour}"))
     table.add_row(
         "segments",
         f"{seg['done']} done, {seg['failed']} failed, {seg['canceled']} canceled of {seg['total']}",
@@ -463,8 +485,9 @@ def print_report(report: dict[str, Any]) -> None:
     err.print(table)
     for f in report["failed"]:
         err.print(
-            f"[red]segment {f['segment']} ({f['label']}) failed on {f['node']} after "
-            f"{f['attempts']} attempt(s): {f['error']}[/]",
+            f"segment {f['segment']} ({f['label']}) failed on {f['node']} after "
+            f"{f['attempts']} attempt(s): {f['error']}",
+            style="red",
             highlight=False,
             soft_wrap=True,
         )
@@ -481,8 +504,8 @@ def main() -> None:
     try:
         app()
     except InvalidRequest as exc:
-        err.print(f"[bold red]qfarm: error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         sys.exit(EXIT_USAGE)
     except QfarmError as exc:
-        err.print(f"[bold red]qfarm: error:[/] {exc}", highlight=False, soft_wrap=True)
+        print_error(exc)
         sys.exit(EXIT_FAILED)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime
+import glob
 import json
 import logging
 import time
@@ -330,11 +331,13 @@ def _uploaded(client: Client, request: BatchRequest) -> BatchRequest:
     base = Path(job.spec["cwd"])
     files: set[Path] = set()
     for pattern in job.spec.get("each") or []:
-        files |= {p for p in base.glob(pattern) if p.is_file()}
+        matched = (base / p for p in glob.glob(pattern, root_dir=base))
+        files |= {p.resolve() for p in matched if p.is_file()}
     for arg in job.spec["command"]:
-        candidate = (base / arg).resolve() if not Path(arg).is_absolute() else Path(arg)
-        if candidate.is_file():
-            files.add(candidate)
+        with contextlib.suppress(OSError):  # an inline script is not a file name
+            candidate = (base / arg).resolve()
+            if candidate.is_file():
+                files.add(candidate)
     outside = sorted(str(f) for f in files if not f.resolve().is_relative_to(base))
     if outside:
         raise InvalidRequest(f"--upload: {outside[0]} is outside the working directory {base}")
@@ -519,8 +522,9 @@ def logs(
             continue
         last = attempts[-1]
         out.print(
-            f"[bold]== segment {seg['index']} ({seg['label']}) attempt {last['number']} "
-            f"on {last['node']}: {last['outcome'] or seg['state']}[/]",
+            f"== segment {seg['index']} ({seg['label']}) attempt {last['number']} "
+            f"on {last['node']}: {last['outcome'] or seg['state']}",
+            style="bold",
             highlight=False,
         )
         path = Path(last["log_path"]) if last["log_path"] else None

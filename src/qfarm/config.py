@@ -19,9 +19,14 @@ def data_dir(option: str | os.PathLike[str] | None = None) -> Path:
     return path
 
 
-def database_url(option: str | None, directory: Path) -> str:
-    """``--db URL``, else ``$QFARM_DB``, else SQLite in the data dir."""
-    return option or os.environ.get(DB_ENV) or f"sqlite:///{directory / 'qfarm.db'}"
+def database_url(option: str | None, directory: Path, name: str = "qfarm.db") -> str:
+    """``--db URL``, else ``$QFARM_DB``, else SQLite file ``name`` in the data dir."""
+    return option or os.environ.get(DB_ENV) or f"sqlite:///{directory / name}"
+
+
+# `qfarm run` keeps its batches apart from a controller's: a controller that starts requeues
+# and dispatches everything in its store, which must not include a run in progress.
+RUNS_DB = "runs.db"
 
 
 def logs_dir(directory: Path) -> Path:

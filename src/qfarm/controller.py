@@ -185,6 +185,10 @@ class Controller:
         self._listeners.add(queue)
         return queue
 
+    def listening(self, queue: asyncio.Queue[list[Change]]) -> bool:
+        """False once a listener fell too far behind and was dropped."""
+        return queue in self._listeners
+
     def unsubscribe(self, queue: asyncio.Queue[list[Change]]) -> None:
         self._listeners.discard(queue)
 

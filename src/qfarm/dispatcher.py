@@ -79,6 +79,7 @@ class Dispatcher:
         self.in_flight: dict[str, InFlight] = {}
         self.busy: dict[str, Counter[str]] = {}
         self.killing: set[str] = set()
+        self._lost: list[Result] = []  # attempts of lost nodes, recorded at the next tick
         self._stopping = False
         self._last_refresh = 0.0
         self.dispatched_total = 0
@@ -109,9 +110,18 @@ class Dispatcher:
     async def run(self) -> None:
         """Tick until :meth:`stop`."""
         await self.refresh_nodes()
+        failures = 0
         while not self._stopping:
             began = time.monotonic()
-            await self.tick()
+            try:
+                await self.tick()
+                failures = 0
+            except Exception:
+                # One bad tick (a locked database, a node that vanished mid-call) must not
+                # stop the farm: log it, back off, and try again.
+                failures += 1
+                log.exception("dispatcher tick failed (%d in a row)", failures)
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
             ended = time.monotonic()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.engine.wakeup.wait(), IDLE_TICK_SECONDS)
@@ -167,15 +177,21 @@ class Dispatcher:
             elif ev.kind == "progress":
                 progress[ev.key] = Progress(flight.segment_id, flight.attempt, ev.fraction, ev.at)
 
-        results: list[Result] = []
+        results, self._lost = self._lost, []
         for end in ends:
             flight = self.in_flight.pop(end.key, None)
             if flight is None:
-                continue
-            self.busy[flight.node][flight.service] -= 1
+                continue  # a task of a node already given up: reported as lost then
             results.append(self._result(flight, end))
-            self.killing.discard(end.key)
+            self._release(flight)
         return self.store.record_reports(started, list(progress.values()), results)
+
+    def _release(self, flight: InFlight) -> None:
+        busy = self.busy.get(flight.node)
+        node = self.nodes.get(flight.node)
+        if busy is not None and node is not None and node.address == flight.address:
+            busy[flight.service] -= 1
+        self.killing.discard(flight.key)
 
     def _result(self, flight: InFlight, end: TaskEnd) -> Result:
         if end.result is None:
@@ -211,12 +227,17 @@ class Dispatcher:
         now = time.time()
         for name, engine_node in live.items():
             known = self.nodes.get(name)
-            if known is None or known.address != engine_node.address:
-                if known is not None:
+            unknown_facts = known is not None and not known.facts
+            if known is None or known.address != engine_node.address or unknown_facts:
+                if known is not None and known.address != engine_node.address:
                     await self._lose_node(known)
-                self.busy[name] = Counter()
+                    self.busy[name] = Counter()
+                self.busy.setdefault(name, Counter())
                 version = engine_node.facts.get("version")
-                if version != __version__:
+                if version is None:
+                    # Its facts could not be read (yet): no work until they can.
+                    self.refused[name] = f"node {name} has not told its version yet"
+                elif version != __version__:
                     # The brief's rule: every node runs the controller's version, so the
                     # chunks of one job join seamlessly. Such a node gets no work.
                     self.refused[name] = (
@@ -242,15 +263,23 @@ class Dispatcher:
             if name not in live:
                 await self._lose_node(known)
                 self.busy.pop(name, None)
-                with contextlib.suppress(Exception):
-                    self.store.set_node_state(name, NodeState.OFFLINE)
+                self.store.mark_offline(name)
         self.nodes = live
         self.disabled = {n.name for n in self.store.nodes() if n.state is NodeState.DISABLED}
         self.disabled |= set(self.refused)
 
     async def _lose_node(self, node: EngineNode) -> None:
+        """Give up on everything out on a node that went away: each attempt is recorded as
+        lost at the next tick (its segment is queued again), and its task withdrawn, so a
+        late end from it is ignored.
+        """
         for flight in [f for f in self.in_flight.values() if f.address == node.address]:
             log.warning("node %s went away while running %s", node.name, flight.key)
+            del self.in_flight[flight.key]
+            self.killing.discard(flight.key)
+            self._lost.append(
+                self._result(flight, TaskEnd(flight.key, None, lost=True, error="node lost"))
+            )
             await self.engine.withdraw(flight.key)
 
     def _free(self) -> dict[str, dict[str, int]]:

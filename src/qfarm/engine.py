@@ -329,11 +329,16 @@ class Engine:
                     ends.append(TaskEnd(key, None, lost=True, error=repr(exc)))
             elif status == "cancelled":
                 ends.append(TaskEnd(key, None, lost=True, error="canceled in the engine"))
+            elif status == "lost":  # its worker died holding the result: nothing to await
+                ends.append(TaskEnd(key, None, lost=True, error="its worker died"))
             else:  # KilledWorker, a comm failure: the node went away under it
                 ends.append(TaskEnd(key, None, lost=True, error=await _why(future)))
             del self._futures[key]
             self._finished_at.pop(key, None)
             released.append(future)
+        # Finished tasks whose event came after all: nothing to keep about them.
+        for key in [k for k in self._finished_at if k not in self._futures]:
+            del self._finished_at[key]
         return ends
 
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:

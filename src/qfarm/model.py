@@ -171,6 +171,8 @@ DEFAULT_PRIORITY = PRIORITY_NAMES["medium"]
 
 def parse_priority(text: str | int) -> int:
     """``high``/``medium``/``low`` or a whole number from 0 to 100."""
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise ValueError(f"priority {text!r} is not high, medium, low or a number from 0 to 100")
     if isinstance(text, int):
         value = text
     elif text.strip().lower() in PRIORITY_NAMES:

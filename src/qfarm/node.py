@@ -116,8 +116,9 @@ def _preflight(payload: dict[str, Any], ctx: SegmentContext) -> SegmentOutcome |
                     timed_out=failure.timed_out,
                     killed=failure.killed,
                 )
-            # A canceled or timed-out preflight says nothing about the node: try it again.
-            if not (done.killed or done.timed_out):
+            # Only a success is remembered: after a failure (a missing tool, say) the next
+            # segment checks again, so fixing the node and resubmitting works.
+            if done.ok:
                 _preflights[job_id] = done
             ctx.pid = None
     return None if done.ok else done

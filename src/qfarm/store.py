@@ -35,6 +35,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     update,
 )
@@ -67,15 +68,23 @@ _Row = Any
 
 metadata = MetaData()
 
+# Bumped with every change to the tables below.
+SCHEMA_VERSION = 1
+
+schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
+
 batches = Table(
     "batches",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("name", String(200), nullable=False, default=""),
-    Column("owner", String(200), nullable=False, default=""),
+    Column("name", Text, nullable=False, default=""),
+    Column("owner", Text, nullable=False, default=""),
     Column("priority", Integer, nullable=False),
     Column("state", String(16), nullable=False),
     Column("serialize", Boolean, nullable=False, default=False),
+    # A cancel waits for the kills of its running segments to report back; meanwhile no
+    # report may requeue one of them (a failure with retries left, a lost node).
+    Column("canceling", Boolean, nullable=False, default=False),
     Column("submitted_at", Float, nullable=False),
     Column("start_at", Float),
     Column("started_at", Float),
@@ -88,7 +97,7 @@ jobs = Table(
     Column("id", Integer, primary_key=True),
     Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False, index=True),
     Column("idx", Integer, nullable=False),
-    Column("name", String(200), nullable=False),
+    Column("name", Text, nullable=False),
     Column("job_type", String(32), nullable=False),
     Column("service", String(32), nullable=False),
     Column("state", String(16), nullable=False),
@@ -111,7 +120,7 @@ segments = Table(
     Column("idx", Integer, nullable=False),
     Column("kind", String(16), nullable=False),
     Column("state", String(16), nullable=False),
-    Column("label", String(200), nullable=False),
+    Column("label", Text, nullable=False),
     Column("spec", JSON, nullable=False),
     Column("frames", Integer, nullable=False),
     # Attempts made (lost ones included: attempt numbers never repeat), and failed ones,
@@ -261,10 +270,34 @@ class Store:
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         try:
-            metadata.create_all(self.engine)
+            self._open_schema()
         except OperationalError as exc:
             self.engine.dispose()
             raise InvalidRequest(f"cannot open database {url!r}: {exc.orig}") from None
+        except InvalidRequest:
+            self.engine.dispose()
+            raise
+
+    def _open_schema(self) -> None:
+        """Create the tables in a new database; refuse one of another schema version
+        rather than misread it. (Migrations come with the first schema change after a
+        release.)
+        """
+        existing = set(inspect(self.engine).get_table_names())
+        with self._tx() as conn:
+            if "batches" in existing:
+                found = None
+                if "qfarm_schema" in existing:
+                    found = conn.execute(select(schema.c.version)).scalar()
+                if found != SCHEMA_VERSION:
+                    raise InvalidRequest(
+                        f"the store {self.url} was made by another qfarm (schema "
+                        f"{found or 'unknown'}, this one needs {SCHEMA_VERSION}): use another "
+                        "--data-dir or --db, or move that one away"
+                    )
+            metadata.create_all(conn)
+            if conn.execute(select(schema.c.version)).first() is None:
+                conn.execute(schema.insert().values(version=SCHEMA_VERSION))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -289,6 +322,7 @@ class Store:
                     priority=request.priority,
                     state=state.value,
                     serialize=request.serialize,
+                    canceling=False,
                     submitted_at=now,
                     start_at=request.start_at,
                 ),
@@ -478,6 +512,10 @@ class Store:
                 pending.attempt(row.id, p.attempt, last_progress_at=p.at)
 
             job_ids = {rows[r.segment_id].job_id for r in results if r.segment_id in rows}
+            result_batches = {rows[r.segment_id].batch_id for r in results if r.segment_id in rows}
+            canceling = set(
+                conn.execute(_CANCELING_BATCHES, {"ids": list(result_batches)}).scalars()
+            )
             job_rows = {row.id: row for row in conn.execute(_JOB_RETRIES, {"ids": list(job_ids)})}
             failed_nodes: dict[int, set[str]] = defaultdict(set)
             touched_jobs: set[int] = set()
@@ -511,6 +549,9 @@ class Store:
                 elif outcome == "canceled":
                     move(SegmentState.CANCELED)
                     pending.segment(row.id, error=r.error)
+                elif outcome == "lost" and row.batch_id in canceling:
+                    move(SegmentState.CANCELED)
+                    pending.segment(row.id, error="canceled")
                 elif outcome == "lost":
                     move(SegmentState.QUEUED)
                     pending.segment(row.id, error=r.error, progress=0.0)
@@ -519,7 +560,8 @@ class Store:
                     failures = row.failures + 1
                     pending.segment(row.id, error=r.error, failures=failures)
                     failed_nodes[row.job_id].add(r.node)
-                    if failures <= job_rows[row.job_id].retries:
+                    retry = failures <= job_rows[row.job_id].retries
+                    if retry and row.batch_id not in canceling:
                         move(SegmentState.QUEUED)
                 touched_jobs.add(row.job_id)
             pending.flush(conn)
@@ -543,11 +585,18 @@ class Store:
 
     def pause_batch(self, batch_id: int) -> list[Change]:
         """Stop dispatching a batch's segments; those running finish."""
+        batch = self.batch(batch_id)
+        if batch.state in (BatchState.PAUSED, BatchState.HELD):
+            return []  # already not dispatched
+        _refuse_if_ended(batch, "paused")
         return self._set_batch_state(batch_id, BatchState.PAUSED)
 
     def resume_batch(self, batch_id: int) -> list[Change]:
         """Dispatch a paused or held batch again."""
         batch = self.batch(batch_id)
+        if batch.state in (BatchState.QUEUED, BatchState.RUNNING):
+            return []  # nothing to resume
+        _refuse_if_ended(batch, "resumed (resubmit reruns what failed)")
         started = batch.started_at is not None and batch.state is BatchState.PAUSED
         return self._set_batch_state(batch_id, BatchState.RUNNING if started else BatchState.QUEUED)
 
@@ -601,7 +650,7 @@ class Store:
                 new = JobState.QUEUED if deps_done else JobState.WAITING
                 _move(conn, job, new, changes, failed_nodes=[], error="", finished_at=None)
                 state_of[job.id] = new
-            _move(conn, batch, BatchState.QUEUED, changes, finished_at=None)
+            _move(conn, batch, BatchState.QUEUED, changes, finished_at=None, canceling=False)
         return changes
 
     def cancel_batch(self, batch_id: int, reason: str = "canceled") -> list[Segment]:
@@ -632,6 +681,7 @@ class Store:
                 .where(segments.c.batch_id == batch_id)
                 .where(segments.c.state.in_([s.value for s in ACTIVE_SEGMENT_STATES]))
             ).all()
+            conn.execute(update(batches).where(batches.c.id == batch_id).values(canceling=True))
             if not active:
                 job_ids = {
                     row.id
@@ -750,9 +800,19 @@ class Store:
             state = NodeState(row.state)
             # A node that comes back keeps being disabled if it was drained.
             if state is NodeState.OFFLINE and node.state is NodeState.ONLINE:
-                check_transition(f"node {node.name}", state, NodeState.ONLINE)
+                check_transition(node.name, state, NodeState.ONLINE)
                 values["state"] = NodeState.ONLINE.value
             conn.execute(update(nodes).where(nodes.c.name == node.name).values(**values))
+
+    def mark_offline(self, name: str) -> None:
+        """A node went away. A drained node stays drained (disabled) for when it returns."""
+        with self._tx() as conn:
+            conn.execute(
+                update(nodes)
+                .where(nodes.c.name == name)
+                .where(nodes.c.state == NodeState.ONLINE.value)
+                .values(state=NodeState.OFFLINE.value)
+            )
 
     def set_node_state(self, name: str, new: NodeState) -> None:
         with self._tx() as conn:
@@ -761,7 +821,7 @@ class Store:
                 raise NotFound(f"no node {name}")
             if row.state == new.value:
                 return
-            check_transition(f"{name}", NodeState(row.state), new)
+            check_transition(name, NodeState(row.state), new)
             conn.execute(update(nodes).where(nodes.c.name == name).values(state=new.value))
 
     def nodes(self) -> list[Node]:
@@ -828,6 +888,10 @@ _JOB_RETRIES = select(jobs.c.id, jobs.c.retries, jobs.c.failed_nodes).where(
 
 _NEW_ATTEMPT = attempts.insert()
 
+_CANCELING_BATCHES = select(batches.c.id).where(
+    batches.c.id.in_(bindparam("ids", expanding=True)), batches.c.canceling.is_(True)
+)
+
 _QUEUED_JOBS_OF = (
     select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
     .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
@@ -842,6 +906,11 @@ _QUEUED_BATCHES_OF = (
 
 
 # --------------------------------------------------------------------- helpers
+
+
+def _refuse_if_ended(batch: Batch, action: str) -> None:
+    if batch.state in (BatchState.DONE, BatchState.FAILED, BatchState.CANCELED):
+        raise InvalidRequest(f"batch {batch.id} is {batch.state.value}: it cannot be {action}")
 
 
 def _one_batch(conn: Connection, batch_id: int) -> _Row:
@@ -993,7 +1062,7 @@ class _Pending:
         when the segment already moved earlier in the same transaction. Returns ``new``.
         """
         current = SegmentState(row.state) if old is None else old
-        check_transition(f"segment {row.id}", current, new)
+        check_transition(row.id, current, new)
         self.segment(row.id, state=new.value)
         changes.append(Change("segment", row.id, new.value, row.batch_id))
         return new
@@ -1066,7 +1135,7 @@ def _move(
 ) -> None:
     """Move one segment, job or batch to ``new`` at once, checked by the model."""
     table, kind = _STATE_TABLES[type(new)]
-    check_transition(f"{kind} {row.id}", type(new)(row.state), new)
+    check_transition(row.id, type(new)(row.state), new)
     conn.execute(update(table).where(table.c.id == row.id).values(state=new.value, **values))
     batch_id = row.id if kind == "batch" else row.batch_id
     changes.append(Change(kind, row.id, new.value, batch_id))

@@ -91,8 +91,9 @@ class Supervisor:
                 except OSError as exc:
                     return ProcessResult(exit_code=126, error=f"cannot start {argv[0]}: {exc}")
                 self._running[key] = proc
-            record = _record(key, proc.pid)
+            record = None
             try:
+                record = _record(key, proc.pid)
                 try:
                     code = self._wait(proc, timeout, on_start)
                 except subprocess.TimeoutExpired:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
+import shlex
 import string
 from collections.abc import Mapping
 from pathlib import Path
@@ -84,6 +85,16 @@ def _fields(text: str, where: str) -> set[str]:
     return names
 
 
+def _list_of(value: Any, name: str, types: tuple[type, ...]) -> list[Any]:
+    """``value`` as a list whose items are all of ``types``, or InvalidRequest."""
+    if not isinstance(value, list | tuple) or not all(
+        isinstance(v, types) and not isinstance(v, bool) for v in value
+    ):
+        kinds = " or ".join(t.__name__ for t in types)
+        raise InvalidRequest(f"{name} must be a list of {kinds} values, not {value!r}")
+    return list(value)
+
+
 def fill(text: str, values: Mapping[str, Any], where: str = "argument") -> str:
     try:
         return text.format_map(values)
@@ -113,7 +124,7 @@ class CommandJobType:
                 "the command must be a list of arguments, not one string: "
                 "write ['sh', '-c', '...'] to use a shell"
             )
-        command = [str(arg) for arg in raw_command]
+        command = [str(arg) for arg in _list_of(raw_command, "command", (str, int, float))]
         if not command or not command[0].strip():
             raise InvalidRequest(
                 "no command given (on the command line it goes after --: qfarm run -- echo hi)"
@@ -125,7 +136,13 @@ class CommandJobType:
         used: set[str] = set()
         for arg in command:
             used |= placeholders_in(arg, "command argument")
-        preflight = [str(arg) for arg in spec.get("preflight") or []]
+        raw_preflight = spec.get("preflight") or []
+        if isinstance(raw_preflight, str):
+            try:
+                raw_preflight = shlex.split(raw_preflight)
+            except ValueError as exc:
+                raise InvalidRequest(f"preflight {raw_preflight!r}: {exc}") from None
+        preflight = [str(arg) for arg in _list_of(raw_preflight, "preflight", (str,))]
         for arg in preflight:
             if placeholders_in(arg, "preflight argument"):
                 raise InvalidRequest(f"preflight argument {arg!r} cannot use placeholders")
@@ -160,7 +177,7 @@ class CommandJobType:
         if frames:
             runs = parse_frames(str(frames))
         elif each:
-            patterns = [each] if isinstance(each, str) else list(each)
+            patterns = [each] if isinstance(each, str) else _list_of(each, "each", (str,))
             for pattern in patterns:
                 # Relative patterns are matched under cwd without being joined to it, so a
                 # folder named like a glob ("shot[v1]") is taken literally.
@@ -187,8 +204,11 @@ class CommandJobType:
                 "would write several frames to one {output}"
             )
 
-        env = {str(k): str(v) for k, v in dict(spec.get("env") or {}).items()}
-        ok_exit = sorted({int(c) for c in spec.get("ok_exit") or [0]})
+        raw_env = spec.get("env") or {}
+        if not isinstance(raw_env, dict):
+            raise InvalidRequest("env must be a table of NAME = VALUE")
+        env = {str(k): str(v) for k, v in raw_env.items()}
+        ok_exit = sorted({int(c) for c in _list_of(spec.get("ok_exit") or [0], "ok_exit", (int,))})
         return {
             "command": command,
             "cwd": cwd,
