@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from qfarm.client import Client
+from qfarm.client import Client, ControllerError
 from tests.helpers import gone, wait_until_sync
 
 QFARM = [sys.executable, "-m", "qfarm"]
@@ -431,3 +431,27 @@ def test_upload_without_inputs_is_a_usage_error(cluster: Cluster, tmp_path: Path
     result = cluster.cli("submit", "--upload", "--", "true", cwd=tmp_path)
     assert result.returncode == 2
     assert "--upload found no input files" in result.stderr
+
+
+def test_a_controller_with_a_token_refuses_requests_without_it(tmp_path: Path) -> None:
+    ctl = start(
+        ["controller", "--port", "0", "--no-advertise", "--token", "s3cret",
+         "--data-dir", str(tmp_path / "c")],
+        tmp_path / "controller.log",
+    )  # fmt: skip
+    try:
+        assert ctl.stdout is not None
+        url = ctl.stdout.readline().split()[3]
+        response = httpx.get(f"{url}/api/v1/batches")
+        assert response.status_code == 401
+        assert "needs a token" in response.json()["error"]
+        with pytest.raises(ControllerError, match="needs a token"):
+            Client(url, token="wrong").batches()
+        assert Client(url, token="s3cret").batches() == []
+        env = {**os.environ, "QFARM_CONTROLLER": url, "QFARM_TOKEN": "s3cret"}
+        listed = subprocess.run(
+            [*QFARM, "batches", "--json"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert listed.returncode == 0, listed.stderr
+    finally:
+        stop(ctl)

@@ -10,6 +10,7 @@ so they see and change one consistent state.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import os
 import uuid
@@ -119,12 +120,28 @@ def segment_json(segment: Segment) -> dict[str, Any]:
     }
 
 
-def create_app(controller: Controller) -> FastAPI:
+def create_app(controller: Controller, token: str | None = None) -> FastAPI:
+    """The API of ``controller``. With ``token``, every request under /api/v1 must carry
+    ``Authorization: Bearer TOKEN`` (401 otherwise).
+    """
     app = FastAPI(
         title="qfarm controller",
         version=__version__,
         description="Submit batches, watch and steer them, and see the service nodes.",
     )
+
+    if token:
+        expected = f"Bearer {token}"
+
+        @app.middleware("http")
+        async def require_token(request: Request, call_next: Any) -> Any:
+            given = request.headers.get("authorization", "")
+            if request.url.path.startswith(API) and not hmac.compare_digest(given, expected):
+                return JSONResponse(
+                    {"error": "this controller needs a token: --token or QFARM_TOKEN"},
+                    status_code=401,
+                )
+            return await call_next(request)
 
     @app.exception_handler(InvalidRequest)
     async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:

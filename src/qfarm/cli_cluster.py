@@ -104,6 +104,12 @@ def controller(
             "--advertise/--no-advertise", help="Announce it by mDNS on the interfaces it uses."
         ),
     ] = True,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="QFARM_TOKEN", help="Require this token of clients and nodes."
+        ),
+    ] = None,
 ) -> None:
     """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
 
@@ -118,6 +124,12 @@ def controller(
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    if not token and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(
+            f"warning: the controller listens on {host} without a token: anyone who reaches "
+            "it can run commands on every node (use --token or QFARM_TOKEN)",
+            style="yellow",
+        )
 
     def ready(url: str, scheduler_address: str) -> None:
         out.print(f"qfarm controller at {url} (nodes join {scheduler_address})", highlight=False)
@@ -126,7 +138,8 @@ def controller(
         asyncio.run(
             serve_controller(
                 store, directory, host=host, port=port, scheduler=scheduler,
-                scheduler_port=scheduler_port, advertise=advertise, on_ready=ready,
+                scheduler_port=scheduler_port, advertise=advertise, token=token,
+                on_ready=ready,
             )
         )  # fmt: skip
     except KeyboardInterrupt:

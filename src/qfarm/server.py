@@ -16,7 +16,7 @@ import uvicorn
 
 from qfarm import __version__, pathmap, storage
 from qfarm.api import create_app
-from qfarm.client import Client, ControllerError
+from qfarm.client import TOKEN_ENV, Client, ControllerError
 from qfarm.controller import Controller
 from qfarm.engine import NodeSpec, run_node
 from qfarm.errors import QfarmError
@@ -33,6 +33,7 @@ async def serve_controller(
     scheduler: str | None = None,
     scheduler_port: int = 0,
     advertise: bool = True,
+    token: str | None = None,
     on_ready: Callable[[str, str], None] = lambda url, scheduler: None,
 ) -> None:
     """Run a controller until SIGINT or SIGTERM. ``on_ready(url, scheduler)`` is called once
@@ -45,7 +46,11 @@ async def serve_controller(
     )
     try:
         config = uvicorn.Config(
-            create_app(controller), host=host, port=port, log_level="warning", lifespan="off"
+            create_app(controller, token),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
@@ -63,7 +68,13 @@ async def serve_controller(
             # Zeroconf's sync API blocks on its own loop: keep it off ours.
             advertiser = await asyncio.to_thread(Advertiser, url, host, bound)
         on_ready(url, controller.engine.scheduler_address)
-        await serving
+        assert controller._loop_task is not None
+        await asyncio.wait({serving, controller._loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if controller._loop_task.done() and not serving.done():
+            server.should_exit = True
+            await serving
+            error = controller._loop_task.exception()
+            raise QfarmError(f"the dispatcher stopped: {error!r}; the controller exits")
     finally:
         if advertiser is not None:
             await asyncio.to_thread(advertiser.close)
@@ -112,6 +123,8 @@ async def serve_node(
     os.environ[RECORD_DIR_ENV] = str(records)
     os.environ[pathmap.PATH_MAP_ENV] = pathmap.encode(path_map or {})
     os.environ[storage.CONTROLLER_ENV] = controller_url
+    if token:
+        os.environ[TOKEN_ENV] = token  # for the workers' cluster-storage requests
     os.environ[storage.SCRATCH_ENV] = str(home / "scratch")
     client = Client(controller_url, token=token)
     delay = 0.5
