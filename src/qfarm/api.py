@@ -39,6 +39,14 @@ from qfarm.storage import ClusterStorage, list_files, safe_relative
 
 API = "/api/v1"
 
+# Errors users can cause, by HTTP status; the first class that matches wins.
+ERROR_STATUS: dict[type[Exception], int] = {
+    NotFound: 404,
+    IllegalTransition: 409,
+    InvalidRequest: 400,
+    QfarmError: 400,
+}
+
 
 class JobIn(BaseModel):
     type: str = Field(default="command", description="job type: command")
@@ -143,21 +151,12 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
                 )
             return await call_next(request)
 
-    @app.exception_handler(InvalidRequest)
-    async def invalid(_: Request, exc: InvalidRequest) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+    async def as_json(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
+        return JSONResponse({"error": str(exc)}, status_code=status)
 
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=404)
-
-    @app.exception_handler(IllegalTransition)
-    async def conflict(_: Request, exc: IllegalTransition) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=409)
-
-    @app.exception_handler(QfarmError)
-    async def refused(_: Request, exc: QfarmError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=400)
+    for kind in ERROR_STATUS:
+        app.add_exception_handler(kind, as_json)
 
     @app.exception_handler(Exception)
     async def internal(_: Request, exc: Exception) -> JSONResponse:
