@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -455,3 +456,69 @@ def test_a_controller_with_a_token_refuses_requests_without_it(tmp_path: Path) -
         assert listed.returncode == 0, listed.stderr
     finally:
         stop(ctl)
+
+
+def test_a_controller_on_an_existing_dask_scheduler(tmp_path: Path) -> None:
+    # As with a scheduler deployed by dask-kubernetes or dask-jobqueue.
+    log = tmp_path / "scheduler.log"
+    scheduler = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dask"), "scheduler", "--host", "127.0.0.1",
+         "--port", "0", "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=open(log, "w"),  # noqa: SIM115
+        # It prints its address at INFO; our own processes quieten Dask to warnings.
+        env={k: v for k, v in os.environ.items() if k != "DASK_LOGGING__DISTRIBUTED"},
+    )  # fmt: skip
+    processes = [scheduler]
+    try:
+        wait_until_sync(lambda: "tcp://" in log.read_text(), what="the scheduler")
+        address = re.search(r"tcp://[0-9.]+:\d+", log.read_text())
+        assert address is not None
+        ctl = start(
+            ["controller", "--port", "0", "--no-advertise", "--scheduler", address.group(0),
+             "--data-dir", str(tmp_path / "c")],
+            tmp_path / "controller.log",
+        )  # fmt: skip
+        processes.append(ctl)
+        assert ctl.stdout is not None
+        url = ctl.stdout.readline().split()[3]
+        client = Client(url)
+        assert client.info()["scheduler"] == address.group(0)
+        processes.append(
+            start(["node", "-c", url, "--services", "command=1", "--name", "external",
+                   "--data-dir", str(tmp_path / "n")], tmp_path / "node.log")
+        )  # fmt: skip
+        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["external"], timeout=60)
+        spec = {"command": ["true"], "frames": "1-3", "cwd": str(tmp_path)}
+        assert client.submit({"jobs": [{"spec": spec}]}).wait(timeout=60).state == "done"
+    finally:
+        for proc in reversed(processes):
+            stop(proc)
+
+
+def test_logs_follow_streams_output_until_the_batch_ends(cluster: Cluster, tmp_path: Path) -> None:
+    go = tmp_path / "go"
+    script = f"echo before {{start}}; while [ ! -e {go} ]; do sleep 0.02; done; echo after"
+    batch_id = cluster.submit(script, tmp_path, spec={"frames": "1-2"})
+    env = {**os.environ, "QFARM_CONTROLLER": cluster.url}
+    follower = subprocess.Popen(
+        [*QFARM, "logs", "--follow", str(batch_id)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert follower.stdout is not None
+        first = follower.stdout.readline()  # printed while the segments still run
+        assert first.strip().endswith(("before 1", "before 2")), first
+        go.touch()
+        rest, _ = follower.communicate(timeout=60)
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+    assert follower.returncode == 0
+    text = first + rest
+    for index in (1, 2):
+        assert f"   {index} | before {index}" in text
+        assert f"   {index} | after" in text
+        assert f"   {index} | == attempt 1 on node-" in text

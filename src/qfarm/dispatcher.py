@@ -306,7 +306,13 @@ class Dispatcher:
                 free[name][cand.service] -= 1
             return name
 
-        picked, changes = self.store.dispatch(dict(by_service), time.time(), self.batch_ids, choose)
+        picked, changes = self.store.dispatch(
+            dict(by_service),
+            time.time(),
+            self.batch_ids,
+            choose,
+            log_path=lambda cand: str(self._log_path(cand, cand.attempts + 1)),
+        )
         tasks = []
         for cand, name in picked:
             node = self.nodes[name]
@@ -340,13 +346,16 @@ class Dispatcher:
             return None
         return max(ready, key=lambda name: (free[name][cand.service], name))
 
-    def _payload(self, cand: Candidate, key: str, attempt: int) -> dict[str, Any]:
-        log_path = (
+    def _log_path(self, cand: Candidate, attempt: int) -> Path:
+        return (
             self.logs_dir
             / f"batch-{cand.batch_id}"
             / f"job-{cand.job_id}"
             / f"segment-{cand.index:04d}-attempt-{attempt}.log"
         )
+
+    def _payload(self, cand: Candidate, key: str, attempt: int) -> dict[str, Any]:
+        log_path = self._log_path(cand, attempt)
         return {
             "key": key,
             "batch_id": cand.batch_id,

@@ -204,6 +204,7 @@ class Dispatch:
     segment_id: int
     node: str
     at: float
+    log_path: str = ""
 
 
 @dataclass(frozen=True)
@@ -439,6 +440,7 @@ class Store:
         now: float,
         batch_ids: Iterable[int] | None,
         choose: Callable[[Candidate], str | None],
+        log_path: Callable[[Candidate], str] = lambda cand: "",
     ) -> tuple[list[tuple[Candidate, str]], list[Change]]:
         """Pick queued segments for free instances and record their dispatch, in one
         transaction.
@@ -460,7 +462,9 @@ class Store:
                     continue
                 wanted[cand.service] -= 1
                 picked.append((cand, node))
-            changes = _mark_dispatched(conn, [Dispatch(c.segment_id, n, now) for c, n in picked])
+            changes = _mark_dispatched(
+                conn, [Dispatch(c.segment_id, n, now, log_path(c)) for c, n in picked]
+            )
         return picked, changes
 
     def mark_dispatched(self, dispatches: Sequence[Dispatch]) -> list[Change]:
@@ -994,7 +998,7 @@ def _mark_dispatched(conn: Connection, dispatches: Sequence[Dispatch]) -> list[C
                 "dispatched_at": d.at,
                 "error": "",
                 "log_tail": "",
-                "log_path": "",
+                "log_path": d.log_path,
             }
             for d in dispatches
         ],
