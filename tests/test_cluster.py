@@ -522,3 +522,36 @@ def test_logs_follow_streams_output_until_the_batch_ends(cluster: Cluster, tmp_p
         assert f"   {index} | before {index}" in text
         assert f"   {index} | after" in text
         assert f"   {index} | == attempt 1 on node-" in text
+
+
+def test_a_controller_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
+    ctl = start(
+        ["controller", "--port", "0", "--no-advertise", "--db", postgres_url,
+         "--data-dir", str(tmp_path / "c")],
+        tmp_path / "controller.log",
+    )  # fmt: skip
+    node = None
+    try:
+        assert ctl.stdout is not None
+        line = ctl.stdout.readline()
+        assert line, (tmp_path / "controller.log").read_text()
+        url = line.split()[3]
+        node = start(
+            ["node", "-c", url, "--services", "command=2", "--name", "pg-node",
+             "--data-dir", str(tmp_path / "n")],
+            tmp_path / "node.log",
+        )  # fmt: skip
+        client = Client(url)
+        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["pg-node"], timeout=60)
+        spec = {"command": ["sh", "-c", "exit {start}"], "frames": "0-3", "cwd": str(tmp_path)}
+        status = client.submit({"jobs": [{"spec": spec, "retries": 0}]}).wait(timeout=60)
+        assert (status.state, status.segments["done"], status.segments["failed"]) == (
+            "failed", 1, 3,
+        )  # fmt: skip
+        # The API describes itself.
+        assert httpx.get(f"{url}/docs").status_code == 200
+        assert f"{'/api/v1'}/batches" in httpx.get(f"{url}/openapi.json").json()["paths"]
+    finally:
+        if node is not None:
+            stop(node)
+        stop(ctl)

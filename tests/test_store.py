@@ -1081,3 +1081,14 @@ def test_resume_and_pause_of_batches_in_other_states(store: Store, tmp_path: Pat
         store.resume_batch(finished)
     with pytest.raises(InvalidRequest, match="cannot be paused"):
         store.pause_batch(finished)
+
+
+def test_a_node_with_more_than_2_gib_of_memory(store: Store) -> None:
+    from qfarm.model import Node, NodeState
+
+    store.upsert_node(
+        Node(name="big", address="tcp://127.0.0.1:1", state=NodeState.ONLINE,
+             services={"command": 8}, memory=64 * 2**30)
+    )  # fmt: skip
+    [node] = store.nodes()
+    assert node.memory == 64 * 2**30

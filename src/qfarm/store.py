@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Connection,
@@ -162,7 +163,7 @@ nodes = Table(
     Column("services", JSON, nullable=False),
     Column("host", String(200), nullable=False, default=""),
     Column("cores", Integer, nullable=False, default=0),
-    Column("memory", Integer, nullable=False, default=0),
+    Column("memory", BigInteger, nullable=False, default=0),  # bytes: past 2 GiB
     Column("fingerprint", JSON, nullable=False),
     Column("last_seen", Float),
 )
