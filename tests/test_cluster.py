@@ -555,3 +555,30 @@ def test_a_controller_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
         if node is not None:
             stop(node)
         stop(ctl)
+
+
+def test_the_controller_gives_no_work_to_a_worker_of_another_version(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    # A Dask worker started by hand, past `qfarm node`'s own check, that reports another
+    # qfarm version: the controller must list it as refused and never use it.
+    (tmp_path / "sitecustomize.py").write_text("import qfarm\nqfarm.__version__ = '0.0.0-other'\n")
+    scheduler = cluster.client.info()["scheduler"]
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).parent / "dask"), "worker", scheduler, "--name", "impostor",
+         "--nthreads", "1", "--resources", "command=1", "--no-dashboard"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, text=True,
+    )  # fmt: skip
+    try:
+
+        def impostor() -> dict[str, Any] | None:
+            return next((n for n in cluster.client.nodes() if n["name"] == "impostor"), None)
+
+        wait_until_sync(lambda: bool((impostor() or {}).get("refused")), timeout=60)
+        assert "runs qfarm 0.0.0-other" in (impostor() or {})["refused"]
+        batch_id = cluster.submit("true", tmp_path, spec={"frames": "1-6"})
+        wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
+        assert all(a["node"] != "impostor" for a in cluster.attempts(batch_id))
+    finally:
+        stop(worker)
