@@ -70,6 +70,43 @@ def stop(proc: subprocess.Popen[str]) -> None:
             proc.wait()
 
 
+def start_controller(
+    tmp_path: Path, *options: str, port: str = "0", name: str = "controller"
+) -> tuple[subprocess.Popen[str], str]:
+    """A `qfarm controller` (not announced by mDNS) with its data under ``tmp_path``; returns
+    the process and the URL it printed.
+    """
+    proc = start(
+        ["controller", "--port", port, "--no-advertise", "--data-dir", str(tmp_path / name),
+         *options],
+        tmp_path / f"{name}.log",
+    )  # fmt: skip
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # "qfarm controller at URL (...)", or "" if it died
+    if not line.startswith("qfarm controller at "):
+        stop(proc)
+        raise AssertionError((tmp_path / f"{name}.log").read_text())
+    return proc, line.split()[3]
+
+
+def start_node(
+    tmp_path: Path, url: str, name: str, *options: str, services: str = "command=1"
+) -> subprocess.Popen[str]:
+    """A `qfarm node` of the controller at ``url``, online before this returns."""
+    proc = start(
+        ["node", "-c", url, "--services", services, "--name", name,
+         "--data-dir", str(tmp_path / name), *options],
+        tmp_path / f"{name}.log",
+    )  # fmt: skip
+    client = Client(url)
+    wait_until_sync(
+        lambda: any(n["name"] == name and n["state"] == "online" for n in client.nodes()),
+        timeout=60,
+        what=f"node {name} online",
+    )
+    return proc
+
+
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     root = tmp_path_factory.mktemp("cluster")
@@ -332,19 +369,11 @@ def free_port() -> int:
 
 def test_a_node_outlives_its_controller_ends_leftovers_and_rejoins(tmp_path: Path) -> None:
     port = str(free_port())
-    ctl_args = ["controller", "--port", port, "--no-advertise", "--data-dir", str(tmp_path / "c")]
-    ctl = start(ctl_args, tmp_path / "controller.log")
+    ctl, url = start_controller(tmp_path, port=port)
     node = None
     try:
-        assert ctl.stdout is not None
-        url = ctl.stdout.readline().split()[3]
-        node = start(
-            ["node", "-c", url, "--services", "command=1", "--name", "survivor",
-             "--data-dir", str(tmp_path / "n")],
-            tmp_path / "node.log",
-        )  # fmt: skip
+        node = start_node(tmp_path, url, "survivor")
         client = Client(url)
-        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["survivor"], timeout=60)
         client.submit(
             {"jobs": [{"spec": {"command": ["sh", "-c", "echo $$ > pid; exec sleep 300"],
                                 "cwd": str(tmp_path)}}]}
@@ -358,9 +387,8 @@ def test_a_node_outlives_its_controller_ends_leftovers_and_rejoins(tmp_path: Pat
         wait_until_sync(lambda: gone(pid), timeout=30, what="the left-over segment to end")
         assert node.poll() is None, "the node must outlive its controller"
 
-        ctl = start(ctl_args, tmp_path / "controller2.log")
-        assert ctl.stdout is not None
-        assert ctl.stdout.readline().split()[3] == url
+        ctl, url_again = start_controller(tmp_path, port=port)
+        assert url_again == url
         wait_until_sync(
             lambda: [n["state"] for n in Client(url).nodes()] == ["online"],
             timeout=60,
@@ -377,22 +405,13 @@ def test_a_node_maps_shared_paths(tmp_path: Path) -> None:
     seen_by_node = tmp_path / "mnt" / "media"
     seen_by_controller.mkdir(parents=True)
     seen_by_node.mkdir(parents=True)
-    ctl = start(
-        ["controller", "--port", "0", "--no-advertise", "--data-dir", str(tmp_path / "c")],
-        tmp_path / "controller.log",
-    )
+    ctl, url = start_controller(tmp_path)
     node = None
     try:
-        assert ctl.stdout is not None
-        url = ctl.stdout.readline().split()[3]
-        node = start(
-            ["node", "-c", url, "--services", "command=1", "--name", "mapped",
-             "--path-map", f"{seen_by_controller}={seen_by_node}",
-             "--data-dir", str(tmp_path / "n")],
-            tmp_path / "node.log",
-        )  # fmt: skip
+        node = start_node(
+            tmp_path, url, "mapped", "--path-map", f"{seen_by_controller}={seen_by_node}"
+        )
         client = Client(url)
-        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["mapped"], timeout=60)
         handle = client.submit(
             {"jobs": [{"spec": {"command": ["sh", "-c", "pwd > where.txt"],
                                 "cwd": str(seen_by_controller)}}]}
@@ -435,14 +454,8 @@ def test_upload_without_inputs_is_a_usage_error(cluster: Cluster, tmp_path: Path
 
 
 def test_a_controller_with_a_token_refuses_requests_without_it(tmp_path: Path) -> None:
-    ctl = start(
-        ["controller", "--port", "0", "--no-advertise", "--token", "s3cret",
-         "--data-dir", str(tmp_path / "c")],
-        tmp_path / "controller.log",
-    )  # fmt: skip
+    ctl, url = start_controller(tmp_path, "--token", "s3cret")
     try:
-        assert ctl.stdout is not None
-        url = ctl.stdout.readline().split()[3]
         response = httpx.get(f"{url}/api/v1/batches")
         assert response.status_code == 401
         assert "needs a token" in response.json()["error"]
@@ -473,21 +486,11 @@ def test_a_controller_on_an_existing_dask_scheduler(tmp_path: Path) -> None:
         wait_until_sync(lambda: "tcp://" in log.read_text(), what="the scheduler")
         address = re.search(r"tcp://[0-9.]+:\d+", log.read_text())
         assert address is not None
-        ctl = start(
-            ["controller", "--port", "0", "--no-advertise", "--scheduler", address.group(0),
-             "--data-dir", str(tmp_path / "c")],
-            tmp_path / "controller.log",
-        )  # fmt: skip
+        ctl, url = start_controller(tmp_path, "--scheduler", address.group(0))
         processes.append(ctl)
-        assert ctl.stdout is not None
-        url = ctl.stdout.readline().split()[3]
         client = Client(url)
         assert client.info()["scheduler"] == address.group(0)
-        processes.append(
-            start(["node", "-c", url, "--services", "command=1", "--name", "external",
-                   "--data-dir", str(tmp_path / "n")], tmp_path / "node.log")
-        )  # fmt: skip
-        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["external"], timeout=60)
+        processes.append(start_node(tmp_path, url, "external"))
         spec = {"command": ["true"], "frames": "1-3", "cwd": str(tmp_path)}
         assert client.submit({"jobs": [{"spec": spec}]}).wait(timeout=60).state == "done"
     finally:
@@ -525,24 +528,11 @@ def test_logs_follow_streams_output_until_the_batch_ends(cluster: Cluster, tmp_p
 
 
 def test_a_controller_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
-    ctl = start(
-        ["controller", "--port", "0", "--no-advertise", "--db", postgres_url,
-         "--data-dir", str(tmp_path / "c")],
-        tmp_path / "controller.log",
-    )  # fmt: skip
+    ctl, url = start_controller(tmp_path, "--db", postgres_url)
     node = None
     try:
-        assert ctl.stdout is not None
-        line = ctl.stdout.readline()
-        assert line, (tmp_path / "controller.log").read_text()
-        url = line.split()[3]
-        node = start(
-            ["node", "-c", url, "--services", "command=2", "--name", "pg-node",
-             "--data-dir", str(tmp_path / "n")],
-            tmp_path / "node.log",
-        )  # fmt: skip
+        node = start_node(tmp_path, url, "pg-node", services="command=2")
         client = Client(url)
-        wait_until_sync(lambda: [n["name"] for n in client.nodes()] == ["pg-node"], timeout=60)
         spec = {"command": ["sh", "-c", "exit {start}"], "frames": "0-3", "cwd": str(tmp_path)}
         status = client.submit({"jobs": [{"spec": spec, "retries": 0}]}).wait(timeout=60)
         assert (status.state, status.segments["done"], status.segments["failed"]) == (

@@ -12,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
-import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
@@ -35,7 +33,7 @@ from qfarm.model import (
     Segment,
     parse_priority,
 )
-from qfarm.storage import ClusterStorage, list_files, safe_relative
+from qfarm.storage import ClusterStorage, atomic_file, list_files, safe_relative
 
 API = "/api/v1"
 
@@ -247,17 +245,10 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     async def receive(request: Request, target: Path) -> int:
         """The request body into ``target``, as it arrives; renamed into place at the end."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temp = target.with_name(f".qfarm-part-{uuid.uuid4().hex}.{target.name}")
         size = 0
-        try:
-            with open(temp, "wb") as fh:
-                async for chunk in request.stream():
-                    fh.write(chunk)
-                    size += len(chunk)
-            os.replace(temp, target)
-        finally:
-            temp.unlink(missing_ok=True)
+        with atomic_file(target) as fh:
+            async for chunk in request.stream():
+                size += fh.write(chunk)
         return size
 
     @app.post(f"{API}/uploads", status_code=201)

@@ -15,8 +15,9 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 from qfarm.errors import InvalidRequest, NotFound
 
@@ -38,18 +39,26 @@ def safe_relative(rel: str) -> PurePosixPath:
     return path
 
 
-def write_atomically(target: Path, chunks: Iterator[bytes]) -> int:
+@contextmanager
+def atomic_file(target: Path) -> Iterator[BinaryIO]:
+    """A file to write ``target`` through: it appears at ``target`` only when the block
+    ends without an error; a failed write leaves nothing behind.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.with_name(f".qfarm-part-{uuid.uuid4().hex}.{target.name}")
-    size = 0
     try:
         with open(temp, "wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-                size += len(chunk)
+            yield fh
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
+
+
+def write_atomically(target: Path, chunks: Iterator[bytes]) -> int:
+    size = 0
+    with atomic_file(target) as fh:
+        for chunk in chunks:
+            size += fh.write(chunk)
     return size
 
 
