@@ -1,4 +1,6 @@
-"""The store against a real SQLite file, driven the way the dispatcher drives it."""
+"""The store against real databases (an SQLite file, and PostgreSQL where one is given),
+driven the way the dispatcher drives it. Tests named test_sqlite_* are about SQLite itself.
+"""
 
 from __future__ import annotations
 
