@@ -323,3 +323,15 @@ def test_running_lists_a_running_key_with_its_leader_pid(tmp_path: Path) -> None
     assert not thread.is_alive()
     assert results[0].killed
     assert sup.running() == {}
+
+
+def test_kills_of_finished_segments_are_not_kept_forever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(supervisor_module, "KILLED_KEYS_KEPT", 3)
+    sup = Supervisor()
+    for i in range(5):
+        assert sup.kill(f"late-{i}") is False  # nothing runs under these keys any more
+    # Only the newest three are remembered: an old key may run again.
+    assert not run(sup, ["true"], tmp_path, key="late-0").killed
+    assert run(sup, ["true"], tmp_path, key="late-4").killed

@@ -22,6 +22,8 @@ import psutil
 
 # How long a process group gets between SIGTERM and SIGKILL.
 KILL_GRACE_SECONDS = 2.0
+# How many killed segment keys a node remembers (see Supervisor.kill).
+KILLED_KEYS_KEPT = 10_000
 # A process is reported as started once it has run this long (see Supervisor._wait).
 START_REPORT_DELAY = 0.05
 # Where a node's supervisor records the process groups it runs, one file each, so that
@@ -43,7 +45,9 @@ class Supervisor:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._running: dict[str, subprocess.Popen[bytes]] = {}
-        self._killed: set[str] = set()
+        # Keys killed, oldest first. A kill can come for a segment that already reported
+        # (its forget() came first), so the record is bounded rather than left to grow.
+        self._killed: dict[str, None] = {}
 
     def run(
         self,
@@ -139,7 +143,9 @@ class Supervisor:
         Returns whether a process was running.
         """
         with self._lock:
-            self._killed.add(key)
+            self._killed[key] = None
+            while len(self._killed) > KILLED_KEYS_KEPT:
+                del self._killed[next(iter(self._killed))]
             proc = self._running.get(key)
         if proc is None:
             return False
@@ -149,7 +155,7 @@ class Supervisor:
     def forget(self, key: str) -> None:
         """Drop the record that ``key`` was killed, once its segment has reported."""
         with self._lock:
-            self._killed.discard(key)
+            self._killed.pop(key, None)
 
     def kill_all(self) -> int:
         """End every running group (the worker is going away). Returns how many."""
