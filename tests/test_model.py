@@ -180,18 +180,17 @@ def test_transition_between_different_state_types_is_illegal() -> None:
 
 
 def test_job_outcome_of_no_segments_is_none() -> None:
-    assert job_outcome([], has_assemble=False) is None
+    assert job_outcome([]) is None
 
 
 @pytest.mark.parametrize("unfinished", [S.QUEUED, S.DISPATCHED, S.RUNNING])
 def test_job_outcome_is_none_while_any_segment_is_unfinished(unfinished: SegmentState) -> None:
-    assert job_outcome([S.DONE, unfinished, S.FAILED], has_assemble=False) is None
-    assert job_outcome([unfinished], has_assemble=True) is None
+    assert job_outcome([S.DONE, unfinished, S.FAILED]) is None
+    assert job_outcome([unfinished]) is None
 
 
-@pytest.mark.parametrize("has_assemble", [False, True])
-def test_job_outcome_all_done_is_done(has_assemble: bool) -> None:
-    assert job_outcome([S.DONE, S.DONE, S.DONE], has_assemble=has_assemble) is J.DONE
+def test_job_outcome_all_done_is_done() -> None:
+    assert job_outcome([S.DONE, S.DONE, S.DONE]) is J.DONE
 
 
 @pytest.mark.parametrize(
@@ -204,12 +203,12 @@ def test_job_outcome_all_done_is_done(has_assemble: bool) -> None:
     ],
 )
 def test_job_outcome_any_failed_is_failed(states: list[SegmentState]) -> None:
-    assert job_outcome(states, has_assemble=False) is J.FAILED
+    assert job_outcome(states) is J.FAILED
 
 
 @pytest.mark.parametrize("states", [[S.CANCELED], [S.DONE, S.CANCELED], [S.CANCELED] * 3])
 def test_job_outcome_canceled_without_failures_is_canceled(states: list[SegmentState]) -> None:
-    assert job_outcome(states, has_assemble=False) is J.CANCELED
+    assert job_outcome(states) is J.CANCELED
 
 
 # --- batch_outcome --------------------------------------------------------------------------

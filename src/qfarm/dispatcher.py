@@ -82,7 +82,6 @@ class Dispatcher:
         self._lost: list[Result] = []  # attempts of lost nodes, recorded at the next tick
         self._stopping = False
         self._last_refresh = 0.0
-        self.dispatched_total = 0
 
     # ------------------------------------------------------------------ control
 
@@ -324,7 +323,6 @@ class Dispatcher:
             self.busy[name][cand.service] += 1
             tasks.append((self._payload(cand, key, attempt), node.address, cand.service))
         self.engine.submit(tasks)
-        self.dispatched_total += len(picked)
         return changes
 
     def _pick_node(self, cand: Candidate, free: dict[str, dict[str, int]]) -> str | None:
@@ -368,9 +366,3 @@ class Dispatcher:
             "timeout": cand.timeout,
             "log_path": str(log_path),
         }
-
-    # ------------------------------------------------------------------ queries
-
-    def running_keys(self) -> dict[int, str]:
-        """Segment id -> engine key of every attempt in flight."""
-        return {f.segment_id: f.key for f in self.in_flight.values()}

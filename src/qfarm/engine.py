@@ -115,10 +115,6 @@ def _kill_on_node(key: str) -> bool:
     return node_side.kill_segment(key)
 
 
-def _running_on_node() -> dict[str, int]:
-    return node_side.running_segments()
-
-
 def _facts_of_node() -> dict[str, Any]:
     return node_side.node_facts()
 
@@ -377,10 +373,3 @@ class Engine:
             self.wakeup.set()
             with contextlib.suppress(Exception):
                 await future.cancel()
-
-    async def running_on(self, address: str) -> dict[str, int]:
-        answers = await self.client.run(_running_on_node, workers=[address])
-        return dict(answers.get(address, {}))
-
-    def in_flight(self) -> set[str]:
-        return set(self._futures)

@@ -137,7 +137,7 @@ def check_transition(ident: object, old: enum.Enum, new: enum.Enum) -> None:
         raise IllegalTransition(kind, ident, old, new)
 
 
-def job_outcome(segment_states: list[SegmentState], has_assemble: bool) -> JobState | None:
+def job_outcome(segment_states: list[SegmentState]) -> JobState | None:
     """The state a job reaches from its segments' states, or None while it is not finished.
 
     A failed segment does not stop its job's other segments: they run to the end, so a
@@ -149,7 +149,6 @@ def job_outcome(segment_states: list[SegmentState], has_assemble: bool) -> JobSt
         return J.DONE
     if any(s is S.FAILED for s in segment_states):
         return J.FAILED
-    del has_assemble  # an assemble segment is a segment like the rest here
     return J.CANCELED
 
 

@@ -147,10 +147,6 @@ def kill_all_segments() -> int:
     return SUPERVISOR.kill_all()
 
 
-def running_segments() -> dict[str, int]:
-    return SUPERVISOR.running()
-
-
 def node_facts() -> dict[str, Any]:
     """What a node tells the controller about itself, its tools' versions included."""
     import platform

@@ -580,12 +580,6 @@ class Store:
             self._settle_jobs(conn, touched_jobs, changes)
         return changes
 
-    def mark_started(self, started: Sequence[Started]) -> list[Change]:
-        return self.record_reports(started=started)
-
-    def record_results(self, results: Sequence[Result]) -> list[Change]:
-        return self.record_reports(results=results)
-
     # ------------------------------------------------------------ batch actions
 
     def pause_batch(self, batch_id: int) -> list[Change]:
@@ -740,7 +734,7 @@ class Store:
                     select(segments.c.state).where(segments.c.job_id == job.id).distinct()
                 ).scalars()
             ]
-            outcome = job_outcome(states, has_assemble=False)
+            outcome = job_outcome(states)
             if outcome is None or job.state == outcome.value:
                 continue
             if JobState(job.state) in (JobState.WAITING, JobState.QUEUED) and (
