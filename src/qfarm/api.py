@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -211,24 +211,21 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         controller.store.batch(batch_id)
         return [asdict(a) for a in controller.store.attempts(segment_id)]
 
-    @app.post(f"{API}/batches/{{batch_id}}/cancel")
-    async def cancel(batch_id: int) -> dict[str, Any]:
-        await controller.cancel(batch_id)
-        return batch_json(controller, controller.store.batch(batch_id))
+    steer = {
+        "pause": controller.pause,
+        "resume": controller.resume,
+        "resubmit": controller.resubmit,
+    }
 
-    @app.post(f"{API}/batches/{{batch_id}}/pause")
-    async def pause(batch_id: int) -> dict[str, Any]:
-        controller.pause(batch_id)
-        return batch_json(controller, controller.store.batch(batch_id))
-
-    @app.post(f"{API}/batches/{{batch_id}}/resume")
-    async def resume(batch_id: int) -> dict[str, Any]:
-        controller.resume(batch_id)
-        return batch_json(controller, controller.store.batch(batch_id))
-
-    @app.post(f"{API}/batches/{{batch_id}}/resubmit")
-    async def resubmit(batch_id: int) -> dict[str, Any]:
-        controller.resubmit(batch_id)
+    @app.post(f"{API}/batches/{{batch_id}}/{{action}}")
+    async def act(
+        batch_id: int, action: Literal["cancel", "pause", "resume", "resubmit"]
+    ) -> dict[str, Any]:
+        """Cancel, pause, resume or resubmit a batch; returns its state after."""
+        if action == "cancel":
+            await controller.cancel(batch_id)
+        else:
+            steer[action](batch_id)
         return batch_json(controller, controller.store.batch(batch_id))
 
     @app.put(f"{API}/batches/{{batch_id}}/priority")
