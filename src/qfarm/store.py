@@ -46,6 +46,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 from qfarm.errors import InvalidRequest, NotFound
 from qfarm.model import (
     ACTIVE_SEGMENT_STATES,
+    FINAL_BATCH_STATES,
     Attempt,
     Batch,
     BatchCounts,
@@ -658,12 +659,7 @@ class Store:
         """
         changes: list[Change] = []
         with self._tx() as conn:
-            batch = conn.execute(select(batches).where(batches.c.id == batch_id)).first()
-            if batch is None:
-                raise NotFound(f"no batch {batch_id}")
-            if BatchState(batch.state) in (BatchState.DONE, BatchState.CANCELED):
-                return []
-            if batch.state == BatchState.FAILED.value:
+            if BatchState(_one_batch(conn, batch_id).state) in FINAL_BATCH_STATES:
                 return []
             queued = conn.execute(
                 select(segments)
@@ -687,10 +683,8 @@ class Store:
                     for row in conn.execute(select(jobs.c.id).where(jobs.c.batch_id == batch_id))
                 }
                 self._settle_jobs(conn, job_ids, changes)
-                batch = conn.execute(select(batches).where(batches.c.id == batch_id)).one()
-                if batch.state not in (
-                    s.value for s in (BatchState.DONE, BatchState.FAILED, BatchState.CANCELED)
-                ):
+                batch = _one_batch(conn, batch_id)
+                if BatchState(batch.state) not in FINAL_BATCH_STATES:
                     _move(conn, batch, BatchState.CANCELED, changes, finished_at=time.time())
             return [_segment(row) for row in active]
 
@@ -908,7 +902,7 @@ _QUEUED_BATCHES_OF = (
 
 
 def _refuse_if_ended(batch: Batch, action: str) -> None:
-    if batch.state in (BatchState.DONE, BatchState.FAILED, BatchState.CANCELED):
+    if batch.state in FINAL_BATCH_STATES:
         raise InvalidRequest(f"batch {batch.id} is {batch.state.value}: it cannot be {action}")
 
 
