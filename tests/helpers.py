@@ -16,10 +16,14 @@ from qfarm.store import Store
 
 
 @contextlib.asynccontextmanager
-async def embedded(data_dir: Path, nodes: int = 2, instances: int = 2) -> AsyncIterator[Controller]:
-    """A controller with its own scheduler and ``nodes`` worker processes, always closed."""
+async def embedded(
+    data_dir: Path, nodes: int = 2, instances: int = 2, services: dict[str, int] | None = None
+) -> AsyncIterator[Controller]:
+    """A controller with its own scheduler and ``nodes`` worker processes, always closed.
+    Each node offers ``services`` (by default ``instances`` of ``command``)."""
     store = Store(f"sqlite:///{data_dir / 'qfarm.db'}")
-    specs = [NodeSpec(f"node-{i + 1}", {"command": instances}) for i in range(nodes)]
+    offered = services or {"command": instances}
+    specs = [NodeSpec(f"node-{i + 1}", dict(offered)) for i in range(nodes)]
     controller = await Controller.embedded(store, data_dir, specs)
     try:
         yield controller

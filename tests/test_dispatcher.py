@@ -5,10 +5,23 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
-from qfarm.model import BatchRequest, BatchState, JobRequest, JobState, SegmentState
+from qfarm.controller import plan_batch
+from qfarm.dispatcher import Dispatcher
+from qfarm.engine import EngineNode
+from qfarm.model import (
+    BatchRequest,
+    BatchState,
+    JobRequest,
+    JobState,
+    Node,
+    NodeState,
+    SegmentState,
+)
+from qfarm.store import Candidate, Dispatch, Store
 from tests.helpers import embedded, gone, wait_until
 
 
@@ -318,3 +331,52 @@ def test_segments_of_a_lost_node_are_requeued_and_finish(tmp_path: Path) -> None
             assert (lost_segment.attempts, lost_segment.failures) == (2, 0)
 
     asyncio.run(scenario())
+
+
+def test_segments_of_one_transcode_job_stay_on_one_ffmpeg_version(
+    store: Store, tmp_path: Path
+) -> None:
+    """Chunks that are joined must come from the same encoder build: once a job's first
+    segment went to a node, its others go only to nodes with that node's ffmpeg version,
+    even after a controller restart (the pin is read back from the store)."""
+    request = BatchRequest(
+        jobs=(JobRequest("command", {"command": ["true"], "cwd": str(tmp_path)}),)
+    )
+    batch_id = store.add_batch(request, plan_batch(request))
+    job_id = store.jobs(batch_id)[0].id
+
+    def node(name: str, version: str) -> EngineNode:
+        facts = {"fingerprint": {"qfarm": "x", "ffmpeg": version}}
+        return EngineNode(name, f"tcp://{name}", {"transcode": 1}, facts=facts)
+
+    def dispatcher() -> Dispatcher:
+        d = Dispatcher(store, engine=None, logs_dir=tmp_path)  # type: ignore[arg-type]
+        d.nodes = {
+            n.name: n for n in (node("old", "6.1"), node("new-a", "7.0"), node("new-b", "7.0"))
+        }
+        for n in d.nodes.values():
+            store.upsert_node(Node(n.name, n.address, NodeState.ONLINE, n.services,
+                                   fingerprint=n.facts["fingerprint"]))  # fmt: skip
+        return d
+
+    def candidate(segment: int) -> Candidate:
+        return Candidate(
+            segment_id=segment, job_id=job_id, batch_id=batch_id, index=segment,
+            service="transcode", job_type="transcode", job_spec={}, segment_spec={},
+            timeout=None, attempts=0, failed_nodes=(),
+        )  # fmt: skip
+
+    d = dispatcher()
+    # "old" is the least busy, so the first segment goes there and pins the job to 6.1.
+    free = {"old": {"transcode": 3}, "new-a": {"transcode": 1}, "new-b": {"transcode": 1}}
+    assert d._pick_node(candidate(1), free) == "old"
+    free = {"old": {"transcode": 0}, "new-a": {"transcode": 1}, "new-b": {"transcode": 1}}
+    assert d._pick_node(candidate(2), free) is None  # waits for a 6.1 node
+
+    # A fresh dispatcher (a restarted controller) finds the pin from the job's attempts.
+    store.mark_dispatched([Dispatch(store.segments(batch_id)[0].id, "new-a", time.time())])
+    d = dispatcher()
+    free = {"old": {"transcode": 1}, "new-a": {"transcode": 1}, "new-b": {"transcode": 1}}
+    assert d._pick_node(candidate(2), free) in ("new-a", "new-b")
+    free["new-a"]["transcode"] = free["new-b"]["transcode"] = 0
+    assert d._pick_node(candidate(3), free) is None

@@ -22,9 +22,20 @@ from qfarm.model import (
     JobState,
     Node,
     NodeState,
+    SegmentKind,
+    SegmentPlan,
     SegmentState,
 )
-from qfarm.store import Candidate, Change, Dispatch, Progress, Result, Started, Store
+from qfarm.store import (
+    Candidate,
+    Change,
+    Dispatch,
+    PlannedJob,
+    Progress,
+    Result,
+    Started,
+    Store,
+)
 
 # ------------------------------------------------------------------ helpers
 
@@ -1094,3 +1105,80 @@ def test_a_node_with_more_than_2_gib_of_memory(store: Store) -> None:
     )  # fmt: skip
     [node] = store.nodes()
     assert node.memory == 64 * 2**30
+
+
+# ------------------------------------------------------------------ assembly
+
+
+def assembled_batch(store: Store, retries: int = 0) -> int:
+    """A batch of one job: two work segments and an assemble segment, as a transcode plans."""
+    request = BatchRequest(jobs=(JobRequest("command", {}, name="joined", retries=retries),))
+    plans = [
+        SegmentPlan(index=1, spec={"part": 1}, label="part 1"),
+        SegmentPlan(index=2, spec={"part": 2}, label="part 2"),
+        SegmentPlan(index=3, spec={}, label="assemble", kind=SegmentKind.ASSEMBLE),
+    ]
+    job = PlannedJob(
+        name="joined", job_type="command", service="command", spec={}, retries=retries,
+        timeout=None, depends_on=(), plans=plans,
+    )  # fmt: skip
+    return store.add_batch(request, [job])
+
+
+def test_assemble_segment_waits_for_every_work_segment(store: Store) -> None:
+    batch_id = assembled_batch(store)
+    picked, _ = dispatch(store)
+    assert [c.index for c, _ in picked] == [1, 2]
+    store.record_reports(results=[done(picked[0][0].segment_id)])
+    assert dispatch(store)[0] == []
+    store.record_reports(results=[done(picked[1][0].segment_id)])
+    picked, _ = dispatch(store)
+    assert [c.index for c, _ in picked] == [3]
+    assert job_states(store, batch_id) == [JobState.ASSEMBLING]
+    store.record_reports(results=[done(picked[0][0].segment_id)])
+    assert job_states(store, batch_id) == [JobState.DONE]
+    assert store.batch(batch_id).state is BatchState.DONE
+
+
+def test_work_segment_failing_for_good_cancels_the_assembly_and_fails_the_job(
+    store: Store,
+) -> None:
+    batch_id = assembled_batch(store, retries=0)
+    picked, _ = dispatch(store)
+    store.record_reports(results=[done(picked[0][0].segment_id), failed(picked[1][0].segment_id)])
+    states = segment_states(store, batch_id)
+    assert states == [SegmentState.DONE, SegmentState.FAILED, SegmentState.CANCELED]
+    assembly = store.segments(batch_id)[2]
+    assert "work segment failed" in assembly.error
+    assert job_states(store, batch_id) == [JobState.FAILED]
+    assert store.batch(batch_id).state is BatchState.FAILED
+
+    # A resubmit reruns the failed part and then the assembly, not the part that was done.
+    store.resubmit_batch(batch_id)
+    picked, _ = dispatch(store)
+    assert [c.index for c, _ in picked] == [2]
+    store.record_reports(results=[done(picked[0][0].segment_id, picked[0][0].attempts + 1)])
+    picked, _ = dispatch(store)
+    assert [c.index for c, _ in picked] == [3]
+    store.record_reports(results=[done(picked[0][0].segment_id)])
+    assert store.batch(batch_id).state is BatchState.DONE
+
+
+def test_failed_work_segment_with_retries_left_keeps_the_assembly_queued(store: Store) -> None:
+    batch_id = assembled_batch(store, retries=1)
+    picked, _ = dispatch(store)
+    store.record_reports(results=[failed(picked[0][0].segment_id)])
+    assert segment_states(store, batch_id)[2] is SegmentState.QUEUED
+    assert job_states(store, batch_id) == [JobState.RUNNING]
+
+
+def test_failed_assembly_is_retried_while_the_job_is_assembling(store: Store) -> None:
+    batch_id = assembled_batch(store, retries=1)
+    finish_all(store, batch_id)
+    picked, _ = dispatch(store)
+    store.record_reports(results=[failed(picked[0][0].segment_id)])
+    assert job_states(store, batch_id) == [JobState.ASSEMBLING]
+    picked, _ = dispatch(store)
+    assert [c.index for c, _ in picked] == [3]
+    store.record_reports(results=[done(picked[0][0].segment_id, 2)])
+    assert job_states(store, batch_id) == [JobState.DONE]

@@ -177,7 +177,10 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.post(f"{API}/batches", status_code=201)
     async def submit(batch: BatchIn) -> dict[str, Any]:
-        batch_id = controller.submit(batch.request())
+        request = batch.request()
+        # Planning reads media files (a transcode's source): off the event loop.
+        planned = await asyncio.to_thread(controller.plan, request)
+        batch_id = controller.submit(request, planned)
         return batch_json(controller, controller.store.batch(batch_id))
 
     @app.get(f"{API}/batches")

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from qfarm.errors import InvalidRequest
+from qfarm.media import presets
 from qfarm.model import BatchRequest, JobRequest, parse_priority
 
 BATCH_KEYS = frozenset({"name", "owner", "priority", "hold", "start_at", "serialize", "jobs"})
@@ -99,6 +100,10 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
         depends = [depends]
     if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
         raise InvalidRequest(f"{where}: depends_on must be a list of job names")
+    job_type = str(job.get("type", "command"))
+    if job_type == "transcode" and "preset" in spec:
+        # Users' presets are resolved here, on the client, and travel whole.
+        spec["preset"] = presets.for_request(spec["preset"])
     retries = job.get("retries", 2)
     timeout = job.get("timeout")
     if not isinstance(retries, int) or isinstance(retries, bool):
@@ -106,7 +111,7 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
     if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
         raise InvalidRequest(f"{where}: timeout must be a positive number of seconds")
     return JobRequest(
-        job_type=str(job.get("type", "command")),
+        job_type=job_type,
         spec=spec,
         name=str(job.get("name", "")),
         retries=retries,

@@ -13,6 +13,7 @@ import shlex
 import signal
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,8 +21,8 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -42,6 +43,7 @@ from qfarm.model import (
 from qfarm.units import duration
 
 if TYPE_CHECKING:
+    from qfarm.engine import NodeSpec
     from qfarm.store import PlannedJob, Store
 
 EXIT_FAILED = 1
@@ -258,7 +260,11 @@ def run(
     ] = None,
     instances: Annotated[
         int | None,
-        typer.Option("--instances", help="Command instances per node [default: cores / nodes]."),
+        typer.Option(
+            "--instances",
+            help="Instances of each service per node [default: command cores / nodes, "
+            "transcode 1].",
+        ),
     ] = None,
     data_dir: Annotated[
         Path | None,
@@ -277,11 +283,10 @@ def run(
     parallel on the local nodes' instances, and the command exits with the batch's outcome:
     0 done, 1 failed, 2 usage error, 130 interrupted.
     """
+    if command and command[0] in JOB_COMMANDS:
+        # `qfarm run transcode ...`: a job type's own command line, with its own options.
+        raise typer.Exit(invoke_job_command(command[0], "run", command[1:]))
     try:
-        if nodes is not None and nodes < 1:
-            raise InvalidRequest("--nodes must be at least 1")
-        if instances is not None and instances < 1:
-            raise InvalidRequest("--instances must be at least 1")
         if batchfile.is_batch_file(command):
             assert command is not None
             request = batchfile.load(command[0])
@@ -291,33 +296,76 @@ def run(
                 output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
                 ok_exit=ok_exit, preflight=preflight, name=name, priority=priority,
             )  # fmt: skip
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    where = f"batch file {command[0]}: " if command and batchfile.is_batch_file(command) else ""
+    raise typer.Exit(
+        run_request(
+            request, nodes=nodes, instances=instances, data_dir=data_dir, db=db,
+            as_json=as_json, quiet=quiet, where=where,
+        )
+    )  # fmt: skip
+
+
+# Job types with a command line of their own, `qfarm run NAME ...` and `qfarm submit NAME
+# ...`, by the module that holds it (its invoke(mode, args) returns the exit code).
+JOB_COMMANDS: dict[str, str] = {"transcode": "qfarm.cli_transcode"}
+
+
+def invoke_job_command(name: str, mode: str, args: list[str]) -> int:
+    import importlib
+
+    module = importlib.import_module(JOB_COMMANDS[name])
+    code: int = module.invoke(mode, args)
+    return code
+
+
+def run_request(
+    request: BatchRequest,
+    *,
+    nodes: int | None,
+    instances: int | None,
+    data_dir: Path | None,
+    db: str | None,
+    as_json: bool,
+    quiet: bool,
+    where: str = "",
+) -> int:
+    """Plan ``request``, run it on an embedded cluster, report, and return the exit code.
+    ``where`` prefixes planning errors (the batch file's name)."""
+    try:
+        if nodes is not None and nodes < 1:
+            raise InvalidRequest("--nodes must be at least 1")
+        if instances is not None and instances < 1:
+            raise InvalidRequest("--instances must be at least 1")
         # Imported here, not at the top: --help and usage errors need not load Dask.
-        from qfarm.controller import plan_batch
+        from qfarm.controller import default_local_nodes, plan_batch
         from qfarm.store import Store
 
+        local_nodes = default_local_nodes(nodes, instances)
+        farm: Counter[str] = Counter()
+        for spec in local_nodes:
+            farm.update(spec.services)
         # Plan, and open the store, before anything starts: a bad job or database URL
         # costs no cluster start-up and leaves nothing behind.
         try:
-            planned = plan_batch(request)
+            planned = plan_batch(request, farm)
         except InvalidRequest as exc:
-            if batchfile.is_batch_file(command):
-                raise InvalidRequest(f"batch file {(command or [''])[0]}: {exc}") from None
-            raise
+            raise InvalidRequest(f"{where}{exc}") from None
         directory = config.data_dir(data_dir)
         store = Store(config.database_url(db, directory, config.RUNS_DB))
     except InvalidRequest as exc:
-        raise fail_usage(str(exc)) from None
+        print_error(exc)
+        return EXIT_USAGE
 
     try:
-        code = asyncio.run(
+        return asyncio.run(
             _run_embedded(
-                request, planned, store, directory, nodes, instances, as_json=as_json,
-                quiet=quiet,
+                request, planned, store, directory, local_nodes, as_json=as_json, quiet=quiet
             )
-        )  # fmt: skip
+        )
     finally:
         store.close()
-    raise typer.Exit(code)
 
 
 async def _run_embedded(
@@ -325,14 +373,13 @@ async def _run_embedded(
     planned: list[PlannedJob],
     store: Store,
     directory: Path,
-    nodes: int | None,
-    instances: int | None,
+    local_nodes: list[NodeSpec],
     *,
     as_json: bool,
     quiet: bool,
 ) -> int:
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    from qfarm.controller import Controller, default_local_nodes
+    from qfarm.controller import Controller
 
     interrupted = asyncio.Event()  # the first Ctrl-C: cancel the batch, then report
     forced = asyncio.Event()  # a second one: stop waiting for the kills, leave at once
@@ -344,7 +391,7 @@ async def _run_embedded(
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal)
     started = time.monotonic()
-    controller = await Controller.embedded(store, directory, default_local_nodes(nodes, instances))
+    controller = await Controller.embedded(store, directory, local_nodes)
     try:
         batch_id = controller.submit(request, planned)
         waiter = asyncio.create_task(controller.wait(batch_id))
@@ -385,16 +432,17 @@ async def _run_embedded(
 
 
 class BatchProgress:
-    """The progress bar of one batch: segments finished of total, running, failed, elapsed,
-    ETA. On stderr, so stdout stays clean for --json and scripts.
+    """The progress bar of one batch: its work done (frames, counting the reported part of
+    running segments), segments finished of total, running, failed, elapsed, ETA. On
+    stderr, so stdout stays clean for --json and scripts.
     """
 
     def __init__(self, batch_id: int) -> None:
         self.progress = Progress(
             TextColumn(f"[bold]batch {batch_id}"),
             BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("segments"),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[segments]} segments"),
             TextColumn("[cyan]{task.fields[running]} running"),
             TextColumn("[red]{task.fields[failed]} failed"),
             TimeElapsedColumn(),
@@ -402,7 +450,7 @@ class BatchProgress:
             TimeRemainingColumn(),
             console=err,
         )
-        self.task = self.progress.add_task("batch", total=None, running=0, failed=0)
+        self.task = self.progress.add_task("batch", total=None, segments="0/0", running=0, failed=0)
 
     def __enter__(self) -> BatchProgress:
         self.progress.__enter__()
@@ -412,10 +460,15 @@ class BatchProgress:
         self.progress.__exit__(None, None, None)
 
     def update(self, counts: BatchCounts) -> None:
+        if counts.work_total > 0:
+            total, completed = counts.work_total, counts.work_done
+        else:
+            total, completed = float(counts.total), float(counts.finished)
         self.progress.update(
             self.task,
-            total=counts.total,
-            completed=counts.finished,
+            total=total,
+            completed=completed,
+            segments=f"{counts.finished}/{counts.total}",
             running=counts.running + counts.dispatched,
             failed=counts.failed,
         )
@@ -499,7 +552,8 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    import qfarm.cli_cluster  # noqa: F401  (registers the cluster commands on `app`)
+    import qfarm.cli_cluster
+    import qfarm.cli_transcode  # noqa: F401  (and `qfarm presets`)
 
     try:
         app()

@@ -23,6 +23,7 @@ from rich.table import Table
 from qfarm import batchfile, config, pathmap
 from qfarm.cli import (
     EXIT_FAILED,
+    JOB_COMMANDS,
     BatchProgress,
     CommandArg,
     CwdOpt,
@@ -42,6 +43,7 @@ from qfarm.cli import (
     command_batch,
     err,
     fail_usage,
+    invoke_job_command,
     out,
 )
 from qfarm.client import BatchStatus, Client
@@ -192,11 +194,16 @@ def node(
     if ctx.invoked_subcommand is not None:
         return
     from qfarm.errors import QfarmError
+    from qfarm.node import offerable_services
     from qfarm.server import parse_services, serve_node
 
     try:
         mapping = pathmap.parse(path_map or [])
-        offered = parse_services(services)
+        offered, dropped = offerable_services(parse_services(services))
+        for why in dropped:
+            err.print(f"qfarm node: {why}", highlight=False)
+        if not offered:
+            raise InvalidRequest("this node can offer none of the services asked for")
         url = Client(controller, token=token).url  # names the controller, or says how to
     except (InvalidRequest, QfarmError) as exc:
         raise fail_usage(str(exc)) from None
@@ -311,6 +318,9 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a command job, or a batch file of several jobs, and print the new batch's id."""
+    if command and command[0] in JOB_COMMANDS:
+        # `qfarm submit transcode ...`: a job type's own command line.
+        raise typer.Exit(invoke_job_command(command[0], "submit", command[1:]))
     try:
         if batchfile.is_batch_file(command):
             assert command is not None

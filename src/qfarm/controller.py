@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,12 @@ from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, NodeState
 from qfarm.store import Change, PlannedJob, Store
 
 
-def plan_batch(request: BatchRequest) -> list[PlannedJob]:
+def plan_batch(
+    request: BatchRequest, instances: Mapping[str, int] | None = None
+) -> list[PlannedJob]:
     """Validate and plan every job of a batch; raise :class:`InvalidRequest` on the first
-    problem, naming the job when the batch has several.
+    problem, naming the job when the batch has several. ``instances`` (service -> instances
+    on the farm) sizes the segments of job types that fit them to the farm.
     """
     if not request.jobs:
         raise InvalidRequest("a batch needs at least one job")
@@ -55,7 +59,7 @@ def plan_batch(request: BatchRequest) -> list[PlannedJob]:
         if request.serialize and index > 0 and index - 1 not in depends:
             depends.append(index - 1)
         try:
-            spec, plans = jobtypes.plan_job(job.job_type, job.spec, claimed)
+            spec, plans = jobtypes.plan_job(job.job_type, job.spec, claimed, instances)
         except InvalidRequest as exc:
             raise InvalidRequest(f"{prefix}{exc}") from None
         planned.append(
@@ -74,11 +78,17 @@ def plan_batch(request: BatchRequest) -> list[PlannedJob]:
 
 
 def default_local_nodes(count: int | None = None, instances: int | None = None) -> list[NodeSpec]:
-    """Local service nodes for an embedded cluster: together, one instance per core."""
+    """Local service nodes for an embedded cluster: together, one command instance per core,
+    and one transcode instance per node (ffmpeg spreads its own work over the cores) when
+    ffmpeg runs here.
+    """
+    from qfarm.node import offerable_services
+
     cores = os.cpu_count() or 1
     count = count or (2 if cores >= 2 else 1)
     per_node = instances or max(1, cores // count)
-    return [NodeSpec(name=f"local-{i + 1}", services={"command": per_node}) for i in range(count)]
+    services, _ = offerable_services({"command": per_node, "transcode": instances or 1})
+    return [NodeSpec(name=f"local-{i + 1}", services=dict(services)) for i in range(count)]
 
 
 @dataclass
@@ -143,10 +153,22 @@ class Controller:
 
     # ------------------------------------------------------------------ actions
 
+    def farm_instances(self) -> dict[str, int]:
+        """Service -> instances on the nodes that take work now."""
+        total: Counter[str] = Counter()
+        for name, node in self.dispatcher.nodes.items():
+            if name not in self.dispatcher.disabled:
+                total.update(node.services)
+        return dict(total)
+
+    def plan(self, request: BatchRequest) -> list[PlannedJob]:
+        """Plan a batch for this farm (may read media files: call it off the event loop)."""
+        return plan_batch(request, self.farm_instances())
+
     def submit(self, request: BatchRequest, planned: list[PlannedJob] | None = None) -> int:
         """Store a batch (planned here unless the caller already did) and queue it."""
         if planned is None:
-            planned = plan_batch(request)
+            planned = self.plan(request)
         batch_id = self.store.add_batch(request, planned)
         self.dispatcher.watch(batch_id)
         self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])

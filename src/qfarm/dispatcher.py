@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from qfarm import __version__
+from qfarm import __version__, jobtypes
 from qfarm.engine import Engine, EngineNode, TaskEnd, TaskEvent
-from qfarm.model import Node, NodeState
+from qfarm.model import FINAL_JOB_STATES, Node, NodeState
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
 NODE_REFRESH_SECONDS = 1.0
@@ -77,6 +77,9 @@ class Dispatcher:
         self.disabled: set[str] = set()  # drained or refused: given no new work
         self.refused: dict[str, str] = {}  # node name -> why it is refused
         self.in_flight: dict[str, InFlight] = {}
+        # Tool versions each job is pinned to (job id -> tool -> version), so the segments
+        # of one job, which are joined together, all come from the same ffmpeg.
+        self.pins: dict[int, dict[str, str]] = {}
         self.busy: dict[str, Counter[str]] = {}
         self.killing: set[str] = set()
         self._lost: list[Result] = []  # attempts of lost nodes, recorded at the next tick
@@ -155,6 +158,9 @@ class Dispatcher:
         if time.monotonic() - self._last_refresh >= NODE_REFRESH_SECONDS:
             await self.refresh_nodes()
         changes += self._dispatch()
+        for change in changes:
+            if change.kind == "job" and change.state in FINAL_JOB_STATES:
+                self.pins.pop(change.id, None)
         if changes and self.on_changes is not None:
             self.on_changes(changes)
 
@@ -337,12 +343,36 @@ class Dispatcher:
             for name, node in self.nodes.items()
             if name not in self.disabled and node.services.get(cand.service, 0) > 0
         ]
+        tools = jobtypes.get(cand.job_type).tools
+        pin = self._pin(cand.job_id, tools) if tools else None
+        if pin:
+            offering = [name for name in offering if self._versions(name, tools) == pin]
         fresh = [name for name in offering if name not in cand.failed_nodes]
         pool = fresh if fresh else offering
         ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
         if not ready:
             return None
-        return max(ready, key=lambda name: (free[name][cand.service], name))
+        chosen = max(ready, key=lambda name: (free[name][cand.service], name))
+        if tools and not pin:
+            self.pins[cand.job_id] = self._versions(chosen, tools)
+        return chosen
+
+    def _versions(self, name: str, tools: tuple[str, ...]) -> dict[str, str]:
+        node = self.nodes.get(name)
+        fingerprint = (node.facts.get("fingerprint") or {}) if node is not None else {}
+        return {tool: str(fingerprint.get(tool, "")) for tool in tools}
+
+    def _pin(self, job_id: int, tools: tuple[str, ...]) -> dict[str, str] | None:
+        """The tool versions a job's segments must run with: those of the node its first
+        attempt went to (from the store, so a restarted controller keeps the pin)."""
+        if job_id not in self.pins:
+            fingerprints = {n.name: n.fingerprint for n in self.store.nodes()}
+            for name in self.store.job_nodes(job_id):
+                if name in fingerprints:
+                    known = fingerprints[name]
+                    self.pins[job_id] = {tool: str(known.get(tool, "")) for tool in tools}
+                    break
+        return self.pins.get(job_id)
 
     def _log_path(self, cand: Candidate, attempt: int) -> Path:
         return (

@@ -319,6 +319,8 @@ class BatchCounts:
     done: int
     failed: int
     canceled: int
+    work_total: float = 0.0  # frames (units of work) of every segment
+    work_done: float = 0.0  # of done segments, and the reported part of running ones
 
     @property
     def finished(self) -> int:

@@ -7,6 +7,7 @@ the engine, so the same code runs under any executor.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -160,5 +161,46 @@ def node_facts() -> dict[str, Any]:
         "cores": os.cpu_count() or 1,
         "memory": int(psutil.virtual_memory().total),
         "version": __version__,
-        "fingerprint": {"qfarm": __version__, "python": platform.python_version()},
+        "fingerprint": {
+            "qfarm": __version__,
+            "python": platform.python_version(),
+            **tool_versions(),
+        },
     }
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions of the tools this node's job types run, for its fingerprint."""
+    from qfarm.media.tool import ToolMissing, ffmpeg
+
+    versions: dict[str, str] = {}
+    with contextlib.suppress(ToolMissing):
+        versions["ffmpeg"] = ffmpeg().version
+    return versions
+
+
+# Services that need a tool, and the fingerprint entry that says the tool runs here.
+SERVICE_TOOLS = {"transcode": "ffmpeg"}
+
+
+def offerable_services(requested: dict[str, int] | None) -> tuple[dict[str, int], list[str]]:
+    """The services this node can offer, and why any asked for are dropped. ``None`` asks
+    for the defaults: ``command`` with one instance per core, and ``transcode`` with one
+    (ffmpeg uses every core itself) when ffmpeg runs here.
+    """
+    tools = tool_versions()
+    if requested is None:
+        requested = {"command": os.cpu_count() or 1, "transcode": 1}
+        quiet = True
+    else:
+        quiet = False
+    offered: dict[str, int] = {}
+    dropped: list[str] = []
+    for service, count in requested.items():
+        tool = SERVICE_TOOLS.get(service)
+        if tool is not None and tool not in tools:
+            if not quiet:
+                dropped.append(f"{service} is not offered: {tool} does not run on this node")
+            continue
+        offered[service] = count
+    return offered, dropped

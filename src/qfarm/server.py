@@ -81,10 +81,11 @@ async def serve_controller(
         await controller.close()
 
 
-def parse_services(text: str) -> dict[str, int]:
-    """``command=4,transcode=2`` -> {"command": 4, "transcode": 2}; ``auto`` -> one per core."""
+def parse_services(text: str) -> dict[str, int] | None:
+    """``command=4,transcode=2`` -> {"command": 4, "transcode": 2}; ``auto`` -> the node's
+    defaults (see :func:`qfarm.node.offerable_services`)."""
     if text.strip() in ("", "auto"):
-        return {"command": os.cpu_count() or 1}
+        return None
     services: dict[str, int] = {}
     for part in text.split(","):
         name, sep, count = part.strip().partition("=")

@@ -419,12 +419,30 @@ class Store:
     def counts(self, batch_id: int) -> BatchCounts:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(segments.c.state, func.count())
+                select(
+                    segments.c.state,
+                    func.count(),
+                    func.sum(segments.c.frames),
+                    func.sum(segments.c.frames * segments.c.progress),
+                )
                 .where(segments.c.batch_id == batch_id)
                 .group_by(segments.c.state)
             ).all()
-        by_state = {SegmentState(state): int(n) for state, n in rows}
+        by_state = {SegmentState(state): int(n) for state, n, _, _ in rows}
+        # Work is counted in frames (a segment's units), so a long segment half done
+        # moves the bar as much as it should.
+        work_total = sum(float(frames or 0) for _, _, frames, _ in rows)
+        work_done = sum(
+            float(frames or 0)
+            if state == SegmentState.DONE.value
+            else float(partial or 0)
+            if state == SegmentState.RUNNING.value
+            else 0.0
+            for state, _, frames, partial in rows
+        )
         return BatchCounts(
+            work_total=work_total,
+            work_done=work_done,
             total=sum(by_state.values()),
             queued=by_state.get(SegmentState.QUEUED, 0),
             dispatched=by_state.get(SegmentState.DISPATCHED, 0),
@@ -525,6 +543,9 @@ class Store:
             job_rows = {row.id: row for row in conn.execute(_JOB_RETRIES, {"ids": list(job_ids)})}
             failed_nodes: dict[int, set[str]] = defaultdict(set)
             touched_jobs: set[int] = set()
+            # Jobs with a work segment that ended for good without being done: their
+            # assemble segment can never run, and is canceled so the job can end.
+            unassemblable: dict[int, str] = {}
             for r in results:
                 row = current(r.segment_id, r.attempt)
                 if row is None:
@@ -569,6 +590,10 @@ class Store:
                     retry = failures <= job_rows[row.job_id].retries
                     if retry and row.batch_id not in canceling:
                         move(SegmentState.QUEUED)
+                if state[row.id] in (SegmentState.FAILED, SegmentState.CANCELED) and (
+                    row.kind == SegmentKind.WORK.value
+                ):
+                    unassemblable[row.job_id] = f"not assembled: a work segment {state[row.id]}"
                 touched_jobs.add(row.job_id)
             pending.flush(conn)
             for job_id, names in failed_nodes.items():
@@ -578,6 +603,9 @@ class Store:
                     .where(jobs.c.id == job_id)
                     .values(failed_nodes=sorted(known | names))
                 )
+            for job_id, reason in unassemblable.items():
+                for seg in conn.execute(_QUEUED_ASSEMBLY, {"job_id": job_id}):
+                    _move(conn, seg, SegmentState.CANCELED, changes, error=reason)
             self._settle_jobs(conn, touched_jobs, changes)
         return changes
 
@@ -699,6 +727,17 @@ class Store:
                 for s in self.active_segments()
             ]
         )
+
+    def job_nodes(self, job_id: int) -> list[str]:
+        """The nodes a job's attempts went to, first dispatched first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(attempts.c.node)
+                .join(segments, segments.c.id == attempts.c.segment_id)
+                .where(segments.c.job_id == job_id)
+                .order_by(attempts.c.dispatched_at, attempts.c.id)
+            ).scalars()
+            return list(dict.fromkeys(rows))
 
     def active_segments(self, batch_ids: Iterable[int] | None = None) -> list[Segment]:
         query = select(segments).where(
@@ -835,6 +874,7 @@ _SEGMENT_STATES = select(
     segments.c.failures,
     segments.c.job_id,
     segments.c.batch_id,
+    segments.c.kind,
 ).where(segments.c.id.in_(bindparam("ids", expanding=True)))
 
 _READY_BATCHES = (
@@ -855,7 +895,9 @@ _READY_JOBS = (
         jobs.c.failed_nodes,
     )
     .where(jobs.c.batch_id == bindparam("batch_id"))
-    .where(jobs.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value]))
+    .where(
+        jobs.c.state.in_([JobState.QUEUED.value, JobState.RUNNING.value, JobState.ASSEMBLING.value])
+    )
     .where(jobs.c.service.in_(bindparam("services", expanding=True)))
     .order_by(jobs.c.idx)
 )
@@ -883,6 +925,19 @@ _NEW_ATTEMPT = attempts.insert()
 
 _CANCELING_BATCHES = select(batches.c.id).where(
     batches.c.id.in_(bindparam("ids", expanding=True)), batches.c.canceling.is_(True)
+)
+
+_QUEUED_ASSEMBLY = (
+    select(segments.c.id, segments.c.state, segments.c.batch_id)
+    .where(segments.c.job_id == bindparam("job_id"))
+    .where(segments.c.kind == SegmentKind.ASSEMBLE.value)
+    .where(segments.c.state == SegmentState.QUEUED.value)
+)
+
+_RUNNING_JOBS_OF = (
+    select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
+    .where(jobs.c.id.in_(bindparam("ids", expanding=True)))
+    .where(jobs.c.state == JobState.RUNNING.value)
 )
 
 _QUEUED_JOBS_OF = (
@@ -996,6 +1051,14 @@ def _mark_dispatched(conn: Connection, dispatches: Sequence[Dispatch]) -> list[C
     job_ids = {rows[d.segment_id].job_id for d in dispatches}
     for job in conn.execute(_QUEUED_JOBS_OF, {"ids": list(job_ids)}):
         _move(conn, job, JobState.RUNNING, changes, started_at=now)
+    assembling = [
+        rows[d.segment_id].job_id
+        for d in dispatches
+        if rows[d.segment_id].kind == SegmentKind.ASSEMBLE.value
+    ]
+    if assembling:
+        for job in conn.execute(_RUNNING_JOBS_OF, {"ids": assembling}):
+            _move(conn, job, JobState.ASSEMBLING, changes)
     batch_ids = {rows[d.segment_id].batch_id for d in dispatches}
     for batch in conn.execute(_QUEUED_BATCHES_OF, {"ids": list(batch_ids)}):
         _move(conn, batch, BatchState.RUNNING, changes, started_at=now)

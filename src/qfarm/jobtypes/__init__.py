@@ -8,9 +8,10 @@ from typing import Any
 from qfarm.errors import InvalidRequest
 from qfarm.jobtypes.base import JobType, SegmentContext, SegmentOutcome
 from qfarm.jobtypes.command import COMMAND
+from qfarm.jobtypes.transcode import TRANSCODE
 from qfarm.model import SegmentPlan
 
-JOB_TYPES: dict[str, JobType] = {COMMAND.name: COMMAND}
+JOB_TYPES: dict[str, JobType] = {COMMAND.name: COMMAND, TRANSCODE.name: TRANSCODE}
 
 __all__ = ["JOB_TYPES", "JobType", "SegmentContext", "SegmentOutcome", "get", "plan_job"]
 
@@ -24,12 +25,19 @@ def get(name: str) -> JobType:
 
 
 def plan_job(
-    name: str, spec: Mapping[str, Any], claimed: dict[str, str] | None = None
+    name: str,
+    spec: Mapping[str, Any],
+    claimed: dict[str, str] | None = None,
+    instances: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[SegmentPlan]]:
     """Validate and plan one job. ``claimed`` maps output paths to who writes them, across a
     batch, so two segments that would write the same file are refused before anything runs.
+    ``instances`` (service -> instances on the farm) lets a job type that sizes its
+    segments to the farm (``wants_farm_size``) do so when the job does not say.
     """
     job_type = get(name)
+    if getattr(job_type, "wants_farm_size", False) and not spec.get("instances"):
+        spec = {**spec, "instances": (instances or {}).get(job_type.service, 1)}
     normalised = job_type.validate(spec)
     plans = job_type.plan(normalised)
     if not plans:

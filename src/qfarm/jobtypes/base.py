@@ -55,8 +55,15 @@ class SegmentContext:
         return max(0.0, self.timeout - (time.monotonic() - self.started))
 
     def run(
-        self, argv: Sequence[str], *, cwd: str | None = None, env: Mapping[str, str] | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        log_path: Path | None = None,
     ) -> ProcessResult:
+        """Run ``argv`` to its end; its output goes to the attempt's log, or to ``log_path``
+        when the caller wants to read it back on its own (ffmpeg's decode errors, say)."""
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
             return ProcessResult(exit_code=-9, timed_out=True)
@@ -71,7 +78,7 @@ class SegmentContext:
             argv,
             cwd=cwd,
             env=env,
-            log_path=self.log_path,
+            log_path=log_path or self.log_path,
             timeout=remaining,
             on_start=started,
         )
@@ -88,6 +95,9 @@ class JobType(Protocol):
 
     name: str  # what users type: "command"
     service: str  # which node service runs its work segments
+    # Fingerprint entries (tool versions) that must be equal on every node running one
+    # job's segments: ("ffmpeg",) for a transcode, whose chunks are joined.
+    tools: tuple[str, ...]
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Check a job's spec and return it normalised (absolute paths, defaults filled).

@@ -1,0 +1,309 @@
+"""``qfarm run transcode``, ``qfarm submit transcode`` and ``qfarm presets``.
+
+One job per (source, preset). Presets are resolved here, on the client: a user preset from a
+file travels in the job as its full definition, so neither the controller nor the nodes
+need the file.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from qfarm.cli import (
+    JsonOpt,
+    NameOpt,
+    PriorityOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    app,
+    fail_usage,
+    out,
+    run_request,
+)
+from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at, print_json
+from qfarm.errors import InvalidRequest
+from qfarm.media import presets as presets_mod
+from qfarm.model import BatchRequest, JobRequest, parse_priority
+
+InputsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Source files, or globs like 'clips/*.mov'.", show_default=False, metavar="INPUT..."
+    ),
+]
+PresetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--preset", "-p", help="A preset name (qfarm presets). Repeatable.",
+                 show_default=False),
+]  # fmt: skip
+OutputDirOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Folder for the outputs [default: here]. Each is "
+                 "named SOURCE-PRESET.EXT."),
+]  # fmt: skip
+SegmentSecondsOpt = Annotated[
+    float | None,
+    typer.Option("--segment-seconds", help="Seconds of video per segment [default: from the "
+                 "source's length and the free instances; short sources are not split]."),
+]  # fmt: skip
+PresetFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--presets", help="A TOML file of presets of your own. Repeatable."),
+]
+VerifyOpt = Annotated[
+    str,
+    typer.Option("--verify", help="Check outputs: seams (decode around every seam), full "
+                 "(decode everything), or none."),
+]  # fmt: skip
+
+RUN_EPILOG = """
+**Examples**
+
+    qfarm run transcode interview.mov --preset h264-720p -o web/
+
+    qfarm run transcode 'rushes/*.mxf' -p prores-422 -p h264-480p -o dailies/
+
+    qfarm run transcode long.mov -p hevc --segment-seconds 30 --nodes 4
+"""
+
+SUBMIT_EPILOG = """
+**Examples**
+
+    qfarm submit transcode /mnt/shared/ep101.mov -p h264-1080p -p aac -o /mnt/shared/out
+
+    qfarm submit transcode 'day2/*.mov' -p prores-422 --priority high --hold
+"""
+
+
+def expand_inputs(patterns: list[str], cwd: Path) -> list[str]:
+    """Source paths from names and globs, in order, each once."""
+    found: list[str] = []
+    for pattern in patterns:
+        expanded = os.path.expanduser(pattern)
+        literal = cwd / expanded
+        if literal.is_file():
+            matches = [str(literal.resolve())]
+        elif glob.has_magic(expanded):
+            matches = sorted(
+                str((cwd / p).resolve())
+                for p in glob.glob(expanded, root_dir=cwd)
+                if (cwd / p).is_file()
+            )
+            if not matches:
+                raise InvalidRequest(f"{pattern!r} matches no file in {cwd}")
+        else:
+            raise InvalidRequest(f"{literal} does not exist")
+        found.extend(m for m in matches if m not in found)
+    return found
+
+
+def transcode_batch(
+    *,
+    inputs: list[str],
+    presets: list[str],
+    output: Path | None,
+    segment_seconds: float | None,
+    preset_files: list[Path] | None,
+    verify: str,
+    name: str,
+    priority: str,
+    retries: int,
+    timeout: float | None,
+    hold: bool = False,
+    start_at: float | None = None,
+) -> BatchRequest:
+    """A batch of one transcode job per (source, preset). Raises InvalidRequest."""
+    if not inputs:
+        raise InvalidRequest("no source files given")
+    if not presets:
+        raise InvalidRequest("no --preset given (qfarm presets lists them)")
+    cwd = Path.cwd()
+    chosen = [presets_mod.for_request(p, preset_files or []) for p in presets]
+    sources = expand_inputs(inputs, cwd)
+    try:
+        level = parse_priority(priority)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    out_dir = str((output or cwd).resolve())
+    jobs: list[JobRequest] = []
+    names: set[str] = set()
+    for source in sources:
+        for preset in chosen:
+            preset_name = preset if isinstance(preset, str) else preset["name"]
+            job_name = f"{Path(source).stem} {preset_name}"
+            if job_name in names:
+                job_name = f"{job_name} ({len(jobs) + 1})"
+            names.add(job_name)
+            spec: dict[str, Any] = {
+                "input": source,
+                "preset": preset,
+                "output_dir": out_dir,
+                "cwd": str(cwd),
+                "segment_seconds": segment_seconds,
+                "verify": verify,
+            }
+            jobs.append(
+                JobRequest(
+                    job_type="transcode", spec=spec, name=job_name, retries=retries,
+                    timeout=timeout,
+                )
+            )  # fmt: skip
+    label = name or (jobs[0].name if len(jobs) == 1 else f"transcode {len(jobs)} jobs")
+    return BatchRequest(jobs=tuple(jobs), name=label, priority=level, hold=hold, start_at=start_at)
+
+
+def _single_command_app() -> typer.Typer:
+    return typer.Typer(
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode="markdown",
+    )
+
+
+run_app = _single_command_app()
+submit_app = _single_command_app()
+
+
+@run_app.command(epilog=RUN_EPILOG)
+def run_transcode(
+    inputs: InputsArg,
+    preset: PresetOpt = None,
+    output: OutputDirOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
+    preset_files: PresetFileOpt = None,
+    verify: VerifyOpt = "seams",
+    name: NameOpt = "",
+    priority: PriorityOpt = "medium",
+    retries: RetriesOpt = 2,
+    timeout: TimeoutOpt = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="Local service nodes.")] = None,
+    instances: Annotated[
+        int | None, typer.Option("--instances", help="Transcode instances per node [default: 1].")
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),
+    ] = None,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Transcode sources with presets on an embedded cluster, and wait.
+
+    Each (source, preset) is one job. Its video is cut into segments that encode in
+    parallel; the audio is encoded once; the chunks are joined by stream copy and the output
+    is checked against the source (frame count, duration, audio, decoding) before it takes
+    its final name.
+    """
+    try:
+        request = transcode_batch(
+            inputs=inputs, presets=preset or [], output=output, segment_seconds=segment_seconds,
+            preset_files=preset_files, verify=verify, name=name, priority=priority,
+            retries=retries, timeout=timeout,
+        )  # fmt: skip
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    raise typer.Exit(
+        run_request(
+            request, nodes=nodes, instances=instances, data_dir=data_dir, db=db,
+            as_json=as_json, quiet=quiet,
+        )
+    )  # fmt: skip
+
+
+@submit_app.command(epilog=SUBMIT_EPILOG)
+def submit_transcode(
+    inputs: InputsArg,
+    preset: PresetOpt = None,
+    output: OutputDirOpt = None,
+    segment_seconds: SegmentSecondsOpt = None,
+    preset_files: PresetFileOpt = None,
+    verify: VerifyOpt = "seams",
+    name: NameOpt = "",
+    priority: PriorityOpt = "medium",
+    retries: RetriesOpt = 2,
+    timeout: TimeoutOpt = None,
+    hold: Annotated[
+        bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
+    ] = False,
+    start_at: Annotated[
+        str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
+    ] = None,
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit transcode jobs to a controller and print the new batch's id.
+
+    Sources and output folder must be on storage the nodes share (see --path-map on
+    qfarm node).
+    """
+    try:
+        request = transcode_batch(
+            inputs=inputs, presets=preset or [], output=output, segment_seconds=segment_seconds,
+            preset_files=preset_files, verify=verify, name=name, priority=priority,
+            retries=retries, timeout=timeout, hold=hold, start_at=parse_start_at(start_at),
+        )  # fmt: skip
+        handle = connect(controller, token).submit(request)
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    if as_json:
+        print_json({"batch": handle.id})
+    else:
+        out.print(handle.id)
+
+
+def invoke(mode: str, args: list[str]) -> int:
+    """Run ``qfarm run transcode ARGS`` or ``qfarm submit transcode ARGS``; the exit code."""
+    command = typer.main.get_command(run_app if mode == "run" else submit_app)
+    try:
+        command.main(args=args, prog_name=f"qfarm {mode} transcode", standalone_mode=True)
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+    return 0
+
+
+@app.command(
+    epilog="""**Examples**
+
+    qfarm presets
+
+    qfarm presets --presets studio.toml --json
+"""
+)
+def presets(
+    preset_files: PresetFileOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the transcode presets: built in, and yours (from the config folder's
+    presets/*.toml, QFARM_PRESETS, and --presets files)."""
+    try:
+        rows = presets_mod.presets_for_listing(preset_files or [])
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("preset", "kind", "container", "video", "audio", "description", "source")
+    for row in rows:
+        video = row["video_codec"] or "-"
+        if row["crf"] is not None:
+            video += f" crf {row['crf']}"
+        if row["bitrate"]:
+            video += f" {row['bitrate']}" + (" 2-pass" if row["two_pass"] else "")
+        if row["height"] or row["width"]:
+            video += f" {row['width'] or ''}x{row['height'] or ''}"
+        audio = row["audio_codec"] or "-"
+        if row["audio_bitrate"]:
+            audio += f" {row['audio_bitrate']}"
+        note = row["description"]
+        if not row["available"]:
+            note += f" (unavailable: no {', '.join(row['missing_encoders'])})"
+        table.add_row(row["name"], row["kind"], row["container"], video, audio, note, row["source"])
+    out.print(table)

@@ -1,0 +1,707 @@
+"""The ``transcode`` job type: one source through one preset, split across service nodes.
+
+Planning (controller) reads the source with PyAV and cuts its video on frames: segment *i*
+encodes frames ``[first_i, first_i + count_i)``, seeking to just before the first one (ffmpeg
+decodes from the keyframe before and drops what precedes the cut, so cuts are frame
+accurate) and starting its chunk on a keyframe. The audio is encoded once, whole, as a
+segment of its own, so no seam can click or gap. The assemble segment joins the chunks by
+stream copy with ffmpeg's concat demuxer, giving each chunk its exact source duration (so
+timestamps across seams are the source's), muxes the audio, verifies the result against
+the source (:mod:`qfarm.media.verify`) and only then renames it to its final name.
+
+Sources shorter than two segments, audio-only and remux presets, and presets that change the
+frame rate run as one segment (frames are then resampled on one continuous timeline). Image
+sequence presets are cut like video but need no assembly: each segment writes its frames.
+
+Parts of a job, by the ``part`` of each segment's spec: ``video``, ``audio``, ``assemble``,
+``whole`` and ``images``. Chunks live in a hidden folder beside the output until the
+assembly succeeds, so a resubmit redoes only the chunks that failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from qfarm.errors import InvalidRequest
+from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.command import discard, temporary_name
+from qfarm.media import presets as presets_mod
+from qfarm.media import verify as verify_mod
+from qfarm.media.presets import Preset
+from qfarm.media.probe import MediaInfo, probe
+from qfarm.media.tool import ToolMissing, ffmpeg
+from qfarm.model import SegmentKind, SegmentPlan
+
+# A default segment is at least this long: shorter ones spend more on start-up and on the
+# decode from the keyframe before each cut than they gain.
+MIN_SEGMENT_SECONDS = 10.0
+PROGRESS_POLL_SECONDS = 0.5
+VERIFY_MODES = ("seams", "full", "none")
+
+
+def segment_count(duration: float, frames: int, instances: int, seconds: float | None) -> int:
+    """How many video segments: one per ``seconds`` when given; else one per free instance,
+    each at least :data:`MIN_SEGMENT_SECONDS` long. Never more than the frames."""
+    if seconds is not None:
+        wanted = math.ceil(duration / seconds)
+    else:
+        wanted = min(max(1, instances), int(duration // MIN_SEGMENT_SECONDS))
+    return max(1, min(wanted, frames))
+
+
+def cut_points(info: MediaInfo, count: int) -> list[dict[str, Any]]:
+    """The video cuts: for each segment its first frame, frame count, where to seek (a
+    little before the first frame, relative to the container's start) and its duration."""
+    video = info.video
+    assert video is not None
+    duration = video.duration
+    firsts = [0]
+    for i in range(1, count):
+        at = duration * i / count
+        index = _first_frame_at(video.pts, video.time_base, at)
+        if firsts[-1] < index < video.frames:
+            firsts.append(index)
+    cuts = []
+    for i, first in enumerate(firsts):
+        stop = firsts[i + 1] if i + 1 < len(firsts) else video.frames
+        seek = None
+        if first > 0:
+            gap = video.pts[first] - video.pts[first - 1]
+            # Half a frame early: the frame before the cut is dropped, this one kept,
+            # whatever the rounding of seconds.
+            target = (video.pts[first] - gap / 2) * video.time_base
+            seek = round(float(target) - info.start, 6)
+        cuts.append(
+            {
+                "first": first,
+                "frames": stop - first,
+                "seek": seek,
+                "duration": video.seconds(stop) - video.seconds(first),
+            }
+        )
+    return cuts
+
+
+def _first_frame_at(pts: tuple[int, ...], time_base: Any, seconds: float) -> int:
+    import bisect
+
+    target = pts[0] + seconds / float(time_base)
+    return bisect.bisect_left(pts, math.ceil(target - 1e-6))
+
+
+class TranscodeJobType:
+    name = "transcode"
+    service = "transcode"
+    wants_farm_size = True
+    tools: tuple[str, ...] = ("ffmpeg",)
+
+    options = frozenset(
+        {"input", "preset", "output", "output_dir", "cwd", "segment_seconds", "instances",
+         "verify", "storage"}
+    )  # fmt: skip
+
+    # ------------------------------------------------------------ controller side
+
+    def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(spec) - self.options)
+        if unknown:
+            raise InvalidRequest(
+                f"unknown option {unknown[0]!r} for a transcode job: it takes "
+                + ", ".join(sorted(self.options))
+            )
+        cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
+        raw_input = spec.get("input")
+        if not isinstance(raw_input, str) or not raw_input:
+            raise InvalidRequest("a transcode job needs an input file")
+        source = os.path.normpath(os.path.join(cwd, os.path.expanduser(raw_input)))
+        raw_preset = spec.get("preset")
+        if raw_preset is None:
+            raise InvalidRequest("a transcode job needs a preset (qfarm presets lists them)")
+        preset = presets_mod.resolve(raw_preset)
+        _check_encoders(preset)
+        info = probe(source)
+        _check_streams(preset, info)
+
+        seconds = _positive_float(spec.get("segment_seconds"), "segment length")
+        instances = int(spec.get("instances") or 1)
+        verify = str(spec.get("verify") or "seams")
+        if verify not in VERIFY_MODES:
+            raise InvalidRequest(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
+
+        output = _output_path(spec, cwd, source, preset)
+        if os.path.abspath(output) == os.path.abspath(source):
+            raise InvalidRequest(f"the output {output} would overwrite its source")
+        video = info.video
+        splittable = preset.kind in ("video", "images") and video is not None
+        if preset.kind == "video" and preset.frame_rate:
+            splittable = False
+        count = 1
+        if splittable and video is not None:
+            count = segment_count(video.duration, video.frames, instances, seconds)
+        cuts = cut_points(info, count) if video is not None and preset.kind != "audio" else []
+        return {
+            "input": source,
+            "preset": preset.to_dict(),
+            "output": output,
+            "cwd": cwd,
+            "source": info.summary(),
+            "cuts": cuts if count > 1 or preset.kind == "images" else [],
+            "split": count > 1,
+            "expected": _expected(preset, info),
+            "verify": verify,
+            "segment_seconds": seconds,
+            "storage": spec.get("storage"),
+        }
+
+    def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
+        preset = Preset.from_dict(spec["preset"])
+        output = spec["output"]
+        source = spec["source"]
+        total_frames = int((source.get("video") or {}).get("frames") or 1)
+        if preset.kind == "images":
+            return self._plan_images(spec, preset)
+        if not spec["split"]:
+            return [
+                SegmentPlan(
+                    index=1,
+                    spec={"part": "whole", "output": output},
+                    label="whole",
+                    frames=total_frames,
+                    outputs=(output,),
+                )
+            ]
+        parts = parts_dir(output)
+        plans: list[SegmentPlan] = []
+        chunks: list[str] = []
+        durations: list[float] = []
+        for i, cut in enumerate(spec["cuts"], start=1):
+            chunk = os.path.join(parts, f"video-{i:04d}{preset.extension}")
+            chunks.append(chunk)
+            durations.append(cut["duration"])
+            first, count = cut["first"], cut["frames"]
+            plans.append(
+                SegmentPlan(
+                    index=i,
+                    spec={"part": "video", "chunk": chunk, **cut},
+                    label=f"video frames {first + 1}-{first + count}",
+                    frames=count,
+                    outputs=(chunk,),
+                )
+            )
+        audio = None
+        if preset.audio_codec and source.get("audio"):
+            audio = os.path.join(parts, f"audio{preset.extension}")
+            plans.append(
+                SegmentPlan(
+                    index=len(plans) + 1,
+                    spec={"part": "audio", "chunk": audio},
+                    label="audio",
+                    frames=1,
+                    outputs=(audio,),
+                )
+            )
+        seams = [sum(durations[:i]) for i in range(1, len(durations))]
+        plans.append(
+            SegmentPlan(
+                index=len(plans) + 1,
+                spec={
+                    "part": "assemble",
+                    "chunks": chunks,
+                    "durations": durations,
+                    "audio": audio,
+                    "seams": seams,
+                    "output": output,
+                },
+                label="assemble and verify",
+                frames=1,
+                outputs=(output,),
+                kind=SegmentKind.ASSEMBLE,
+            )
+        )
+        return plans
+
+    def _plan_images(self, spec: Mapping[str, Any], preset: Preset) -> list[SegmentPlan]:
+        folder = spec["output"]
+        stem = Path(spec["input"]).stem
+        plans = []
+        for i, cut in enumerate(spec["cuts"], start=1):
+            first, count = cut["first"], cut["frames"]
+            outputs = tuple(
+                os.path.join(folder, f"{stem}_{n:06d}{preset.extension}")
+                for n in range(first + 1, first + count + 1)
+            )
+            plans.append(
+                SegmentPlan(
+                    index=i,
+                    spec={"part": "images", "folder": folder, "stem": stem, **cut},
+                    label=f"frames {first + 1}-{first + count}",
+                    frames=count,
+                    outputs=outputs,
+                )
+            )
+        return plans
+
+    # ------------------------------------------------------------------ node side
+
+    def run(
+        self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
+    ) -> SegmentOutcome:
+        try:
+            tool = ffmpeg()
+        except ToolMissing as exc:
+            return SegmentOutcome(ok=False, error=str(exc))
+        runner = _Runner(tool.path, job, ctx)
+        part = segment["part"]
+        if part == "video":
+            return runner.video_chunk(segment)
+        if part == "audio":
+            return runner.audio_chunk(segment)
+        if part == "assemble":
+            return runner.assemble(segment)
+        if part == "images":
+            return runner.images(segment)
+        if part == "whole":
+            return runner.whole(segment)
+        return SegmentOutcome(ok=False, error=f"unknown transcode part {part!r}")
+
+
+def parts_dir(output: str) -> str:
+    """The hidden folder beside ``output`` where its chunks wait for assembly."""
+    path = Path(output)
+    return str(path.with_name(f".qfarm-parts-{path.name}"))
+
+
+def _output_path(spec: Mapping[str, Any], cwd: str, source: str, preset: Preset) -> str:
+    explicit = spec.get("output")
+    if explicit:
+        path = os.path.normpath(os.path.join(cwd, os.path.expanduser(str(explicit))))
+        if preset.kind != "images" and not path.endswith(preset.extension):
+            raise InvalidRequest(
+                f"the output {path} does not end in {preset.extension}, the extension of a "
+                f"{preset.container} file"
+            )
+        return path
+    # Without a folder, beside the source (as Compressor did).
+    raw_dir = spec.get("output_dir")
+    folder = (
+        os.path.join(cwd, os.path.expanduser(str(raw_dir))) if raw_dir else os.path.dirname(source)
+    )
+    folder = os.path.normpath(folder)
+    stem = Path(source).stem
+    if preset.kind == "images":
+        return os.path.join(folder, f"{stem}-{preset.name}")
+    return os.path.join(folder, f"{stem}-{preset.name}{preset.extension}")
+
+
+def _positive_float(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"{what} {value!r} is not a number of seconds") from None
+    if not number > 0:
+        raise InvalidRequest(f"{what} must be more than 0 seconds, not {value!r}")
+    return number
+
+
+def _check_encoders(preset: Preset) -> None:
+    """Refuse a preset whose encoders this cluster's ffmpeg lacks (every node runs the same
+    one). A controller without a working ffmpeg leaves the check to the nodes."""
+    try:
+        tool = ffmpeg()
+    except ToolMissing:
+        return
+    missing = [e for e in preset.encoders() if e not in tool.encoders]
+    if missing:
+        raise InvalidRequest(
+            f"preset {preset.name!r} needs the {missing[0]} encoder, which ffmpeg "
+            f"{tool.version} does not have"
+        )
+
+
+def _check_streams(preset: Preset, info: MediaInfo) -> None:
+    """Refuse a source the preset cannot take, naming the stream."""
+    name = os.path.basename(info.path)
+    kind = preset.kind
+    if kind in ("video", "images", "remux") and info.video is None:
+        raise InvalidRequest(f"{name} has no video stream, which preset {preset.name!r} needs")
+    if kind == "audio" and info.audio is None:
+        raise InvalidRequest(f"{name} has no audio stream, which preset {preset.name!r} needs")
+    allowed = presets_mod.CONTAINER_CODECS[preset.container]
+    if kind == "remux" and allowed is not None:
+        for what, facts in (("video", info.video), ("audio", info.audio)):
+            if facts is not None and facts.codec not in allowed:
+                raise InvalidRequest(
+                    f"{name}'s {what} is {facts.codec}, which a {preset.container} file cannot "
+                    "hold without re-encoding: use preset remux-mkv, or an encoding preset"
+                )
+    if info.audio is not None and preset.audio_codec in ("libmp3lame",):
+        channels = preset.audio_channels or info.audio.channels
+        if channels > 2:
+            raise InvalidRequest(
+                f"{name} has {info.audio.channels} audio channels and MP3 takes at most 2: "
+                "set audio_channels = 2 in the preset"
+            )
+
+
+def _expected(preset: Preset, info: MediaInfo) -> dict[str, Any]:
+    """What the output must measure, for :func:`qfarm.media.verify.compare`."""
+    expected: dict[str, Any] = {}
+    video = info.video
+    if video is not None and preset.kind in ("video", "remux"):
+        rate = preset.rate
+        if rate is not None and preset.kind == "video":
+            expected["frames"] = max(1, round(video.duration * rate))
+            expected["exact_frames"] = False
+            expected["frame_duration"] = float(1 / rate)
+        else:
+            expected["frames"] = video.frames
+            expected["exact_frames"] = True
+            expected["frame_duration"] = video.longest_frame
+        expected["duration"] = video.duration
+    elif video is not None:
+        expected["frame_duration"] = video.longest_frame
+    if info.audio is not None and preset.audio_codec:
+        expected["audio_duration"] = info.audio.duration
+    return expected
+
+
+class _Runner:
+    """Runs the ffmpeg of one segment under the node's supervisor, with progress."""
+
+    def __init__(self, ffmpeg_path: str, job: Mapping[str, Any], ctx: SegmentContext) -> None:
+        self.ffmpeg = ffmpeg_path
+        self.job = job
+        self.ctx = ctx
+        self.preset = Preset.from_dict(job["preset"])
+        self.source = job["source"]
+        threads = os.environ.get("QFARM_FFMPEG_THREADS")
+        self.threads = int(threads) if threads else None
+
+    def _base(self, progress: Path) -> list[str]:
+        return [
+            self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-v", "warning", "-nostats",
+            "-progress", str(progress),
+        ]  # fmt: skip
+
+    def _display_size(self) -> tuple[int, int]:
+        size = (self.source.get("video") or {}).get("display_size") or [0, 0]
+        return int(size[0]), int(size[1])
+
+    def _video_args(self, extra_filters: list[str]) -> list[str]:
+        filters = extra_filters + presets_mod.video_filters(self.preset, self._display_size())
+        args = ["-vf", ",".join(filters)] if filters else []
+        if not self.preset.frame_rate:
+            # Frames pass through one to one: the output has the source's timestamps.
+            args += ["-fps_mode", "passthrough"]
+        return args + presets_mod.video_codec_args(self.preset, self.threads)
+
+    def _mux_args(self) -> list[str]:
+        args = ["-map_metadata", "0", "-f", self.preset.muxer]
+        if self.preset.container in ("mp4", "mov", "m4a"):
+            args[-2:-2] = ["-movflags", "+faststart"]
+        return args
+
+    def _run(self, argv: list[str], progress: Path, total: float, unit: str) -> Any:
+        with _watch_progress(progress, total, unit, self.ctx):
+            return self.ctx.run(argv, cwd=self.job.get("cwd"))
+
+    def _encode(
+        self, argv_for_pass: Any, target: str, progress: Path, total: float, unit: str
+    ) -> SegmentOutcome:
+        """Run one or two passes writing ``target`` (a temporary name)."""
+        passes = [1, 2] if self.preset.two_pass else [0]
+        passlog = str(progress.with_suffix(".pass"))
+        try:
+            for number in passes:
+                argv = argv_for_pass(number, passlog)
+                result = self._run(argv, progress, total, unit)
+                if result.error or result.killed or result.timed_out or result.exit_code != 0:
+                    return describe_process_failure(result, "ffmpeg")
+        finally:
+            for leftover in Path(passlog).parent.glob(Path(passlog).name + "*"):
+                leftover.unlink(missing_ok=True)
+        if not os.path.exists(target):
+            return SegmentOutcome(ok=False, error=f"ffmpeg exited 0 but wrote no {target}")
+        return SegmentOutcome(ok=True, exit_code=0)
+
+    def _pass_args(self, number: int, passlog: str) -> list[str]:
+        if number == 0:
+            return []
+        return ["-pass", str(number), "-passlogfile", passlog]
+
+    def video_chunk(self, seg: Mapping[str, Any]) -> SegmentOutcome:
+        chunk = seg["chunk"]
+        temp = temporary_name(chunk, self.ctx.key)
+        Path(chunk).parent.mkdir(parents=True, exist_ok=True)
+        progress = Path(temp + ".progress")
+        seek = ["-ss", f"{seg['seek']:.6f}"] if seg.get("seek") is not None else []
+
+        def argv(number: int, passlog: str) -> list[str]:
+            head = [*self._base(progress), *seek, "-i", self.job["input"], "-map", "0:v:0"]
+            # The first kept frame becomes time 0, so chunks join on their own durations.
+            video = self._video_args(["setpts=PTS-STARTPTS"])
+            tail = ["-an", "-sn", "-dn", "-frames:v", str(seg["frames"])]
+            out = [*self._mux_args(), temp]
+            if number == 1:
+                out = ["-f", "null", os.devnull]
+            return [*head, *video, *self._pass_args(number, passlog), *tail, *out]
+
+        outcome = self._encode(argv, temp, progress, float(seg["frames"]), "frame")
+        return self._finish(outcome, temp, chunk, progress)
+
+    def audio_chunk(self, seg: Mapping[str, Any]) -> SegmentOutcome:
+        chunk = seg["chunk"]
+        temp = temporary_name(chunk, self.ctx.key)
+        Path(chunk).parent.mkdir(parents=True, exist_ok=True)
+        progress = Path(temp + ".progress")
+        argv = [
+            *self._base(progress), "-i", self.job["input"], "-map", "0:a:0", "-vn", "-sn",
+            "-dn", *presets_mod.audio_codec_args(self.preset), *self._mux_args(), temp,
+        ]  # fmt: skip
+        duration = float((self.source.get("audio") or {}).get("duration") or 1.0)
+        result = self._run(argv, progress, duration, "time")
+        outcome = _outcome(result, temp)
+        return self._finish(outcome, temp, chunk, progress)
+
+    def assemble(self, seg: Mapping[str, Any]) -> SegmentOutcome:
+        output = seg["output"]
+        temp = temporary_name(output, self.ctx.key)
+        progress = Path(temp + ".progress")
+        parts = Path(parts_dir(output))
+        missing = [c for c in [*seg["chunks"], seg.get("audio")] if c and not os.path.exists(c)]
+        if missing:
+            return SegmentOutcome(ok=False, error=f"a chunk is missing: {missing[0]}")
+        listing = parts / f".qfarm-{self.ctx.key}.ffconcat"
+        lines = ["ffconcat version 1.0"]
+        for chunk, duration in zip(seg["chunks"], seg["durations"], strict=True):
+            lines.append("file " + _quote(chunk))
+            lines.append(f"duration {duration:.9f}")
+        listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        inputs = ["-f", "concat", "-safe", "0", "-i", str(listing)]
+        maps = ["-map", "0:v:0"]
+        audio = seg.get("audio")
+        if audio:
+            offset = self._audio_offset()
+            if offset:
+                inputs += ["-itsoffset", f"{offset:.6f}"]
+            inputs += ["-i", audio]
+            maps += ["-map", "1:a:0"]
+        argv = [*self._base(progress), *inputs, *maps, "-c", "copy", *self._mux_args(), temp]
+        total = float((self.source.get("video") or {}).get("duration") or 1.0)
+        try:
+            result = self._run(argv, progress, total, "time")
+        finally:
+            listing.unlink(missing_ok=True)
+        outcome = _outcome(result, temp)
+        if outcome.ok:
+            outcome = self._verify(temp, seg.get("seams") or [])
+        outcome = self._finish(outcome, temp, output, progress)
+        if outcome.ok:
+            shutil.rmtree(parts, ignore_errors=True)
+        return outcome
+
+    def _audio_offset(self) -> float:
+        """Where the audio starts against the video, when the source's streams do not start
+        together: the joined video begins at 0 where the source's video began."""
+        video_start = float((self.source.get("video") or {}).get("start") or 0.0)
+        audio_start = float((self.source.get("audio") or {}).get("start") or 0.0)
+        container_start = min(video_start, audio_start)
+        # The encoded audio starts at audio_start - container_start; it must sit at
+        # audio_start - video_start.
+        return container_start - video_start
+
+    def images(self, seg: Mapping[str, Any]) -> SegmentOutcome:
+        folder = Path(seg["folder"])
+        staging = folder / f".qfarm-{self.ctx.key}"
+        staging.mkdir(parents=True, exist_ok=True)
+        progress = staging / "progress"
+        first, count = int(seg["first"]), int(seg["frames"])
+        pattern = staging / f"{seg['stem']}_%06d{self.preset.extension}"
+        seek = ["-ss", f"{seg['seek']:.6f}"] if seg.get("seek") is not None else []
+        argv = [
+            *self._base(progress), *seek, "-i", self.job["input"], "-map", "0:v:0",
+            *self._video_args([]), "-frames:v", str(count), "-start_number", str(first + 1),
+            "-f", "image2", str(pattern),
+        ]  # fmt: skip
+        try:
+            result = self._run(argv, progress, float(count), "frame")
+            if result.error or result.killed or result.timed_out or result.exit_code != 0:
+                return describe_process_failure(result, "ffmpeg")
+            names = [
+                f"{seg['stem']}_{n:06d}{self.preset.extension}"
+                for n in range(first + 1, first + count + 1)
+            ]
+            absent = [
+                n for n in names if not (staging / n).is_file() or not (staging / n).stat().st_size
+            ]
+            if absent:
+                return SegmentOutcome(
+                    ok=False, exit_code=0, error=f"ffmpeg did not write frame {absent[0]}"
+                )
+            for name in names:
+                os.replace(staging / name, folder / name)
+            return SegmentOutcome(ok=True, exit_code=0)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def whole(self, seg: Mapping[str, Any]) -> SegmentOutcome:
+        output = seg["output"]
+        temp = temporary_name(output, self.ctx.key)
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        progress = Path(temp + ".progress")
+        preset = self.preset
+        has_audio = bool(self.source.get("audio")) and preset.audio_codec is not None
+        has_video = bool(self.source.get("video")) and preset.video_codec is not None
+        if preset.kind == "remux":
+            # Every stream the container takes, copied.
+            codec = ["-map", "0:v:0", *(["-map", "0:a"] if has_audio else []), "-c", "copy"]
+        else:
+            codec = []
+            if has_video:
+                codec += ["-map", "0:v:0", *self._video_args([])]
+            if has_audio:
+                codec += ["-map", "0:a:0", *presets_mod.audio_codec_args(preset)]
+        if not has_video:
+            codec.append("-vn")
+        if not has_audio:
+            codec.append("-an")
+
+        def argv(number: int, passlog: str) -> list[str]:
+            if number == 1:
+                return [
+                    *self._base(progress), "-i", self.job["input"], "-map", "0:v:0",
+                    *self._video_args([]), *self._pass_args(1, passlog), "-an",
+                    "-f", "null", os.devnull,
+                ]  # fmt: skip
+            return [
+                *self._base(progress), "-i", self.job["input"], *codec,
+                *self._pass_args(number, passlog), "-sn", "-dn", *self._mux_args(), temp,
+            ]  # fmt: skip
+
+        if has_video:
+            total, unit = float((self.source.get("video") or {}).get("frames") or 1), "frame"
+        else:
+            total, unit = float((self.source.get("audio") or {}).get("duration") or 1), "time"
+        outcome = self._encode(argv, temp, progress, total, unit)
+        if outcome.ok:
+            outcome = self._verify(temp, [])
+        return self._finish(outcome, temp, output, progress)
+
+    def _verify(self, temp: str, seams: list[float]) -> SegmentOutcome:
+        mode = self.job.get("verify") or "seams"
+        if mode == "none":
+            return SegmentOutcome(ok=True, exit_code=0)
+        self.ctx.log(f"verifying {os.path.basename(temp)} ({mode})")
+
+        def decode(argv: list[str], log: Path) -> int:
+            result = self.ctx.run(argv, cwd=self.job.get("cwd"), log_path=log)
+            if result.killed or result.timed_out:
+                raise _Stopped(describe_process_failure(result, "verification"))
+            return result.exit_code
+
+        try:
+            problems = verify_mod.verify(
+                temp,
+                self.job["expected"],
+                seams=seams,
+                full=mode == "full",
+                decode=decode,
+                ffmpeg=self.ffmpeg,
+                error_log=Path(temp + ".verify"),
+            )
+        except _Stopped as stop:
+            return stop.outcome
+        except InvalidRequest as exc:
+            problems = [str(exc)]
+        if problems:
+            for problem in problems:
+                self.ctx.log(f"verification failed: {problem}")
+            return SegmentOutcome(ok=False, exit_code=0, error=f"verification: {problems[0]}")
+        return SegmentOutcome(ok=True, exit_code=0)
+
+    @staticmethod
+    def _finish(outcome: SegmentOutcome, temp: str, final: str, progress: Path) -> SegmentOutcome:
+        """Rename the temporary file into place on success; leave nothing otherwise."""
+        progress.unlink(missing_ok=True)
+        if outcome.ok:
+            os.replace(temp, final)
+        else:
+            discard(temp)
+        return outcome
+
+
+class _Stopped(Exception):
+    def __init__(self, outcome: SegmentOutcome) -> None:
+        self.outcome = outcome
+
+
+def _outcome(result: Any, target: str) -> SegmentOutcome:
+    if result.error or result.killed or result.timed_out or result.exit_code != 0:
+        return describe_process_failure(result, "ffmpeg")
+    if not os.path.exists(target):
+        return SegmentOutcome(ok=False, exit_code=0, error=f"ffmpeg exited 0 but wrote no {target}")
+    return SegmentOutcome(ok=True, exit_code=0)
+
+
+def _quote(path: str) -> str:
+    """A path as the concat demuxer reads it: single quotes, each ' written '\\''."""
+    return "'" + path.replace("'", "'\\''") + "'"
+
+
+@contextlib.contextmanager
+def _watch_progress(path: Path, total: float, unit: str, ctx: SegmentContext) -> Iterator[None]:
+    """Report progress while ffmpeg runs, from the key=value blocks it writes to ``path``
+    with ``-progress``: ``frame=`` against a frame count, or ``out_time_us=`` against seconds.
+    """
+    stop = threading.Event()
+    path.unlink(missing_ok=True)
+
+    def watch() -> None:
+        last = -1.0
+        while not stop.wait(PROGRESS_POLL_SECONDS):
+            done = _read_progress(path, unit)
+            if done is None or total <= 0:
+                continue
+            fraction = min(1.0, done / total)
+            if fraction > last:
+                last = fraction
+                ctx.on_progress(fraction)
+
+    thread = threading.Thread(target=watch, name=f"progress-{ctx.key}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _read_progress(path: Path, unit: str) -> float | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - 2048))
+            tail = fh.read().decode("ascii", errors="replace")
+    except FileNotFoundError:
+        return None
+    key = "frame=" if unit == "frame" else "out_time_us="
+    for line in reversed(tail.splitlines()):
+        if line.startswith(key):
+            try:
+                value = float(line[len(key) :])
+            except ValueError:
+                return None
+            return value if unit == "frame" else value / 1e6
+    return None
+
+
+TRANSCODE = TranscodeJobType()

@@ -1,0 +1,81 @@
+"""``qfarm run transcode`` and ``qfarm presets`` as users run them: real processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qfarm.media.probe import probe
+from tests.jobtypes.test_transcode import make_source
+from tests.test_cli import qfarm
+
+
+def test_run_transcode_writes_one_output_per_source_and_preset(tmp_path: Path) -> None:
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    make_source(clips / "a.mp4", seconds=4)
+    make_source(clips / "b.mp4", seconds=2, audio=False)
+    result = qfarm(
+        "run", "transcode", "clips/*.mp4", "-p", "h264-480p", "-p", "aac", "-o", "out",
+        "--segment-seconds", "1", "--json", data_dir=tmp_path / "data", cwd=tmp_path,
+    )  # fmt: skip
+    # b.mp4 has no audio: the aac job is refused before anything runs.
+    assert result.returncode == 2, result.stderr
+    assert "b.mp4 has no audio stream" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+    result = qfarm(
+        "run", "transcode", "clips/*.mp4", "-p", "h264-480p", "-o", "out",
+        "--segment-seconds", "1", "--json", data_dir=tmp_path / "data", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["state"] == "done"
+    # a.mp4: 4 video segments, audio, assemble; b.mp4: 2 video segments and assemble.
+    assert report["segments"]["done"] == 9
+    outputs = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert outputs == ["a-h264-480p.mp4", "b-h264-480p.mp4"]
+    video = probe(str(tmp_path / "out" / "a-h264-480p.mp4")).video
+    assert video is not None and video.frames == 100
+
+
+def test_run_transcode_bad_input_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "notes.mov").write_text("not a movie")
+    for args, message in [
+        (["notes.mov", "-p", "h264"], "is not a media file"),
+        (["missing.mov", "-p", "h264"], "missing.mov does not exist"),
+        (["*.mkv", "-p", "h264"], "matches no file"),
+        (["notes.mov", "-p", "nope"], "unknown preset 'nope'"),
+        (["notes.mov"], "no --preset given"),
+    ]:
+        result = qfarm("run", "transcode", *args, data_dir=tmp_path / "data", cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_run_transcode_help_has_examples(tmp_path: Path) -> None:
+    result = qfarm("run", "transcode", "--help", data_dir=tmp_path)
+    assert result.returncode == 0
+    assert "qfarm run transcode interview.mov --preset h264-720p" in result.stdout
+
+
+def test_presets_lists_builtin_and_user_presets(tmp_path: Path) -> None:
+    extra = tmp_path / "studio.toml"
+    extra.write_text('[preset.web-small]\ncontainer = "mp4"\nvideo_codec = "libx264"\ncrf = 26\n')
+    result = qfarm("presets", "--presets", str(extra), "--json", data_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
+    assert {"h264-720p", "hevc", "prores-422", "vp9", "aac", "mp3", "png", "remux"} <= set(rows)
+    assert rows["web-small"]["source"] == str(extra)
+    assert rows["h264-720p"]["available"] is True
+
+    table = qfarm("presets", data_dir=tmp_path)
+    assert table.returncode == 0
+    assert "prores-422" in table.stdout
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[preset.x]\ncontainer = "mp4"\ncrf = "high"\n')
+    result = qfarm("presets", "--presets", str(bad), data_dir=tmp_path)
+    assert result.returncode == 2
+    assert "crf must be int" in result.stderr
