@@ -572,3 +572,46 @@ def test_the_controller_gives_no_work_to_a_worker_of_another_version(
         assert all(a["node"] != "impostor" for a in cluster.attempts(batch_id))
     finally:
         stop(worker)
+
+
+def test_submit_transcode_splits_across_transcode_nodes(tmp_path: Path) -> None:
+    """`qfarm submit transcode` on a controller and two node processes sharing a folder:
+    the chunks run on both nodes, each of which offers transcode because its ffmpeg runs and
+    says which ffmpeg it has."""
+    from qfarm.media.probe import probe
+    from qfarm.media.tool import ffmpeg
+    from tests.jobtypes.test_transcode import make_source
+
+    controller, url = start_controller(tmp_path)
+    nodes = []
+    try:
+        for name in ("enc-1", "enc-2"):
+            nodes.append(start_node(tmp_path, url, name, services="transcode=1"))
+        cluster = Cluster(url, Client(url), tmp_path, {})
+        listed = {n["name"]: n for n in cluster.client.nodes()}
+        assert {n["fingerprint"]["ffmpeg"] for n in listed.values()} == {ffmpeg().version}
+        shown = cluster.cli("nodes")
+        assert ffmpeg().version in shown.stdout
+
+        make_source(tmp_path / "clip.mp4", seconds=6)
+        submitted = cluster.cli(
+            "submit", "transcode", "clip.mp4", "-p", "h264", "-o", "out",
+            "--segment-seconds", "1", "--json", cwd=tmp_path,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        batch_id = json.loads(submitted.stdout)["batch"]
+        waited = cluster.cli("wait", str(batch_id))
+        assert waited.returncode == 0, waited.stderr + str(cluster.client.segments(batch_id))
+
+        segments = cluster.client.segments(batch_id)
+        assert len(segments) == 8  # 6 video, audio, assemble
+        assert {s["node"] for s in segments} == {"enc-1", "enc-2"}
+        video = probe(str(tmp_path / "out" / "clip-h264.mp4")).video
+        assert video is not None and video.frames == 150
+
+        refused = cluster.cli("submit", "transcode", "clip.mp4", "-p", "nope", cwd=tmp_path)
+        assert refused.returncode == 2
+        assert "unknown preset 'nope'" in refused.stderr
+    finally:
+        for proc in [*nodes, controller]:
+            stop(proc)

@@ -512,11 +512,12 @@ def nodes(
     if as_json:
         print_json(rows)
         return
-    table = Table("node", "state", "services", "host", "cores", "version", "note")
+    table = Table("node", "state", "services", "host", "cores", "version", "ffmpeg", "note")
     for n in rows:
         table.add_row(
             n["name"], n["state"], ", ".join(f"{k}={v}" for k, v in n["services"].items()),
-            n["host"], str(n["cores"]), n["fingerprint"].get("qfarm", "?"), n["refused"],
+            n["host"], str(n["cores"]), n["fingerprint"].get("qfarm", "?"),
+            n["fingerprint"].get("ffmpeg", "-"), n["refused"],
         )  # fmt: skip
     out.print(table)
 

@@ -317,3 +317,44 @@ def test_chunks_are_removed_once_assembled(encoded: dict[str, dict[str, Path]]) 
     for paths in encoded.values():
         assert not Path(parts_dir(str(paths["split"]))).exists()
         assert not list(paths["split"].parent.glob(".qfarm-*"))
+
+
+def test_failures_leave_nothing_at_the_final_path(tmp_path: Path) -> None:
+    """A source gone before its segments run, and an assembly whose check fails: both jobs
+    fail with a message saying why, and nothing sits at the output's final name. The chunks
+    of the one that failed its check stay for a resubmit."""
+    gone_source = make_source(tmp_path / "gone.mp4", seconds=3)
+    kept_source = make_source(tmp_path / "kept.mp4", seconds=3)
+    gone_out, bad_out = tmp_path / "gone-out.mp4", tmp_path / "bad-out.mp4"
+    request = BatchRequest(
+        jobs=(
+            transcode_job(gone_source, gone_out, "gone", segment_seconds=1),
+            transcode_job(kept_source, bad_out, "bad check", segment_seconds=1),
+        ),
+        hold=True,
+    )
+    planned = plan_batch(request, {"transcode": 2})
+    # The check expects one frame more than the source has.
+    planned[1].spec["expected"]["frames"] += 1
+    gone_source.unlink()
+
+    async def scenario() -> None:
+        farm = tmp_path / "farm"
+        farm.mkdir()
+        async with embedded(farm, nodes=2, services={"transcode": 1}) as controller:
+            batch_id = controller.submit(request, planned)
+            controller.resume(batch_id)
+            batch = await asyncio.wait_for(controller.wait(batch_id), 120)
+            assert batch.state is BatchState.FAILED
+            jobs = controller.store.jobs(batch_id)
+            segments = controller.store.segments(batch_id)
+            gone_job = [s for s in segments if s.job_id == jobs[0].id]
+            assert all(s.state.value in ("failed", "canceled") for s in gone_job)
+            assembly = [s for s in segments if s.kind is SegmentKind.ASSEMBLE]
+            assert "not assembled" in assembly[0].error
+            assert assembly[1].error.startswith("verification: the output has 75 video frames")
+
+    asyncio.run(scenario())
+    assert not gone_out.exists() and not bad_out.exists()
+    assert not [p for p in tmp_path.glob(".qfarm-*") if p.is_file()]
+    assert len(list(Path(parts_dir(str(bad_out))).glob("video-*.mp4"))) == 3
