@@ -327,7 +327,7 @@ class Dispatcher:
                 key, cand.segment_id, cand.batch_id, attempt, name, node.address, cand.service
             )
             self.busy[name][cand.service] += 1
-            tasks.append((self._payload(cand, key, attempt), node.address, cand.service))
+            tasks.append((self._payload(cand, key, attempt, name), node.address, cand.service))
         self.engine.submit(tasks)
         return changes
 
@@ -382,7 +382,7 @@ class Dispatcher:
             / f"segment-{cand.index:04d}-attempt-{attempt}.log"
         )
 
-    def _payload(self, cand: Candidate, key: str, attempt: int) -> dict[str, Any]:
+    def _payload(self, cand: Candidate, key: str, attempt: int, node_name: str) -> dict[str, Any]:
         log_path = self._log_path(cand, attempt)
         return {
             "key": key,
@@ -395,4 +395,21 @@ class Dispatcher:
             "segment": cand.segment_spec,
             "timeout": cand.timeout,
             "log_path": str(log_path),
+            "threads": self._threads(node_name, cand.service),
         }
+
+    def _threads(self, name: str, service: str) -> int:
+        """Cores one instance of ``service`` on node ``name`` may use: its host's cores shared
+        by every instance of the service on that host (local nodes of an embedded cluster
+        share one machine). A tool that threads itself (ffmpeg) is told this many."""
+        node = self.nodes.get(name)
+        if node is None:
+            return 1
+        host = node.facts.get("host") or node.host
+        cores = int(node.facts.get("cores") or 1)
+        sharing = sum(
+            other.services.get(service, 0)
+            for other in self.nodes.values()
+            if (other.facts.get("host") or other.host) == host
+        )
+        return max(1, cores // max(1, sharing))

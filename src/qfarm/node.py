@@ -47,6 +47,7 @@ def run_segment(
         timeout=payload.get("timeout"),
         on_start=on_start,
         on_progress=on_progress,
+        threads=payload.get("threads"),
     )
     try:
         mapping = pathmap.from_environment()

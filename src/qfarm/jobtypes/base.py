@@ -45,6 +45,7 @@ class SegmentContext:
     timeout: float | None
     on_start: Callable[[int], None] = lambda pid: None
     on_progress: Callable[[float], None] = lambda fraction: None
+    threads: int | None = None  # cores this segment may use, for tools that thread themselves
     supervisor: Supervisor = field(default=SUPERVISOR)
     started: float = field(default_factory=time.monotonic)
     pid: int | None = None

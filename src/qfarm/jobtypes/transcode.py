@@ -383,13 +383,15 @@ class _Runner:
         self.ctx = ctx
         self.preset = Preset.from_dict(job["preset"])
         self.source = job["source"]
-        threads = os.environ.get("QFARM_FFMPEG_THREADS")
-        self.threads = int(threads) if threads else None
+        self.threads = ctx.threads
 
     def _base(self, progress: Path) -> list[str]:
+        # -threads here is the decoder's (an input option); the encoder's is in
+        # video_codec_args. Both get the cores this instance has.
+        threads = ["-threads", str(self.threads)] if self.threads else []
         return [
             self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-v", "warning", "-nostats",
-            "-progress", str(progress),
+            "-progress", str(progress), *threads,
         ]  # fmt: skip
 
     def _display_size(self) -> tuple[int, int]:

@@ -143,8 +143,9 @@ def probe(path: str) -> MediaInfo:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).split(":")[0] if isinstance(exc, OSError) else str(exc)
-    return text.strip() or type(exc).__name__
+    """FFmpeg's own words without the path, which the message names already."""
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).strip() or type(exc).__name__
 
 
 def _read(path: str, container: Any) -> MediaInfo:

@@ -60,7 +60,8 @@ def _probe(path: str) -> Ffmpeg:
     for line in encoders.stdout.splitlines():
         # " V....D libx264   libx264 H.264 ...": flags, then the name.
         parts = line.split()
-        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS":
+        # The legend above the list (" V..... = Video") has "=" where a name would be.
+        if len(parts) >= 2 and len(parts[0]) == 6 and parts[0][0] in "VAS" and parts[1] != "=":
             names.add(parts[1])
     return Ffmpeg(
         path=path, version=match.group(1) if match else "unknown", encoders=frozenset(names)
