@@ -612,6 +612,25 @@ def test_submit_transcode_splits_across_transcode_nodes(tmp_path: Path) -> None:
         refused = cluster.cli("submit", "transcode", "clip.mp4", "-p", "nope", cwd=tmp_path)
         assert refused.returncode == 2
         assert "unknown preset 'nope'" in refused.stderr
+
+        # Without shared storage: the source goes to the controller, each node works in its
+        # own scratch folder, the assembly fetches the other node's chunks, and only the
+        # output comes back with fetch.
+        submitted = cluster.cli(
+            "submit", "transcode", "clip.mp4", "-p", "h264", "--upload",
+            "--segment-seconds", "1", "--json", cwd=tmp_path,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        batch_id = json.loads(submitted.stdout)["batch"]
+        waited = cluster.cli("wait", str(batch_id))
+        assert waited.returncode == 0, waited.stderr + str(cluster.client.segments(batch_id))
+        assert {s["node"] for s in cluster.client.segments(batch_id)} == {"enc-1", "enc-2"}
+        fetched = cluster.cli("fetch", str(batch_id), "-o", str(tmp_path / "fetched"))
+        assert fetched.returncode == 0, fetched.stderr
+        files = [p for p in (tmp_path / "fetched").rglob("*") if p.is_file()]
+        assert [p.name for p in files] == ["clip-h264.mp4"]
+        video = probe(str(files[0])).video
+        assert video is not None and video.frames == 150
     finally:
         for proc in [*nodes, controller]:
             stop(proc)

@@ -380,3 +380,24 @@ def test_segments_of_one_transcode_job_stay_on_one_ffmpeg_version(
     assert d._pick_node(candidate(2), free) in ("new-a", "new-b")
     free["new-a"]["transcode"] = free["new-b"]["transcode"] = 0
     assert d._pick_node(candidate(3), free) is None
+
+
+def test_segments_share_their_hosts_cores(store: Store, tmp_path: Path) -> None:
+    """A lone transcode segment may use every core of its host; segments running together
+    on one host (local nodes share it) split them; another host's segments do not count."""
+    from collections import Counter
+
+    d = Dispatcher(store, engine=None, logs_dir=tmp_path)  # type: ignore[arg-type]
+    d.nodes = {
+        name: EngineNode(
+            name, f"tcp://{name}", {"transcode": 1}, host=host, facts={"host": host, "cores": 8}
+        )
+        for name, host in (("a", "box"), ("b", "box"), ("c", "other"))
+    }
+    d.busy = {"a": Counter(transcode=1), "b": Counter(), "c": Counter(transcode=1)}
+    assert d._threads("a", "transcode") == 8
+    d.busy["b"]["transcode"] = 1
+    assert d._threads("a", "transcode") == 4
+    assert d._threads("c", "transcode") == 8
+    d.busy["a"]["transcode"] = 9  # never below one core
+    assert d._threads("a", "transcode") == 1

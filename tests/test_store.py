@@ -1182,3 +1182,27 @@ def test_failed_assembly_is_retried_while_the_job_is_assembling(store: Store) ->
     assert [c.index for c, _ in picked] == [3]
     store.record_reports(results=[done(picked[0][0].segment_id, 2)])
     assert job_states(store, batch_id) == [JobState.DONE]
+
+
+def test_progress_counts_frames_of_done_and_running_segments(store: Store, tmp_path: Path) -> None:
+    """A batch's and a job's progress are in frames: a segment of 4 frames half done
+    counts 2, whatever the number of segments."""
+    batch_id = submit(
+        store,
+        command_job(tmp_path, name="a", frames="1-8", segment_size=4),
+        command_job(tmp_path, name="b", frames="1-2", segment_size=2),
+    )
+    picked, _ = dispatch(store)
+    first, second, other = (c for c, _ in picked)
+    store.record_reports(
+        started=[Started(first.segment_id, 1, 1, time.time())],
+        progress=[Progress(first.segment_id, 1, 0.5, time.time())],
+        results=[done(second.segment_id)],
+    )
+    counts = store.counts(batch_id)
+    assert (counts.work_total, counts.work_done) == (10.0, 6.0)
+    jobs = {job.name: job.id for job in store.jobs(batch_id)}
+    progress = store.job_progress(batch_id)
+    assert progress[jobs["a"]] == pytest.approx(0.75)
+    assert progress[jobs["b"]] == 0.0
+    del other

@@ -190,12 +190,14 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     @app.get(f"{API}/batches/{{batch_id}}")
     async def batch(batch_id: int) -> dict[str, Any]:
         body = batch_json(controller, controller.store.batch(batch_id))
+        progress = controller.store.job_progress(batch_id)
         body["jobs"] = [
             {
                 "id": job.id,
                 "name": job.name,
                 "type": job.job_type,
                 "state": job.state.value,
+                "progress": round(progress.get(job.id, 0.0), 4),
                 "error": job.error,
                 "depends_on": list(job.depends_on),
                 "failed_nodes": list(job.failed_nodes),

@@ -432,9 +432,10 @@ def show(
     table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
     table.add_row(*batch_row(status))
     out.print(table)
-    jobs = Table("job", "type", "state", "error")
+    jobs = Table("job", "type", "state", "progress", "error")
     for job in status.raw["jobs"]:
-        jobs.add_row(job["name"], job["type"], job["state"], job["error"])
+        done = f"{job.get('progress', 0.0):.0%}"
+        jobs.add_row(job["name"], job["type"], job["state"], done, job["error"])
     out.print(jobs)
     segments = Table("segment", "label", "state", "node", "attempts", "error")
     for seg in segment_rows:

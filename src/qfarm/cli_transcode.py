@@ -7,6 +7,7 @@ need the file.
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 from pathlib import Path
@@ -27,6 +28,7 @@ from qfarm.cli import (
     run_request,
 )
 from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at, print_json
+from qfarm.client import Client
 from qfarm.errors import InvalidRequest
 from qfarm.media import presets as presets_mod
 from qfarm.model import BatchRequest, JobRequest, parse_priority
@@ -235,6 +237,14 @@ def submit_transcode(
     start_at: Annotated[
         str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
     ] = None,
+    upload: Annotated[
+        bool,
+        typer.Option(
+            "--upload",
+            help="Send the sources to the controller, for nodes without shared storage; get "
+            "the outputs with qfarm fetch.",
+        ),
+    ] = False,
     controller: ControllerOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -242,21 +252,47 @@ def submit_transcode(
     """Submit transcode jobs to a controller and print the new batch's id.
 
     Sources and output folder must be on storage the nodes share (see --path-map on
-    qfarm node).
+    qfarm node), or sent with --upload.
     """
     try:
+        if upload and output is not None:
+            raise InvalidRequest("--upload keeps outputs on the controller: fetch them with "
+                                 "qfarm fetch -o DIR instead of giving --output")  # fmt: skip
         request = transcode_batch(
             inputs=inputs, presets=preset or [], output=output, segment_seconds=segment_seconds,
             preset_files=preset_files, verify=verify, name=name, priority=priority,
             retries=retries, timeout=timeout, hold=hold, start_at=parse_start_at(start_at),
         )  # fmt: skip
-        handle = connect(controller, token).submit(request)
+        client = connect(controller, token)
+        if upload:
+            request = uploaded(client, request)
+        handle = client.submit(request)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     if as_json:
         print_json({"batch": handle.id})
     else:
         out.print(handle.id)
+
+
+def uploaded(client: Client, request: BatchRequest) -> BatchRequest:
+    """The request with its sources sent to cluster storage: every job then reads its source
+    from the upload and writes its output beside it, on the controller's side."""
+    sources = sorted({Path(job.spec["input"]) for job in request.jobs})
+    base = Path(os.path.commonpath([str(s.parent) for s in sources]))
+    upload_id, path = client.upload(sources, base)
+    jobs = []
+    for job in request.jobs:
+        rel = Path(job.spec["input"]).relative_to(base).as_posix()
+        spec = {
+            **job.spec,
+            "input": f"{path}/{rel}",
+            "cwd": path,
+            "output_dir": path,
+            "storage": {"upload": upload_id, "path": path},
+        }
+        jobs.append(dataclasses.replace(job, spec=spec))
+    return dataclasses.replace(request, jobs=tuple(jobs))
 
 
 def invoke(mode: str, args: list[str]) -> int:

@@ -197,12 +197,15 @@ class Client:
         result: list[str] = self._call("GET", f"/batches/{batch_id}/outputs")
         return result
 
+    def download_output(self, batch_id: int, rel: str, target: Path) -> None:
+        self._download(f"/batches/{batch_id}/outputs/{rel}", target)
+
     def fetch(self, batch_id: int, dest: Path) -> list[Path]:
         """Download a batch's outputs from cluster storage into ``dest``."""
         written = []
         for rel in self.outputs(batch_id):
             target = dest / safe_relative(rel)
-            self._download(f"/batches/{batch_id}/outputs/{rel}", target)
+            self.download_output(batch_id, rel, target)
             written.append(target)
         return written
 

@@ -318,7 +318,7 @@ class Dispatcher:
             choose,
             log_path=lambda cand: str(self._log_path(cand, cand.attempts + 1)),
         )
-        tasks = []
+        keys = []
         for cand, name in picked:
             node = self.nodes[name]
             attempt = cand.attempts + 1
@@ -327,8 +327,16 @@ class Dispatcher:
                 key, cand.segment_id, cand.batch_id, attempt, name, node.address, cand.service
             )
             self.busy[name][cand.service] += 1
-            tasks.append((self._payload(cand, key, attempt, name), node.address, cand.service))
-        self.engine.submit(tasks)
+            keys.append(key)
+        # Payloads once every pick of this tick is counted busy: each segment's share of its
+        # host's cores counts the segments that start beside it.
+        self.engine.submit(
+            [
+                (self._payload(cand, key, cand.attempts + 1, name), self.nodes[name].address,
+                 cand.service)
+                for (cand, name), key in zip(picked, keys, strict=True)
+            ]
+        )  # fmt: skip
         return changes
 
     def _pick_node(self, cand: Candidate, free: dict[str, dict[str, int]]) -> str | None:
@@ -399,17 +407,20 @@ class Dispatcher:
         }
 
     def _threads(self, name: str, service: str) -> int:
-        """Cores one instance of ``service`` on node ``name`` may use: its host's cores shared
-        by every instance of the service on that host (local nodes of an embedded cluster
-        share one machine). A tool that threads itself (ffmpeg) is told this many."""
+        """Cores a segment of ``service`` starting on node ``name`` may use, for tools that
+        thread themselves (ffmpeg): its host's cores shared among the segments of that
+        service running there now, this one included. Local nodes of an embedded cluster
+        share one host. A lone segment gets every core; segments that start together split
+        them, as independent single-threaded encodes use cores better than threads do.
+        """
         node = self.nodes.get(name)
         if node is None:
             return 1
         host = node.facts.get("host") or node.host
         cores = int(node.facts.get("cores") or 1)
-        sharing = sum(
-            other.services.get(service, 0)
-            for other in self.nodes.values()
-            if (other.facts.get("host") or other.host) == host
+        running = sum(
+            self.busy.get(other, Counter())[service]
+            for other, other_node in self.nodes.items()
+            if (other_node.facts.get("host") or other_node.host) == host
         )
-        return max(1, cores // max(1, sharing))
+        return max(1, cores // max(1, running))

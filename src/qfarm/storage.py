@@ -63,12 +63,14 @@ def write_atomically(target: Path, chunks: Iterator[bytes]) -> int:
 
 
 def list_files(folder: Path) -> list[str]:
+    """The files a client fetches: not qfarm's own (partial files, a transcode's chunks,
+    all named ``.qfarm-...``)."""
     if not folder.is_dir():
         return []
     return sorted(
-        str(path.relative_to(folder).as_posix())
-        for path in folder.rglob("*")
-        if path.is_file() and not path.name.startswith(".qfarm-part-")
+        str(rel.as_posix())
+        for rel in (path.relative_to(folder) for path in folder.rglob("*") if path.is_file())
+        if not any(part.startswith(".qfarm-") for part in rel.parts)
     )
 
 
@@ -108,7 +110,8 @@ _download_lock = threading.Lock()
 
 def prepare(payload: dict[str, Any], scratch_root: Path) -> dict[str, Any]:
     """For a job in cluster storage: its upload downloaded to this node (once per upload),
-    and every path of the payload moved from the controller's folder to the local one.
+    the earlier outputs the segment ``needs`` fetched, and every path of the payload moved
+    from the controller's folder to the local one.
     """
     from qfarm import pathmap
     from qfarm.client import Client
@@ -121,6 +124,15 @@ def prepare(payload: dict[str, Any], scratch_root: Path) -> dict[str, Any]:
             for rel in client.upload_files(storage["upload"]):
                 client.download_upload(storage["upload"], rel, local / rel)
             (local / ".qfarm-complete").touch()
+    # Outputs of earlier segments of the batch that this one works on (a transcode's chunks,
+    # for its assembly): fetched from the controller unless this node made them itself.
+    fetcher: Client | None = None
+    for path in payload["segment"].get("needs") or []:
+        rel = PurePosixPath(path).relative_to(storage["path"]).as_posix()
+        target = local / safe_relative(rel)
+        if not target.exists():
+            fetcher = fetcher or Client(os.environ.get(CONTROLLER_ENV))
+            fetcher.download_output(payload["batch_id"], rel, target)
     mapping = {storage["path"]: str(local)}
     return {
         **payload,

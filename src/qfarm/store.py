@@ -419,27 +419,12 @@ class Store:
     def counts(self, batch_id: int) -> BatchCounts:
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(
-                    segments.c.state,
-                    func.count(),
-                    func.sum(segments.c.frames),
-                    func.sum(segments.c.frames * segments.c.progress),
-                )
+                select(segments.c.state, func.count(), *_WORK_COLUMNS)
                 .where(segments.c.batch_id == batch_id)
                 .group_by(segments.c.state)
             ).all()
         by_state = {SegmentState(state): int(n) for state, n, _, _ in rows}
-        # Work is counted in frames (a segment's units), so a long segment half done
-        # moves the bar as much as it should.
-        work_total = sum(float(frames or 0) for _, _, frames, _ in rows)
-        work_done = sum(
-            float(frames or 0)
-            if state == SegmentState.DONE.value
-            else float(partial or 0)
-            if state == SegmentState.RUNNING.value
-            else 0.0
-            for state, _, frames, partial in rows
-        )
+        work_total, work_done = _work([(state, frames, part) for state, _, frames, part in rows])
         return BatchCounts(
             work_total=work_total,
             work_done=work_done,
@@ -451,6 +436,23 @@ class Store:
             failed=by_state.get(SegmentState.FAILED, 0),
             canceled=by_state.get(SegmentState.CANCELED, 0),
         )
+
+    def job_progress(self, batch_id: int) -> dict[int, float]:
+        """Each job's work done, 0..1, counting the reported part of running segments."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(segments.c.job_id, segments.c.state, *_WORK_COLUMNS)
+                .where(segments.c.batch_id == batch_id)
+                .group_by(segments.c.job_id, segments.c.state)
+            ).all()
+        by_job: dict[int, list[tuple[str, Any, Any]]] = defaultdict(list)
+        for job_id, state, frames, part in rows:
+            by_job[job_id].append((state, frames, part))
+        progress = {}
+        for job_id, job_rows in by_job.items():
+            total, done = _work(job_rows)
+            progress[job_id] = done / total if total else 0.0
+        return progress
 
     # -------------------------------------------------------------- dispatching
 
@@ -1063,6 +1065,23 @@ def _mark_dispatched(conn: Connection, dispatches: Sequence[Dispatch]) -> list[C
     for batch in conn.execute(_QUEUED_BATCHES_OF, {"ids": list(batch_ids)}):
         _move(conn, batch, BatchState.RUNNING, changes, started_at=now)
     return changes
+
+
+# Work is counted in frames (a segment's units), so a long segment half done moves a
+# progress bar as much as it should: per state, the frames, and the frames times progress.
+_WORK_COLUMNS = (func.sum(segments.c.frames), func.sum(segments.c.frames * segments.c.progress))
+
+
+def _work(rows: Iterable[tuple[str, Any, Any]]) -> tuple[float, float]:
+    """(total, done) from (state, frames, frames x progress) rows."""
+    total = done = 0.0
+    for state, frames, partial in rows:
+        total += float(frames or 0)
+        if state == SegmentState.DONE.value:
+            done += float(frames or 0)
+        elif state == SegmentState.RUNNING.value:
+            done += float(partial or 0)
+    return total, done
 
 
 def _work_done(conn: Connection, job_id: int) -> bool:

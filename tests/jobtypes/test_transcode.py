@@ -358,3 +358,52 @@ def test_failures_leave_nothing_at_the_final_path(tmp_path: Path) -> None:
     assert not gone_out.exists() and not bad_out.exists()
     assert not [p for p in tmp_path.glob(".qfarm-*") if p.is_file()]
     assert len(list(Path(parts_dir(str(bad_out))).glob("video-*.mp4"))) == 3
+
+
+def test_every_builtin_preset_gives_a_checked_output(tmp_path: Path) -> None:
+    """Each built-in preset whose encoders this ffmpeg has, on a 3 s source cut into
+    segments where the preset is split: every job ends done, which means its output passed
+    the checks, and the output holds the preset's codecs."""
+    from qfarm.media.presets import BUILTIN, ENCODER_CODECS
+    from qfarm.media.tool import has_encoder
+
+    source = make_source(tmp_path / "src.mp4", seconds=3, size="320x180")
+    usable = [p for p in BUILTIN.values() if all(has_encoder(e) for e in p.encoders())]
+    assert {"h264", "hevc", "prores-422", "vp9", "aac", "mp3", "png", "remux"} <= {
+        p.name for p in usable
+    }
+    out = str(tmp_path / "out")
+    jobs = tuple(
+        JobRequest(
+            "transcode",
+            {"input": str(source), "preset": p.name, "output_dir": out, "segment_seconds": 1.5},
+            name=p.name,
+            retries=0,
+        )
+        for p in usable
+    )
+
+    async def scenario() -> None:
+        farm = tmp_path / "farm"
+        farm.mkdir()
+        async with embedded(farm, nodes=2, services={"transcode": 1}) as controller:
+            batch_id = controller.submit(BatchRequest(jobs=jobs))
+            batch = await asyncio.wait_for(controller.wait(batch_id), 240)
+            errors = [(s.label, s.error) for s in controller.store.segments(batch_id) if s.error]
+            assert batch.state is BatchState.DONE, errors
+
+    asyncio.run(scenario())
+    for preset in usable:
+        if preset.kind == "images":
+            frames = sorted((tmp_path / "out" / f"src-{preset.name}").iterdir())
+            assert len(frames) == 75 and frames[0].name == f"src_000001{preset.extension}"
+            continue
+        info = probe(str(tmp_path / "out" / f"src-{preset.name}{preset.extension}"))
+        if preset.kind == "audio":
+            assert info.video is None and info.audio is not None
+            continue
+        assert info.video is not None and info.video.frames == 75
+        if preset.video_codec != "copy":
+            assert info.video.codec == ENCODER_CODECS[str(preset.video_codec)]
+        if preset.name == "h264-720p-2pass":  # two passes in each of two segments
+            assert info.video.height == 180  # never scaled up

@@ -44,6 +44,8 @@ from qfarm.model import SegmentKind, SegmentPlan
 MIN_SEGMENT_SECONDS = 10.0
 PROGRESS_POLL_SECONDS = 0.5
 VERIFY_MODES = ("seams", "full", "none")
+# Encoders of codecs without frame reordering: every frame a keyframe.
+INTRA_ONLY = frozenset({"prores_ks", "prores", "mjpeg", "png", "dnxhd", "ffv1"})
 
 
 def segment_count(duration: float, frames: int, instances: int, seconds: float | None) -> int:
@@ -130,7 +132,9 @@ class TranscodeJobType:
         _check_streams(preset, info)
 
         seconds = _positive_float(spec.get("segment_seconds"), "segment length")
-        instances = int(spec.get("instances") or 1)
+        instances = spec.get("instances") or 1
+        if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
+            raise InvalidRequest(f"instances must be a whole number from 1, not {instances!r}")
         verify = str(spec.get("verify") or "seams")
         if verify not in VERIFY_MODES:
             raise InvalidRequest(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
@@ -213,6 +217,8 @@ class TranscodeJobType:
                 index=len(plans) + 1,
                 spec={
                     "part": "assemble",
+                    # What the assembly reads: fetched first on a node without shared storage.
+                    "needs": [*chunks, *([audio] if audio else [])],
                     "chunks": chunks,
                     "durations": durations,
                     "audio": audio,
@@ -412,6 +418,14 @@ class _Runner:
             args[-2:-2] = ["-movflags", "+faststart"]
         return args
 
+    def _chunk_mux_args(self) -> list[str]:
+        """A chunk of an intra-only codec in MOV/MP4 is written without an edit list: it needs
+        none (no frame reordering), and ffmpeg 7.0's MOV muxer cuts the last frame of a
+        ProRes chunk ended by -frames:v out of the edit list it writes."""
+        if self.preset.container in ("mp4", "mov") and self.preset.video_codec in INTRA_ONLY:
+            return ["-use_editlist", "0"]
+        return []
+
     def _run(self, argv: list[str], progress: Path, total: float, unit: str) -> Any:
         with _watch_progress(progress, total, unit, self.ctx):
             return self.ctx.run(argv, cwd=self.job.get("cwd"))
@@ -452,7 +466,7 @@ class _Runner:
             # The first kept frame becomes time 0, so chunks join on their own durations.
             video = self._video_args(["setpts=PTS-STARTPTS"])
             tail = ["-an", "-sn", "-dn", "-frames:v", str(seg["frames"])]
-            out = [*self._mux_args(), temp]
+            out = [*self._mux_args(), *self._chunk_mux_args(), temp]
             if number == 1:
                 out = ["-f", "null", os.devnull]
             return [*head, *video, *self._pass_args(number, passlog), *tail, *out]

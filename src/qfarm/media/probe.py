@@ -199,7 +199,7 @@ def _read(path: str, container: Any) -> MediaInfo:
         span = Fraction(end - video_pts[0]) * video_stream.time_base
         rate = Fraction(len(video_pts)) / span if span else Fraction(25)
         video = VideoFacts(
-            codec=ctx.name,
+            codec=_codec_name(ctx),
             width=int(ctx.width),
             height=int(ctx.height),
             rotation=rotation,
@@ -214,7 +214,7 @@ def _read(path: str, container: Any) -> MediaInfo:
         ctx = audio_stream.codec_context
         tb = audio_stream.time_base
         audio = AudioFacts(
-            codec=ctx.name,
+            codec=_codec_name(ctx),
             channels=int(ctx.channels),
             layout=ctx.layout.name if ctx.layout is not None else "",
             sample_rate=int(ctx.sample_rate),
@@ -259,3 +259,8 @@ def _container_start(container: Any, video: VideoFacts | None, audio: AudioFacts
         return float(container.start_time) / 1_000_000
     starts = [f.start_seconds for f in (video, audio) if f is not None]
     return min(starts) if starts else 0.0
+
+
+def _codec_name(ctx: Any) -> str:
+    """The codec's own name ("av1"), not its decoder's ("libdav1d")."""
+    return str(getattr(ctx.codec, "canonical_name", None) or ctx.name)
