@@ -131,3 +131,42 @@ def test_serialize_runs_jobs_strictly_in_order(tmp_path: Path) -> None:
 
     (tmp_path / "farm").mkdir()
     asyncio.run(scenario())
+
+
+def test_transcode_jobs_resolve_presets_on_the_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A built-in preset travels by name; a user's preset (from QFARM_PRESETS) and an
+    inline table travel whole, so the controller never needs the user's files."""
+    presets_file = tmp_path / "studio.toml"
+    presets_file.write_text('[preset.web]\ncontainer = "mp4"\nvideo_codec = "libx264"\ncrf = 26\n')
+    monkeypatch.setenv("QFARM_PRESETS", str(presets_file))
+    path = tmp_path / "encode.toml"
+    path.write_text(
+        """
+[[jobs]]
+type = "transcode"
+input = "a.mov"
+preset = "h264-720p"
+
+[[jobs]]
+type = "transcode"
+input = "a.mov"
+preset = "web"
+
+[[jobs]]
+type = "transcode"
+input = "a.mov"
+preset = { name = "tiny", container = "webm", video_codec = "libvpx-vp9", crf = 40 }
+"""
+    )
+    jobs = batchfile.load(str(path)).jobs
+    assert jobs[0].spec["preset"] == "h264-720p"
+    assert jobs[1].spec["preset"]["crf"] == 26
+    assert jobs[1].spec["preset"]["source"] == str(presets_file)
+    assert jobs[2].spec["preset"]["video_codec"] == "libvpx-vp9"
+    assert all(job.spec["cwd"] == str(tmp_path) for job in jobs)
+
+    path.write_text('[[jobs]]\ntype = "transcode"\ninput = "a.mov"\npreset = "nope"\n')
+    with pytest.raises(InvalidRequest, match="unknown preset 'nope'"):
+        batchfile.load(str(path))

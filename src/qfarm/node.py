@@ -107,7 +107,7 @@ def _preflight(payload: dict[str, Any], ctx: SegmentContext) -> SegmentOutcome |
         if done is None:
             ctx.log(f"preflight: {' '.join(argv)}")
             result = ctx.run(argv, cwd=payload["job"].get("cwd"), env=payload["job"].get("env"))
-            if result.exit_code == 0 and not (result.error or result.killed or result.timed_out):
+            if result.succeeded():
                 done = SegmentOutcome(ok=True)
             else:
                 failure = describe_process_failure(result, "preflight")

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +37,10 @@ class ProcessResult:
     timed_out: bool = False
     killed: bool = False  # ended by a cancel
     error: str = ""  # the process could not start
+
+    def succeeded(self, ok_exit: Collection[int] = (0,)) -> bool:
+        """It ran to its end by itself, with an exit code that means success."""
+        return not (self.error or self.killed or self.timed_out) and self.exit_code in ok_exit
 
 
 class Supervisor:

@@ -298,9 +298,7 @@ class CommandJobType:
                 values = {**values, "output": temp}
             argv = [fill(arg, values) for arg in job["command"]]
             result = ctx.run(argv, cwd=job["cwd"], env=job["env"])
-            ok = not (result.error or result.killed or result.timed_out)
-            ok = ok and result.exit_code in ok_exit
-            if not ok:
+            if not result.succeeded(ok_exit):
                 discard(temp)
                 return describe_process_failure(result, f"command {argv[0]}")
             if final is not None and temp is not None:

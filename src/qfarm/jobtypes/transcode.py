@@ -25,7 +25,7 @@ import math
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +38,7 @@ from qfarm.media.presets import Preset
 from qfarm.media.probe import MediaInfo, probe
 from qfarm.media.tool import ToolMissing, ffmpeg
 from qfarm.model import SegmentKind, SegmentPlan
+from qfarm.supervisor import ProcessResult
 
 # A default segment is at least this long: shorter ones spend more on start-up and on the
 # decode from the keyframe before each cut than they gain.
@@ -426,28 +427,39 @@ class _Runner:
             return ["-use_editlist", "0"]
         return []
 
-    def _run(self, argv: list[str], progress: Path, total: float, unit: str) -> Any:
-        with _watch_progress(progress, total, unit, self.ctx):
+    def _run(
+        self,
+        argv: list[str],
+        progress: Path,
+        total: float,
+        unit: str,
+        share: tuple[float, float] = (0.0, 1.0),
+    ) -> ProcessResult:
+        """Run ffmpeg, reporting its progress as the ``share`` (start, size) of the segment."""
+        with _watch_progress(progress, total, unit, self.ctx, share):
             return self.ctx.run(argv, cwd=self.job.get("cwd"))
 
     def _encode(
-        self, argv_for_pass: Any, target: str, progress: Path, total: float, unit: str
+        self,
+        argv_for_pass: Callable[[int, str], list[str]],
+        target: str,
+        progress: Path,
+        total: float,
+        unit: str,
     ) -> SegmentOutcome:
-        """Run one or two passes writing ``target`` (a temporary name)."""
+        """Run one pass, or two (each half the progress), writing ``target``."""
         passes = [1, 2] if self.preset.two_pass else [0]
         passlog = str(progress.with_suffix(".pass"))
         try:
             for number in passes:
-                argv = argv_for_pass(number, passlog)
-                result = self._run(argv, progress, total, unit)
-                if result.error or result.killed or result.timed_out or result.exit_code != 0:
-                    return describe_process_failure(result, "ffmpeg")
+                share = (0.5 * (number - 1), 0.5) if number else (0.0, 1.0)
+                result = self._run(argv_for_pass(number, passlog), progress, total, unit, share)
+                if not result.succeeded():
+                    break
         finally:
             for leftover in Path(passlog).parent.glob(Path(passlog).name + "*"):
                 leftover.unlink(missing_ok=True)
-        if not os.path.exists(target):
-            return SegmentOutcome(ok=False, error=f"ffmpeg exited 0 but wrote no {target}")
-        return SegmentOutcome(ok=True, exit_code=0)
+        return _outcome(result, target)
 
     def _pass_args(self, number: int, passlog: str) -> list[str]:
         if number == 0:
@@ -550,7 +562,7 @@ class _Runner:
         ]  # fmt: skip
         try:
             result = self._run(argv, progress, float(count), "frame")
-            if result.error or result.killed or result.timed_out or result.exit_code != 0:
+            if not result.succeeded():
                 return describe_process_failure(result, "ffmpeg")
             names = [
                 f"{seg['stem']}_{n:06d}{self.preset.extension}"
@@ -660,8 +672,8 @@ class _Stopped(Exception):
         self.outcome = outcome
 
 
-def _outcome(result: Any, target: str) -> SegmentOutcome:
-    if result.error or result.killed or result.timed_out or result.exit_code != 0:
+def _outcome(result: ProcessResult, target: str) -> SegmentOutcome:
+    if not result.succeeded():
         return describe_process_failure(result, "ffmpeg")
     if not os.path.exists(target):
         return SegmentOutcome(ok=False, exit_code=0, error=f"ffmpeg exited 0 but wrote no {target}")
@@ -674,9 +686,16 @@ def _quote(path: str) -> str:
 
 
 @contextlib.contextmanager
-def _watch_progress(path: Path, total: float, unit: str, ctx: SegmentContext) -> Iterator[None]:
+def _watch_progress(
+    path: Path,
+    total: float,
+    unit: str,
+    ctx: SegmentContext,
+    share: tuple[float, float] = (0.0, 1.0),
+) -> Iterator[None]:
     """Report progress while ffmpeg runs, from the key=value blocks it writes to ``path``
-    with ``-progress``: ``frame=`` against a frame count, or ``out_time_us=`` against seconds.
+    with ``-progress``: ``frame=`` against a frame count, or ``out_time_us=`` against
+    seconds, as the ``share`` (start, size) of the segment's whole progress.
     """
     stop = threading.Event()
     path.unlink(missing_ok=True)
@@ -687,7 +706,7 @@ def _watch_progress(path: Path, total: float, unit: str, ctx: SegmentContext) ->
             done = _read_progress(path, unit)
             if done is None or total <= 0:
                 continue
-            fraction = min(1.0, done / total)
+            fraction = share[0] + share[1] * min(1.0, done / total)
             if fraction > last:
                 last = fraction
                 ctx.on_progress(fraction)
