@@ -407,3 +407,24 @@ def test_every_builtin_preset_gives_a_checked_output(tmp_path: Path) -> None:
             assert info.video.codec == ENCODER_CODECS[str(preset.video_codec)]
         if preset.name == "h264-720p-2pass":  # two passes in each of two segments
             assert info.video.height == 180  # never scaled up
+
+
+def test_progress_watcher_reports_growing_fractions_of_its_share(tmp_path: Path) -> None:
+    """While ffmpeg runs, its -progress file is read and reported as a fraction of the
+    segment; a second pass reports in the second half."""
+    from qfarm.jobtypes.base import SegmentContext
+    from qfarm.jobtypes.transcode import _watch_progress
+    from tests.helpers import wait_until_sync
+
+    reports: list[float] = []
+    ctx = SegmentContext(
+        key="k", log_path=tmp_path / "log", timeout=None, on_progress=reports.append
+    )
+    progress = tmp_path / "progress"
+    with _watch_progress(progress, 100.0, "frame", ctx, share=(0.5, 0.5)):
+        progress.write_text("frame=50\nprogress=continue\n")
+        wait_until_sync(lambda: reports[-1:] == [0.75], timeout=10, what="a report of frame 50")
+        with progress.open("a") as fh:
+            fh.write("frame=100\nprogress=end\n")
+        wait_until_sync(lambda: reports[-1:] == [1.0], timeout=10, what="a report of frame 100")
+    assert reports == sorted(reports)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -118,3 +119,20 @@ def test_summary_is_json(av_mp4: Path, rotated_mp4: Path) -> None:
     assert summary["video"]["display_size"] == [240, 320]
     assert summary["video"]["frame_rate"] == "25"
     assert "audio" not in summary
+
+
+def test_keyframes_are_found_by_index(tmp_path: Path) -> None:
+    """A source made with a keyframe every 10 frames reports them at 0, 10, 20, ..."""
+    from qfarm.media.tool import ffmpeg
+
+    path = tmp_path / "gop10.mp4"
+    subprocess.run(
+        [ffmpeg().path, "-v", "error", "-y", "-f", "lavfi", "-i",
+         "testsrc2=size=160x120:rate=25:duration=2", "-c:v", "libx264", "-g", "10",
+         "-keyint_min", "10", "-sc_threshold", "0", str(path)],
+        check=True,
+    )  # fmt: skip
+    video = probe(str(path)).video
+    assert video is not None
+    assert video.keyframes == tuple(range(0, 50, 10))
+    assert probe(str(path)).summary()["video"]["keyframes"] == 5

@@ -8,6 +8,7 @@ checked against come from the same read.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import os
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ class VideoFacts:
     frame_rate: Fraction  # average, for people and for the duration tolerance
     pts: tuple[int, ...]  # every frame's timestamp in presentation order, in time_base
     end: int  # where the last frame ends, in time_base
+    keyframes: tuple[int, ...] = ()  # indexes (into pts) of the keyframes
 
     @property
     def frames(self) -> int:
@@ -104,6 +106,7 @@ class MediaInfo:
                 "duration": v.duration,
                 "start": v.start_seconds,
                 "constant_rate": v.constant_rate,
+                "keyframes": len(v.keyframes),
             }
         if self.audio is not None:
             a = self.audio
@@ -164,6 +167,7 @@ def _read(path: str, container: Any) -> MediaInfo:
         raise InvalidRequest(f"{path} has no video or audio stream")
     wanted = [s for s in (video_stream, audio_stream) if s is not None]
     video_pts: list[int] = []
+    key_pts: list[int] = []
     video_end = None
     audio_first: int | None = None
     audio_end: int | None = None
@@ -173,6 +177,8 @@ def _read(path: str, container: Any) -> MediaInfo:
             continue
         if packet.stream is video_stream:
             video_pts.append(stamp)
+            if packet.is_keyframe:
+                key_pts.append(stamp)
             if packet.duration:
                 end = stamp + packet.duration
                 video_end = end if video_end is None else max(video_end, end)
@@ -207,6 +213,7 @@ def _read(path: str, container: Any) -> MediaInfo:
             time_base=Fraction(video_stream.time_base),
             frame_rate=Fraction(video_stream.average_rate or rate).limit_denominator(1001000),
             pts=tuple(video_pts),
+            keyframes=tuple(bisect.bisect_left(video_pts, k) for k in sorted(key_pts)),
             end=int(end),
         )
     audio = None
