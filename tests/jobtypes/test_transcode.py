@@ -428,3 +428,24 @@ def test_progress_watcher_reports_growing_fractions_of_its_share(tmp_path: Path)
             fh.write("frame=100\nprogress=end\n")
         wait_until_sync(lambda: reports[-1:] == [1.0], timeout=10, what="a report of frame 100")
     assert reports == sorted(reports)
+
+
+def test_source_the_clusters_ffmpeg_cannot_read_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PyAV plans with its own FFmpeg; the nodes run another. A source the nodes' ffmpeg
+    fails on (here a stand-in ffmpeg that refuses every input) is refused up front."""
+    source = make_source(tmp_path / "clip.mp4", seconds=1)
+    fake = tmp_path / "ffmpeg"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$*" in\n'
+        '  *-version*) echo "ffmpeg version 0.0-fake";;\n'
+        '  *-encoders*) echo " V....D libx264 H.264"; echo " A....D aac AAC";;\n'
+        '  *) echo "clip.mp4: Invalid data found when processing input" >&2; exit 1;;\n'
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("QFARM_FFMPEG", str(fake))
+    with pytest.raises(InvalidRequest, match=r"ffmpeg 0\.0-fake cannot read .*: .*Invalid data"):
+        TRANSCODE.validate({"input": str(source), "preset": "h264"})

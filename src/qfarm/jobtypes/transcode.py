@@ -21,9 +21,11 @@ assembly succeeds, so a resubmit redoes only the chunks that failed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import shutil
+import subprocess
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -131,6 +133,7 @@ class TranscodeJobType:
         _check_encoders(preset)
         info = probe(source)
         _check_streams(preset, info)
+        _check_ffmpeg_reads(source)
 
         seconds = _positive_float(spec.get("segment_seconds"), "segment length")
         instances = spec.get("instances") or 1
@@ -332,6 +335,35 @@ def _check_encoders(preset: Preset) -> None:
             f"preset {preset.name!r} needs the {missing[0]} encoder, which ffmpeg "
             f"{tool.version} does not have"
         )
+
+
+def _check_ffmpeg_reads(source: str) -> None:
+    """Refuse a source the cluster's ffmpeg cannot decode (PyAV, which planned it, links
+    its own FFmpeg): a tenth of a second of every stream is decoded, once per file version."""
+    try:
+        tool = ffmpeg()
+    except ToolMissing:
+        return
+    stat = os.stat(source)
+    problem = _ffmpeg_read_problem(tool.path, source, stat.st_size, stat.st_mtime_ns)
+    if problem:
+        raise InvalidRequest(f"ffmpeg {tool.version} cannot read {source}: {problem}")
+
+
+@functools.lru_cache(maxsize=256)
+def _ffmpeg_read_problem(ffmpeg_path: str, source: str, size: int, mtime: int) -> str:
+    argv = [ffmpeg_path, "-hide_banner", "-nostdin", "-v", "error", "-i", source,
+            "-t", "0.1", "-map", "0", "-f", "null", "-"]  # fmt: skip
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "decoding its first frames took more than 60 s"
+    if result.returncode < 0:
+        return f"ffmpeg crashed (signal {-result.returncode})"
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines()
+        return lines[-1] if lines else f"ffmpeg exited {result.returncode}"
+    return ""
 
 
 def _check_streams(preset: Preset, info: MediaInfo) -> None:
