@@ -44,6 +44,8 @@ def plan_job(
         raise InvalidRequest(f"{name} job plans no segments")
     claimed = {} if claimed is None else claimed
     for plan in plans:
+        # Nodes read a segment's outputs from its spec (cluster storage sends them back).
+        plan.spec.setdefault("outputs", list(plan.outputs))
         for path in plan.outputs:
             owner = f"segment {plan.index} ({plan.label})"
             if path in claimed:
