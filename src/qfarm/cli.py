@@ -309,7 +309,10 @@ def run(
 
 # Job types with a command line of their own, `qfarm run NAME ...` and `qfarm submit NAME
 # ...`, by the module that holds it (its invoke(mode, args) returns the exit code).
-JOB_COMMANDS: dict[str, str] = {"transcode": "qfarm.cli_transcode"}
+JOB_COMMANDS: dict[str, str] = {
+    "transcode": "qfarm.cli_transcode",
+    "render": "qfarm.cli_render",
+}
 
 
 def invoke_job_command(name: str, mode: str, args: list[str]) -> int:
@@ -318,6 +321,25 @@ def invoke_job_command(name: str, mode: str, args: list[str]) -> int:
     module = importlib.import_module(JOB_COMMANDS[name])
     code: int = module.invoke(mode, args)
     return code
+
+
+def single_command_app() -> typer.Typer:
+    """A Typer app of one command: a job type's `qfarm run NAME` or `qfarm submit NAME`."""
+    return typer.Typer(
+        add_completion=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+        rich_markup_mode="markdown",
+    )
+
+
+def invoke_single(command_app: typer.Typer, args: list[str], prog: str) -> int:
+    """Run a single-command app on ``args`` as ``prog``; its exit code."""
+    command = typer.main.get_command(command_app)
+    try:
+        command.main(args=args, prog_name=prog, standalone_mode=True)
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else (1 if exit_.code else 0)
+    return 0
 
 
 def run_request(

@@ -24,8 +24,10 @@ from qfarm.cli import (
     TimeoutOpt,
     app,
     fail_usage,
+    invoke_single,
     out,
     run_request,
+    single_command_app,
 )
 from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at, print_json
 from qfarm.client import Client
@@ -160,16 +162,8 @@ def transcode_batch(
     return BatchRequest(jobs=tuple(jobs), name=label, priority=level, hold=hold, start_at=start_at)
 
 
-def _single_command_app() -> typer.Typer:
-    return typer.Typer(
-        add_completion=False,
-        context_settings={"help_option_names": ["-h", "--help"]},
-        rich_markup_mode="markdown",
-    )
-
-
-run_app = _single_command_app()
-submit_app = _single_command_app()
+run_app = single_command_app()
+submit_app = single_command_app()
 
 
 @run_app.command(epilog=RUN_EPILOG)
@@ -297,12 +291,7 @@ def uploaded(client: Client, request: BatchRequest) -> BatchRequest:
 
 def invoke(mode: str, args: list[str]) -> int:
     """Run ``qfarm run transcode ARGS`` or ``qfarm submit transcode ARGS``; the exit code."""
-    command = typer.main.get_command(run_app if mode == "run" else submit_app)
-    try:
-        command.main(args=args, prog_name=f"qfarm {mode} transcode", standalone_mode=True)
-    except SystemExit as exit_:
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
-    return 0
+    return invoke_single(run_app if mode == "run" else submit_app, args, f"qfarm {mode} transcode")
 
 
 @app.command(

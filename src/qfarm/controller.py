@@ -79,15 +79,17 @@ def plan_batch(
 
 def default_local_nodes(count: int | None = None, instances: int | None = None) -> list[NodeSpec]:
     """Local service nodes for an embedded cluster: together, one command instance per core,
-    and one transcode instance per node (ffmpeg spreads its own work over the cores) when
-    ffmpeg runs here.
+    and one transcode and one render instance per node (ffmpeg and renderers spread their own
+    work over the cores) when their tools run here.
     """
     from qfarm.node import offerable_services
 
     cores = os.cpu_count() or 1
     count = count or (2 if cores >= 2 else 1)
     per_node = instances or max(1, cores // count)
-    services, _ = offerable_services({"command": per_node, "transcode": instances or 1})
+    services, _ = offerable_services(
+        {"command": per_node, "transcode": instances or 1, "render": instances or 1}
+    )
     return [NodeSpec(name=f"local-{i + 1}", services=dict(services)) for i in range(count)]
 
 

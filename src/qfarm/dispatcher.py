@@ -351,17 +351,21 @@ class Dispatcher:
             for name, node in self.nodes.items()
             if name not in self.disabled and node.services.get(cand.service, 0) > 0
         ]
-        tools = jobtypes.get(cand.job_type).tools
-        pin = self._pin(cand.job_id, tools) if tools else None
-        if pin:
-            offering = [name for name in offering if self._versions(name, tools) == pin]
+        tools = jobtypes.get(cand.job_type).required_tools(cand.job_spec)
+        if tools:
+            # Only nodes that have the tools, and then only those with the versions the
+            # job's first segment ran with.
+            offering = [n for n in offering if all(self._versions(n, tools).values())]
+            pin = self._pin(cand.job_id, tools)
+            if pin:
+                offering = [n for n in offering if self._versions(n, tools) == pin]
         fresh = [name for name in offering if name not in cand.failed_nodes]
         pool = fresh if fresh else offering
         ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
         if not ready:
             return None
         chosen = max(ready, key=lambda name: (free[name][cand.service], name))
-        if tools and not pin:
+        if tools and cand.job_id not in self.pins:
             self.pins[cand.job_id] = self._versions(chosen, tools)
         return chosen
 

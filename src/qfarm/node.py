@@ -172,36 +172,40 @@ def node_facts() -> dict[str, Any]:
 
 def tool_versions() -> dict[str, str]:
     """The versions of the tools this node's job types run, for its fingerprint."""
+    from qfarm import renderers
     from qfarm.media.tool import ToolMissing, ffmpeg
 
     versions: dict[str, str] = {}
     with contextlib.suppress(ToolMissing):
         versions["ffmpeg"] = ffmpeg().version
+    versions.update(renderers.versions())
     return versions
 
 
-# Services that need a tool, and the fingerprint entry that says the tool runs here.
-SERVICE_TOOLS = {"transcode": "ffmpeg"}
+# Services that need a tool: the fingerprint entries of which at least one must be here.
+SERVICE_TOOLS = {"transcode": ("ffmpeg",), "render": ("blender", "povray")}
 
 
 def offerable_services(requested: dict[str, int] | None) -> tuple[dict[str, int], list[str]]:
     """The services this node can offer, and why any asked for are dropped. ``None`` asks
-    for the defaults: ``command`` with one instance per core, and ``transcode`` with one
-    (ffmpeg uses every core itself) when ffmpeg runs here.
+    for the defaults: ``command`` with one instance per core, and ``transcode`` and
+    ``render`` with one each (ffmpeg and renderers use every core themselves) when their
+    tools run here.
     """
     tools = tool_versions()
     if requested is None:
-        requested = {"command": os.cpu_count() or 1, "transcode": 1}
+        requested = {"command": os.cpu_count() or 1, "transcode": 1, "render": 1}
         quiet = True
     else:
         quiet = False
     offered: dict[str, int] = {}
     dropped: list[str] = []
     for service, count in requested.items():
-        tool = SERVICE_TOOLS.get(service)
-        if tool is not None and tool not in tools:
+        needed = SERVICE_TOOLS.get(service, ())
+        if needed and not any(tool in tools for tool in needed):
             if not quiet:
-                dropped.append(f"{service} is not offered: {tool} does not run on this node")
+                names = " or ".join(needed)
+                dropped.append(f"{service} is not offered: {names} does not run on this node")
             continue
         offered[service] = count
     return offered, dropped

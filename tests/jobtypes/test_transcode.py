@@ -67,9 +67,15 @@ def timestamps(path: Path) -> list[float]:
 
 
 def psnr(output: Path, source: Path) -> float:
+    """PSNR of ``output`` against ``source`` scaled to its size. The source is read by the
+    movie filter, not a second -i: ffmpeg 7.0.2 aborts now and then ("Assertion best_input
+    >= 0 failed") on a filter graph fed by two inputs."""
+    video = probe(str(output)).video
+    assert video is not None
+    graph = f"movie='{source}',scale={video.width}:{video.height}[ref];[0:v][ref]psnr"
     result = subprocess.run(
-        [ffmpeg().path, "-hide_banner", "-i", str(output), "-i", str(source), "-lavfi",
-         "[0:v][1:v]scale2ref[a][b];[a][b]psnr", "-f", "null", "-"],
+        [ffmpeg().path, "-hide_banner", "-i", str(output), "-lavfi", graph, "-an",
+         "-f", "null", "-"],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     match = re.search(r"PSNR .*average:([0-9.]+|inf)", result.stderr)

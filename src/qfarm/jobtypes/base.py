@@ -96,9 +96,12 @@ class JobType(Protocol):
 
     name: str  # what users type: "command"
     service: str  # which node service runs its work segments
-    # Fingerprint entries (tool versions) that must be equal on every node running one
-    # job's segments: ("ffmpeg",) for a transcode, whose chunks are joined.
-    tools: tuple[str, ...]
+
+    def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
+        """Fingerprint entries (tool versions) a node needs to run this validated job, equal
+        on every node that runs one of its segments: ("ffmpeg",) for a transcode, whose
+        chunks are joined; the renderer for a render."""
+        ...
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Check a job's spec and return it normalised (absolute paths, defaults filled).

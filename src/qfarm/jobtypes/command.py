@@ -105,12 +105,14 @@ def fill(text: str, values: Mapping[str, Any], where: str = "argument") -> str:
 class CommandJobType:
     name = "command"
     service = "command"
-    tools: tuple[str, ...] = ()
 
     options = frozenset(
         {"command", "frames", "segment_size", "each", "output", "cwd", "env", "ok_exit",
          "preflight", "storage"}
     )  # fmt: skip
+
+    def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
+        return ()
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         unknown = sorted(set(spec) - self.options)

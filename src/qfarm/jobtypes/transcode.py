@@ -105,12 +105,14 @@ class TranscodeJobType:
     name = "transcode"
     service = "transcode"
     wants_farm_size = True
-    tools: tuple[str, ...] = ("ffmpeg",)
 
     options = frozenset(
         {"input", "preset", "output", "output_dir", "cwd", "segment_seconds", "instances",
          "verify", "storage"}
     )  # fmt: skip
+
+    def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("ffmpeg",)
 
     # ------------------------------------------------------------ controller side
 

@@ -1,0 +1,239 @@
+"""``qfarm run render`` and ``qfarm submit render``: frame ranges of a Blender or POV-Ray
+scene, rendered in segments across the service nodes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from qfarm.cli import (
+    FramesOpt,
+    JsonOpt,
+    NameOpt,
+    PriorityOpt,
+    RetriesOpt,
+    TimeoutOpt,
+    fail_usage,
+    invoke_single,
+    out,
+    run_request,
+    single_command_app,
+)
+from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at, print_json
+from qfarm.errors import InvalidRequest
+from qfarm.model import BatchRequest, JobRequest, parse_priority
+
+SceneArg = Annotated[Path, typer.Argument(help="The scene: a .blend or .pov file.")]
+RendererOpt = Annotated[
+    str | None,
+    typer.Option("--renderer", "-r", help="blender or povray [default: from the extension]."),
+]
+SegmentSizeOpt = Annotated[int, typer.Option("--segment-size", "-s", help="Frames per segment.")]
+OutputOpt = Annotated[
+    Path | None,
+    typer.Option("--output", "-o", help="Folder for the frames [default: the scene's name]."),
+]
+FrameNameOpt = Annotated[
+    str | None,
+    typer.Option("--frame-name", help="Frames are NAME_0001.png [default: the scene's name]."),
+]
+WidthOpt = Annotated[int | None, typer.Option("--width", help="Frame width in pixels.")]
+HeightOpt = Annotated[int | None, typer.Option("--height", help="Frame height in pixels.")]
+EngineOpt = Annotated[
+    str | None, typer.Option("--engine", help="Blender: cycles, eevee or workbench.")
+]
+SamplesOpt = Annotated[int | None, typer.Option("--samples", help="Blender: render samples.")]
+PercentageOpt = Annotated[
+    int | None, typer.Option("--percentage", help="Blender: resolution percentage.")
+]
+FormatOpt = Annotated[
+    str | None, typer.Option("--format", help="Blender: png (default), jpeg or exr.")
+]
+AntialiasOpt = Annotated[
+    float | None, typer.Option("--antialias", help="POV-Ray: antialiasing threshold, e.g. 0.3.")
+]
+
+RUN_EPILOG = """
+**Examples**
+
+    qfarm run render shot.blend --frames 1-240 --segment-size 10 -o frames/
+
+    qfarm run render orbit.pov --frames 1-120 --width 640 --height 360 --antialias 0.3
+
+    qfarm run render shot.blend --frames 1-48 --engine cycles --samples 32 --percentage 50
+"""
+
+SUBMIT_EPILOG = """
+**Examples**
+
+    qfarm submit render /mnt/shared/shot.blend --frames 1-240 -o /mnt/shared/frames
+
+    qfarm submit render orbit.pov --frames 1-1000 --segment-size 25 --priority high
+"""
+
+
+def render_batch(
+    *,
+    scene: Path,
+    renderer: str | None,
+    frames: str | None,
+    segment_size: int,
+    output: Path | None,
+    frame_name: str | None,
+    width: int | None,
+    height: int | None,
+    options: dict[str, Any],
+    name: str,
+    priority: str,
+    retries: int,
+    timeout: float | None,
+    hold: bool = False,
+    start_at: float | None = None,
+) -> BatchRequest:
+    """A batch of one render job. Raises InvalidRequest."""
+    cwd = Path.cwd()
+    spec: dict[str, Any] = {
+        "scene": str((cwd / scene).resolve()),
+        "frames": frames,
+        "segment_size": segment_size,
+        "cwd": str(cwd),
+    }
+    if output is not None:
+        spec["output"] = str((cwd / output).resolve())
+    given = {"renderer": renderer, "name": frame_name, "width": width, "height": height}
+    spec.update({k: v for k, v in {**given, **options}.items() if v is not None})
+    try:
+        level = parse_priority(priority)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    job = JobRequest("render", spec, name=scene.stem, retries=retries, timeout=timeout)
+    return BatchRequest(
+        jobs=(job,), name=name or f"render {scene.name}", priority=level, hold=hold,
+        start_at=start_at,
+    )  # fmt: skip
+
+
+run_app = single_command_app()
+submit_app = single_command_app()
+
+
+@run_app.command(epilog=RUN_EPILOG)
+def run_render(
+    scene: SceneArg,
+    frames: FramesOpt = None,
+    segment_size: SegmentSizeOpt = 10,
+    renderer: RendererOpt = None,
+    output: OutputOpt = None,
+    frame_name: FrameNameOpt = None,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    engine: EngineOpt = None,
+    samples: SamplesOpt = None,
+    percentage: PercentageOpt = None,
+    image_format: FormatOpt = None,
+    antialias: AntialiasOpt = None,
+    name: NameOpt = "",
+    priority: PriorityOpt = "medium",
+    retries: RetriesOpt = 2,
+    timeout: TimeoutOpt = None,
+    nodes: Annotated[int | None, typer.Option("--nodes", help="Local service nodes.")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),
+    ] = None,
+    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Render frames of a scene on an embedded cluster, and wait.
+
+    The frame list is cut into segments of --segment-size frames that render in parallel;
+    each frame lands as NAME_0001.png in the output folder once its segment has written every
+    frame it was given.
+    """
+    options = _renderer_options(engine, samples, percentage, image_format, antialias)
+    try:
+        request = render_batch(
+            scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
+            output=output, frame_name=frame_name, width=width, height=height, options=options,
+            name=name, priority=priority, retries=retries, timeout=timeout,
+        )  # fmt: skip
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    raise typer.Exit(
+        run_request(
+            request, nodes=nodes, instances=None, data_dir=data_dir, db=db, as_json=as_json,
+            quiet=quiet,
+        )
+    )  # fmt: skip
+
+
+@submit_app.command(epilog=SUBMIT_EPILOG)
+def submit_render(
+    scene: SceneArg,
+    frames: FramesOpt = None,
+    segment_size: SegmentSizeOpt = 10,
+    renderer: RendererOpt = None,
+    output: OutputOpt = None,
+    frame_name: FrameNameOpt = None,
+    width: WidthOpt = None,
+    height: HeightOpt = None,
+    engine: EngineOpt = None,
+    samples: SamplesOpt = None,
+    percentage: PercentageOpt = None,
+    image_format: FormatOpt = None,
+    antialias: AntialiasOpt = None,
+    name: NameOpt = "",
+    priority: PriorityOpt = "medium",
+    retries: RetriesOpt = 2,
+    timeout: TimeoutOpt = None,
+    hold: Annotated[
+        bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
+    ] = False,
+    start_at: Annotated[
+        str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
+    ] = None,
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a render job to a controller and print the new batch's id. The scene and the
+    output folder must be on storage the nodes share."""
+    options = _renderer_options(engine, samples, percentage, image_format, antialias)
+    try:
+        request = render_batch(
+            scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
+            output=output, frame_name=frame_name, width=width, height=height, options=options,
+            name=name, priority=priority, retries=retries, timeout=timeout, hold=hold,
+            start_at=parse_start_at(start_at),
+        )  # fmt: skip
+        handle = connect(controller, token).submit(request)
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    if as_json:
+        print_json({"batch": handle.id})
+    else:
+        out.print(handle.id)
+
+
+def _renderer_options(
+    engine: str | None,
+    samples: int | None,
+    percentage: int | None,
+    image_format: str | None,
+    antialias: float | None,
+) -> dict[str, Any]:
+    return {
+        "engine": engine,
+        "samples": samples,
+        "percentage": percentage,
+        "format": image_format,
+        "antialias": antialias,
+    }
+
+
+def invoke(mode: str, args: list[str]) -> int:
+    """Run ``qfarm run render ARGS`` or ``qfarm submit render ARGS``; the exit code."""
+    return invoke_single(run_app if mode == "run" else submit_app, args, f"qfarm {mode} render")

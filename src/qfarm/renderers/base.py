@@ -1,0 +1,75 @@
+"""What every renderer plugin provides, and the lookups they share."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class RendererMissing(Exception):
+    """The renderer is not installed here, or does not run."""
+
+
+class Renderer(Protocol):
+    name: str  # "blender"
+    extensions: tuple[str, ...]  # scene file extensions, lower case: (".blend",)
+    options: frozenset[str]  # the job options it takes beyond the common ones
+    # Whether it must render into the temporary directory (its I/O security allows no
+    # other place), rather than a staging folder beside the output.
+    stages_in_tmp: bool
+
+    def version(self) -> str:
+        """The installed version; raises :class:`RendererMissing`."""
+        ...
+
+    def check_options(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Its options from a job spec, checked and normalised (InvalidRequest)."""
+        ...
+
+    def argv(
+        self,
+        scene: str,
+        start: int,
+        end: int,
+        step: int,
+        staging: Path,
+        job: Mapping[str, Any],
+        threads: int | None,
+    ) -> tuple[list[str], str]:
+        """The command that renders frames start..end (by step) of ``scene`` into
+        ``staging``, and the working directory to run it in."""
+        ...
+
+    def extension(self, job: Mapping[str, Any]) -> str:
+        """The frames' file extension for this job: ".png"."""
+        ...
+
+    def staged_name(self, frame: int, job: Mapping[str, Any]) -> str:
+        """The name the renderer gives frame ``frame`` in the staging folder."""
+        ...
+
+
+def executable(name: str, env: str) -> str:
+    """The renderer's program: ``env`` (e.g. QFARM_BLENDER) when set, else ``name`` on PATH."""
+    configured = os.environ.get(env)
+    found = configured or shutil.which(name)
+    if not found:
+        raise RendererMissing(f"{name} is not installed on this node (not on PATH, {env} unset)")
+    return found
+
+
+@functools.cache
+def run_for_version(path: str, flag: str) -> str:
+    """The output of ``path flag`` (stdout and stderr), or RendererMissing."""
+    try:
+        result = subprocess.run(
+            [path, flag], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise RendererMissing(f"{path} does not run: {exc}") from None
+    return result.stdout + result.stderr
