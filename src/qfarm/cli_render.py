@@ -23,6 +23,8 @@ from qfarm.cli import (
 )
 from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at, print_json
 from qfarm.errors import InvalidRequest
+from qfarm.frames import parse_frames
+from qfarm.media import presets
 from qfarm.model import BatchRequest, JobRequest, parse_priority
 
 SceneArg = Annotated[Path, typer.Argument(help="The scene: a .blend or .pov file.")]
@@ -51,6 +53,12 @@ PercentageOpt = Annotated[
 FormatOpt = Annotated[
     str | None, typer.Option("--format", help="Blender: png (default), jpeg or exr.")
 ]
+MovieOpt = Annotated[
+    str | None,
+    typer.Option("--movie", help="Also encode the frames into a movie with this preset, once "
+                 "they are all rendered: e.g. h264, prores-422."),
+]  # fmt: skip
+RateOpt = Annotated[str, typer.Option("--rate", help="The movie's frame rate.")]
 AntialiasOpt = Annotated[
     float | None, typer.Option("--antialias", help="POV-Ray: antialiasing threshold, e.g. 0.3.")
 ]
@@ -63,6 +71,8 @@ RUN_EPILOG = """
     qfarm run render orbit.pov --frames 1-120 --width 640 --height 360 --antialias 0.3
 
     qfarm run render shot.blend --frames 1-48 --engine cycles --samples 32 --percentage 50
+
+    qfarm run render shot.blend --frames 1-240 -o frames/ --movie h264 --rate 24
 """
 
 SUBMIT_EPILOG = """
@@ -89,28 +99,52 @@ def render_batch(
     priority: str,
     retries: int,
     timeout: float | None,
+    movie: str | None = None,
+    rate: str = "24",
     hold: bool = False,
     start_at: float | None = None,
 ) -> BatchRequest:
-    """A batch of one render job. Raises InvalidRequest."""
+    """A batch of one render job, and with ``movie`` a movie job of its frames that starts
+    when the render is done. Raises InvalidRequest."""
     cwd = Path.cwd()
+    folder = (cwd / (output or Path(scene.stem))).resolve()
     spec: dict[str, Any] = {
         "scene": str((cwd / scene).resolve()),
         "frames": frames,
         "segment_size": segment_size,
         "cwd": str(cwd),
+        "output": str(folder),
     }
-    if output is not None:
-        spec["output"] = str((cwd / output).resolve())
     given = {"renderer": renderer, "name": frame_name, "width": width, "height": height}
     spec.update({k: v for k, v in {**given, **options}.items() if v is not None})
     try:
         level = parse_priority(priority)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    job = JobRequest("render", spec, name=scene.stem, retries=retries, timeout=timeout)
+    jobs = [JobRequest("render", spec, name="render", retries=retries, timeout=timeout)]
+    if movie:
+        if not frames:
+            raise InvalidRequest("a render job needs --frames, e.g. 1-240")
+        last = max(run.end for run in parse_frames(frames))
+        extension = {"jpeg": ".jpg", "exr": ".exr"}.get(str(options.get("format")), ".png")
+        frame_name = frame_name or scene.stem
+        preset = presets.for_request(movie)
+        preset_name = preset if isinstance(preset, str) else preset["name"]
+        pattern = f"{frame_name}_{{frame:0{max(4, len(str(last)))}d}}{extension}"
+        movie_spec = {
+            "input": str(folder / pattern),
+            "frames": frames,
+            "rate": rate,
+            "preset": preset,
+            "output": str(folder.parent / f"{frame_name}-{preset_name}"
+                          f"{presets.resolve(preset).extension}"),
+            "cwd": str(cwd),
+        }  # fmt: skip
+        jobs.append(
+            JobRequest("movie", movie_spec, name="movie", retries=retries, depends_on=("render",))
+        )
     return BatchRequest(
-        jobs=(job,), name=name or f"render {scene.name}", priority=level, hold=hold,
+        jobs=tuple(jobs), name=name or f"render {scene.name}", priority=level, hold=hold,
         start_at=start_at,
     )  # fmt: skip
 
@@ -134,6 +168,8 @@ def run_render(
     percentage: PercentageOpt = None,
     image_format: FormatOpt = None,
     antialias: AntialiasOpt = None,
+    movie: MovieOpt = None,
+    rate: RateOpt = "24",
     name: NameOpt = "",
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
@@ -158,7 +194,8 @@ def run_render(
         request = render_batch(
             scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
             output=output, frame_name=frame_name, width=width, height=height, options=options,
-            name=name, priority=priority, retries=retries, timeout=timeout,
+            name=name, priority=priority, retries=retries, timeout=timeout, movie=movie,
+            rate=rate,
         )  # fmt: skip
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
@@ -185,6 +222,8 @@ def submit_render(
     percentage: PercentageOpt = None,
     image_format: FormatOpt = None,
     antialias: AntialiasOpt = None,
+    movie: MovieOpt = None,
+    rate: RateOpt = "24",
     name: NameOpt = "",
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
@@ -206,8 +245,8 @@ def submit_render(
         request = render_batch(
             scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
             output=output, frame_name=frame_name, width=width, height=height, options=options,
-            name=name, priority=priority, retries=retries, timeout=timeout, hold=hold,
-            start_at=parse_start_at(start_at),
+            name=name, priority=priority, retries=retries, timeout=timeout, movie=movie,
+            rate=rate, hold=hold, start_at=parse_start_at(start_at),
         )  # fmt: skip
         handle = connect(controller, token).submit(request)
     except InvalidRequest as exc:

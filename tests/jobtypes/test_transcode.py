@@ -21,7 +21,7 @@ import pytest
 
 from qfarm.controller import plan_batch
 from qfarm.errors import InvalidRequest
-from qfarm.jobtypes.transcode import TRANSCODE, _read_progress, parts_dir, segment_count
+from qfarm.jobtypes.transcode import TRANSCODE, parts_dir, segment_count
 from qfarm.media.probe import probe
 from qfarm.media.tool import ffmpeg
 from qfarm.model import BatchRequest, BatchState, JobRequest, SegmentKind
@@ -204,17 +204,6 @@ def test_bad_input_is_refused_before_anything_is_queued(
     request = BatchRequest(jobs=(JobRequest("transcode", full),))
     with pytest.raises(InvalidRequest, match=re.escape(message)):
         plan_batch(request)
-
-
-def test_progress_is_read_from_ffmpegs_progress_blocks(tmp_path: Path) -> None:
-    progress = tmp_path / "p"
-    assert _read_progress(progress, "frame") is None
-    progress.write_text(
-        "frame=10\nout_time_us=400000\nprogress=continue\n"
-        "frame=25\nout_time_us=1000000\nprogress=continue\n"
-    )
-    assert _read_progress(progress, "frame") == 25
-    assert _read_progress(progress, "time") == pytest.approx(1.0)
 
 
 # ------------------------------------------------ segmented against one-piece
@@ -413,27 +402,6 @@ def test_every_builtin_preset_gives_a_checked_output(tmp_path: Path) -> None:
             assert info.video.codec == ENCODER_CODECS[str(preset.video_codec)]
         if preset.name == "h264-720p-2pass":  # two passes in each of two segments
             assert info.video.height == 180  # never scaled up
-
-
-def test_progress_watcher_reports_growing_fractions_of_its_share(tmp_path: Path) -> None:
-    """While ffmpeg runs, its -progress file is read and reported as a fraction of the
-    segment; a second pass reports in the second half."""
-    from qfarm.jobtypes.base import SegmentContext
-    from qfarm.jobtypes.transcode import _watch_progress
-    from tests.helpers import wait_until_sync
-
-    reports: list[float] = []
-    ctx = SegmentContext(
-        key="k", log_path=tmp_path / "log", timeout=None, on_progress=reports.append
-    )
-    progress = tmp_path / "progress"
-    with _watch_progress(progress, 100.0, "frame", ctx, share=(0.5, 0.5)):
-        progress.write_text("frame=50\nprogress=continue\n")
-        wait_until_sync(lambda: reports[-1:] == [0.75], timeout=10, what="a report of frame 50")
-        with progress.open("a") as fh:
-            fh.write("frame=100\nprogress=end\n")
-        wait_until_sync(lambda: reports[-1:] == [1.0], timeout=10, what="a report of frame 100")
-    assert reports == sorted(reports)
 
 
 def test_source_the_clusters_ffmpeg_cannot_read_is_refused(

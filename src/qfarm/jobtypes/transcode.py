@@ -20,14 +20,12 @@ assembly succeeds, so a resubmit redoes only the chunks that failed.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
 import shutil
 import subprocess
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +36,7 @@ from qfarm.media import presets as presets_mod
 from qfarm.media import verify as verify_mod
 from qfarm.media.presets import Preset
 from qfarm.media.probe import MediaInfo, probe
+from qfarm.media.progress import watch_progress
 from qfarm.media.tool import ToolMissing, ffmpeg
 from qfarm.model import SegmentKind, SegmentPlan
 from qfarm.supervisor import ProcessResult
@@ -45,7 +44,6 @@ from qfarm.supervisor import ProcessResult
 # A default segment is at least this long: shorter ones spend more on start-up and on the
 # decode from the keyframe before each cut than they gain.
 MIN_SEGMENT_SECONDS = 10.0
-PROGRESS_POLL_SECONDS = 0.5
 VERIFY_MODES = ("seams", "full", "none")
 # Encoders of codecs without frame reordering: every frame a keyframe.
 INTRA_ONLY = frozenset({"prores_ks", "prores", "mjpeg", "png", "dnxhd", "ffv1"})
@@ -132,7 +130,7 @@ class TranscodeJobType:
         if raw_preset is None:
             raise InvalidRequest("a transcode job needs a preset (qfarm presets lists them)")
         preset = presets_mod.resolve(raw_preset)
-        _check_encoders(preset)
+        check_encoders(preset)
         info = probe(source)
         _check_streams(preset, info)
         _check_ffmpeg_reads(source)
@@ -324,7 +322,7 @@ def _positive_float(value: Any, what: str) -> float | None:
     return number
 
 
-def _check_encoders(preset: Preset) -> None:
+def check_encoders(preset: Preset) -> None:
     """Refuse a preset whose encoders this cluster's ffmpeg lacks (every node runs the same
     one). A controller without a working ffmpeg leaves the check to the nodes."""
     try:
@@ -470,7 +468,7 @@ class _Runner:
         share: tuple[float, float] = (0.0, 1.0),
     ) -> ProcessResult:
         """Run ffmpeg, reporting its progress as the ``share`` (start, size) of the segment."""
-        with _watch_progress(progress, total, unit, self.ctx, share):
+        with watch_progress(progress, total, unit, self.ctx, share):
             return self.ctx.run(argv, cwd=self.job.get("cwd"))
 
     def _encode(
@@ -545,7 +543,7 @@ class _Runner:
         listing = parts / f".qfarm-{self.ctx.key}.ffconcat"
         lines = ["ffconcat version 1.0"]
         for chunk, duration in zip(seg["chunks"], seg["durations"], strict=True):
-            lines.append("file " + _quote(chunk))
+            lines.append("file " + quote_concat(chunk))
             lines.append(f"duration {duration:.9f}")
         listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
         inputs = ["-f", "concat", "-safe", "0", "-i", str(listing)]
@@ -714,63 +712,9 @@ def _outcome(result: ProcessResult, target: str) -> SegmentOutcome:
     return SegmentOutcome(ok=True, exit_code=0)
 
 
-def _quote(path: str) -> str:
+def quote_concat(path: str) -> str:
     """A path as the concat demuxer reads it: single quotes, each ' written '\\''."""
     return "'" + path.replace("'", "'\\''") + "'"
-
-
-@contextlib.contextmanager
-def _watch_progress(
-    path: Path,
-    total: float,
-    unit: str,
-    ctx: SegmentContext,
-    share: tuple[float, float] = (0.0, 1.0),
-) -> Iterator[None]:
-    """Report progress while ffmpeg runs, from the key=value blocks it writes to ``path``
-    with ``-progress``: ``frame=`` against a frame count, or ``out_time_us=`` against
-    seconds, as the ``share`` (start, size) of the segment's whole progress.
-    """
-    stop = threading.Event()
-    path.unlink(missing_ok=True)
-
-    def watch() -> None:
-        last = -1.0
-        while not stop.wait(PROGRESS_POLL_SECONDS):
-            done = _read_progress(path, unit)
-            if done is None or total <= 0:
-                continue
-            fraction = share[0] + share[1] * min(1.0, done / total)
-            if fraction > last:
-                last = fraction
-                ctx.on_progress(fraction)
-
-    thread = threading.Thread(target=watch, name=f"progress-{ctx.key}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-def _read_progress(path: Path, unit: str) -> float | None:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 2048))
-            tail = fh.read().decode("ascii", errors="replace")
-    except FileNotFoundError:
-        return None
-    key = "frame=" if unit == "frame" else "out_time_us="
-    for line in reversed(tail.splitlines()):
-        if line.startswith(key):
-            try:
-                value = float(line[len(key) :])
-            except ValueError:
-                return None
-            return value if unit == "frame" else value / 1e6
-    return None
 
 
 TRANSCODE = TranscodeJobType()

@@ -1,0 +1,190 @@
+"""The ``movie`` job type: a numbered image sequence (a render's or a composite's frames)
+encoded into a movie with a transcode preset.
+
+It usually depends on the job that makes the frames, so nothing is read at planning: the
+frame list and rate say what the movie must hold (N frames at R fps), the node checks every
+frame is there when it starts, and the output is verified (frame count and duration) before
+it takes its final name. The frames go to ffmpeg as an ffconcat list, one entry per frame,
+so any frame list works, gaps and steps included. One segment: a movie of rendered frames is
+short work next to rendering them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from qfarm.errors import InvalidRequest
+from qfarm.frames import FrameRun, parse_frames
+from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.command import discard, temporary_name
+from qfarm.jobtypes.transcode import check_encoders, quote_concat
+from qfarm.media import presets as presets_mod
+from qfarm.media import verify as verify_mod
+from qfarm.media.presets import Preset
+from qfarm.media.progress import watch_progress
+from qfarm.media.tool import ToolMissing, ffmpeg
+from qfarm.model import SegmentPlan
+
+_PRINTF = re.compile(r"%(0?)(\d*)d")
+
+
+def frame_pattern(pattern: str) -> str:
+    """``shot_%04d.png`` or ``shot_{frame:04d}.png`` as a Python format with {frame}."""
+    if "{frame" in pattern:
+        try:
+            pattern.format(frame=1)
+        except (ValueError, KeyError, IndexError) as exc:
+            raise InvalidRequest(f"frame pattern {pattern!r}: {exc}") from None
+        return pattern
+    matches = _PRINTF.findall(pattern)
+    if len(matches) != 1:
+        raise InvalidRequest(
+            f"frame pattern {pattern!r} needs one frame number: %04d or {{frame:04d}}"
+        )
+    zero, width = matches[0]
+    spec = f":{zero}{width}d" if width else ""
+    return _PRINTF.sub("{frame" + spec + "}", pattern.replace("{", "{{").replace("}", "}}"))
+
+
+class MovieJobType:
+    name = "movie"
+    service = "transcode"
+
+    options = frozenset({"input", "frames", "rate", "preset", "output", "cwd", "storage"})
+
+    def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
+        return ("ffmpeg",)
+
+    def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(spec) - self.options)
+        if unknown:
+            raise InvalidRequest(
+                f"unknown option {unknown[0]!r} for a movie job: it takes "
+                + ", ".join(sorted(self.options))
+            )
+        cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
+        raw = spec.get("input")
+        if not isinstance(raw, str) or not raw:
+            raise InvalidRequest("a movie job needs the frames' pattern, e.g. frames/shot_%04d.png")
+        pattern = frame_pattern(os.path.normpath(os.path.join(cwd, os.path.expanduser(raw))))
+        if not spec.get("frames"):
+            raise InvalidRequest("a movie job needs the frame list, e.g. 1-240")
+        runs = parse_frames(str(spec["frames"]))
+        try:
+            rate = Fraction(str(spec.get("rate") or 24))
+        except (ValueError, ZeroDivisionError):
+            raise InvalidRequest(f"rate {spec.get('rate')!r} is not a frame rate like 24") from None
+        if not 0 < rate <= 1000:
+            raise InvalidRequest(f"rate {rate} is out of range")
+        preset = presets_mod.resolve(spec.get("preset") or "h264")
+        if preset.kind != "video":
+            raise InvalidRequest(
+                f"preset {preset.name!r} does not make a movie: use a video preset "
+                "(h264, hevc, prores-422, vp9, ...)"
+            )
+        check_encoders(preset)
+        output = spec.get("output")
+        if not output:
+            raise InvalidRequest("a movie job needs an output file")
+        output = os.path.normpath(os.path.join(cwd, os.path.expanduser(str(output))))
+        if not output.endswith(preset.extension):
+            raise InvalidRequest(f"the movie {output} does not end in {preset.extension}")
+        count = sum(len(run) for run in runs)
+        return {
+            "input": pattern,
+            "frames": [[r.start, r.end, r.step] for r in runs],
+            "count": count,
+            "rate": str(rate),
+            "preset": preset.to_dict(),
+            "output": output,
+            "cwd": cwd,
+            "storage": spec.get("storage"),
+            "expected": {
+                "frames": count,
+                "exact_frames": True,
+                "duration": float(count / rate),
+                "frame_duration": float(1 / rate),
+            },
+        }
+
+    def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
+        return [
+            SegmentPlan(
+                index=1,
+                spec={"part": "movie"},
+                label=f"movie of {spec['count']} frames",
+                frames=int(spec["count"]),
+                outputs=(spec["output"],),
+            )
+        ]
+
+    def run(
+        self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
+    ) -> SegmentOutcome:
+        try:
+            tool = ffmpeg()
+        except ToolMissing as exc:
+            return SegmentOutcome(ok=False, error=str(exc))
+        frames = [job["input"].format(frame=f) for r in job["frames"] for f in FrameRun(*r).frames]
+        missing = [f for f in frames if not os.path.isfile(f)]
+        if missing:
+            return SegmentOutcome(
+                ok=False, error=f"{len(missing)} frame(s) missing, the first {missing[0]}"
+            )
+        preset = Preset.from_dict(job["preset"])
+        output = job["output"]
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        temp = temporary_name(output, ctx.key)
+        listing = Path(temp + ".ffconcat")
+        progress = Path(temp + ".progress")
+        step = 1 / Fraction(job["rate"])
+        lines = ["ffconcat version 1.0"]
+        for frame in frames:
+            lines += ["file " + quote_concat(frame), f"duration {float(step):.9f}"]
+        listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        size = _frame_size(frames[0])
+        filters = presets_mod.video_filters(preset, size)
+        threads = ["-threads", str(ctx.threads)] if ctx.threads else []
+        argv = [
+            tool.path, "-hide_banner", "-nostdin", "-y", "-v", "warning", "-nostats",
+            "-progress", str(progress), *threads, "-f", "concat", "-safe", "0",
+            "-i", str(listing), "-map", "0:v:0", *(["-vf", ",".join(filters)] if filters else []),
+            "-fps_mode", "cfr", "-r", job["rate"], "-frames:v", str(len(frames)),
+            *presets_mod.video_codec_args(preset, ctx.threads), "-an", "-f", preset.muxer, temp,
+        ]  # fmt: skip
+        try:
+            with watch_progress(progress, float(len(frames)), "frame", ctx):
+                result = ctx.run(argv, cwd=job.get("cwd"))
+            if not result.succeeded():
+                discard(temp)
+                return describe_process_failure(result, "ffmpeg")
+            problems = verify_mod.verify(
+                temp, job["expected"], seams=[], full=False,
+                decode=lambda a, log: ctx.run(a, cwd=job.get("cwd"), log_path=log).exit_code,
+                ffmpeg=tool.path, error_log=Path(temp + ".verify"),
+            )  # fmt: skip
+            if problems:
+                discard(temp)
+                ctx.log(f"verification failed: {problems[0]}")
+                return SegmentOutcome(ok=False, exit_code=0, error=f"verification: {problems[0]}")
+            os.replace(temp, output)
+            return SegmentOutcome(ok=True, exit_code=0)
+        finally:
+            listing.unlink(missing_ok=True)
+            progress.unlink(missing_ok=True)
+
+
+def _frame_size(path: str) -> tuple[int, int]:
+    import av
+
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        return int(stream.codec_context.width), int(stream.codec_context.height)
+
+
+MOVIE = MovieJobType()

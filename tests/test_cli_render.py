@@ -1,0 +1,46 @@
+"""``qfarm run render`` as users run it: a real process, real renderers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qfarm.media.probe import probe
+from tests.jobtypes.test_render import POV_SCENE, need
+from tests.test_cli import qfarm
+
+
+def test_run_render_with_movie_renders_then_encodes(tmp_path: Path) -> None:
+    need("povray")
+    (tmp_path / "ball.pov").write_text(POV_SCENE)
+    result = qfarm(
+        "run", "render", "ball.pov", "--frames", "1-8", "--segment-size", "3", "--width", "48",
+        "--height", "32", "-o", "frames", "--movie", "h264", "--rate", "8", "--json",
+        data_dir=tmp_path / "data", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["segments"]["done"] == 4  # three render segments, one movie
+    assert len(list((tmp_path / "frames").glob("ball_*.png"))) == 8
+    video = probe(str(tmp_path / "ball-h264.mp4")).video
+    assert video is not None and video.frames == 8 and (video.width, video.height) == (48, 32)
+
+
+def test_run_render_bad_input_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "ball.pov").write_text(POV_SCENE)
+    for args, message in [
+        (["ball.pov"], "needs --frames"),
+        (["missing.blend", "--frames", "1-2"], "missing.blend does not exist"),
+        (["ball.pov", "--frames", "1-2", "--movie", "aac"], "does not make a movie"),
+        (["ball.pov", "--frames", "x"], "frame"),
+    ]:
+        result = qfarm("run", "render", *args, data_dir=tmp_path / "data", cwd=tmp_path)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_run_render_help_has_examples(tmp_path: Path) -> None:
+    result = qfarm("run", "render", "--help", data_dir=tmp_path)
+    assert result.returncode == 0
+    assert "qfarm run render shot.blend --frames 1-240" in result.stdout
