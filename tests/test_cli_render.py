@@ -44,3 +44,54 @@ def test_run_render_help_has_examples(tmp_path: Path) -> None:
     result = qfarm("run", "render", "--help", data_dir=tmp_path)
     assert result.returncode == 0
     assert "qfarm run render shot.blend --frames 1-240" in result.stdout
+
+
+def test_batch_file_renders_composites_then_makes_a_movie(tmp_path: Path) -> None:
+    """Qmaster's pipeline in one batch file: render, composite the frames (scale and a
+    timecode), then a movie of the composite, each starting when the one before is done."""
+    need("povray")
+    (tmp_path / "ball.pov").write_text(POV_SCENE)
+    (tmp_path / "shot.toml").write_text(
+        """
+name = "shot 12"
+
+[[jobs]]
+name = "render"
+type = "render"
+scene = "ball.pov"
+frames = "1-6"
+segment_size = 3
+width = 64
+height = 48
+output = "render"
+
+[[jobs]]
+name = "comp"
+type = "composite"
+depends_on = ["render"]
+input = "render/ball_%04d.png"
+frames = "1-6"
+segment_size = 3
+scale = "128x96"
+timecode = true
+rate = 24
+output = "comp"
+
+[[jobs]]
+name = "movie"
+type = "movie"
+depends_on = ["comp"]
+input = "comp/ball_%04d.png"
+frames = "1-6"
+rate = 24
+preset = "prores-422"
+output = "shot12.mov"
+"""
+    )
+    result = qfarm("run", "--json", "shot.toml", data_dir=tmp_path / "data", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["segments"]["done"] == 5
+    assert len(list((tmp_path / "comp").glob("ball_*.png"))) == 6
+    video = probe(str(tmp_path / "shot12.mov")).video
+    assert video is not None
+    assert (video.codec, video.frames, video.width, video.height) == ("prores", 6, 128, 96)

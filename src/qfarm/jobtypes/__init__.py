@@ -8,13 +8,14 @@ from typing import Any
 from qfarm.errors import InvalidRequest
 from qfarm.jobtypes.base import JobType, SegmentContext, SegmentOutcome
 from qfarm.jobtypes.command import COMMAND
+from qfarm.jobtypes.composite import COMPOSITE
 from qfarm.jobtypes.movie import MOVIE
 from qfarm.jobtypes.render import RENDER
 from qfarm.jobtypes.transcode import TRANSCODE
 from qfarm.model import SegmentPlan
 
 JOB_TYPES: dict[str, JobType] = {
-    job_type.name: job_type for job_type in (COMMAND, TRANSCODE, RENDER, MOVIE)
+    job_type.name: job_type for job_type in (COMMAND, TRANSCODE, RENDER, MOVIE, COMPOSITE)
 }
 
 __all__ = ["JOB_TYPES", "JobType", "SegmentContext", "SegmentOutcome", "get", "plan_job"]
