@@ -401,3 +401,32 @@ def test_segments_share_their_hosts_cores(store: Store, tmp_path: Path) -> None:
     assert d._threads("c", "transcode") == 8
     d.busy["a"]["transcode"] = 9  # never below one core
     assert d._threads("a", "transcode") == 1
+
+
+def test_render_segments_go_only_to_nodes_with_the_jobs_renderer(
+    store: Store, tmp_path: Path
+) -> None:
+    request = BatchRequest(
+        jobs=(JobRequest("command", {"command": ["true"], "cwd": str(tmp_path)}),)
+    )
+    batch_id = store.add_batch(request, plan_batch(request))
+    job_id = store.jobs(batch_id)[0].id
+    d = Dispatcher(store, engine=None, logs_dir=tmp_path)  # type: ignore[arg-type]
+    d.nodes = {
+        "painter": EngineNode("painter", "tcp://p", {"render": 1},
+                              facts={"fingerprint": {"povray": "3.7.0.10"}}),
+        "sculptor": EngineNode("sculptor", "tcp://s", {"render": 1},
+                               facts={"fingerprint": {"blender": "3.4.1"}}),
+    }  # fmt: skip
+    free = {"painter": {"render": 4}, "sculptor": {"render": 1}}
+
+    def candidate(renderer: str) -> Candidate:
+        return Candidate(
+            segment_id=1, job_id=job_id, batch_id=batch_id, index=1, service="render",
+            job_type="render", job_spec={"renderer": renderer}, segment_spec={},
+            timeout=None, attempts=0, failed_nodes=(),
+        )  # fmt: skip
+
+    assert d._pick_node(candidate("blender"), free) == "sculptor"
+    d.pins.clear()
+    assert d._pick_node(candidate("povray"), free) == "painter"

@@ -513,12 +513,15 @@ def nodes(
     if as_json:
         print_json(rows)
         return
-    table = Table("node", "state", "services", "host", "cores", "version", "ffmpeg", "note")
+    table = Table("node", "state", "services", "host", "cores", "version", "tools", "note")
     for n in rows:
+        fingerprint = dict(n["fingerprint"])
+        fingerprint.pop("python", None)
+        version = fingerprint.pop("qfarm", "?")
+        tools = ", ".join(f"{tool} {v}" for tool, v in sorted(fingerprint.items())) or "-"
         table.add_row(
             n["name"], n["state"], ", ".join(f"{k}={v}" for k, v in n["services"].items()),
-            n["host"], str(n["cores"]), n["fingerprint"].get("qfarm", "?"),
-            n["fingerprint"].get("ffmpeg", "-"), n["refused"],
+            n["host"], str(n["cores"]), version, tools, n["refused"],
         )  # fmt: skip
     out.print(table)
 
