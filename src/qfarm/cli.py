@@ -188,6 +188,27 @@ PriorityOpt = Annotated[
     str, typer.Option("--priority", help="high, medium (the default), low, or 0-100.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
+# Options of the embedded cluster, shared by `qfarm run` and the job types' `run` commands.
+NodesOpt = Annotated[
+    int | None,
+    typer.Option("--nodes", help="Local service nodes to start [default: 2 on 2+ cores]."),
+]
+DataDirOpt = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),
+]
+DbOpt = Annotated[
+    str | None,
+    typer.Option("--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+# Options of a submission to a controller, shared by `qfarm submit` and its job-type forms.
+HoldOpt = Annotated[
+    bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
+]
+StartAtOpt = Annotated[
+    str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
+]
 
 
 def command_batch(
@@ -254,10 +275,7 @@ def run(
     preflight: PreflightOpt = None,
     name: NameOpt = "",
     priority: PriorityOpt = "medium",
-    nodes: Annotated[
-        int | None,
-        typer.Option("--nodes", help="Local service nodes to start [default: 2 on 2+ cores]."),
-    ] = None,
+    nodes: NodesOpt = None,
     instances: Annotated[
         int | None,
         typer.Option(
@@ -266,16 +284,10 @@ def run(
             "transcode 1].",
         ),
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),
-    ] = None,
-    db: Annotated[
-        str | None,
-        typer.Option("--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."),
-    ] = None,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Run one job on an embedded cluster (a controller and local service nodes) and wait.
 

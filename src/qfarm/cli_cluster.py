@@ -30,14 +30,17 @@ from qfarm.cli import (
     EachOpt,
     EnvOpt,
     FramesOpt,
+    HoldOpt,
     JsonOpt,
     NameOpt,
     OkExitOpt,
     OutputOpt,
     PreflightOpt,
     PriorityOpt,
+    QuietOpt,
     RetriesOpt,
     SegmentSizeOpt,
+    StartAtOpt,
     TimeoutOpt,
     app,
     command_batch,
@@ -299,12 +302,8 @@ def submit(
     preflight: PreflightOpt = None,
     name: NameOpt = "",
     priority: PriorityOpt = "medium",
-    hold: Annotated[
-        bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
-    ] = False,
-    start_at: Annotated[
-        str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
-    ] = None,
+    hold: HoldOpt = False,
+    start_at: StartAtOpt = None,
     upload: Annotated[
         bool,
         typer.Option(
@@ -451,7 +450,7 @@ def wait(
     batch: BatchArg,
     controller: ControllerOpt = None,
     token: TokenOpt = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Wait for a batch to end, with a progress bar; exit 0 if it is done, 1 otherwise."""
     client = connect(controller, token)

@@ -9,11 +9,17 @@ from typing import Annotated, Any
 import typer
 
 from qfarm.cli import (
+    DataDirOpt,
+    DbOpt,
     FramesOpt,
+    HoldOpt,
     JsonOpt,
     NameOpt,
+    NodesOpt,
     PriorityOpt,
+    QuietOpt,
     RetriesOpt,
+    StartAtOpt,
     TimeoutOpt,
     fail_usage,
     invoke_single,
@@ -174,14 +180,11 @@ def run_render(
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
     timeout: TimeoutOpt = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", help="Local service nodes.")] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),
-    ] = None,
-    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    nodes: NodesOpt = None,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Render frames of a scene on an embedded cluster, and wait.
 
@@ -228,12 +231,8 @@ def submit_render(
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
     timeout: TimeoutOpt = None,
-    hold: Annotated[
-        bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
-    ] = False,
-    start_at: Annotated[
-        str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
-    ] = None,
+    hold: HoldOpt = False,
+    start_at: StartAtOpt = None,
     controller: ControllerOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,

@@ -17,10 +17,16 @@ import typer
 from rich.table import Table
 
 from qfarm.cli import (
+    DataDirOpt,
+    DbOpt,
+    HoldOpt,
     JsonOpt,
     NameOpt,
+    NodesOpt,
     PriorityOpt,
+    QuietOpt,
     RetriesOpt,
+    StartAtOpt,
     TimeoutOpt,
     app,
     fail_usage,
@@ -178,17 +184,14 @@ def run_transcode(
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
     timeout: TimeoutOpt = None,
-    nodes: Annotated[int | None, typer.Option("--nodes", help="Local service nodes.")] = None,
+    nodes: NodesOpt = None,
     instances: Annotated[
         int | None, typer.Option("--instances", help="Transcode instances per node [default: 1].")
     ] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),
-    ] = None,
-    db: Annotated[str | None, typer.Option("--db", help="SQLAlchemy database URL.")] = None,
+    data_dir: DataDirOpt = None,
+    db: DbOpt = None,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Transcode sources with presets on an embedded cluster, and wait.
 
@@ -225,12 +228,8 @@ def submit_transcode(
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
     timeout: TimeoutOpt = None,
-    hold: Annotated[
-        bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
-    ] = False,
-    start_at: Annotated[
-        str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
-    ] = None,
+    hold: HoldOpt = False,
+    start_at: StartAtOpt = None,
     upload: Annotated[
         bool,
         typer.Option(

@@ -30,7 +30,7 @@ def test_progress_watcher_reports_growing_fractions_of_its_share(tmp_path: Path)
         key="k", log_path=tmp_path / "log", timeout=None, on_progress=reports.append
     )
     progress = tmp_path / "progress"
-    with watch_progress(progress, 100.0, "frame", ctx, share=(0.5, 0.5)):
+    with watch_progress(progress, 100.0, "frame", ctx.on_progress, share=(0.5, 0.5)):
         progress.write_text("frame=50\nprogress=continue\n")
         wait_until_sync(lambda: reports[-1:] == [0.75], timeout=10, what="a report of frame 50")
         with progress.open("a") as fh:

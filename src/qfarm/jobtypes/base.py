@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from qfarm.errors import InvalidRequest
 from qfarm.model import SegmentPlan
 from qfarm.supervisor import SUPERVISOR, ProcessResult, Supervisor
 
@@ -119,6 +120,27 @@ class JobType(Protocol):
     ) -> SegmentOutcome:
         """Run one segment on this node. Called in a worker thread."""
         ...
+
+
+def refuse_unknown(spec: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
+    """Raise InvalidRequest naming the first option of ``spec`` that ``what`` does not take."""
+    unknown = sorted(set(spec) - allowed)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown option {unknown[0]!r} for a {what}: it takes " + ", ".join(sorted(allowed))
+        )
+
+
+def segment_size(spec: Mapping[str, Any], default: int) -> int:
+    """The job's ``segment_size`` (frames per segment), checked."""
+    raw = spec.get("segment_size")
+    try:
+        size = default if raw is None else int(raw)
+    except (TypeError, ValueError):
+        raise InvalidRequest(f"segment size {raw!r} is not a whole number") from None
+    if size < 1:
+        raise InvalidRequest(f"--segment-size must be at least 1, not {size}")
+    return size
 
 
 def describe_process_failure(result: ProcessResult, what: str) -> SegmentOutcome:

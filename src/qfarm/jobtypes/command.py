@@ -33,7 +33,13 @@ from typing import Any
 
 from qfarm.errors import InvalidRequest
 from qfarm.frames import FrameRun, chunk_runs, format_run, parse_frames
-from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.base import (
+    SegmentContext,
+    SegmentOutcome,
+    describe_process_failure,
+    refuse_unknown,
+    segment_size,
+)
 from qfarm.model import SegmentPlan
 
 PLACEHOLDERS = frozenset({"start", "end", "step", "frame", "segment", "input", "stem", "output"})
@@ -115,12 +121,7 @@ class CommandJobType:
         return ()
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(spec) - self.options)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown option {unknown[0]!r} for a command job: it takes "
-                + ", ".join(sorted(self.options))
-            )
+        refuse_unknown(spec, self.options, "command job")
         raw_command = spec.get("command") or []
         if isinstance(raw_command, str):
             raise InvalidRequest(
@@ -167,13 +168,7 @@ class CommandJobType:
         each = spec.get("each")
         if frames and each:
             raise InvalidRequest("use --frames or --each, not both")
-        raw_size = spec.get("segment_size")
-        try:
-            segment_size = 1 if raw_size is None else int(raw_size)
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"segment size {raw_size!r} is not a whole number") from None
-        if segment_size < 1:
-            raise InvalidRequest(f"--segment-size must be at least 1, not {segment_size}")
+        size = segment_size(spec, default=1)
 
         runs: list[FrameRun] = []
         inputs: list[str] = []
@@ -217,7 +212,7 @@ class CommandJobType:
             "cwd": cwd,
             "env": env,
             "frames": [[r.start, r.end, r.step] for r in runs],
-            "segment_size": segment_size,
+            "segment_size": size,
             "inputs": inputs,
             "output": str(output) if output else None,
             "ok_exit": ok_exit,

@@ -22,7 +22,13 @@ from typing import Any
 
 from qfarm.errors import InvalidRequest
 from qfarm.frames import FrameRun, chunk_runs, format_run, parse_frames
-from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.base import (
+    SegmentContext,
+    SegmentOutcome,
+    describe_process_failure,
+    refuse_unknown,
+    segment_size,
+)
 from qfarm.jobtypes.movie import frame_pattern
 from qfarm.jobtypes.render import place
 from qfarm.jobtypes.transcode import quote_concat
@@ -54,12 +60,7 @@ class CompositeJobType:
         return ("ffmpeg",)
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(spec) - self.options)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown option {unknown[0]!r} for a composite job: it takes "
-                + ", ".join(sorted(self.options))
-            )
+        refuse_unknown(spec, self.options, "composite job")
         cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
 
         def path(value: Any) -> str:
@@ -72,13 +73,7 @@ class CompositeJobType:
         if not spec.get("frames"):
             raise InvalidRequest("a composite job needs the frame list, e.g. 1-240")
         runs = parse_frames(str(spec["frames"]))
-        size = spec.get("segment_size")
-        try:
-            segment_size = 10 if size is None else int(size)
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"segment size {size!r} is not a whole number") from None
-        if segment_size < 1:
-            raise InvalidRequest(f"--segment-size must be at least 1, not {segment_size}")
+        size = segment_size(spec, default=10)
         scale = None
         if spec.get("scale"):
             match = _SIZE.match(str(spec["scale"]))
@@ -118,7 +113,7 @@ class CompositeJobType:
             "input": pattern,
             "frames": [[r.start, r.end, r.step] for r in runs],
             "first_frame": min(run.start for run in runs),
-            "segment_size": segment_size,
+            "segment_size": size,
             "output": output,
             "name": name,
             "padding": max(4, len(str(last))),
@@ -187,7 +182,7 @@ class CompositeJobType:
                 "-vf", graph, "-fps_mode", "passthrough", "-frames:v", str(len(numbers)),
                 "-start_number", "1", "-f", "image2", str(staging / "f_%06d.png"),
             ]  # fmt: skip
-            with watch_progress(progress, float(len(numbers)), "frame", ctx):
+            with watch_progress(progress, float(len(numbers)), "frame", ctx.on_progress):
                 result = ctx.run(argv, cwd=job.get("cwd"))
             if not result.succeeded():
                 return describe_process_failure(result, "ffmpeg")

@@ -20,7 +20,12 @@ from typing import Any
 
 from qfarm.errors import InvalidRequest
 from qfarm.frames import FrameRun, parse_frames
-from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.base import (
+    SegmentContext,
+    SegmentOutcome,
+    describe_process_failure,
+    refuse_unknown,
+)
 from qfarm.jobtypes.command import discard, temporary_name
 from qfarm.jobtypes.transcode import check_encoders, quote_concat
 from qfarm.media import presets as presets_mod
@@ -61,12 +66,7 @@ class MovieJobType:
         return ("ffmpeg",)
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(spec) - self.options)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown option {unknown[0]!r} for a movie job: it takes "
-                + ", ".join(sorted(self.options))
-            )
+        refuse_unknown(spec, self.options, "movie job")
         cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
         raw = spec.get("input")
         if not isinstance(raw, str) or not raw:
@@ -158,7 +158,7 @@ class MovieJobType:
             *presets_mod.video_codec_args(preset, ctx.threads), "-an", "-f", preset.muxer, temp,
         ]  # fmt: skip
         try:
-            with watch_progress(progress, float(len(frames)), "frame", ctx):
+            with watch_progress(progress, float(len(frames)), "frame", ctx.on_progress):
                 result = ctx.run(argv, cwd=job.get("cwd"))
             if not result.succeeded():
                 discard(temp)

@@ -10,24 +10,28 @@ path. Progress is the share of the segment's frames already written.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
 import tempfile
-import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from qfarm import renderers
 from qfarm.errors import InvalidRequest
 from qfarm.frames import FrameRun, chunk_runs, format_run, parse_frames
-from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.base import (
+    SegmentContext,
+    SegmentOutcome,
+    describe_process_failure,
+    refuse_unknown,
+    segment_size,
+)
+from qfarm.media.progress import reporting_progress
 from qfarm.model import SegmentPlan
 from qfarm.renderers.base import RendererMissing
 
-PROGRESS_POLL_SECONDS = 0.5
 MAX_SIZE = 16384
 
 
@@ -56,23 +60,12 @@ class RenderJobType:
         raw_renderer = spec.get("renderer")
         renderer = renderers.get(str(raw_renderer)) if raw_renderer else renderers.for_scene(scene)
         allowed = self.common | renderer.options
-        unknown = sorted(set(spec) - allowed)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown option {unknown[0]!r} for a {renderer.name} render job: it takes "
-                + ", ".join(sorted(allowed))
-            )
+        refuse_unknown(spec, allowed, f"{renderer.name} render job")
         frames = spec.get("frames")
         if not frames:
             raise InvalidRequest("a render job needs --frames, e.g. 1-240")
         runs = parse_frames(str(frames))
-        size = spec.get("segment_size")
-        try:
-            segment_size = 10 if size is None else int(size)
-        except (TypeError, ValueError):
-            raise InvalidRequest(f"segment size {size!r} is not a whole number") from None
-        if segment_size < 1:
-            raise InvalidRequest(f"--segment-size must be at least 1, not {segment_size}")
+        size = segment_size(spec, default=10)
         dims = {}
         for key in ("width", "height"):
             value = spec.get(key)
@@ -94,7 +87,7 @@ class RenderJobType:
             "scene": scene,
             "renderer": renderer.name,
             "frames": [[r.start, r.end, r.step] for r in runs],
-            "segment_size": segment_size,
+            "segment_size": size,
             "output": output,
             "name": name,
             "padding": max(4, len(str(last))),
@@ -146,7 +139,12 @@ class RenderJobType:
             calls = [(start, end, step)]
             if step != 1 and renderer.name == "povray":
                 calls = [(f, f, 1) for f in frames]
-            with _watch_frames(list(staged.values()), ctx):
+            paths = list(staged.values())
+
+            def written() -> float:
+                return sum(1 for path in paths if path.exists()) / len(paths)
+
+            with reporting_progress(written, ctx.on_progress):
                 for first, last, by in calls:
                     try:
                         argv, cwd = renderer.argv(
@@ -190,28 +188,6 @@ def place(staged: Path, final: Path) -> None:
         temp = final.with_name(f".qfarm-part-{final.name}")
         shutil.copyfile(staged, temp)
         os.replace(temp, final)
-
-
-@contextlib.contextmanager
-def _watch_frames(expected: list[Path], ctx: SegmentContext) -> Iterator[None]:
-    """Report the share of the segment's frames written so far, twice a second."""
-    stop = threading.Event()
-
-    def watch() -> None:
-        last = 0
-        while not stop.wait(PROGRESS_POLL_SECONDS):
-            done = sum(1 for path in expected if path.exists())
-            if done > last:
-                last = done
-                ctx.on_progress(done / len(expected))
-
-    thread = threading.Thread(target=watch, name=f"frames-{ctx.key}", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 RENDER = RenderJobType()

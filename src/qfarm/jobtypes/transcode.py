@@ -30,7 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from qfarm.errors import InvalidRequest
-from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.base import (
+    SegmentContext,
+    SegmentOutcome,
+    describe_process_failure,
+    refuse_unknown,
+)
 from qfarm.jobtypes.command import discard, temporary_name
 from qfarm.media import presets as presets_mod
 from qfarm.media import verify as verify_mod
@@ -115,12 +120,7 @@ class TranscodeJobType:
     # ------------------------------------------------------------ controller side
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(spec) - self.options)
-        if unknown:
-            raise InvalidRequest(
-                f"unknown option {unknown[0]!r} for a transcode job: it takes "
-                + ", ".join(sorted(self.options))
-            )
+        refuse_unknown(spec, self.options, "transcode job")
         cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
         raw_input = spec.get("input")
         if not isinstance(raw_input, str) or not raw_input:
@@ -468,7 +468,7 @@ class _Runner:
         share: tuple[float, float] = (0.0, 1.0),
     ) -> ProcessResult:
         """Run ffmpeg, reporting its progress as the ``share`` (start, size) of the segment."""
-        with watch_progress(progress, total, unit, self.ctx, share):
+        with watch_progress(progress, total, unit, self.ctx.on_progress, share):
             return self.ctx.run(argv, cwd=self.job.get("cwd"))
 
     def _encode(
