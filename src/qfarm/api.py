@@ -19,13 +19,21 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from qfarm import __version__
 from qfarm.controller import Controller
 from qfarm.errors import InvalidRequest, NotFound, QfarmError
 from qfarm.model import (
+    Attempt,
     Batch,
     BatchRequest,
     IllegalTransition,
@@ -36,6 +44,12 @@ from qfarm.model import (
 from qfarm.storage import ClusterStorage, atomic_file, list_files, safe_relative
 
 API = "/api/v1"
+# Server-sent-event streams: a browser's EventSource sends no headers, so these take the
+# token as ?token= too.
+STREAM_PATHS = ("/events", "/follow")
+LOG_CHUNK = 64 * 1024
+LOG_POLL_SECONDS = 0.5
+WEB_DIR = Path(__file__).parent / "web"
 
 # Errors users can cause, by HTTP status; the first class that matches wins.
 ERROR_STATUS: dict[type[Exception], int] = {
@@ -142,6 +156,9 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         @app.middleware("http")
         async def require_token(request: Request, call_next: Any) -> Any:
             given = request.headers.get("authorization", "")
+            if not given and request.url.path.endswith(STREAM_PATHS):
+                # A browser's EventSource cannot send headers: streams take ?token= too.
+                given = f"Bearer {request.query_params.get('token', '')}"
             if request.url.path.startswith(API) and not hmac.compare_digest(given, expected):
                 return JSONResponse(
                     {"error": "this controller needs a token: --token or QFARM_TOKEN"},
@@ -169,6 +186,13 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
         return JSONResponse({"error": message}, status_code=400)
+
+    # The Batch Monitor: static files of our own, served by the controller itself.
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def monitor() -> HTMLResponse:
+        return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
     @app.get(f"{API}/info")
     async def info() -> dict[str, Any]:
@@ -215,6 +239,78 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     async def attempts(batch_id: int, segment_id: int) -> list[dict[str, Any]]:
         controller.store.batch(batch_id)
         return [asdict(a) for a in controller.store.attempts(segment_id)]
+
+    @app.get(f"{API}/batches/{{batch_id}}/attempts")
+    async def batch_attempts(batch_id: int) -> list[dict[str, Any]]:
+        """Every attempt of the batch, in dispatch order (what a timeline draws)."""
+        controller.store.batch(batch_id)
+        return [asdict(a) for a in controller.store.batch_attempts(batch_id)]
+
+    def attempt_of(batch_id: int, segment_id: int, number: int) -> Attempt:
+        controller.store.batch(batch_id)
+        for attempt in controller.store.attempts(segment_id):
+            if attempt.number == number:
+                return attempt
+        raise NotFound(f"segment {segment_id} has no attempt {number}")
+
+    @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts/{{number}}/log")
+    async def attempt_log(batch_id: int, segment_id: int, number: int) -> PlainTextResponse:
+        """The attempt's log: the whole file where the controller can read it (nodes on
+        shared storage), else the tail the store keeps."""
+        attempt = attempt_of(batch_id, segment_id, number)
+        path = Path(attempt.log_path) if attempt.log_path else None
+        if path is not None and path.is_file():
+            return PlainTextResponse(path.read_text(errors="replace"))
+        return PlainTextResponse(attempt.log_tail)
+
+    @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts/{{number}}/follow")
+    async def follow_log(
+        request: Request, batch_id: int, segment_id: int, number: int
+    ) -> StreamingResponse:
+        """The attempt's log as server-sent ``log`` events, as it grows, until the attempt
+        ends (then an ``end`` event)."""
+        attempt_of(batch_id, segment_id, number)
+
+        async def stream() -> AsyncIterator[str]:
+            offset = 0
+            while not await request.is_disconnected():
+                attempt = attempt_of(batch_id, segment_id, number)
+                path = Path(attempt.log_path) if attempt.log_path else None
+                text = ""
+                if path is not None and path.is_file():
+                    with open(path, "rb") as fh:
+                        fh.seek(offset)
+                        data = fh.read(LOG_CHUNK)
+                    offset += len(data)
+                    text = data.decode("utf-8", errors="replace")
+                elif attempt.ended_at is not None and offset == 0:
+                    text, offset = attempt.log_tail, 1
+                if text:
+                    yield f"event: log\ndata: {json.dumps(text)}\n\n"
+                    continue
+                if attempt.ended_at is not None:
+                    yield f"event: end\ndata: {json.dumps(attempt.outcome or '')}\n\n"
+                    return
+                await asyncio.sleep(LOG_POLL_SECONDS)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    @app.get(f"{API}/presets")
+    async def presets() -> list[dict[str, Any]]:
+        """The built-in transcode presets, and whether the controller's ffmpeg has them."""
+        from qfarm.media.presets import BUILTIN
+        from qfarm.media.tool import has_encoder
+
+        return [
+            {
+                "name": p.name,
+                "kind": p.kind,
+                "description": p.description,
+                "extension": p.extension,
+                "available": all(has_encoder(e) for e in p.encoders()),
+            }
+            for p in BUILTIN.values()
+        ]
 
     steer = {
         "pause": controller.pause,
@@ -289,9 +385,22 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.get(f"{API}/nodes")
     async def nodes() -> list[dict[str, Any]]:
-        refused = controller.dispatcher.refused
+        """The nodes, with the instances of each service busy now and what they run."""
+        dispatcher = controller.dispatcher
+        running: dict[str, list[dict[str, Any]]] = {}
+        for flight in dispatcher.in_flight.values():
+            running.setdefault(flight.node, []).append(
+                {"batch_id": flight.batch_id, "segment_id": flight.segment_id,
+                 "attempt": flight.attempt, "service": flight.service}
+            )  # fmt: skip
         return [
-            {**asdict(node), "state": node.state.value, "refused": refused.get(node.name, "")}
+            {
+                **asdict(node),
+                "state": node.state.value,
+                "refused": dispatcher.refused.get(node.name, ""),
+                "busy": {k: v for k, v in dispatcher.busy.get(node.name, {}).items() if v},
+                "running": running.get(node.name, []),
+            }
             for node in controller.store.nodes()
         ]
 

@@ -416,6 +416,17 @@ class Store:
             )
             return [_attempt(row) for row in rows]
 
+    def batch_attempts(self, batch_id: int) -> list[Attempt]:
+        """Every attempt of a batch's segments, in dispatch order: a timeline's data."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(attempts)
+                .join(segments, segments.c.id == attempts.c.segment_id)
+                .where(segments.c.batch_id == batch_id)
+                .order_by(attempts.c.dispatched_at, attempts.c.id)
+            )
+            return [_attempt(row) for row in rows]
+
     def counts(self, batch_id: int) -> BatchCounts:
         with self.engine.connect() as conn:
             rows = conn.execute(

@@ -1,0 +1,266 @@
+"""The Batch Monitor in a real browser (Debian's Chromium, headless, driven by Playwright)
+against a real `qfarm controller` and `qfarm node` processes on loopback.
+
+Screenshots land in test-artifacts/web/ (or $QFARM_TEST_ARTIFACTS/web/). Without Chromium or
+Playwright these tests skip, saying so; under CI (QFARM_TEST_REQUIRE_BROWSER) they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qfarm.client import Client
+from tests.helpers import wait_until_sync
+from tests.test_cluster import start_controller, start_node, stop
+
+CHROMIUM = os.environ.get("QFARM_TEST_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = (
+    Path(os.environ.get("QFARM_TEST_ARTIFACTS") or Path(__file__).parents[2] / "test-artifacts")
+    / "web"
+)
+WAIT_MS = 60_000
+
+
+def _require_browser() -> None:
+    missing = []
+    if not Path(CHROMIUM).exists():
+        missing.append(f"Chromium ({CHROMIUM}; apt-get install chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        missing.append("Playwright for Python (pip install '.[test]')")
+    if missing:
+        why = "browser tests need " + " and ".join(missing)
+        if os.environ.get("QFARM_TEST_REQUIRE_BROWSER"):
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    _require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class Farm:
+    url: str
+    client: Client
+    root: Path
+    port: int
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
+    root = tmp_path_factory.mktemp("monitor")
+    controller, url = start_controller(root)
+    nodes = []
+    try:
+        for name in ("node-1", "node-2"):
+            nodes.append(start_node(root, url, name, services="command=1"))
+        yield Farm(url, Client(url), root, int(url.rsplit(":", 1)[1]))
+    finally:
+        for proc in [*nodes, controller]:
+            stop(proc)
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    page.on("dialog", lambda dialog: dialog.accept())  # every action is confirmed: say yes
+    try:
+        yield page
+    finally:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
+
+
+def submit_sleepers(farm: Farm, seconds: float, frames: str, cwd: Path) -> int:
+    job = {"type": "command", "spec": {"command": ["sleep", str(seconds)], "frames": frames,
+                                       "cwd": str(cwd)}, "retries": 0}  # fmt: skip
+    return farm.client.submit({"jobs": [job], "name": "sleepers"}).id
+
+
+def test_submit_from_the_form_and_watch_it_reach_done(
+    farm: Farm, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(farm.url + "/#/submit")
+    expect(page.locator("#connection")).to_have_text("live")
+    page.get_by_label("Batch name").fill("from the form")
+    page.get_by_label("Command", exact=True).fill("sh -c 'echo frames {start}-{end}; sleep 0.3'")
+    page.get_by_label("Frames").first.fill("1-6")
+    page.get_by_label("Segment size").first.fill("2")
+    page.get_by_label("Working folder").fill(str(tmp_path))
+    page.get_by_role("button", name="Submit").click()
+
+    expect(page).to_have_url(re.compile(r"#/batch/\d+$"))
+    batch_id = int(page.url.rsplit("/", 1)[1])
+    summary = page.locator("#batch-summary")
+    expect(summary).to_contain_text("done")  # live updates, no reload
+    expect(page.locator("#segment-grid .cell.done")).to_have_count(3)
+    assert farm.client.batch(batch_id).state == "done"
+
+    # A segment's attempts and its log, chosen with the keyboard.
+    page.locator("#segment-grid .cell").first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#attempts-table tbody tr")).to_have_count(1)
+    expect(page.locator("#log")).to_contain_text("frames 1-2")
+    expect(page.locator("#timeline rect")).to_have_count(3)
+
+    page.goto(farm.url + "/#/batches")
+    row = page.locator(f"tr[data-batch='{batch_id}']")
+    expect(row).to_contain_text("from the form")
+    expect(row).to_contain_text("done")
+
+
+def test_the_form_refuses_bad_input_with_the_clis_message(farm: Farm, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(farm.url + "/#/submit")
+    page.get_by_role("button", name="Submit").click()
+    error = page.locator("#submit-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("no command given")
+    page.get_by_label("Type").select_option("transcode")
+    page.get_by_label("Source file").fill("/nonexistent/clip.mov")
+    page.get_by_role("button", name="Submit").click()
+    expect(error).to_contain_text("/nonexistent/clip.mov does not exist")
+
+
+def test_cancel_a_batch_and_see_its_segments_stop(farm: Farm, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    batch_id = submit_sleepers(farm, 60, "1-2", tmp_path)
+    page.goto(f"{farm.url}/#/batch/{batch_id}")
+    expect(page.locator("#segment-grid .cell.running")).to_have_count(2)
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#segment-grid .cell.canceled")).to_have_count(2)
+    expect(page.locator("#batch-summary")).to_contain_text("canceled")
+    assert farm.client.batch(batch_id).state == "canceled"
+    expect(page.get_by_role("button", name="Resubmit failed")).to_be_enabled()
+
+
+def test_drain_a_node_and_see_it_take_no_new_work(farm: Farm, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(farm.url + "/#/nodes")
+    node_row = page.locator("tr[data-node='node-1']")
+    expect(node_row).to_contain_text("online")
+    page.get_by_role("button", name="Drain node node-1").click()
+    expect(node_row).to_contain_text("disabled")
+    try:
+        batch_id = submit_sleepers(farm, 0.2, "1-4", tmp_path)
+        wait_until_sync(lambda: farm.client.batch(batch_id).finished, timeout=60, what="batch done")
+        assert {s["node"] for s in farm.client.segments(batch_id)} == {"node-2"}
+    finally:
+        page.get_by_role("button", name="Enable node node-1").click()
+        expect(node_row).to_contain_text("online")
+
+
+def test_works_at_phone_width(farm: Farm, browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    page = context.new_page()
+    try:
+        page.goto(farm.url + "/#/nodes")
+        expect(page.locator("#connection")).to_have_text("live")
+        expect(page.get_by_role("link", name="Submit")).to_be_visible()
+        expect(page.locator("tr[data-node='node-2']")).to_be_visible()
+        # The page itself does not scroll sideways; wide tables scroll inside their box.
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "phone-nodes.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_reconnects_by_itself_after_a_controller_restart(browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    port = str(free_port())
+    controller, url = start_controller(tmp_path, port=port)
+    page = browser.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        page.goto(url + "/#/batches")
+        status = page.locator("#connection")
+        expect(status).to_have_text("live")
+        controller.send_signal(signal.SIGKILL)
+        controller.wait()
+        expect(status).to_contain_text("reconnecting")
+        controller, url = start_controller(tmp_path, port=port)
+        expect(status).to_have_text("live")
+        batch_id = (
+            Client(url)
+            .submit(
+                {"jobs": [{"type": "command", "spec": {"command": ["true"], "cwd": str(tmp_path)}}]}
+            )
+            .id
+        )
+        expect(page.locator(f"tr[data-batch='{batch_id}']")).to_be_visible()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "after-restart.png"), full_page=True)
+    finally:
+        page.close()
+        stop(controller)
+
+
+def test_asks_for_the_token_when_the_cluster_needs_one(browser: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    controller, url = start_controller(tmp_path, "--token", "s3cret")
+    page = browser.new_page()
+    page.set_default_timeout(WAIT_MS)
+    try:
+        Client(url, token="s3cret").submit(
+            {"jobs": [{"type": "command", "spec": {"command": ["true"], "cwd": str(tmp_path)}}],
+             "name": "guarded"}
+        )  # fmt: skip
+        page.goto(url + "/#/batches")
+        dialog = page.locator("#token-dialog")
+        expect(dialog).to_be_visible()
+        page.get_by_role("textbox", name="Token").fill("s3cret")
+        page.get_by_role("button", name="Connect").click()
+        expect(page.locator("#batches-table")).to_contain_text("guarded")
+        expect(page.locator("#connection")).to_have_text("live")
+    finally:
+        page.close()
+        stop(controller)
+
+
+def test_page_and_static_files_are_served_by_the_controller(farm: Farm) -> None:
+    import httpx
+
+    for path, kind in [("/", "text/html"), ("/static/app.js", "javascript"),
+                       ("/static/style.css", "text/css")]:  # fmt: skip
+        response = httpx.get(farm.url + path)
+        assert response.status_code == 200 and kind in response.headers["content-type"]
+    assert "qfarm Batch Monitor" in httpx.get(farm.url + "/").text
