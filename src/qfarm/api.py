@@ -400,6 +400,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
                 "refused": dispatcher.refused.get(node.name, ""),
                 "busy": {k: v for k, v in dispatcher.busy.get(node.name, {}).items() if v},
                 "running": running.get(node.name, []),
+                "load": live.load if (live := dispatcher.nodes.get(node.name)) else {},
             }
             for node in controller.store.nodes()
         ]

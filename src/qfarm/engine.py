@@ -59,6 +59,7 @@ class EngineNode:
     services: dict[str, int]
     host: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
+    load: dict[str, float] = field(default_factory=dict)  # host CPU % and memory used, live
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ def _run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+# Heartbeat metrics of a node's host, added by the worker plugin below.
+HOST_CPU = "qfarm_host_cpu_percent"
+HOST_MEMORY = "qfarm_host_memory_used"
+
+
 def _kill_on_node(key: str) -> bool:
     return node_side.kill_segment(key)
 
@@ -123,9 +129,16 @@ class _EndSegmentsOnClose(WorkerPlugin):
     """Ends the worker's segment processes when the worker closes (its scheduler went
     away, say). Without it a worker would wait on the threads that wait on those
     processes, and the processes would go on writing for a controller that is gone.
+
+    It also adds the node's host load to the metrics each heartbeat carries: the worker's
+    own CPU and memory say nothing of the segment processes it runs.
     """
 
     name = "qfarm-end-segments-on-close"
+
+    def setup(self, worker: Any) -> None:
+        worker.metrics[HOST_CPU] = lambda _worker: node_side.host_load()["cpu_percent"]
+        worker.metrics[HOST_MEMORY] = lambda _worker: node_side.host_load()["memory_used"]
 
     def teardown(self, worker: Any) -> None:
         node_side.kill_all_segments()
@@ -237,6 +250,7 @@ class Engine:
         identity = await self.client.scheduler.identity()
         found: list[EngineNode] = []
         for address, info in identity.get("workers", {}).items():
+            metrics = info.get("metrics") or {}
             if address not in self._facts:
                 with contextlib.suppress(Exception):
                     facts = await self.client.run(_facts_of_node, workers=[address])
@@ -248,6 +262,10 @@ class Engine:
                     services={k: int(v) for k, v in (info.get("resources") or {}).items()},
                     host=str(info.get("host", "")),
                     facts=self._facts.get(address, {}),
+                    load={
+                        "cpu_percent": float(metrics.get(HOST_CPU) or 0.0),
+                        "memory_used": int(metrics.get(HOST_MEMORY) or 0),
+                    },
                 )
             )
         return found

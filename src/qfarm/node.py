@@ -170,6 +170,16 @@ def node_facts() -> dict[str, Any]:
     }
 
 
+def host_load() -> dict[str, float]:
+    """This machine's CPU use (percent of all cores, since the last call) and memory in use."""
+    import psutil
+
+    return {
+        "cpu_percent": float(psutil.cpu_percent(interval=None)),
+        "memory_used": float(psutil.virtual_memory().used),
+    }
+
+
 def tool_versions() -> dict[str, str]:
     """The versions of the tools this node's job types run, for its fingerprint."""
     from qfarm import renderers

@@ -264,3 +264,37 @@ def test_page_and_static_files_are_served_by_the_controller(farm: Farm) -> None:
         response = httpx.get(farm.url + path)
         assert response.status_code == 200 and kind in response.headers["content-type"]
     assert "qfarm Batch Monitor" in httpx.get(farm.url + "/").text
+
+
+def test_a_running_segments_log_is_followed(farm: Farm, page: Any, tmp_path: Path) -> None:
+    """The log viewer shows a running attempt's output as it is written, then the end."""
+    from playwright.sync_api import expect
+
+    go = tmp_path / "go"
+    script = f"echo first line; while [ ! -e {go} ]; do sleep 0.05; done; echo second line"
+    job = {"type": "command", "spec": {"command": ["sh", "-c", script], "cwd": str(tmp_path)},
+           "retries": 0}  # fmt: skip
+    batch_id = farm.client.submit({"jobs": [job], "name": "talker"}).id
+    page.goto(f"{farm.url}/#/batch/{batch_id}")
+    cell = page.locator("#segment-grid .cell.running")
+    expect(cell).to_have_count(1)
+    cell.click()
+    expect(page.locator("#log-title")).to_contain_text("(following)")
+    log = page.locator("#log")
+    expect(log).to_contain_text("first line")
+    expect(log).not_to_contain_text("second line")
+    go.touch()
+    expect(log).to_contain_text("second line")
+    expect(page.locator("#log-title")).not_to_contain_text("following")
+    expect(page.locator("#segment-grid .cell.done")).to_have_count(1)
+
+
+def test_nodes_show_their_load(farm: Farm, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(farm.url + "/#/nodes")
+    row = page.locator("tr[data-node='node-1']")
+    expect(row).to_contain_text("% busy")
+    expect(row).to_contain_text(" of ")
+    nodes = {n["name"]: n for n in farm.client.nodes()}
+    assert nodes["node-1"]["load"]["memory_used"] > 0
