@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from qfarm import __version__, jobtypes
-from qfarm.engine import Engine, EngineNode, TaskEnd, TaskEvent
+from qfarm.engine import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.model import FINAL_JOB_STATES, Node, NodeState
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
@@ -228,7 +228,12 @@ class Dispatcher:
     async def refresh_nodes(self) -> None:
         """Bring the node list up to date with the engine's live workers."""
         self._last_refresh = time.monotonic()
-        live = {n.name: n for n in await self.engine.nodes()}
+        # A node silent for longer than the timeout is lost, even while Dask still lists it
+        # (frozen, or cut off with its connection open): its segments go elsewhere now. It
+        # comes back as a new node once its heartbeats do.
+        live = {
+            n.name: n for n in await self.engine.nodes() if n.silent_for <= NODE_TIMEOUT_SECONDS
+        }
         now = time.time()
         for name, engine_node in live.items():
             known = self.nodes.get(name)

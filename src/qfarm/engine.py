@@ -60,6 +60,7 @@ class EngineNode:
     host: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
     load: dict[str, float] = field(default_factory=dict)  # host CPU % and memory used, live
+    silent_for: float = 0.0  # seconds since its last heartbeat reached the scheduler
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,11 @@ def _run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
     worker.log_event(EVENT_TOPIC, {"key": key, "kind": "ended", "result": result})
     return result
 
+
+# How long a node may go without a heartbeat before its segments are given to others. The
+# dispatcher acts on it itself: Dask, whose workers have nannies, first spends half a minute
+# trying to restart a silent worker through its nanny (just as silent, if its host is cut off).
+NODE_TIMEOUT_SECONDS = 15
 
 # Heartbeat metrics of a node's host, added by the worker plugin below.
 HOST_CPU = "qfarm_host_cpu_percent"
@@ -210,7 +216,13 @@ class Engine:
         """A scheduler in this process, listening on ``host:port``, and one nanny-managed
         worker process per local node (none for a controller whose nodes join from outside).
         """
-        with dask.config.set({"distributed.scheduler.work-stealing": False}):
+        settings = {
+            "distributed.scheduler.work-stealing": False,
+            # A node that stops answering (frozen, or cut off from the network with its
+            # connection still open) is given up after this long; Dask's default is 5 min.
+            "distributed.scheduler.worker-ttl": f"{NODE_TIMEOUT_SECONDS}s",
+        }
+        with dask.config.set(settings):
             scheduler = Scheduler(host=host, port=port, dashboard=False)
             await scheduler
         owned: list[Any] = [scheduler]
@@ -248,6 +260,7 @@ class Engine:
     async def nodes(self) -> list[EngineNode]:
         """The live workers and the service instances each offers."""
         identity = await self.client.scheduler.identity()
+        now = time.time()
         found: list[EngineNode] = []
         for address, info in identity.get("workers", {}).items():
             metrics = info.get("metrics") or {}
@@ -266,6 +279,7 @@ class Engine:
                         "cpu_percent": float(metrics.get(HOST_CPU) or 0.0),
                         "memory_used": int(metrics.get(HOST_MEMORY) or 0),
                     },
+                    silent_for=max(0.0, now - float(info.get("last_seen") or now)),
                 )
             )
         return found
