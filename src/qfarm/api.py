@@ -15,9 +15,10 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
+from fastapi import Path as FastApiPath
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
@@ -44,6 +45,9 @@ from qfarm.model import (
 from qfarm.storage import ClusterStorage, atomic_file, list_files, safe_relative
 
 API = "/api/v1"
+# Ids in paths: positive and small enough for every database (a larger number is a 400, not
+# an overflow deep in the driver).
+ObjectId = Annotated[int, FastApiPath(ge=1, le=2**53)]
 # Server-sent-event streams: a browser's EventSource sends no headers, so these take the
 # token as ?token= too.
 STREAM_PATHS = ("/events", "/follow")
@@ -58,6 +62,11 @@ ERROR_STATUS: dict[type[Exception], int] = {
     InvalidRequest: 400,
     QfarmError: 400,
 }
+
+
+def one_line(message: str) -> str:
+    """An error message as one line: names from requests may hold line breaks."""
+    return message.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class JobIn(BaseModel):
@@ -168,7 +177,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     async def as_json(request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))
-        return JSONResponse({"error": str(exc)}, status_code=status)
+        return JSONResponse({"error": one_line(str(exc))}, status_code=status)
 
     for kind in ERROR_STATUS:
         app.add_exception_handler(kind, as_json)
@@ -177,7 +186,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     async def internal(_: Request, exc: Exception) -> JSONResponse:
         # A bug of ours: still a JSON body with one line, never an HTML page.
         return JSONResponse(
-            {"error": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500
+            {"error": one_line(f"internal error: {type(exc).__name__}: {exc}")}, status_code=500
         )
 
     @app.exception_handler(RequestValidationError)
@@ -185,7 +194,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
         message = f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
-        return JSONResponse({"error": message}, status_code=400)
+        return JSONResponse({"error": one_line(message)}, status_code=400)
 
     # The Batch Monitor: static files of our own, served by the controller itself.
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
@@ -212,7 +221,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return [batch_json(controller, b) for b in controller.store.batches()]
 
     @app.get(f"{API}/batches/{{batch_id}}")
-    async def batch(batch_id: int) -> dict[str, Any]:
+    async def batch(batch_id: ObjectId) -> dict[str, Any]:
         body = batch_json(controller, controller.store.batch(batch_id))
         progress = controller.store.job_progress(batch_id)
         body["jobs"] = [
@@ -231,17 +240,17 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return body
 
     @app.get(f"{API}/batches/{{batch_id}}/segments")
-    async def segments(batch_id: int) -> list[dict[str, Any]]:
+    async def segments(batch_id: ObjectId) -> list[dict[str, Any]]:
         controller.store.batch(batch_id)
         return [segment_json(s) for s in controller.store.segments(batch_id)]
 
     @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts")
-    async def attempts(batch_id: int, segment_id: int) -> list[dict[str, Any]]:
+    async def attempts(batch_id: ObjectId, segment_id: ObjectId) -> list[dict[str, Any]]:
         controller.store.batch(batch_id)
         return [asdict(a) for a in controller.store.attempts(segment_id)]
 
     @app.get(f"{API}/batches/{{batch_id}}/attempts")
-    async def batch_attempts(batch_id: int) -> list[dict[str, Any]]:
+    async def batch_attempts(batch_id: ObjectId) -> list[dict[str, Any]]:
         """Every attempt of the batch, in dispatch order (what a timeline draws)."""
         controller.store.batch(batch_id)
         return [asdict(a) for a in controller.store.batch_attempts(batch_id)]
@@ -254,7 +263,9 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         raise NotFound(f"segment {segment_id} has no attempt {number}")
 
     @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts/{{number}}/log")
-    async def attempt_log(batch_id: int, segment_id: int, number: int) -> PlainTextResponse:
+    async def attempt_log(
+        batch_id: ObjectId, segment_id: ObjectId, number: ObjectId
+    ) -> PlainTextResponse:
         """The attempt's log: the whole file where the controller can read it (nodes on
         shared storage), else the tail the store keeps."""
         attempt = attempt_of(batch_id, segment_id, number)
@@ -265,7 +276,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts/{{number}}/follow")
     async def follow_log(
-        request: Request, batch_id: int, segment_id: int, number: int
+        request: Request, batch_id: ObjectId, segment_id: ObjectId, number: ObjectId
     ) -> StreamingResponse:
         """The attempt's log as server-sent ``log`` events, as it grows, until the attempt
         ends (then an ``end`` event)."""
@@ -320,7 +331,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.post(f"{API}/batches/{{batch_id}}/{{action}}")
     async def act(
-        batch_id: int, action: Literal["cancel", "pause", "resume", "resubmit"]
+        batch_id: ObjectId, action: Literal["cancel", "pause", "resume", "resubmit"]
     ) -> dict[str, Any]:
         """Cancel, pause, resume or resubmit a batch; returns its state after."""
         if action == "cancel":
@@ -330,7 +341,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return batch_json(controller, controller.store.batch(batch_id))
 
     @app.put(f"{API}/batches/{{batch_id}}/priority")
-    async def priority(batch_id: int, body: PriorityIn) -> dict[str, Any]:
+    async def priority(batch_id: ObjectId, body: PriorityIn) -> dict[str, Any]:
         try:
             level = parse_priority(body.priority)
         except ValueError as exc:
@@ -369,18 +380,18 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return FileResponse(storage.file(storage.upload_dir(upload), rel))
 
     @app.put(f"{API}/batches/{{batch_id}}/outputs/{{rel:path}}", status_code=201)
-    async def put_output(batch_id: int, rel: str, request: Request) -> dict[str, Any]:
+    async def put_output(batch_id: ObjectId, rel: str, request: Request) -> dict[str, Any]:
         controller.store.batch(batch_id)
         size = await receive(request, storage.outputs_dir(batch_id) / safe_relative(rel))
         return {"path": rel, "size": size}
 
     @app.get(f"{API}/batches/{{batch_id}}/outputs")
-    async def outputs(batch_id: int) -> list[str]:
+    async def outputs(batch_id: ObjectId) -> list[str]:
         controller.store.batch(batch_id)
         return list_files(storage.outputs_dir(batch_id))
 
     @app.get(f"{API}/batches/{{batch_id}}/outputs/{{rel:path}}")
-    async def get_output(batch_id: int, rel: str) -> FileResponse:
+    async def get_output(batch_id: ObjectId, rel: str) -> FileResponse:
         return FileResponse(storage.file(storage.outputs_dir(batch_id), rel))
 
     @app.get(f"{API}/nodes")

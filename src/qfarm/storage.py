@@ -64,12 +64,14 @@ def write_atomically(target: Path, chunks: Iterator[bytes]) -> int:
 
 def list_files(folder: Path) -> list[str]:
     """The files a client fetches: not qfarm's own (partial files, a transcode's chunks,
-    all named ``.qfarm-...``)."""
+    all named ``.qfarm-...``), nor links that lead outside the folder."""
     if not folder.is_dir():
         return []
+    root = folder.resolve()
+    inside = (p for p in folder.rglob("*") if p.is_file() and p.resolve().is_relative_to(root))
     return sorted(
         str(rel.as_posix())
-        for rel in (path.relative_to(folder) for path in folder.rglob("*") if path.is_file())
+        for rel in (path.relative_to(folder) for path in inside)
         if not any(part.startswith(".qfarm-") for part in rel.parts)
     )
 
@@ -97,9 +99,12 @@ class ClusterStorage:
 
     @staticmethod
     def file(folder: Path, rel: str) -> Path:
+        """A file inside ``folder``: never outside it, through ``..`` or a symbolic link."""
         path = folder / safe_relative(rel)
         if not path.is_file():
             raise NotFound(f"no file {rel}")
+        if not path.resolve().is_relative_to(folder.resolve()):
+            raise InvalidRequest(f"path {rel!r} leads outside its folder")
         return path
 
 
