@@ -30,10 +30,10 @@ node being given up and its work going elsewhere).
 
 
 OUTRO = """
-Not covered yet (issue 7 goes on): a node's worker that crashes over and over is restarted by
-its nanny without limit (no crash-loop cut-off yet); a node that fails a job's segments is
-avoided for that job's retries after one failure, not after N; client tokens are one shared
-secret, not per-client hashed tokens; node-to-controller traffic is not on TLS.
+Not covered yet (issue 7 goes on): a node that fails a job's segments is avoided for that
+job's retries after one failure while another node can take them, not blocklisted after N;
+client tokens are one shared secret, not per-client hashed tokens; node-to-controller traffic
+is not on TLS.
 """
 
 

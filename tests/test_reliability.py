@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -269,3 +270,55 @@ def test_soak_with_random_failures_and_two_controller_restarts(tmp_path: Path) -
     record("soak: 2,000 segments, 3 nodes, random failures, the controller killed twice",
            f"every segment done, every output right; {failed} segments failed once and were "
            f"retried; whole run {took:.0f} s", None, "nothing")  # fmt: skip
+
+
+def worker_of(node: subprocess.Popen[str]) -> psutil.Process | None:
+    """The Dask worker process a node's nanny runs (a child of the node process)."""
+    for child in psutil.Process(node.pid).children(recursive=True):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if "spawn_main" in " ".join(child.cmdline()):
+                return child
+    return None
+
+
+def test_a_crashed_worker_is_restarted_and_a_crash_loop_takes_the_node_out(
+    tmp_path: Path,
+) -> None:
+    with farm(tmp_path, 1) as f:
+        client: Client = f["client"]
+        node = f["procs"]["node-1"]
+
+        def node_address() -> tuple[str, str]:
+            entry = {n["name"]: n for n in client.nodes()}["node-1"]
+            return entry["address"], entry["state"]
+
+        for crash in range(1, 6):
+            before, _ = node_address()
+            worker = worker_of(node)
+            assert worker is not None
+            crashed_at = time.monotonic()
+            worker.kill()
+            # The nanny starts a new worker, which joins again under the node's name.
+            wait_until_sync(
+                lambda b=before: (a := node_address())[0] != b and a[1] == "online",
+                timeout=60, what=f"the worker back after crash {crash}",
+            )  # fmt: skip
+            if crash == 1:
+                restarted = time.monotonic() - crashed_at
+        wait_until_sync(
+            lambda: "out of service" in {n["name"]: n for n in client.nodes()}["node-1"]["refused"],
+            timeout=60, what="the node taken out of service",
+        )  # fmt: skip
+        batch = client.submit({"jobs": [segment_job(tmp_path, "1", 0.1)]}).id
+        assert client.batch(batch).segments["running"] == 0
+        enabled = subprocess.run(
+            [sys.executable, "-m", "qfarm", "node", "enable", "node-1", "-c", f["url"]],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert enabled.returncode == 0, enabled.stderr
+        wait_until_sync(lambda: client.batch(batch).finished, timeout=60, what="batch end")
+        assert client.batch(batch).state == "done"
+    record("a node's worker process crashes (kill -9 of the worker)",
+           "its nanny started a new worker, which rejoined; after the fifth crash in 10 "
+           "minutes the node was taken out of service, with the reason shown, until "
+           "`qfarm node enable`", restarted, "nothing")  # fmt: skip

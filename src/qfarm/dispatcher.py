@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,10 @@ IDLE_TICK_SECONDS = 0.5
 BUSY_IN_FLIGHT = 2
 MIN_TICK_SECONDS = 0.02
 MAX_TICK_PAUSE_SECONDS = 0.05
+# A node that goes down more than this many times in the window is taken out of service
+# (Qmaster restarted a crashed service up to four times).
+MAX_NODE_RESTARTS = 4
+CRASH_WINDOW_SECONDS = 600.0
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +81,8 @@ class Dispatcher:
         self.disabled: set[str] = set()  # drained or refused: given no new work
         self.refused: dict[str, str] = {}  # node name -> why it is refused
         self.in_flight: dict[str, InFlight] = {}
+        # When each node went down lately: a node that keeps crashing is taken out of service.
+        self.losses: dict[str, deque[float]] = {}
         # Tool versions each job is pinned to (job id -> tool -> version), so the segments
         # of one job, which are joined together, all come from the same ffmpeg.
         self.pins: dict[int, dict[str, str]] = {}
@@ -98,11 +104,16 @@ class Dispatcher:
         self.poke()
 
     def set_disabled(self, name: str, disabled: bool) -> None:
-        """Give a node no new work (its running segments finish), or take it back."""
+        """Give a node no new work (its running segments finish), or take it back. Taking it
+        back also forgives the crashes that took it out of service."""
         if disabled:
             self.disabled.add(name)
-        elif name not in self.refused:
-            self.disabled.discard(name)
+        else:
+            if self._crash_looping(name):
+                self.losses.pop(name, None)
+                self.refused.pop(name, None)
+            if name not in self.refused:
+                self.disabled.discard(name)
         self.poke()
 
     def stop(self) -> None:
@@ -254,6 +265,13 @@ class Dispatcher:
                         f"node {name} runs qfarm {version}, the controller {__version__}"
                     )
                     log.warning("refusing %s", self.refused[name])
+                elif self._crash_looping(name):
+                    self.refused[name] = (
+                        f"node {name} went down {len(self.losses[name])} times in "
+                        f"{CRASH_WINDOW_SECONDS // 60:.0f} minutes: out of service until "
+                        f"`qfarm node enable {name}`"
+                    )
+                    log.warning("taking a node out of service: %s", self.refused[name])
                 else:
                     self.refused.pop(name, None)
                 self.store.upsert_node(
@@ -278,11 +296,23 @@ class Dispatcher:
         self.disabled = {n.name for n in self.store.nodes() if n.state is NodeState.DISABLED}
         self.disabled |= set(self.refused)
 
+    def _crash_looping(self, name: str) -> bool:
+        """Whether a node has gone down more than MAX_NODE_RESTARTS times lately: its worker
+        is restarted by its nanny each time, and a node that crashes over and over would
+        otherwise lose every segment it is given."""
+        losses = self.losses.get(name)
+        if not losses:
+            return False
+        while losses and losses[0] < time.monotonic() - CRASH_WINDOW_SECONDS:
+            losses.popleft()
+        return len(losses) > MAX_NODE_RESTARTS
+
     async def _lose_node(self, node: EngineNode) -> None:
         """Give up on everything out on a node that went away: each attempt is recorded as
         lost at the next tick (its segment is queued again), and its task withdrawn, so a
         late end from it is ignored.
         """
+        self.losses.setdefault(node.name, deque()).append(time.monotonic())
         for flight in [f for f in self.in_flight.values() if f.address == node.address]:
             log.warning("node %s went away while running %s", node.name, flight.key)
             del self.in_flight[flight.key]
