@@ -430,3 +430,31 @@ def test_render_segments_go_only_to_nodes_with_the_jobs_renderer(
     assert d._pick_node(candidate("blender"), free) == "sculptor"
     d.pins.clear()
     assert d._pick_node(candidate("povray"), free) == "painter"
+
+
+def test_a_job_pinned_to_a_build_that_fails_it_is_pinned_anew(store: Store, tmp_path: Path) -> None:
+    """The first segment went to a node whose ffmpeg fails the job (no encoder, say): with
+    nothing of the job done, the pin moves to the versions of a node that has not failed it."""
+    request = BatchRequest(
+        jobs=(JobRequest("command", {"command": ["true"], "cwd": str(tmp_path)}),)
+    )
+    batch_id = store.add_batch(request, plan_batch(request))
+    job_id = store.jobs(batch_id)[0].id
+    d = Dispatcher(store, engine=None, logs_dir=tmp_path)  # type: ignore[arg-type]
+    d.nodes = {
+        name: EngineNode(name, f"tcp://{name}", {"transcode": 1},
+                         facts={"fingerprint": {"ffmpeg": version}})
+        for name, version in (("odd", "6.0-custom"), ("std", "7.0.2"))
+    }  # fmt: skip
+    free = {"odd": {"transcode": 2}, "std": {"transcode": 1}}
+
+    def candidate(failed: tuple[str, ...]) -> Candidate:
+        return Candidate(
+            segment_id=1, job_id=job_id, batch_id=batch_id, index=1, service="transcode",
+            job_type="transcode", job_spec={}, segment_spec={}, timeout=None, attempts=0,
+            failed_nodes=failed,
+        )  # fmt: skip
+
+    assert d._pick_node(candidate(()), free) == "odd"
+    assert d._pick_node(candidate(("odd",)), free) == "std"
+    assert d.pins[job_id] == {"ffmpeg": "7.0.2"}

@@ -10,6 +10,7 @@ so they see and change one consistent state.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import hmac
 import json
 from collections.abc import AsyncIterator
@@ -257,21 +258,33 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     def attempt_of(batch_id: int, segment_id: int, number: int) -> Attempt:
         controller.store.batch(batch_id)
+        if not any(s.id == segment_id for s in controller.store.segments(batch_id)):
+            raise NotFound(f"batch {batch_id} has no segment {segment_id}")
         for attempt in controller.store.attempts(segment_id):
             if attempt.number == number:
                 return attempt
         raise NotFound(f"segment {segment_id} has no attempt {number}")
 
+    logs_root = controller.dispatcher.logs_dir.resolve()
+
+    def readable_log(attempt: Attempt) -> Path | None:
+        """The attempt's log file, if it is one the controller can read where it put it:
+        inside its logs folder, never elsewhere."""
+        if not attempt.log_path:
+            return None
+        path = Path(attempt.log_path)
+        if not path.resolve().is_relative_to(logs_root) or not path.is_file():
+            return None
+        return path
+
     @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts/{{number}}/log")
-    async def attempt_log(
-        batch_id: ObjectId, segment_id: ObjectId, number: ObjectId
-    ) -> PlainTextResponse:
+    async def attempt_log(batch_id: ObjectId, segment_id: ObjectId, number: ObjectId) -> Any:
         """The attempt's log: the whole file where the controller can read it (nodes on
         shared storage), else the tail the store keeps."""
         attempt = attempt_of(batch_id, segment_id, number)
-        path = Path(attempt.log_path) if attempt.log_path else None
-        if path is not None and path.is_file():
-            return PlainTextResponse(path.read_text(errors="replace"))
+        path = readable_log(attempt)
+        if path is not None:
+            return FileResponse(path, media_type="text/plain; charset=utf-8")
         return PlainTextResponse(attempt.log_tail)
 
     @app.get(f"{API}/batches/{{batch_id}}/segments/{{segment_id}}/attempts/{{number}}/follow")
@@ -284,16 +297,17 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
         async def stream() -> AsyncIterator[str]:
             offset = 0
+            decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
             while not await request.is_disconnected():
                 attempt = attempt_of(batch_id, segment_id, number)
-                path = Path(attempt.log_path) if attempt.log_path else None
+                path = readable_log(attempt)
                 text = ""
-                if path is not None and path.is_file():
+                if path is not None:
                     with open(path, "rb") as fh:
                         fh.seek(offset)
                         data = fh.read(LOG_CHUNK)
                     offset += len(data)
-                    text = data.decode("utf-8", errors="replace")
+                    text = decoder.decode(data)
                 elif attempt.ended_at is not None and offset == 0:
                     text, offset = attempt.log_tail, 1
                 if text:

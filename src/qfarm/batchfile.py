@@ -101,7 +101,7 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
     if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
         raise InvalidRequest(f"{where}: depends_on must be a list of job names")
     job_type = str(job.get("type", "command"))
-    if job_type == "transcode" and "preset" in spec:
+    if job_type in ("transcode", "movie") and "preset" in spec:
         # Users' presets are resolved here, on the client, and travel whole.
         spec["preset"] = presets.for_request(spec["preset"])
     retries = job.get("retries", 2)

@@ -3,6 +3,7 @@ scene, rendered in segments across the service nodes."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,7 +30,7 @@ from qfarm.cli import (
 )
 from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at, print_json
 from qfarm.errors import InvalidRequest
-from qfarm.frames import parse_frames
+from qfarm.jobtypes.render import RENDER
 from qfarm.media import presets
 from qfarm.model import BatchRequest, JobRequest, parse_priority
 
@@ -129,20 +130,20 @@ def render_batch(
         raise InvalidRequest(str(exc)) from None
     jobs = [JobRequest("render", spec, name="render", retries=retries, timeout=timeout)]
     if movie:
-        if not frames:
-            raise InvalidRequest("a render job needs --frames, e.g. 1-240")
-        last = max(run.end for run in parse_frames(frames))
-        extension = {"jpeg": ".jpg", "exr": ".exr"}.get(str(options.get("format")), ".png")
-        frame_name = frame_name or scene.stem
+        # The render job's own planning says where its frames land and how they are named.
+        rendered = RENDER.validate(spec)
+        pattern = os.path.join(
+            rendered["output"],
+            f"{rendered['name']}_{{frame:0{rendered['padding']}d}}{rendered['extension']}",
+        )
         preset = presets.for_request(movie)
         preset_name = preset if isinstance(preset, str) else preset["name"]
-        pattern = f"{frame_name}_{{frame:0{max(4, len(str(last)))}d}}{extension}"
         movie_spec = {
-            "input": str(folder / pattern),
+            "input": pattern,
             "frames": frames,
             "rate": rate,
             "preset": preset,
-            "output": str(folder.parent / f"{frame_name}-{preset_name}"
+            "output": str(folder.parent / f"{rendered['name']}-{preset_name}"
                           f"{presets.resolve(preset).extension}"),
             "cwd": str(cwd),
         }  # fmt: skip

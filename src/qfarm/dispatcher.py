@@ -83,9 +83,11 @@ class Dispatcher:
         self.in_flight: dict[str, InFlight] = {}
         # When each node went down lately: a node that keeps crashing is taken out of service.
         self.losses: dict[str, deque[float]] = {}
+        self.crash_refused: set[str] = set()  # out of service until enabled again
         # Tool versions each job is pinned to (job id -> tool -> version), so the segments
         # of one job, which are joined together, all come from the same ffmpeg.
         self.pins: dict[int, dict[str, str]] = {}
+        self.confirmed_pins: set[int] = set()
         self.busy: dict[str, Counter[str]] = {}
         self.killing: set[str] = set()
         self._lost: list[Result] = []  # attempts of lost nodes, recorded at the next tick
@@ -109,7 +111,8 @@ class Dispatcher:
         if disabled:
             self.disabled.add(name)
         else:
-            if self._crash_looping(name):
+            if name in self.crash_refused:
+                self.crash_refused.discard(name)
                 self.losses.pop(name, None)
                 self.refused.pop(name, None)
             if name not in self.refused:
@@ -172,6 +175,7 @@ class Dispatcher:
         for change in changes:
             if change.kind == "job" and change.state in FINAL_JOB_STATES:
                 self.pins.pop(change.id, None)
+                self.confirmed_pins.discard(change.id)
         if changes and self.on_changes is not None:
             self.on_changes(changes)
 
@@ -232,8 +236,9 @@ class Dispatcher:
             started_at=r.get("started_at"),
             ended_at=r.get("ended_at"),
             pid=r.get("pid"),
+            # Not the node's word for where the log is: the store keeps the path chosen at
+            # dispatch, under the controller's logs folder, which is the only one it reads.
             log_tail=str(r.get("log_tail") or ""),
-            log_path=str(r.get("log_path") or ""),
         )
 
     async def refresh_nodes(self) -> None:
@@ -265,9 +270,10 @@ class Dispatcher:
                         f"node {name} runs qfarm {version}, the controller {__version__}"
                     )
                     log.warning("refusing %s", self.refused[name])
-                elif self._crash_looping(name):
+                elif name in self.crash_refused or self._crash_looping(name):
+                    self.crash_refused.add(name)
                     self.refused[name] = (
-                        f"node {name} went down {len(self.losses[name])} times in "
+                        f"node {name} went down more than {MAX_NODE_RESTARTS} times in "
                         f"{CRASH_WINDOW_SECONDS // 60:.0f} minutes: out of service until "
                         f"`qfarm node enable {name}`"
                     )
@@ -393,7 +399,15 @@ class Dispatcher:
             offering = [n for n in offering if all(self._versions(n, tools).values())]
             pin = self._pin(cand.job_id, tools)
             if pin:
-                offering = [n for n in offering if self._versions(n, tools) == pin]
+                matching = [n for n in offering if self._versions(n, tools) == pin]
+                if self._pin_confirmed(cand.job_id) or any(
+                    n not in cand.failed_nodes for n in matching
+                ):
+                    offering = matching
+                else:
+                    # Nothing of the job is done yet, and every node with the pinned
+                    # versions failed it (a build without an encoder, say): pin anew.
+                    del self.pins[cand.job_id]
         fresh = [name for name in offering if name not in cand.failed_nodes]
         pool = fresh if fresh else offering
         ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
@@ -411,15 +425,23 @@ class Dispatcher:
 
     def _pin(self, job_id: int, tools: tuple[str, ...]) -> dict[str, str] | None:
         """The tool versions a job's segments must run with: those of the node its first
-        attempt went to (from the store, so a restarted controller keeps the pin)."""
+        done attempt ran on, else of the first node it went to (read back from the store,
+        so a restarted controller keeps the pin)."""
         if job_id not in self.pins:
             fingerprints = {n.name: n.fingerprint for n in self.store.nodes()}
-            for name in self.store.job_nodes(job_id):
+            names = self.store.job_nodes(job_id, done=True) or self.store.job_nodes(job_id)
+            for name in names:
                 if name in fingerprints:
                     known = fingerprints[name]
                     self.pins[job_id] = {tool: str(known.get(tool, "")) for tool in tools}
                     break
         return self.pins.get(job_id)
+
+    def _pin_confirmed(self, job_id: int) -> bool:
+        """Whether some segment of the job is done: from then on its pin holds for good."""
+        if job_id not in self.confirmed_pins and self.store.job_nodes(job_id, done=True):
+            self.confirmed_pins.add(job_id)
+        return job_id in self.confirmed_pins
 
     def _log_path(self, cand: Candidate, attempt: int) -> Path:
         return (

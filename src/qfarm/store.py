@@ -569,9 +569,12 @@ class Store:
                     "exit_code": r.exit_code,
                     "outcome": outcome,
                     "error": r.error,
-                    "log_tail": r.log_tail,
-                    "log_path": r.log_path,
                 }
+                # A lost attempt reports no log: keep the tail and path it was given.
+                if r.log_tail:
+                    values["log_tail"] = r.log_tail
+                if r.log_path:
+                    values["log_path"] = r.log_path
                 if r.started_at:
                     values["started_at"] = r.started_at
                 if r.pid:
@@ -741,16 +744,19 @@ class Store:
             ]
         )
 
-    def job_nodes(self, job_id: int) -> list[str]:
-        """The nodes a job's attempts went to, first dispatched first."""
+    def job_nodes(self, job_id: int, *, done: bool = False) -> list[str]:
+        """The nodes a job's attempts went to (with ``done``: only attempts that succeeded),
+        first dispatched first."""
+        query = (
+            select(attempts.c.node)
+            .join(segments, segments.c.id == attempts.c.segment_id)
+            .where(segments.c.job_id == job_id)
+            .order_by(attempts.c.dispatched_at, attempts.c.id)
+        )
+        if done:
+            query = query.where(attempts.c.outcome == "done")
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(attempts.c.node)
-                .join(segments, segments.c.id == attempts.c.segment_id)
-                .where(segments.c.job_id == job_id)
-                .order_by(attempts.c.dispatched_at, attempts.c.id)
-            ).scalars()
-            return list(dict.fromkeys(rows))
+            return list(dict.fromkeys(conn.execute(query).scalars()))
 
     def active_segments(self, batch_ids: Iterable[int] | None = None) -> list[Segment]:
         query = select(segments).where(

@@ -86,10 +86,11 @@ def test_composite_scales_grades_overlays_and_burns_in_timecode(tmp_path: Path) 
         "input": "plates/plate_%04d.png",
         "frames": "1-12",
         "segment_size": 5,
-        "output": "comp",
+        "output": "comp 50%",
         "scale": "192x144",
-        "lut": str(invert_lut(tmp_path / "invert.cube")),
-        "logo": str(red_logo(tmp_path / "logo.png")),
+        # Names with what filter graphs split on: they must still work.
+        "lut": str(invert_lut(tmp_path / "invert, v2.cube")),
+        "logo": str(red_logo(tmp_path / "logo: v1, 'final'.png")),
         "logo_position": "top-left",
         "timecode": True,
         "timecode_start": "01:00:59:20",
@@ -107,13 +108,13 @@ def test_composite_scales_grades_overlays_and_burns_in_timecode(tmp_path: Path) 
             assert len(controller.store.segments(batch_id)) == 3
 
     asyncio.run(scenario())
-    frames = sorted((tmp_path / "comp").iterdir())
+    frames = sorted((tmp_path / "comp 50%").iterdir())
     assert [f.name for f in frames] == [f"plate_{n:04d}.png" for n in range(1, 13)]
     first, last = Picture(frames[0]), Picture(frames[-1])
     assert (first.width, first.height) == (192, 144)
     # 0x40 through an inverting LUT is 0xbf, give or take a rounding.
     assert all(abs(c - 0xBF) <= 2 for c in first.pixel(96, 50))
-    logo = Picture(tmp_path / "logo.png").pixel(4, 4)
+    logo = Picture(tmp_path / "logo: v1, 'final'.png").pixel(4, 4)
     assert logo[0] > 240 and logo[1:] == (0, 0)
     assert first.pixel(LOGO_MARGIN + 4, LOGO_MARGIN + 4) == logo
     # The timecode counts on across segments and rolls over the minute.

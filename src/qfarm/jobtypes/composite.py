@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -29,12 +30,12 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
     segment_size,
 )
-from qfarm.jobtypes.movie import frame_pattern
+from qfarm.jobtypes.movie import frame_pattern, frame_size
 from qfarm.jobtypes.render import place
-from qfarm.jobtypes.transcode import quote_concat
+from qfarm.jobtypes.transcode import write_concat_list
 from qfarm.media import timecode
 from qfarm.media.progress import watch_progress
-from qfarm.media.tool import ToolMissing, ffmpeg
+from qfarm.media.tool import ToolMissing, ffmpeg, image_pattern
 from qfarm.model import SegmentPlan
 
 CORNERS = {
@@ -167,20 +168,18 @@ class CompositeJobType:
         output = Path(job["output"])
         staging = output / f".qfarm-{ctx.key}"
         staging.mkdir(parents=True, exist_ok=True)
+        links_dir = Path(tempfile.mkdtemp(prefix="qfarm-links-"))
         try:
             listing = staging / "frames.ffconcat"
             step_seconds = float(1 / Fraction(job["rate"]))
-            lines = ["ffconcat version 1.0"]
-            for source in sources:
-                lines += ["file " + quote_concat(source), f"duration {step_seconds:.9f}"]
-            listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
-            graph = self._graph(job, sources[0], start, step)
+            write_concat_list(listing, [(source, step_seconds) for source in sources])
+            graph = self._graph(job, sources[0], start, step, _safe_links(job, links_dir))
             progress = staging / "progress"
             argv = [
                 tool.path, "-hide_banner", "-nostdin", "-y", "-v", "warning", "-nostats",
                 "-progress", str(progress), "-f", "concat", "-safe", "0", "-i", str(listing),
                 "-vf", graph, "-fps_mode", "passthrough", "-frames:v", str(len(numbers)),
-                "-start_number", "1", "-f", "image2", str(staging / "f_%06d.png"),
+                "-start_number", "1", "-f", "image2", image_pattern(staging, "f_%06d.png"),
             ]  # fmt: skip
             with watch_progress(progress, float(len(numbers)), "frame", ctx.on_progress):
                 result = ctx.run(argv, cwd=job.get("cwd"))
@@ -197,18 +196,21 @@ class CompositeJobType:
             return SegmentOutcome(ok=True, exit_code=0)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(links_dir, ignore_errors=True)
 
     @staticmethod
-    def _graph(job: Mapping[str, Any], first_source: str, start: int, step: int) -> str:
+    def _graph(
+        job: Mapping[str, Any], first_source: str, start: int, step: int, links: dict[str, str]
+    ) -> str:
         """The filter graph: scale and LUT, then the logo over them, then the timecode (on
         top of everything) and the user's own chain."""
         base: list[str] = []
-        width, height = _size(first_source)
+        width, height = frame_size(first_source)
         if job.get("scale"):
             width, height = job["scale"]
             base.append(f"scale={width}:{height}")
         if job.get("lut"):
-            base.append(f"lut3d=file={_escape(job['lut'])}")
+            base.append(f"lut3d=file={links['lut']}")
         top: list[str] = []
         if job.get("timecode"):
             frames_in = job["timecode_start"] + (start - int(job["first_frame"]))
@@ -220,23 +222,23 @@ class CompositeJobType:
             return ",".join(base + top)
         x, y = (v.format(m=LOGO_MARGIN) for v in CORNERS[job["logo_position"]])
         return (
-            f"movie={_escape(job['logo'])},format=rgba[logo];"
+            f"movie={links['logo']},format=rgba[logo];"
             f"[in]{','.join(base) or 'null'}[base];"
             f"[base][logo]overlay=x={x}:y={y}:format=rgb,{','.join(top)}[out]"
         )
 
 
-def _size(path: str) -> tuple[int, int]:
-    import av
-
-    with av.open(path) as container:
-        ctx = container.streams.video[0].codec_context
-        return int(ctx.width), int(ctx.height)
-
-
-def _escape(path: str) -> str:
-    """A path as a filter option value: quoted, with the quote and backslash escaped."""
-    return "'" + path.replace("\\", "\\\\").replace("'", "'\\\\''") + "'"
+def _safe_links(job: Mapping[str, Any], folder: Path) -> dict[str, str]:
+    """The logo and LUT under names that need no escaping in a filter graph: links in
+    ``folder``, a temporary folder whose path is made of plain characters. (A user's path can
+    hold ':', quotes or commas, which ffmpeg's two levels of filter-graph parsing split on.)"""
+    links = {}
+    for key in ("logo", "lut"):
+        if job.get(key):
+            link = folder / f"{key}{Path(job[key]).suffix.lower()}"
+            link.symlink_to(job[key])
+            links[key] = str(link)
+    return links
 
 
 COMPOSITE = CompositeJobType()

@@ -27,9 +27,8 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
 )
 from qfarm.jobtypes.command import discard, temporary_name
-from qfarm.jobtypes.transcode import check_encoders, quote_concat
+from qfarm.jobtypes.transcode import check_encoders, check_output, write_concat_list
 from qfarm.media import presets as presets_mod
-from qfarm.media import verify as verify_mod
 from qfarm.media.presets import Preset
 from qfarm.media.progress import watch_progress
 from qfarm.media.tool import ToolMissing, ffmpeg
@@ -142,44 +141,39 @@ class MovieJobType:
         temp = temporary_name(output, ctx.key)
         listing = Path(temp + ".ffconcat")
         progress = Path(temp + ".progress")
-        step = 1 / Fraction(job["rate"])
-        lines = ["ffconcat version 1.0"]
-        for frame in frames:
-            lines += ["file " + quote_concat(frame), f"duration {float(step):.9f}"]
-        listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        size = _frame_size(frames[0])
-        filters = presets_mod.video_filters(preset, size)
-        threads = ["-threads", str(ctx.threads)] if ctx.threads else []
-        argv = [
-            tool.path, "-hide_banner", "-nostdin", "-y", "-v", "warning", "-nostats",
-            "-progress", str(progress), *threads, "-f", "concat", "-safe", "0",
-            "-i", str(listing), "-map", "0:v:0", *(["-vf", ",".join(filters)] if filters else []),
-            "-fps_mode", "cfr", "-r", job["rate"], "-frames:v", str(len(frames)),
-            *presets_mod.video_codec_args(preset, ctx.threads), "-an", "-f", preset.muxer, temp,
-        ]  # fmt: skip
         try:
+            write_concat_list(listing, [(f, float(1 / Fraction(job["rate"]))) for f in frames])
+            filters = presets_mod.video_filters(preset, frame_size(frames[0]))
+            threads = ["-threads", str(ctx.threads)] if ctx.threads else []
+            argv = [
+                tool.path, "-hide_banner", "-nostdin", "-y", "-v", "warning", "-nostats",
+                "-progress", str(progress), *threads, "-f", "concat", "-safe", "0",
+                "-i", str(listing), "-map", "0:v:0",
+                *(["-vf", ",".join(filters)] if filters else []),
+                "-fps_mode", "cfr", "-r", job["rate"], "-frames:v", str(len(frames)),
+                *presets_mod.video_codec_args(preset, ctx.threads), "-an",
+                "-f", preset.muxer, temp,
+            ]  # fmt: skip
             with watch_progress(progress, float(len(frames)), "frame", ctx.on_progress):
                 result = ctx.run(argv, cwd=job.get("cwd"))
             if not result.succeeded():
-                discard(temp)
                 return describe_process_failure(result, "ffmpeg")
-            problems = verify_mod.verify(
-                temp, job["expected"], seams=[], full=False,
-                decode=lambda a, log: ctx.run(a, cwd=job.get("cwd"), log_path=log).exit_code,
-                ffmpeg=tool.path, error_log=Path(temp + ".verify"),
-            )  # fmt: skip
-            if problems:
-                discard(temp)
-                ctx.log(f"verification failed: {problems[0]}")
-                return SegmentOutcome(ok=False, exit_code=0, error=f"verification: {problems[0]}")
-            os.replace(temp, output)
-            return SegmentOutcome(ok=True, exit_code=0)
+            outcome = check_output(
+                temp, job["expected"], ctx, tool.path, job.get("cwd"), seams=[], full=False
+            )
+            if outcome.ok:
+                os.replace(temp, output)
+            return outcome
+        except (OSError, ValueError) as exc:  # a frame that is not an image, say
+            return SegmentOutcome(ok=False, error=f"cannot make the movie: {exc}")
         finally:
+            discard(temp)
             listing.unlink(missing_ok=True)
             progress.unlink(missing_ok=True)
 
 
-def _frame_size(path: str) -> tuple[int, int]:
+def frame_size(path: str) -> tuple[int, int]:
+    """Width and height of an image (or a video's first stream)."""
     import av
 
     with av.open(path) as container:

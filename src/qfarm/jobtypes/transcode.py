@@ -42,7 +42,7 @@ from qfarm.media import verify as verify_mod
 from qfarm.media.presets import Preset
 from qfarm.media.probe import MediaInfo, probe
 from qfarm.media.progress import watch_progress
-from qfarm.media.tool import ToolMissing, ffmpeg
+from qfarm.media.tool import ToolMissing, ffmpeg, image_pattern
 from qfarm.model import SegmentKind, SegmentPlan
 from qfarm.supervisor import ProcessResult
 
@@ -541,11 +541,7 @@ class _Runner:
         if missing:
             return SegmentOutcome(ok=False, error=f"a chunk is missing: {missing[0]}")
         listing = parts / f".qfarm-{self.ctx.key}.ffconcat"
-        lines = ["ffconcat version 1.0"]
-        for chunk, duration in zip(seg["chunks"], seg["durations"], strict=True):
-            lines.append("file " + quote_concat(chunk))
-            lines.append(f"duration {duration:.9f}")
-        listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        write_concat_list(listing, list(zip(seg["chunks"], seg["durations"], strict=True)))
         inputs = ["-f", "concat", "-safe", "0", "-i", str(listing)]
         maps = ["-map", "0:v:0"]
         audio = seg.get("audio")
@@ -585,12 +581,13 @@ class _Runner:
         staging.mkdir(parents=True, exist_ok=True)
         progress = staging / "progress"
         first, count = int(seg["first"]), int(seg["frames"])
-        pattern = staging / f"{seg['stem']}_%06d{self.preset.extension}"
+        stem = str(seg["stem"]).replace("%", "%%")
+        pattern = image_pattern(staging, f"{stem}_%06d{self.preset.extension}")
         seek = ["-ss", f"{seg['seek']:.6f}"] if seg.get("seek") is not None else []
         argv = [
             *self._base(progress), *seek, "-i", self.job["input"], "-map", "0:v:0",
             *self._video_args([]), "-frames:v", str(count), "-start_number", str(first + 1),
-            "-f", "image2", str(pattern),
+            "-f", "image2", pattern,
         ]  # fmt: skip
         try:
             result = self._run(argv, progress, float(count), "frame")
@@ -661,32 +658,10 @@ class _Runner:
         if mode == "none":
             return SegmentOutcome(ok=True, exit_code=0)
         self.ctx.log(f"verifying {os.path.basename(temp)} ({mode})")
-
-        def decode(argv: list[str], log: Path) -> int:
-            result = self.ctx.run(argv, cwd=self.job.get("cwd"), log_path=log)
-            if result.killed or result.timed_out:
-                raise _Stopped(describe_process_failure(result, "verification"))
-            return result.exit_code
-
-        try:
-            problems = verify_mod.verify(
-                temp,
-                self.job["expected"],
-                seams=seams,
-                full=mode == "full",
-                decode=decode,
-                ffmpeg=self.ffmpeg,
-                error_log=Path(temp + ".verify"),
-            )
-        except _Stopped as stop:
-            return stop.outcome
-        except InvalidRequest as exc:
-            problems = [str(exc)]
-        if problems:
-            for problem in problems:
-                self.ctx.log(f"verification failed: {problem}")
-            return SegmentOutcome(ok=False, exit_code=0, error=f"verification: {problems[0]}")
-        return SegmentOutcome(ok=True, exit_code=0)
+        return check_output(
+            temp, self.job["expected"], self.ctx, self.ffmpeg, self.job.get("cwd"),
+            seams=seams, full=mode == "full",
+        )  # fmt: skip
 
     @staticmethod
     def _finish(outcome: SegmentOutcome, temp: str, final: str, progress: Path) -> SegmentOutcome:
@@ -704,6 +679,41 @@ class _Stopped(Exception):
         self.outcome = outcome
 
 
+def check_output(
+    path: str,
+    expected: Mapping[str, Any],
+    ctx: SegmentContext,
+    ffmpeg_path: str,
+    cwd: str | None,
+    *,
+    seams: list[float],
+    full: bool,
+) -> SegmentOutcome:
+    """Verify an output before it takes its final name, its decodes run under the node's
+    supervisor (a cancel or the timeout ends them, and the segment says so)."""
+
+    def decode(argv: list[str], log: Path) -> int:
+        result = ctx.run(argv, cwd=cwd, log_path=log)
+        if result.killed or result.timed_out:
+            raise _Stopped(describe_process_failure(result, "verification"))
+        return result.exit_code
+
+    try:
+        problems = verify_mod.verify(
+            path, expected, seams=seams, full=full, decode=decode, ffmpeg=ffmpeg_path,
+            error_log=Path(path + ".verify"),
+        )  # fmt: skip
+    except _Stopped as stop:
+        return stop.outcome
+    except InvalidRequest as exc:  # the output cannot even be read
+        problems = [str(exc)]
+    if problems:
+        for problem in problems:
+            ctx.log(f"verification failed: {problem}")
+        return SegmentOutcome(ok=False, exit_code=0, error=f"verification: {problems[0]}")
+    return SegmentOutcome(ok=True, exit_code=0)
+
+
 def _outcome(result: ProcessResult, target: str) -> SegmentOutcome:
     if not result.succeeded():
         return describe_process_failure(result, "ffmpeg")
@@ -712,9 +722,15 @@ def _outcome(result: ProcessResult, target: str) -> SegmentOutcome:
     return SegmentOutcome(ok=True, exit_code=0)
 
 
-def quote_concat(path: str) -> str:
-    """A path as the concat demuxer reads it: single quotes, each ' written '\\''."""
-    return "'" + path.replace("'", "'\\''") + "'"
+def write_concat_list(listing: Path, entries: list[tuple[str, float]]) -> None:
+    """An ffconcat list: each file, and how long it lasts (which places the next one)."""
+    lines = ["ffconcat version 1.0"]
+    for path, duration in entries:
+        if "\n" in path or "\r" in path:
+            raise ValueError(f"a file name with a line break cannot be listed: {path!r}")
+        # Single quotes, each ' written '\''.
+        lines += ["file '" + path.replace("'", "'\\''") + "'", f"duration {duration:.9f}"]
+    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 TRANSCODE = TranscodeJobType()

@@ -273,6 +273,8 @@ def check(preset: Preset, where: str) -> None:
         raise InvalidRequest(f"{where}: a {preset.container} file holds audio only")
     if kind == "images" and preset.video_codec is None:
         raise InvalidRequest(f"{where}: an image sequence needs a video_codec (png or mjpeg)")
+    if kind == "images" and preset.frame_rate is not None:
+        raise InvalidRequest(f"{where}: an image sequence keeps the source's frames: no frame_rate")
     if kind == "images" and preset.audio_codec is not None:
         raise InvalidRequest(f"{where}: an image sequence has no audio")
     if (preset.audio_codec == "copy") != (preset.video_codec == "copy") and kind != "audio":

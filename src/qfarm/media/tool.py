@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 FFMPEG_ENV = "QFARM_FFMPEG"
 
@@ -78,3 +79,9 @@ def has_encoder(name: str) -> bool:
         return name in ffmpeg().encoders
     except ToolMissing:
         return False
+
+
+def image_pattern(folder: Path, name: str) -> str:
+    """An image2 output pattern: ``name`` (holding the one ``%06d``) in ``folder``, whose own
+    ``%`` signs are doubled so ffmpeg reads them as text."""
+    return str(folder).replace("%", "%%") + os.sep + name

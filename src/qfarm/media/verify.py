@@ -113,12 +113,14 @@ def verify(
     problems = compare(found, expected)
     if problems:
         return problems
-    for start, length in decode_windows(found.duration, seams, full):
+    try:
+        for start, length in decode_windows(found.duration, seams, full):
+            error_log.unlink(missing_ok=True)
+            code = decode(decode_argv(ffmpeg, path, start, length), error_log)
+            errors = error_log.read_text(errors="replace").strip() if error_log.exists() else ""
+            if code != 0 or errors:
+                first = errors.splitlines()[0] if errors else f"exit code {code}"
+                return [f"the output does not decode cleanly near {start:.2f} s: {first}"]
+        return []
+    finally:
         error_log.unlink(missing_ok=True)
-        code = decode(decode_argv(ffmpeg, path, start, length), error_log)
-        errors = error_log.read_text(errors="replace").strip() if error_log.exists() else ""
-        if code != 0 or errors:
-            first = errors.splitlines()[0] if errors else f"exit code {code}"
-            return [f"the output does not decode cleanly near {start:.2f} s: {first}"]
-    error_log.unlink(missing_ok=True)
-    return []

@@ -58,20 +58,25 @@ async function api(path, options = {}) {
   return body;
 }
 
+let tokenPrompt = null; // one prompt, however many requests were refused at once
+
 function askForToken() {
+  if (tokenPrompt) return tokenPrompt;
   const dialog = document.getElementById("token-dialog");
   const input = document.getElementById("token-input");
-  return new Promise((resolve) => {
+  tokenPrompt = new Promise((resolve) => {
     const form = document.getElementById("token-form");
     form.onsubmit = () => {
       sessionStorage.setItem(TOKEN_KEY, input.value.trim());
       input.value = "";
+      tokenPrompt = null;
       connectEvents();
       resolve();
     };
     if (!dialog.open) dialog.showModal();
     input.focus();
   });
+  return tokenPrompt;
 }
 
 function streamUrl(path) {
@@ -199,6 +204,7 @@ function route() {
   } else if (!["batches", "nodes", "submit"].includes(view)) {
     view = "batches";
   }
+  if (view !== "batch") stopFollowing();
   state.view = view;
   for (const section of document.querySelectorAll("main > section")) {
     section.hidden = section.id !== `view-${view}`;
@@ -395,7 +401,11 @@ async function showLog(segment, attempt) {
     title.textContent = `Log of attempt ${attempt.number} on ${attempt.node}`;
     stopFollowing();
   });
-  source.onerror = () => stopFollowing();
+  source.onerror = () => {
+    // The stream would start again from the top: stop, and say so.
+    title.textContent = `Log of attempt ${attempt.number} on ${attempt.node} (stopped following: connection lost)`;
+    stopFollowing();
+  };
 }
 
 function drawTimeline(attempts) {
@@ -408,8 +418,8 @@ function drawTimeline(attempts) {
   }
   const now = Date.now() / 1000;
   const nodes = [...new Set(started.map((a) => a.node))].sort();
-  const t0 = Math.min(...started.map((a) => a.started_at || a.dispatched_at));
-  const t1 = Math.max(...started.map((a) => a.ended_at || now));
+  const t0 = started.reduce((low, a) => Math.min(low, a.started_at || a.dispatched_at), Infinity);
+  const t1 = started.reduce((high, a) => Math.max(high, a.ended_at || now), -Infinity);
   const width = Math.max(box.clientWidth || 600, 320);
   const left = 110;
   const row = 22;
