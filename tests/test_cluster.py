@@ -631,6 +631,9 @@ def test_submit_transcode_splits_across_transcode_nodes(tmp_path: Path) -> None:
         assert [p.name for p in files] == ["clip-h264.mp4"]
         video = probe(str(files[0])).video
         assert video is not None and video.frames == 150
+        # The chunks the nodes sent for the assembly are gone from cluster storage.
+        kept = tmp_path / "controller" / "storage" / "outputs" / f"batch-{batch_id}"
+        assert [p.name for p in kept.iterdir()] == ["clip-h264.mp4"]
     finally:
         for proc in [*nodes, controller]:
             stop(proc)

@@ -399,6 +399,14 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         size = await receive(request, storage.outputs_dir(batch_id) / safe_relative(rel))
         return {"path": rel, "size": size}
 
+    @app.delete(f"{API}/batches/{{batch_id}}/outputs/{{rel:path}}")
+    async def delete_output(batch_id: ObjectId, rel: str) -> dict[str, Any]:
+        """Remove qfarm's own intermediate files (a transcode's chunks, ``.qfarm-...``) once
+        they are used; a job's outputs cannot be removed this way."""
+        controller.store.batch(batch_id)
+        removed = storage.remove_intermediate(storage.outputs_dir(batch_id), rel)
+        return {"path": rel, "removed": removed}
+
     @app.get(f"{API}/batches/{{batch_id}}/outputs")
     async def outputs(batch_id: ObjectId) -> list[str]:
         controller.store.batch(batch_id)

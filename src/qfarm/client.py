@@ -197,6 +197,9 @@ class Client:
         result: list[str] = self._call("GET", f"/batches/{batch_id}/outputs")
         return result
 
+    def delete_output(self, batch_id: int, rel: str) -> None:
+        self._call("DELETE", f"/batches/{batch_id}/outputs/{rel}")
+
     def download_output(self, batch_id: int, rel: str, target: Path) -> None:
         self._download(f"/batches/{batch_id}/outputs/{rel}", target)
 

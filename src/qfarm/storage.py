@@ -12,6 +12,7 @@ Files are written under a temporary name and renamed when complete, on both side
 from __future__ import annotations
 
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -98,6 +99,21 @@ class ClusterStorage:
         return self.root / "outputs" / f"batch-{batch_id}"
 
     @staticmethod
+    def remove_intermediate(folder: Path, rel: str) -> bool:
+        """Delete a file or folder of qfarm's own (its name starts ``.qfarm-``) inside
+        ``folder``; whether there was one."""
+        path = folder / safe_relative(rel)
+        if not path.name.startswith(".qfarm-"):
+            raise InvalidRequest(f"{rel!r} is not an intermediate file of qfarm's (.qfarm-...)")
+        if not path.resolve().is_relative_to(folder.resolve()) or not path.exists():
+            return False
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        return True
+
+    @staticmethod
     def file(folder: Path, rel: str) -> Path:
         """A file inside ``folder``: never outside it, through ``..`` or a symbolic link."""
         path = folder / safe_relative(rel)
@@ -148,13 +164,17 @@ def prepare(payload: dict[str, Any], scratch_root: Path) -> dict[str, Any]:
 
 
 def send_outputs(payload: dict[str, Any]) -> None:
-    """Send a finished segment's outputs to the controller."""
+    """Send a finished segment's outputs to the controller, and have it drop the
+    intermediate files this segment used up (``discard``: a transcode's chunks)."""
     from qfarm.client import Client
 
     local = Path(payload["storage_local"])
     outputs = [Path(p) for p in payload["segment"].get("outputs") or []]
-    if not outputs:
+    discard = [Path(p) for p in payload["segment"].get("discard") or []]
+    if not outputs and not discard:
         return
     client = Client(os.environ.get(CONTROLLER_ENV))
     for path in outputs:
         client.upload_output(payload["batch_id"], path.relative_to(local).as_posix(), path)
+    for path in discard:
+        client.delete_output(payload["batch_id"], path.relative_to(local).as_posix())

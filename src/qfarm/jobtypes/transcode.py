@@ -221,8 +221,10 @@ class TranscodeJobType:
                 index=len(plans) + 1,
                 spec={
                     "part": "assemble",
-                    # What the assembly reads: fetched first on a node without shared storage.
+                    # What the assembly reads: fetched first on a node without shared storage,
+                    # and dropped from cluster storage once the output is made.
                     "needs": [*chunks, *([audio] if audio else [])],
+                    "discard": [parts],
                     "chunks": chunks,
                     "durations": durations,
                     "audio": audio,
