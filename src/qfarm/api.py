@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import codecs
-import hmac
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -44,6 +43,7 @@ from qfarm.model import (
     parse_priority,
 )
 from qfarm.storage import ClusterStorage, atomic_file, list_files, safe_relative
+from qfarm.tokens import Gate
 
 API = "/api/v1"
 # Ids in paths: positive and small enough for every database (a larger number is a 400, not
@@ -151,8 +151,9 @@ def segment_json(segment: Segment) -> dict[str, Any]:
 
 
 def create_app(controller: Controller, token: str | None = None) -> FastAPI:
-    """The API of ``controller``. With ``token``, every request under /api/v1 must carry
-    ``Authorization: Bearer TOKEN`` (401 otherwise).
+    """The API of ``controller``. Once the cluster has client tokens (``qfarm token``), or
+    with a shared ``token``, every request under /api/v1 must carry ``Authorization: Bearer
+    TOKEN`` (401 otherwise).
     """
     app = FastAPI(
         title="qfarm controller",
@@ -160,21 +161,21 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         description="Submit batches, watch and steer them, and see the service nodes.",
     )
 
-    if token:
-        expected = f"Bearer {token}"
+    gate = Gate(controller.store, token)
 
-        @app.middleware("http")
-        async def require_token(request: Request, call_next: Any) -> Any:
-            given = request.headers.get("authorization", "")
+    @app.middleware("http")
+    async def require_token(request: Request, call_next: Any) -> Any:
+        if request.url.path.startswith(API) and gate.required():
+            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not given and request.url.path.endswith(STREAM_PATHS):
                 # A browser's EventSource cannot send headers: streams take ?token= too.
-                given = f"Bearer {request.query_params.get('token', '')}"
-            if request.url.path.startswith(API) and not hmac.compare_digest(given, expected):
+                given = request.query_params.get("token", "")
+            if not gate.allows(given):
                 return JSONResponse(
                     {"error": "this controller needs a token: --token or QFARM_TOKEN"},
                     status_code=401,
                 )
-            return await call_next(request)
+        return await call_next(request)
 
     async def as_json(request: Request, exc: Exception) -> JSONResponse:
         status = next(code for kind, code in ERROR_STATUS.items() if isinstance(exc, kind))

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from qfarm import batchfile, config, pathmap
+from qfarm import batchfile, config, pathmap, tokens
 from qfarm.cli import (
     EXIT_FAILED,
     JOB_COMMANDS,
@@ -112,13 +112,22 @@ def controller(
     token: Annotated[
         str | None,
         typer.Option(
-            "--token", envvar="QFARM_TOKEN", help="Require this token of clients and nodes."
+            "--token", envvar="QFARM_TOKEN", help="Also accept this shared token of clients."
         ),
     ] = None,
+    require_token: Annotated[
+        bool,
+        typer.Option(
+            "--require-token",
+            help="Require client tokens even on loopback (beyond it they always are).",
+        ),
+    ] = False,
 ) -> None:
     """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
 
-    It prints the URL that clients and nodes use; stop it with Ctrl-C.
+    It prints the URL that clients and nodes use; stop it with Ctrl-C. A controller that
+    listens beyond loopback (or is given --require-token) requires client tokens: at its
+    first start it makes one and prints it, once; `qfarm token` makes more and revokes them.
     """
     from qfarm.server import serve_controller
     from qfarm.store import Store
@@ -129,15 +138,19 @@ def controller(
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     logging.getLogger("distributed").setLevel(logging.ERROR)
-    if not token and host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(
-            f"warning: the controller listens on {host} without a token: anyone who reaches "
-            "it can run commands on every node (use --token or QFARM_TOKEN)",
-            style="yellow",
-        )
+    first_token = None
+    if (require_token or host not in LOOPBACK) and not token and not store.tokens():
+        # The first start of a controller that needs tokens: its first one, shown once.
+        _, first_token = tokens.create(store, "first")
 
     def ready(url: str, scheduler_address: str) -> None:
         out.print(f"qfarm controller at {url} (nodes join {scheduler_address})", highlight=False)
+        if first_token:
+            out.print(
+                f"client token, shown only this once (qfarm token create makes more): "
+                f"{first_token}",
+                highlight=False,
+            )
 
     try:
         asyncio.run(
@@ -151,6 +164,97 @@ def controller(
         pass
     finally:
         store.close()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+token_app = typer.Typer(
+    help="Client tokens of the controller on this machine: create, list, revoke.",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+
+StoreDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="The controller's data dir [env: QFARM_DATA_DIR].")
+]
+StoreDbOpt = Annotated[
+    str | None, typer.Option("--db", help="The controller's database URL, if not SQLite.")
+]
+
+
+def _controller_store(data_dir: Path | None, db: str | None) -> Any:
+    from qfarm.store import Store
+
+    try:
+        return Store(config.database_url(db, config.data_dir(data_dir)))
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+
+
+@token_app.command("create", epilog="**Example**\n\n    qfarm token create render-wrangler")
+def token_create(
+    name: Annotated[str, typer.Argument(help="Who or what the token is for.")],
+    data_dir: StoreDirOpt = None,
+    db: StoreDbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a client token and print it, once: only its digest is kept."""
+    store = _controller_store(data_dir, db)
+    try:
+        token_id, secret = tokens.create(store, name)
+    finally:
+        store.close()
+    if as_json:
+        print_json({"id": token_id, "name": name, "token": secret})
+    else:
+        out.print(f"token {token_id} ({name}), shown only this once: {secret}", highlight=False)
+
+
+@token_app.command("list", epilog="**Example**\n\n    qfarm token list --json")
+def token_list(
+    data_dir: StoreDirOpt = None, db: StoreDbOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The tokens: id, name, made, last used, revoked (never the secrets)."""
+    store = _controller_store(data_dir, db)
+    try:
+        rows = [dataclasses.asdict(t) for t in store.tokens()]
+    finally:
+        store.close()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(
+            str(row["id"]), row["name"], _when(row["created_at"]),
+            _when(row["last_used_at"]), _when(row["revoked_at"]),
+        )  # fmt: skip
+    out.print(table)
+
+
+@token_app.command("revoke", epilog="**Example**\n\n    qfarm token revoke 3")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (qfarm token list).")],
+    data_dir: StoreDirOpt = None,
+    db: StoreDbOpt = None,
+) -> None:
+    """Revoke a token: requests with it are refused from now on."""
+    from qfarm.errors import NotFound
+
+    store = _controller_store(data_dir, db)
+    try:
+        revoked = store.revoke_token(token_id)
+    except NotFound as exc:
+        raise fail_usage(str(exc)) from None
+    finally:
+        store.close()
+    out.print(f"token {revoked.id} ({revoked.name}) revoked", highlight=False)
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
 
 
 node_app = typer.Typer(

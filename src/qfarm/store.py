@@ -70,8 +70,8 @@ _Row = Any
 
 metadata = MetaData()
 
-# Bumped with every change to the tables below.
-SCHEMA_VERSION = 1
+# Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
+SCHEMA_VERSION = 2
 
 schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
 
@@ -168,6 +168,27 @@ nodes = Table(
     Column("fingerprint", JSON, nullable=False),
     Column("last_seen", Float),
 )
+
+# Client tokens: only a digest of each is kept, never the token itself.
+tokens = Table(
+    "tokens",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked_at", Float),
+)
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    name: str
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
 
 
 @dataclass(frozen=True)
@@ -288,17 +309,21 @@ class Store:
         """
         existing = set(inspect(self.engine).get_table_names())
         with self._tx() as conn:
+            found = None
             if "batches" in existing:
-                found = None
                 if "qfarm_schema" in existing:
                     found = conn.execute(select(schema.c.version)).scalar()
-                if found != SCHEMA_VERSION:
+                if found not in MIGRATIONS and found != SCHEMA_VERSION:
                     raise InvalidRequest(
                         f"the store {self.url} was made by another qfarm (schema "
                         f"{found or 'unknown'}, this one needs {SCHEMA_VERSION}): use another "
                         "--data-dir or --db, or move that one away"
                     )
+            # New tables (a new store, or one a migration adds them to) are made here.
             metadata.create_all(conn)
+            while found in MIGRATIONS:
+                found = MIGRATIONS[found](conn)
+                conn.execute(update(schema).values(version=found))
             if conn.execute(select(schema.c.version)).first() is None:
                 conn.execute(schema.insert().values(version=SCHEMA_VERSION))
 
@@ -743,6 +768,49 @@ class Store:
                 for s in self.active_segments()
             ]
         )
+
+    # -------------------------------------------------------------- tokens
+
+    def add_token(self, name: str, digest: str) -> int:
+        with self._tx() as conn:
+            return _insert(
+                conn, tokens.insert().values(name=name, digest=digest, created_at=time.time())
+            )
+
+    def tokens(self) -> list[TokenInfo]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(tokens).order_by(tokens.c.id)).all()
+        return [TokenInfo(r.id, r.name, r.created_at, r.last_used_at, r.revoked_at) for r in rows]
+
+    def has_active_tokens(self) -> bool:
+        with self.engine.connect() as conn:
+            found = conn.execute(
+                select(tokens.c.id).where(tokens.c.revoked_at.is_(None)).limit(1)
+            ).first()
+        return found is not None
+
+    def token_for(self, digest: str) -> TokenInfo | None:
+        """The active token with this digest, if there is one."""
+        with self.engine.connect() as conn:
+            r = conn.execute(
+                select(tokens).where(tokens.c.digest == digest, tokens.c.revoked_at.is_(None))
+            ).first()
+        return None if r is None else TokenInfo(r.id, r.name, r.created_at, r.last_used_at, None)
+
+    def token_used(self, token_id: int, at: float) -> None:
+        with self._tx() as conn:
+            conn.execute(update(tokens).where(tokens.c.id == token_id).values(last_used_at=at))
+
+    def revoke_token(self, token_id: int) -> TokenInfo:
+        with self._tx() as conn:
+            done = conn.execute(
+                update(tokens)
+                .where(tokens.c.id == token_id, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=time.time())
+            )
+            if done.rowcount == 0:
+                raise NotFound(f"no active token {token_id}")
+        return next(t for t in self.tokens() if t.id == token_id)
 
     def job_nodes(self, job_id: int, *, done: bool = False) -> list[str]:
         """The nodes a job's attempts went to (with ``done``: only attempts that succeeded),
@@ -1315,3 +1383,12 @@ def _node(row: _Row) -> Node:
         fingerprint=dict(row.fingerprint or {}),
         last_seen=row.last_seen,
     )
+
+
+def _migrate_1_to_2(conn: Connection) -> int:
+    """Schema 2 adds the tokens table, which create_all has just made."""
+    return 2
+
+
+# Schema version found -> the step that brings it one version on (returns the new version).
+MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {1: _migrate_1_to_2}

@@ -1,0 +1,71 @@
+"""Client tokens: made on the controller, shown once, kept only as a digest.
+
+A token is a random secret (``qf_`` and 43 URL-safe characters, 256 bits). The store keeps
+its SHA-256 digest, so a copy of the database does not give access; a request's token is
+hashed and looked up. A shared secret given with ``--token`` / ``QFARM_TOKEN`` is accepted
+too (compared in constant time), for clusters set up that way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+
+from qfarm.store import Store
+
+PREFIX = "qf_"
+# last_used_at is written at most this often per token: a busy client must not turn every
+# request into a database write.
+TOUCH_SECONDS = 60.0
+
+
+def new_secret() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create(store: Store, name: str) -> tuple[int, str]:
+    """A new token named ``name``: its id, and the secret (which nothing keeps)."""
+    secret = new_secret()
+    return store.add_token(name, digest(secret)), secret
+
+
+class Gate:
+    """Decides whether a request's bearer token lets it in."""
+
+    def __init__(self, store: Store, shared: str | None = None) -> None:
+        self.store = store
+        self.shared = shared
+        self._touched: dict[int, float] = {}
+        self._required: tuple[float, bool] = (0.0, False)
+
+    def required(self) -> bool:
+        """Tokens are needed once the cluster has any (or a shared one is set). Asked of
+        the store at most once a second."""
+        if self.shared:
+            return True
+        checked, answer = self._required
+        now = time.monotonic()
+        if now - checked >= 1.0:
+            answer = self.store.has_active_tokens()
+            self._required = (now, answer)
+        return answer
+
+    def allows(self, secret: str) -> bool:
+        if not secret:
+            return False
+        if self.shared and hmac.compare_digest(secret, self.shared):
+            return True
+        token = self.store.token_for(digest(secret))
+        if token is None:
+            return False
+        now = time.time()
+        if now - self._touched.get(token.id, 0.0) >= TOUCH_SECONDS:
+            self._touched[token.id] = now
+            self.store.token_used(token.id, now)
+        return True
