@@ -2,7 +2,7 @@
 
 Run the fault tests, then this script:
 
-    python -m pytest tests/test_reliability.py tests/test_security.py
+    python -m pytest tests/test_reliability.py tests/test_security.py tests/test_tokens.py
     python bench/reliability_table.py [--record FILE.json] [--write docs/reliability.md]
 
 The tests measure; this only lays their rows out as a table, with the machine and the date.
@@ -21,19 +21,19 @@ ROOT = Path(__file__).resolve().parent.parent
 
 INTRO = """# Reliability
 
-Faults and bad input, each an automated test with real processes (`tests/test_reliability.py`,
-`tests/test_security.py`): a `qfarm controller` and `qfarm node` processes on loopback, killed,
-frozen, starved of disk and restarted while they work. The goal for every row: nothing lost.
-"Time to recover" runs from the fault to the batch ending done (or, for a frozen node, to the
-node being given up and its work going elsewhere).
+Faults, bad input and access, each an automated test with real processes
+(`tests/test_reliability.py`, `tests/test_security.py`, `tests/test_tokens.py`): a
+`qfarm controller` and `qfarm node` processes on loopback, killed, frozen, starved of disk and
+restarted while they work. The goal for every row: nothing lost. "Time to recover" runs from
+the fault to the batch ending done (or, for a frozen node, to the node being given up and its
+work going elsewhere; for a crashed worker, to the node back online).
 """
 
 
 OUTRO = """
 Not covered yet (issue 7 goes on): a node that fails a job's segments is avoided for that
 job's retries after one failure while another node can take them, not blocklisted after N;
-client tokens are one shared secret, not per-client hashed tokens; node-to-controller traffic
-is not on TLS.
+node-to-controller traffic is not on TLS, and nodes do not need a join token.
 """
 
 
