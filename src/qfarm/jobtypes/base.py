@@ -11,6 +11,7 @@ A job type has two halves that run in different places:
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,12 @@ class JobType(Protocol):
     ) -> SegmentOutcome:
         """Run one segment on this node. Called in a worker thread."""
         ...
+
+
+def job_path(cwd: str, value: object) -> str:
+    """A path from a job's spec, as the job means it: ``~`` expanded, relative to its
+    working directory, normalised."""
+    return os.path.normpath(os.path.join(cwd, os.path.expanduser(str(value))))
 
 
 def refuse_unknown(spec: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:

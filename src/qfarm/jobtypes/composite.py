@@ -27,6 +27,7 @@ from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
     describe_process_failure,
+    job_path,
     refuse_unknown,
     segment_size,
 )
@@ -64,13 +65,10 @@ class CompositeJobType:
         refuse_unknown(spec, self.options, "composite job")
         cwd = os.path.abspath(str(spec.get("cwd") or os.getcwd()))
 
-        def path(value: Any) -> str:
-            return os.path.normpath(os.path.join(cwd, os.path.expanduser(str(value))))
-
         raw = spec.get("input")
         if not isinstance(raw, str) or not raw:
             raise InvalidRequest("a composite job needs its frames' pattern, e.g. in/shot_%04d.png")
-        pattern = frame_pattern(path(raw))
+        pattern = frame_pattern(job_path(cwd, raw))
         if not spec.get("frames"):
             raise InvalidRequest("a composite job needs the frame list, e.g. 1-240")
         runs = parse_frames(str(spec["frames"]))
@@ -81,10 +79,10 @@ class CompositeJobType:
             if not match or not all(0 < int(g) <= 16384 for g in match.groups()):
                 raise InvalidRequest(f"scale {spec['scale']!r} is not a size like 1280x720")
             scale = [int(match.group(1)), int(match.group(2))]
-        lut = path(spec["lut"]) if spec.get("lut") else None
+        lut = job_path(cwd, spec["lut"]) if spec.get("lut") else None
         if lut is not None and not (os.path.isfile(lut) and lut.lower().endswith(".cube")):
             raise InvalidRequest(f"LUT {lut} is not a .cube file that exists")
-        logo = path(spec["logo"]) if spec.get("logo") else None
+        logo = job_path(cwd, spec["logo"]) if spec.get("logo") else None
         if logo is not None and not os.path.isfile(logo):
             raise InvalidRequest(f"logo {logo} does not exist")
         corner = str(spec.get("logo_position") or "top-right")
@@ -108,7 +106,7 @@ class CompositeJobType:
         if any(ch in custom for ch in ";[]"):
             raise InvalidRequest("filter takes a chain of filters (a,b,c), not a graph")
         name = str(spec.get("name") or Path(pattern).name.split("{")[0].rstrip("_-.") or "frame")
-        output = path(spec.get("output") or "composite")
+        output = job_path(cwd, spec.get("output") or "composite")
         last = max(run.end for run in runs)
         return {
             "input": pattern,

@@ -24,6 +24,7 @@ from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
     describe_process_failure,
+    job_path,
     refuse_unknown,
 )
 from qfarm.jobtypes.command import discard, temporary_name
@@ -70,7 +71,7 @@ class MovieJobType:
         raw = spec.get("input")
         if not isinstance(raw, str) or not raw:
             raise InvalidRequest("a movie job needs the frames' pattern, e.g. frames/shot_%04d.png")
-        pattern = frame_pattern(os.path.normpath(os.path.join(cwd, os.path.expanduser(raw))))
+        pattern = frame_pattern(job_path(cwd, raw))
         if not spec.get("frames"):
             raise InvalidRequest("a movie job needs the frame list, e.g. 1-240")
         runs = parse_frames(str(spec["frames"]))
@@ -90,7 +91,7 @@ class MovieJobType:
         output = spec.get("output")
         if not output:
             raise InvalidRequest("a movie job needs an output file")
-        output = os.path.normpath(os.path.join(cwd, os.path.expanduser(str(output))))
+        output = job_path(cwd, output)
         if not output.endswith(preset.extension):
             raise InvalidRequest(f"the movie {output} does not end in {preset.extension}")
         count = sum(len(run) for run in runs)

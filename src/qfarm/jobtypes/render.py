@@ -25,6 +25,7 @@ from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
     describe_process_failure,
+    job_path,
     refuse_unknown,
     segment_size,
 )
@@ -54,7 +55,7 @@ class RenderJobType:
         raw_scene = spec.get("scene")
         if not isinstance(raw_scene, str) or not raw_scene:
             raise InvalidRequest("a render job needs a scene file")
-        scene = os.path.normpath(os.path.join(cwd, os.path.expanduser(raw_scene)))
+        scene = job_path(cwd, raw_scene)
         if not os.path.isfile(scene):
             raise InvalidRequest(f"scene {scene} does not exist")
         raw_renderer = spec.get("renderer")

@@ -34,6 +34,7 @@ from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
     describe_process_failure,
+    job_path,
     refuse_unknown,
 )
 from qfarm.jobtypes.command import discard, temporary_name
@@ -125,7 +126,7 @@ class TranscodeJobType:
         raw_input = spec.get("input")
         if not isinstance(raw_input, str) or not raw_input:
             raise InvalidRequest("a transcode job needs an input file")
-        source = os.path.normpath(os.path.join(cwd, os.path.expanduser(raw_input)))
+        source = job_path(cwd, raw_input)
         raw_preset = spec.get("preset")
         if raw_preset is None:
             raise InvalidRequest("a transcode job needs a preset (qfarm presets lists them)")
@@ -293,7 +294,7 @@ def parts_dir(output: str) -> str:
 def _output_path(spec: Mapping[str, Any], cwd: str, source: str, preset: Preset) -> str:
     explicit = spec.get("output")
     if explicit:
-        path = os.path.normpath(os.path.join(cwd, os.path.expanduser(str(explicit))))
+        path = job_path(cwd, explicit)
         if preset.kind != "images" and not path.endswith(preset.extension):
             raise InvalidRequest(
                 f"the output {path} does not end in {preset.extension}, the extension of a "

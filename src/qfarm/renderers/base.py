@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -61,6 +62,15 @@ def executable(name: str, env: str) -> str:
     if not found:
         raise RendererMissing(f"{name} is not installed on this node (not on PATH, {env} unset)")
     return found
+
+
+def version_of(program: str, env: str, pattern: str) -> str:
+    """The version ``program --version`` prints, matched by ``pattern`` (its first group)."""
+    text = run_for_version(executable(program, env), "--version")
+    match = re.search(pattern, text)
+    if not match:
+        raise RendererMissing(f"{program} --version said no version: {text[:200]!r}")
+    return match.group(1)
 
 
 @functools.cache

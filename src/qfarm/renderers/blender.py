@@ -7,13 +7,12 @@ off where the build has none (Debian's), instead of failing every frame.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from qfarm.errors import InvalidRequest
-from qfarm.renderers.base import RendererMissing, executable, run_for_version
+from qfarm.renderers.base import executable, version_of
 
 # What users type -> Blender's engine identifier.
 ENGINES = {
@@ -32,11 +31,7 @@ class BlenderRenderer:
     stages_in_tmp = False
 
     def version(self) -> str:
-        text = run_for_version(executable("blender", "QFARM_BLENDER"), "--version")
-        match = re.search(r"Blender (\d+\.\d+(?:\.\d+)?)", text)
-        if not match:
-            raise RendererMissing(f"blender --version said no version: {text[:200]!r}")
-        return match.group(1)
+        return version_of("blender", "QFARM_BLENDER", r"Blender (\d+\.\d+(?:\.\d+)?)")
 
     def check_options(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         engine = spec.get("engine")

@@ -10,13 +10,12 @@ the frames to the output folder.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from qfarm.errors import InvalidRequest
-from qfarm.renderers.base import RendererMissing, executable, run_for_version
+from qfarm.renderers.base import executable, version_of
 
 
 class PovrayRenderer:
@@ -26,11 +25,7 @@ class PovrayRenderer:
     stages_in_tmp = True
 
     def version(self) -> str:
-        text = run_for_version(executable("povray", "QFARM_POVRAY"), "--version")
-        match = re.search(r"POV-Ray (\d+\.\d+(?:\.\d+)*)", text)
-        if not match:
-            raise RendererMissing(f"povray --version said no version: {text[:200]!r}")
-        return match.group(1)
+        return version_of("povray", "QFARM_POVRAY", r"POV-Ray (\d+\.\d+(?:\.\d+)*)")
 
     def check_options(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         antialias = spec.get("antialias")
