@@ -298,3 +298,15 @@ def test_nodes_show_their_load(farm: Farm, page: Any) -> None:
     expect(row).to_contain_text(" of ")
     nodes = {n["name"]: n for n in farm.client.nodes()}
     assert nodes["node-1"]["load"]["memory_used"] > 0
+
+
+def test_the_form_shows_only_the_fields_of_the_chosen_job_type(farm: Farm, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(farm.url + "/#/submit")
+    expect(page.get_by_label("Command", exact=True)).to_be_visible()
+    expect(page.get_by_label("Scene")).to_be_hidden()
+    page.get_by_label("Type").select_option("render")
+    expect(page.get_by_label("Scene")).to_be_visible()
+    expect(page.get_by_label("Command", exact=True)).to_be_hidden()
+    expect(page.get_by_label("Source file")).to_be_hidden()
