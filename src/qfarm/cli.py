@@ -90,7 +90,12 @@ def root(
 
         qfarm run --each 'clips/*.mov' -o 'sizes/{stem}.txt' -- sh -c 'wc -c < {input} > {output}'
 
-    Run `qfarm COMMAND --help` for each command's options and examples.
+        qfarm run transcode interview.mov --preset h264-720p
+
+        qfarm run render shot.blend --frames 1-240 --segment-size 10
+
+    Run `qfarm COMMAND --help` for each command's options and examples, and `qfarm run
+    transcode --help` or `qfarm run render --help` for those job types'.
     """
 
 
@@ -141,6 +146,12 @@ A command that runs once per frame, zero-padded, with a timeout and exit code 1 
 Several jobs, with dependencies, from a batch file (see README):
 
     qfarm run shot12.toml
+
+Job types with options of their own (each has --help):
+
+    qfarm run transcode interview.mov --preset h264-720p -o web/
+
+    qfarm run render shot.blend --frames 1-240 --segment-size 10 -o frames/ --movie h264
 
 **Placeholders**: {start} {end} {step} {frame} {segment} {input} {stem} {output};
 write {{ and }} for literal braces.

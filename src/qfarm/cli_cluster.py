@@ -390,6 +390,10 @@ def parse_start_at(text: str | None) -> float | None:
     qfarm submit --priority high --hold --name nightly -- ./build-proxies.sh
 
     qfarm submit shot12.toml        # a batch file: several jobs, with depends_on
+
+    qfarm submit transcode /mnt/shared/ep101.mov -p h264-1080p   # qfarm submit transcode --help
+
+    qfarm submit render /mnt/shared/shot.blend --frames 1-240    # qfarm submit render --help
 """,
 )
 def submit(
