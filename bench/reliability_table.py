@@ -31,9 +31,11 @@ work going elsewhere; for a crashed worker, to the node back online).
 
 
 OUTRO = """
-Not covered yet (issue 7 goes on): a node that fails a job's segments is avoided for that
-job's retries after one failure while another node can take them, not blocklisted after N;
-node-to-controller traffic is not on TLS, and nodes do not need a join token.
+A node that fails a job is avoided for that job's retries while another node can take them,
+and after three failures of the job it is blocklisted for it (`tests/test_dispatcher.py`).
+
+Not covered yet (issue 7 goes on): node-to-controller traffic is not on TLS, and nodes do not
+need a join token.
 """
 
 

@@ -458,3 +458,46 @@ def test_a_job_pinned_to_a_build_that_fails_it_is_pinned_anew(store: Store, tmp_
     assert d._pick_node(candidate(()), free) == "odd"
     assert d._pick_node(candidate(("odd",)), free) == "std"
     assert d.pins[job_id] == {"ffmpeg": "7.0.2"}
+
+
+def test_a_node_that_failed_a_job_three_times_gets_none_of_it_again(
+    store: Store, tmp_path: Path
+) -> None:
+    """Retries avoid a node that failed the job while another can take them; once a node has
+    failed the job three times it is blocklisted for it, even when every node has failed it."""
+    from qfarm.dispatcher import BLOCKLIST_AFTER
+    from qfarm.store import Result
+
+    request = BatchRequest(
+        jobs=(JobRequest("command", {"command": ["true"], "frames": "1-6", "cwd": str(tmp_path)},
+                         retries=5),)
+    )  # fmt: skip
+    batch_id = store.add_batch(request, plan_batch(request))
+    job_id = store.jobs(batch_id)[0].id
+    d = Dispatcher(store, engine=None, logs_dir=tmp_path)  # type: ignore[arg-type]
+    d.nodes = {n: EngineNode(n, f"tcp://{n}", {"command": 1}) for n in ("flaky", "steady")}
+    segment_ids = [s.id for s in store.segments(batch_id)]
+
+    def fail_on(node: str, segment_id: int) -> None:
+        attempts = next(s.attempts for s in store.segments(batch_id) if s.id == segment_id)
+        store.mark_dispatched([Dispatch(segment_id, node, time.time())])
+        store.record_reports(results=[Result(segment_id, attempts + 1, ok=False, node=node,
+                                             exit_code=1, error="boom")])  # fmt: skip
+
+    def candidate() -> Candidate:
+        job = store.jobs(batch_id)[0]
+        return Candidate(
+            segment_id=segment_ids[-1], job_id=job_id, batch_id=batch_id, index=6,
+            service="command", job_type="command", job_spec={}, segment_spec={}, timeout=None,
+            attempts=0, failed_nodes=job.failed_nodes,
+        )  # fmt: skip
+
+    free = {"flaky": {"command": 1}, "steady": {"command": 1}}
+    fail_on("steady", segment_ids[0])
+    for segment_id in segment_ids[1:BLOCKLIST_AFTER]:
+        fail_on("flaky", segment_id)
+    # Both have failed the job: any will do, the flaky one included (2 failures so far).
+    assert d._pick_node(candidate(), {"flaky": {"command": 1}}) == "flaky"
+    fail_on("flaky", segment_ids[BLOCKLIST_AFTER])
+    assert d._pick_node(candidate(), {"flaky": {"command": 1}}) is None
+    assert d._pick_node(candidate(), free) == "steady"

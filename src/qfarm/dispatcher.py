@@ -39,6 +39,8 @@ IDLE_TICK_SECONDS = 0.5
 BUSY_IN_FLIGHT = 2
 MIN_TICK_SECONDS = 0.02
 MAX_TICK_PAUSE_SECONDS = 0.05
+# A node on which this many attempts of one job failed is blocklisted for that job.
+BLOCKLIST_AFTER = 3
 # A node that goes down more than this many times in the window is taken out of service
 # (Qmaster restarted a crashed service up to four times).
 MAX_NODE_RESTARTS = 4
@@ -385,7 +387,8 @@ class Dispatcher:
 
         While some node that has not failed the job offers the service, the segment waits
         for it rather than going back to a node that failed; once every node has failed the
-        job, any node will do.
+        job, any node will do, except one that failed it BLOCKLIST_AFTER times: that node
+        gets none of the job again (the segment waits for another).
         """
         offering = [
             name
@@ -408,6 +411,10 @@ class Dispatcher:
                     # Nothing of the job is done yet, and every node with the pinned
                     # versions failed it (a build without an encoder, say): pin anew.
                     del self.pins[cand.job_id]
+        if cand.failed_nodes:
+            # A node that failed this job BLOCKLIST_AFTER times gets none of it again.
+            failures = self.store.job_failures(cand.job_id)
+            offering = [n for n in offering if failures[n] < BLOCKLIST_AFTER]
         fresh = [name for name in offering if name not in cand.failed_nodes]
         pool = fresh if fresh else offering
         ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
