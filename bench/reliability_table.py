@@ -32,7 +32,8 @@ work going elsewhere; for a crashed worker, to the node back online).
 
 OUTRO = """
 A node that fails a job is avoided for that job's retries while another node can take them,
-and after three failures of the job it is blocklisted for it (`tests/test_dispatcher.py`).
+and a node on which one segment of a job failed three times is blocklisted for that job
+(`tests/test_dispatcher.py`).
 
 Not covered yet (issue 7 goes on): node-to-controller traffic is not on TLS, and nodes do not
 need a join token.

@@ -39,7 +39,7 @@ IDLE_TICK_SECONDS = 0.5
 BUSY_IN_FLIGHT = 2
 MIN_TICK_SECONDS = 0.02
 MAX_TICK_PAUSE_SECONDS = 0.05
-# A node on which this many attempts of one job failed is blocklisted for that job.
+# A node on which one segment failed this many times is blocklisted for the segment's job.
 BLOCKLIST_AFTER = 3
 # A node that goes down more than this many times in the window is taken out of service
 # (Qmaster restarted a crashed service up to four times).
@@ -387,8 +387,8 @@ class Dispatcher:
 
         While some node that has not failed the job offers the service, the segment waits
         for it rather than going back to a node that failed; once every node has failed the
-        job, any node will do, except one that failed it BLOCKLIST_AFTER times: that node
-        gets none of the job again (the segment waits for another).
+        job, any node will do, except one on which a segment of the job failed BLOCKLIST_AFTER
+        times: that node gets none of the job again (the segment waits for another).
         """
         offering = [
             name
@@ -412,9 +412,10 @@ class Dispatcher:
                     # versions failed it (a build without an encoder, say): pin anew.
                     del self.pins[cand.job_id]
         if cand.failed_nodes:
-            # A node that failed this job BLOCKLIST_AFTER times gets none of it again.
-            failures = self.store.job_failures(cand.job_id)
-            offering = [n for n in offering if failures[n] < BLOCKLIST_AFTER]
+            # A node on which one segment of this job failed BLOCKLIST_AFTER times gets none
+            # of the job again.
+            blocked = self.store.blocklisted_nodes(cand.job_id, BLOCKLIST_AFTER)
+            offering = [n for n in offering if n not in blocked]
         fresh = [name for name in offering if name not in cand.failed_nodes]
         pool = fresh if fresh else offering
         ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -812,16 +812,17 @@ class Store:
                 raise NotFound(f"no active token {token_id}")
         return next(t for t in self.tokens() if t.id == token_id)
 
-    def job_failures(self, job_id: int) -> Counter[str]:
-        """How many attempts of a job failed on each node."""
+    def blocklisted_nodes(self, job_id: int, after: int) -> set[str]:
+        """The nodes on which some segment of the job failed ``after`` times or more."""
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(attempts.c.node, func.count())
+                select(attempts.c.node)
                 .join(segments, segments.c.id == attempts.c.segment_id)
                 .where(segments.c.job_id == job_id, attempts.c.outcome == "failed")
-                .group_by(attempts.c.node)
-            ).all()
-        return Counter({node: int(n) for node, n in rows})
+                .group_by(attempts.c.segment_id, attempts.c.node)
+                .having(func.count() >= after)
+            ).scalars()
+            return set(rows)
 
     def job_nodes(self, job_id: int, *, done: bool = False) -> list[str]:
         """The nodes a job's attempts went to (with ``done``: only attempts that succeeded),
