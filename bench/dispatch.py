@@ -41,6 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from qfarm import pki  # noqa: E402
 from qfarm.client import Client  # noqa: E402
 from qfarm.controller import Controller  # noqa: E402
 from qfarm.engine import Engine, NodeSpec  # noqa: E402
@@ -158,12 +159,16 @@ class ApiCluster:
         self.procs.append(ctl)
         assert ctl.stdout is not None
         self.url = ctl.stdout.readline().split()[3]
+        join = subprocess.run(
+            [*qfarm, "join-token", "--data-dir", str(work / "api-ctl")],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
         for i in range(nodes):
             name = f"api-{i + 1}"
             args = ["node", "-c", self.url, "--services", f"command={instances}", "--name", name]
             self.procs.append(
                 subprocess.Popen(
-                    [*qfarm, *args, "--data-dir", str(work / name)],
+                    [*qfarm, *args, "--data-dir", str(work / name), "--join-token", join],
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
@@ -204,8 +209,14 @@ def bench_api(count: int, cluster: ApiCluster, work: Path) -> dict[str, Any]:
     }
 
 
-async def bench_dask(count: int, specs: list[NodeSpec], work: Path) -> dict[str, Any]:
-    engine = await Engine.start_local(specs, local_directory=work / "dask-bench")
+async def bench_dask(
+    count: int, specs: list[NodeSpec], work: Path, tls: bool = True
+) -> dict[str, Any]:
+    """The engine's ceiling: the same `true` subprocesses through plain Dask on an identical
+    cluster, over the same mutual TLS as qfarm's (or over plain TCP, to show its cost)."""
+    engine = await Engine.start_local(
+        specs, local_directory=work / "dask-bench", tls=pki.ephemeral() if tls else None
+    )
     try:
         client = engine.client
         t0 = time.perf_counter()
@@ -257,19 +268,24 @@ async def main() -> None:
             runs = []
             for _ in range(args.repeat):
                 runs.append(
-                    (await bench_qfarm(count, specs, work), await bench_dask(count, specs, work))
+                    (
+                        await bench_qfarm(count, specs, work),
+                        await bench_dask(count, specs, work),
+                        await bench_dask(count, specs, work, tls=False),
+                    )
                 )
             q = median_run([r[0] for r in runs])
             d = median_run([r[1] for r in runs])
+            t = median_run([r[2] for r in runs])
             q["rates"] = [r[0]["rate"] for r in runs]
             d["rates"] = [r[1]["rate"] for r in runs]
-            rows.append((q, d))
+            rows.append((q, d, t))
             print(
                 f"{count:>6} segments: qfarm {q['rate']:7.1f}/s "
                 f"(start latency p50 {q['lat_p50']:.1f} ms p95 {q['lat_p95']:.1f} ms, "
                 f"refill gap p50 {q['gap_p50']:.1f} ms p95 {q['gap_p95']:.1f} ms, "
                 f"planning+store {q['submit_s'] * 1000:.0f} ms) | "
-                f"plain Dask client.map {d['rate']:7.1f}/s",
+                f"plain Dask client.map {d['rate']:7.1f}/s (over plain TCP {t['rate']:7.1f}/s)",
                 flush=True,
             )
     api_rows = []
@@ -296,7 +312,7 @@ async def main() -> None:
 
 def write_markdown(
     path: Path,
-    rows: list[tuple[dict[str, Any], dict[str, Any]]],
+    rows: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]],
     idle: dict[str, Any],
     args: argparse.Namespace,
     api_rows: list[dict[str, Any]],
@@ -312,20 +328,23 @@ def write_markdown(
         f"--nodes {args.nodes} --instances {args.instances}`.",
         "",
         f"Each size ran {args.repeat} times, alternating qfarm and plain Dask; the table shows "
-        "the median run, and the rates of every run in brackets.",
+        "the median run, and the rates of every run in brackets. qfarm and the first plain "
+        "Dask column run over mutual TLS (as every qfarm cluster does); the last column is "
+        "plain Dask over unencrypted TCP, the cost of TLS.",
         "",
         "| segments | qfarm segments/s | dispatch -> start p50 | p95 | refill gap p50 | p95 "
-        "| planning + store insert | plain Dask `client.map`/s | qfarm / Dask |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| planning + store insert | plain Dask `client.map`/s | qfarm / Dask "
+        "| plain Dask over TCP/s |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for q, d in rows:
+    for q, d, t in rows:
         q_rates = ", ".join(f"{r:.0f}" for r in q["rates"])
         d_rates = ", ".join(f"{r:.0f}" for r in d["rates"])
         lines.append(
             f"| {q['segments']:,} | **{q['rate']:.0f}** ({q_rates}) | {q['lat_p50']:.1f} ms | "
             f"{q['lat_p95']:.1f} ms | {q['gap_p50']:.1f} ms | {q['gap_p95']:.1f} ms | "
             f"{q['submit_s'] * 1000:.0f} ms | {d['rate']:.0f} ({d_rates}) | "
-            f"{q['rate'] / d['rate']:.2f} |"
+            f"{q['rate'] / d['rate']:.2f} | {t['rate']:.0f} |"
         )
     lines += [
         "",

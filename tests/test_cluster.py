@@ -50,14 +50,36 @@ class Cluster:
         return [a for s in segments for a in self.client.attempts(batch_id, s["id"])]
 
 
-def start(args: list[str], log: Path) -> subprocess.Popen[str]:
+# The join tokens of the controllers started here, by URL: a node started for a URL is
+# given its controller's token.
+JOIN_TOKENS: dict[str, str] = {}
+
+
+def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [*QFARM, *args],
         stdout=subprocess.PIPE,
         stderr=open(log, "w"),
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
     )
+
+
+def join_token(data_dir: Path) -> str:
+    """The join token of the controller whose data dir this is, from `qfarm join-token`."""
+    result = subprocess.run(
+        [*QFARM, "join-token", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def node_env(url: str) -> dict[str, str]:
+    token = JOIN_TOKENS.get(url)
+    return {"QFARM_JOIN_TOKEN": token} if token else {}
 
 
 def stop(proc: subprocess.Popen[str]) -> None:
@@ -86,7 +108,10 @@ def start_controller(
     if not line.startswith("qfarm controller at "):
         stop(proc)
         raise AssertionError((tmp_path / f"{name}.log").read_text())
-    return proc, line.split()[3]
+    url = line.split()[3]
+    if "--scheduler" not in options:  # a scheduler of our own admits joined nodes only
+        JOIN_TOKENS[url] = join_token(tmp_path / name)
+    return proc, url
 
 
 def start_node(
@@ -97,6 +122,7 @@ def start_node(
         ["node", "-c", url, "--services", services, "--name", name,
          "--data-dir", str(tmp_path / name), *options],
         tmp_path / f"{name}.log",
+        node_env(url),
     )  # fmt: skip
     client = Client(url)
     wait_until_sync(
@@ -121,11 +147,13 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         line = ctl.stdout.readline()  # "qfarm controller at URL (...)", or "" if it died
         assert line.startswith("qfarm controller at "), (root / "controller.log").read_text()
         url = line.split()[3]
+        join = {"QFARM_JOIN_TOKEN": join_token(root / "controller")}
         for name in NODES:
             processes[name] = start(
                 ["node", "-c", url, "--services", "command=1", "--name", name,
                  "--data-dir", str(root / name)],
                 root / f"{name}.log",
+                join,
             )  # fmt: skip
         client = Client(url)
         wait_until_sync(
@@ -312,8 +340,9 @@ def test_a_node_of_another_version_is_refused(cluster: Cluster, tmp_path: Path) 
         "main()\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, cluster.url], capture_output=True, text=True, timeout=60
-    )
+        [sys.executable, "-c", code, cluster.url], capture_output=True, text=True, timeout=60,
+        env={**os.environ, "QFARM_JOIN_TOKEN": join_token(cluster.root / "controller")},
+    )  # fmt: skip
     assert result.returncode != 0
     assert "runs qfarm 0.0.0-other but the controller" in result.stderr
     assert "impostor" not in {n["name"] for n in cluster.client.nodes()}
@@ -550,14 +579,18 @@ def test_a_controller_on_postgresql(postgres_url: str, tmp_path: Path) -> None:
 def test_the_controller_gives_no_work_to_a_worker_of_another_version(
     cluster: Cluster, tmp_path: Path
 ) -> None:
-    # A Dask worker started by hand, past `qfarm node`'s own check, that reports another
-    # qfarm version: the controller must list it as refused and never use it.
+    # A Dask worker started by hand, past `qfarm node`'s own check (with node-1's cluster
+    # certificate), that reports another qfarm version: the controller must list it as
+    # refused and never use it.
     (tmp_path / "sitecustomize.py").write_text("import qfarm\nqfarm.__version__ = '0.0.0-other'\n")
     scheduler = cluster.client.info()["scheduler"]
+    tls = cluster.root / "node-1" / "node" / "node-1" / "tls"
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     worker = subprocess.Popen(
         [str(Path(sys.executable).parent / "dask"), "worker", scheduler, "--name", "impostor",
-         "--nthreads", "1", "--resources", "command=1", "--no-dashboard"],
+         "--nthreads", "1", "--resources", "command=1", "--no-dashboard",
+         "--tls-ca-file", str(tls / "ca.pem"), "--tls-cert", str(tls / "node.pem"),
+         "--tls-key", str(tls / "node-key.pem")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, text=True,
     )  # fmt: skip
     try:

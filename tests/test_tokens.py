@@ -60,6 +60,14 @@ def test_a_store_of_schema_1_is_migrated(tmp_path: Path) -> None:
     engine.dispose()
 
 
+
+def test_a_shared_token_is_compared_safely_whatever_the_request_holds(store: Store) -> None:
+    gate = tokens.Gate(store, shared="s3cret")
+    assert gate.required()
+    assert gate.allows("s3cret")
+    assert not gate.allows("s3cre\u00e9") and not gate.allows("")
+
+
 def qfarm(*args: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("QFARM_TOKEN", None)

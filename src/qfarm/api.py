@@ -32,7 +32,7 @@ from pydantic import BaseModel, Field
 
 from qfarm import __version__
 from qfarm.controller import Controller
-from qfarm.errors import InvalidRequest, NotFound, QfarmError
+from qfarm.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
 from qfarm.model import (
     Attempt,
     Batch,
@@ -52,12 +52,16 @@ ObjectId = Annotated[int, FastApiPath(ge=1, le=2**53)]
 # Server-sent-event streams: a browser's EventSource sends no headers, so these take the
 # token as ?token= too.
 STREAM_PATHS = ("/events", "/follow")
+# Where nodes join: outside the client-token gate, since a join carries its own proof (see
+# qfarm.pki); a node needs only the join token.
+JOIN_PATH = f"{API}/join"
 LOG_CHUNK = 64 * 1024
 LOG_POLL_SECONDS = 0.5
 WEB_DIR = Path(__file__).parent / "web"
 
 # Errors users can cause, by HTTP status; the first class that matches wins.
 ERROR_STATUS: dict[type[Exception], int] = {
+    JoinRefused: 403,
     NotFound: 404,
     IllegalTransition: 409,
     InvalidRequest: 400,
@@ -114,6 +118,12 @@ class BatchIn(BaseModel):
         )
 
 
+class JoinIn(BaseModel):
+    name: str = Field(min_length=1, max_length=64, description="the node's name")
+    csr: str = Field(max_length=16_384, description="PEM certificate request for its key")
+    proof: str = Field(max_length=128, description="HMAC-SHA256 of csr, keyed by the join secret")
+
+
 class PriorityIn(BaseModel):
     priority: int | str
 
@@ -165,7 +175,8 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Any:
-        if request.url.path.startswith(API) and gate.required():
+        guarded = request.url.path.startswith(API) and request.url.path != JOIN_PATH
+        if guarded and gate.required():
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
             if not given and request.url.path.endswith(STREAM_PATHS):
                 # A browser's EventSource cannot send headers: streams take ?token= too.
@@ -207,8 +218,29 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.get(f"{API}/info")
     async def info() -> dict[str, Any]:
-        """The controller's version and the address its nodes join."""
-        return {"version": __version__, "scheduler": controller.engine.scheduler_address}
+        """The controller's version, the address its nodes join, and whether they need its
+        join token to (``join``)."""
+        return {
+            "version": __version__,
+            "scheduler": controller.engine.scheduler_address,
+            "join": controller.authority is not None,
+        }
+
+    @app.post(JOIN_PATH)
+    async def join(body: JoinIn) -> dict[str, Any]:
+        """A node joins: for a request signed with the join secret, the node's certificate
+        and the cluster CA (403 if the proof is wrong). A controller on an external
+        scheduler issues none: that scheduler's deployment decides who joins it."""
+        answer: dict[str, Any] = {
+            "version": __version__,
+            "scheduler": controller.engine.scheduler_address,
+            "ca": None,
+            "certificate": None,
+        }
+        if controller.authority is not None:
+            answer["certificate"] = controller.authority.admit(body.csr, body.proof)
+            answer["ca"] = controller.authority.ca_cert
+        return answer
 
     @app.post(f"{API}/batches", status_code=201)
     async def submit(batch: BatchIn) -> dict[str, Any]:

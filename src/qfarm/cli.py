@@ -99,6 +99,11 @@ def root(
     """
 
 
+def print_json(value: Any) -> None:
+    """Machine-readable output of --json: JSON on stdout, nothing else."""
+    out.print_json(json.dumps(value))
+
+
 def fail_usage(message: str) -> typer.Exit:
     print_error(message)
     return typer.Exit(EXIT_USAGE)
@@ -468,7 +473,7 @@ async def _run_embedded(
     elapsed = time.monotonic() - started
     report = batch_report(store, batch_id, elapsed)
     if as_json:
-        out.print_json(json.dumps(report))
+        print_json(report)
     else:
         print_report(report)
     if interrupted.is_set():
@@ -597,6 +602,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    import qfarm.cli_access
     import qfarm.cli_cluster
     import qfarm.cli_transcode  # noqa: F401  (and `qfarm presets`)
 

@@ -11,11 +11,10 @@ import contextlib
 import dataclasses
 import datetime
 import glob
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
@@ -48,11 +47,15 @@ from qfarm.cli import (
     fail_usage,
     invoke_job_command,
     out,
+    print_json,
 )
 from qfarm.client import BatchStatus, Client
 from qfarm.errors import InvalidRequest
 from qfarm.model import BatchCounts, BatchRequest
 from qfarm.units import duration
+
+if TYPE_CHECKING:
+    from qfarm.pki import JoinToken
 
 DEFAULT_PORT = 8470
 
@@ -68,10 +71,6 @@ BatchArg = Annotated[int, typer.Argument(help="The batch id.", show_default=Fals
 
 def connect(controller: str | None, token: str | None) -> Client:
     return Client(controller, token=token)
-
-
-def print_json(value: Any) -> None:
-    out.print_json(json.dumps(value))
 
 
 # ------------------------------------------------------------------------- roles
@@ -138,6 +137,11 @@ def controller(
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     logging.getLogger("distributed").setLevel(logging.ERROR)
+    from qfarm.pki import ClusterAuthority
+
+    # The first start of a controller that runs its own scheduler makes the cluster CA;
+    # its join token is shown then (and by `qfarm join-token` at any time).
+    new_cluster = scheduler is None and not ClusterAuthority.exists(directory)
     first_token = None
     if (require_token or host not in LOOPBACK) and not token and not store.tokens():
         # The first start of a controller that needs tokens: its first one, shown once.
@@ -150,6 +154,14 @@ def controller(
                 f"client token, shown only this once (qfarm token create makes more): "
                 f"{first_token}",
                 highlight=False,
+            )
+        if new_cluster:
+            join = ClusterAuthority.existing(directory).join_token()
+            out.print(
+                f"nodes join with (qfarm join-token shows it again): "
+                f"qfarm node -c {url} --join-token {join}",
+                highlight=False,
+                soft_wrap=True,
             )
 
     try:
@@ -168,93 +180,17 @@ def controller(
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-token_app = typer.Typer(
-    help="Client tokens of the controller on this machine: create, list, revoke.",
-    no_args_is_help=True,
-)
-app.add_typer(token_app, name="token")
 
-StoreDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="The controller's data dir [env: QFARM_DATA_DIR].")
-]
-StoreDbOpt = Annotated[
-    str | None, typer.Option("--db", help="The controller's database URL, if not SQLite.")
-]
+def local_join_token(url: str, data_dir: Path) -> JoinToken | None:
+    """The join token of a controller on this machine that shares the node's data dir (all
+    roles on one computer, as one user): no token to copy. None otherwise."""
+    from urllib.parse import urlsplit
 
+    from qfarm.pki import ClusterAuthority
 
-def _controller_store(data_dir: Path | None, db: str | None) -> Any:
-    from qfarm.store import Store
-
-    try:
-        return Store(config.database_url(db, config.data_dir(data_dir)))
-    except InvalidRequest as exc:
-        raise fail_usage(str(exc)) from None
-
-
-@token_app.command("create", epilog="**Example**\n\n    qfarm token create render-wrangler")
-def token_create(
-    name: Annotated[str, typer.Argument(help="Who or what the token is for.")],
-    data_dir: StoreDirOpt = None,
-    db: StoreDbOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Make a client token and print it, once: only its digest is kept."""
-    store = _controller_store(data_dir, db)
-    try:
-        token_id, secret = tokens.create(store, name)
-    finally:
-        store.close()
-    if as_json:
-        print_json({"id": token_id, "name": name, "token": secret})
-    else:
-        out.print(f"token {token_id} ({name}), shown only this once: {secret}", highlight=False)
-
-
-@token_app.command("list", epilog="**Example**\n\n    qfarm token list --json")
-def token_list(
-    data_dir: StoreDirOpt = None, db: StoreDbOpt = None, as_json: JsonOpt = False
-) -> None:
-    """The tokens: id, name, made, last used, revoked (never the secrets)."""
-    store = _controller_store(data_dir, db)
-    try:
-        rows = [dataclasses.asdict(t) for t in store.tokens()]
-    finally:
-        store.close()
-    if as_json:
-        print_json(rows)
-        return
-    table = Table("id", "name", "created", "last used", "revoked")
-    for row in rows:
-        table.add_row(
-            str(row["id"]), row["name"], _when(row["created_at"]),
-            _when(row["last_used_at"]), _when(row["revoked_at"]),
-        )  # fmt: skip
-    out.print(table)
-
-
-@token_app.command("revoke", epilog="**Example**\n\n    qfarm token revoke 3")
-def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="The token's id (qfarm token list).")],
-    data_dir: StoreDirOpt = None,
-    db: StoreDbOpt = None,
-) -> None:
-    """Revoke a token: requests with it are refused from now on."""
-    from qfarm.errors import NotFound
-
-    store = _controller_store(data_dir, db)
-    try:
-        revoked = store.revoke_token(token_id)
-    except NotFound as exc:
-        raise fail_usage(str(exc)) from None
-    finally:
-        store.close()
-    out.print(f"token {revoked.id} ({revoked.name}) revoked", highlight=False)
-
-
-def _when(epoch: float | None) -> str:
-    if not epoch:
-        return "-"
-    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+    if urlsplit(url).hostname not in LOOPBACK or not ClusterAuthority.exists(data_dir):
+        return None
+    return ClusterAuthority.existing(data_dir).join_token()
 
 
 node_app = typer.Typer(
@@ -268,7 +204,7 @@ app.add_typer(node_app, name="node")
 @node_app.callback(
     epilog="""**Examples**
 
-    qfarm node --controller http://farm:8470 --services command=4
+    qfarm node --controller http://farm:8470 --join-token qfj1.... --services command=4
 
     qfarm node --path-map /Volumes/media=/mnt/media
 
@@ -286,6 +222,14 @@ def node(
     name: Annotated[
         str | None, typer.Option("--name", help="The node's name [default: host name].")
     ] = None,
+    join_token: Annotated[
+        str | None,
+        typer.Option(
+            "--join-token",
+            envvar="QFARM_JOIN_TOKEN",
+            help="The cluster's join token (qfarm join-token on the controller's machine).",
+        ),
+    ] = None,
     host: Annotated[
         str, typer.Option("--host", help="Address the node listens on for the cluster.")
     ] = "127.0.0.1",
@@ -297,11 +241,17 @@ def node(
         typer.Option("--path-map", help="FROM=TO: shared storage seen here under TO. Repeatable."),
     ] = None,
 ) -> None:
-    """Run a service node that joins a controller and runs its segments."""
+    """Run a service node that joins a controller and runs its segments.
+
+    A controller that runs its own scheduler admits only nodes given its join token
+    (`qfarm join-token` on the controller's machine prints it); the node then talks to it
+    over TLS, with a certificate of the cluster's CA.
+    """
     if ctx.invoked_subcommand is not None:
         return
     from qfarm.errors import QfarmError
     from qfarm.node import offerable_services
+    from qfarm.pki import parse_join_token
     from qfarm.server import parse_services, serve_node
 
     try:
@@ -312,6 +262,8 @@ def node(
         if not offered:
             raise InvalidRequest("this node can offer none of the services asked for")
         url = Client(controller, token=token).url  # names the controller, or says how to
+        directory = config.data_dir(data_dir)
+        joining = parse_join_token(join_token) if join_token else local_join_token(url, directory)
     except (InvalidRequest, QfarmError) as exc:
         raise fail_usage(str(exc)) from None
     logging.getLogger("distributed").setLevel(logging.ERROR)
@@ -327,7 +279,8 @@ def node(
         asyncio.run(
             serve_node(
                 url, name=name, services=offered, host=host,
-                data_dir=config.data_dir(data_dir), token=token, on_joined=joined,
+                data_dir=directory, token=token, join_token=joining,
+                on_joined=joined,
                 on_waiting=waiting, path_map=mapping,
             )
         )  # fmt: skip

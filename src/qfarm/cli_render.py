@@ -25,10 +25,11 @@ from qfarm.cli import (
     fail_usage,
     invoke_single,
     out,
+    print_json,
     run_request,
     single_command_app,
 )
-from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at, print_json
+from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at
 from qfarm.errors import InvalidRequest
 from qfarm.jobtypes.render import RENDER
 from qfarm.media import presets

@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from qfarm.errors import InvalidRequest, NotFound, QfarmError
+from qfarm.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
 from qfarm.model import BatchRequest
 from qfarm.storage import safe_relative, write_atomically
 
@@ -127,12 +127,22 @@ class Client:
             raise NotFound(message)
         if response.status_code == 400:
             raise InvalidRequest(message)
+        if response.status_code == 403:
+            raise JoinRefused(message)
         raise ControllerError(message)
 
     # ------------------------------------------------------------------ batches
 
     def info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/info")
+        return result
+
+    def join(self, name: str, csr: str, proof: str) -> dict[str, Any]:
+        """A node's join (see :mod:`qfarm.pki`): the scheduler's address, and the node's
+        certificate and the cluster CA when the controller issues them."""
+        result: dict[str, Any] = self._call(
+            "POST", "/join", json={"name": name, "csr": csr, "proof": proof}
+        )
         return result
 
     def submit(self, batch: dict[str, Any] | BatchRequest) -> BatchHandle:

@@ -22,6 +22,7 @@ from qfarm.dispatcher import Dispatcher
 from qfarm.engine import Engine, NodeSpec
 from qfarm.errors import InvalidRequest
 from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, NodeState
+from qfarm.pki import ClusterAuthority, ephemeral
 from qfarm.store import Change, PlannedJob, Store
 
 
@@ -103,6 +104,8 @@ class Controller:
     engine: Engine
     dispatcher: Dispatcher
     data_dir: Path
+    # The cluster CA that admits nodes; None for an embedded cluster or an external scheduler.
+    authority: ClusterAuthority | None = None
     _loop_task: asyncio.Task[None] | None = None
     _listeners: set[asyncio.Queue[list[Change]]] = field(default_factory=set)
 
@@ -115,8 +118,11 @@ class Controller:
         *,
         only_own_batches: bool = True,
     ) -> Controller:
-        """A controller with its own local cluster, as ``qfarm run`` starts it."""
-        engine = await Engine.start_local(list(nodes), local_directory=data_dir / "workers")
+        """A controller with its own local cluster, as ``qfarm run`` starts it: its
+        processes share keys that only they hold, so nothing else joins or connects."""
+        engine = await Engine.start_local(
+            list(nodes), local_directory=data_dir / "workers", tls=ephemeral()
+        )
         return cls._with(store, engine, data_dir, set() if only_own_batches else None)
 
     @classmethod
@@ -130,18 +136,27 @@ class Controller:
         scheduler_port: int = 0,
     ) -> Controller:
         """A cluster controller whose nodes join from outside: a Dask scheduler in this
-        process on ``host:scheduler_port``, or an existing one at ``scheduler``.
+        process on ``host:scheduler_port``, which takes only nodes holding a certificate of
+        the cluster CA (made here at the first start), or an existing one at ``scheduler``.
         """
         # Whatever a previous controller process left out on nodes is lost to us: queue it
         # again before anything is dispatched.
         store.requeue_active("the controller restarted")
+        authority = None
         if scheduler:
             engine = await Engine.connect(scheduler)
         else:
+            authority = ClusterAuthority.open(data_dir)
             engine = await Engine.start_local(
-                [], host=host, port=scheduler_port, local_directory=data_dir / "workers"
+                [],
+                host=host,
+                port=scheduler_port,
+                local_directory=data_dir / "workers",
+                tls=authority.controller_files(),
             )
-        return cls._with(store, engine, data_dir, None)
+        controller = cls._with(store, engine, data_dir, None)
+        controller.authority = authority
+        return controller
 
     @classmethod
     def _with(

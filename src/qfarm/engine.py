@@ -28,8 +28,10 @@ os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 import dask
 from distributed import Client, Nanny, Scheduler, WorkerPlugin, get_worker
+from distributed.security import Security
 
 from qfarm import node as node_side
+from qfarm.pki import TlsFiles
 
 EVENT_TOPIC = "qfarm-segment"
 PROGRESS_INTERVAL = 0.5  # seconds between progress events from one segment
@@ -150,9 +152,34 @@ class _EndSegmentsOnClose(WorkerPlugin):
         node_side.kill_all_segments()
 
 
-def _nanny(scheduler_address: str, spec: NodeSpec, host: str, local_directory: Path | None) -> Any:
+def security(tls: TlsFiles | None) -> Security:
+    """Dask's TLS settings for our cluster keys: every role (scheduler, worker, client)
+    presents the certificate it was given and requires one from the same CA of its peer.
+    Without keys (an external scheduler), whatever Dask's own configuration says."""
+    if tls is None:
+        return Security()
+    return Security(
+        require_encryption=True,
+        tls_ca_file=tls.ca,
+        tls_scheduler_cert=tls.cert,
+        tls_scheduler_key=tls.key,
+        tls_worker_cert=tls.cert,
+        tls_worker_key=tls.key,
+        tls_client_cert=tls.cert,
+        tls_client_key=tls.key,
+    )
+
+
+def _nanny(
+    scheduler_address: str,
+    spec: NodeSpec,
+    host: str,
+    local_directory: Path | None,
+    tls: TlsFiles | None,
+) -> Any:
     return Nanny(
         scheduler_address,
+        security=security(tls),
         host=host,
         name=spec.name,
         nthreads=max(1, sum(spec.services.values())),
@@ -164,14 +191,19 @@ def _nanny(scheduler_address: str, spec: NodeSpec, host: str, local_directory: P
 
 
 async def run_node(
-    scheduler_address: str, spec: NodeSpec, *, host: str, local_directory: Path | None
+    scheduler_address: str,
+    spec: NodeSpec,
+    *,
+    host: str,
+    local_directory: Path | None,
+    tls: TlsFiles | None = None,
 ) -> None:
     """Be one service node of the scheduler at ``scheduler_address`` until it goes away.
 
     The worker runs under a nanny, which restarts it if it dies; this returns when the nanny
     closes: the scheduler went away, or the controller told the node to leave.
     """
-    nanny = _nanny(scheduler_address, spec, host, local_directory)
+    nanny = _nanny(scheduler_address, spec, host, local_directory, tls)
     await nanny.start()
     try:
         await nanny.finished()
@@ -212,9 +244,11 @@ class Engine:
         local_directory: Path | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: TlsFiles | None = None,
     ) -> Engine:
         """A scheduler in this process, listening on ``host:port``, and one nanny-managed
         worker process per local node (none for a controller whose nodes join from outside).
+        With ``tls``, every connection to it is mutual TLS with those keys' CA.
         """
         settings = {
             "distributed.scheduler.work-stealing": False,
@@ -223,16 +257,22 @@ class Engine:
             "distributed.scheduler.worker-ttl": f"{NODE_TIMEOUT_SECONDS}s",
         }
         with dask.config.set(settings):
-            scheduler = Scheduler(host=host, port=port, dashboard=False)
+            scheduler = Scheduler(
+                host=host,
+                port=port,
+                dashboard=False,
+                protocol="tls" if tls else "tcp",
+                security=security(tls),
+            )
             await scheduler
         owned: list[Any] = [scheduler]
         try:
             nannies = [
-                _nanny(scheduler.address, spec, "127.0.0.1", local_directory) for spec in nodes
+                _nanny(scheduler.address, spec, "127.0.0.1", local_directory, tls) for spec in nodes
             ]
             await asyncio.gather(*(nanny.start() for nanny in nannies))
             owned.extend(nannies)
-            client = await Client(scheduler.address, asynchronous=True)
+            client = await Client(scheduler.address, asynchronous=True, security=security(tls))
         except BaseException:
             for part in reversed(owned):
                 with contextlib.suppress(Exception):
@@ -242,8 +282,9 @@ class Engine:
 
     @classmethod
     async def connect(cls, address: str) -> Engine:
-        """An engine on an existing Dask scheduler, started elsewhere."""
-        client = await Client(address, asynchronous=True)
+        """An engine on an existing Dask scheduler, started elsewhere (its TLS settings, if
+        any, come from Dask's configuration, as its deployment set them)."""
+        client = await Client(address, asynchronous=True, security=security(None))
         return cls(client)
 
     @property

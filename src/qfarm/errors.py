@@ -16,3 +16,8 @@ class InvalidRequest(QfarmError):
 
 class NotFound(QfarmError):
     """A batch, job, segment or node id that the store does not hold."""
+
+
+class JoinRefused(QfarmError):
+    """A node's join that must not be retried: a wrong join token, or a controller that is
+    not the one the token names."""

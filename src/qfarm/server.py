@@ -14,12 +14,12 @@ from typing import Any
 
 import uvicorn
 
-from qfarm import __version__, pathmap, storage
+from qfarm import __version__, pathmap, pki, storage
 from qfarm.api import create_app
 from qfarm.client import TOKEN_ENV, Client, ControllerError
 from qfarm.controller import Controller
 from qfarm.engine import NodeSpec, run_node
-from qfarm.errors import QfarmError
+from qfarm.errors import JoinRefused, QfarmError
 from qfarm.store import Store
 from qfarm.supervisor import RECORD_DIR_ENV, reap_leftovers
 
@@ -105,6 +105,7 @@ async def serve_node(
     host: str,
     data_dir: Path,
     token: str | None = None,
+    join_token: pki.JoinToken | None = None,
     on_joined: Callable[[str, str], None] = lambda name, scheduler: None,
     on_waiting: Callable[[str], None] = lambda why: None,
     path_map: dict[str, str] | None = None,
@@ -113,8 +114,9 @@ async def serve_node(
 
     The node outlives its Dask worker: when the worker ends (the controller went away, or
     the worker process died), the node ends every process group the worker left behind, so
-    nothing goes on writing, then waits for the controller to answer again and rejoins.
-    A controller of another qfarm version is refused at once.
+    nothing goes on writing, then waits for the controller to answer again and rejoins
+    (with a fresh certificate). A controller of another qfarm version, a wrong join token
+    and a controller that is not the one the token names are refused at once.
     """
     node_name = name or socket.gethostname()
     home = data_dir / "node" / node_name
@@ -132,27 +134,57 @@ async def serve_node(
     while True:
         reap_leftovers(records)
         try:
-            info = await asyncio.to_thread(client.info)
+            scheduler, tls = await asyncio.to_thread(
+                _join, client, node_name, join_token, home / "tls"
+            )
         except ControllerError as exc:
             on_waiting(str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10.0)
             continue
         delay = 0.5
-        if info["version"] != __version__:
-            raise QfarmError(
-                f"this node runs qfarm {__version__} but the controller at {controller_url} "
-                f"runs {info['version']}: every machine of a cluster needs the same version"
-            )
-        on_joined(node_name, info["scheduler"])
+        on_joined(node_name, scheduler)
         with contextlib.suppress(OSError):  # the scheduler went away while we joined
             await run_node(
-                info["scheduler"], NodeSpec(node_name, services), host=host,
-                local_directory=home,
+                scheduler, NodeSpec(node_name, services), host=host, local_directory=home,
+                tls=tls,
             )  # fmt: skip
         ended = reap_leftovers(records)
         on_waiting(
             f"the worker ended; {len(ended)} left-over process group(s) ended"
             if ended
             else "the worker ended"
+        )
+
+
+def _join(
+    client: Client, name: str, join_token: pki.JoinToken | None, folder: Path
+) -> tuple[str, pki.TlsFiles | None]:
+    """Ask the controller to admit this node: the scheduler's address, and the TLS files to
+    join it with (None where the controller issues none: an external scheduler)."""
+    if join_token is None:
+        info = client.info()
+        _same_version(client, info["version"])
+        if info.get("join"):
+            raise JoinRefused(
+                f"the controller at {client.url} admits only nodes with its join token: run "
+                "`qfarm join-token` on its machine and give it with --join-token or "
+                "QFARM_JOIN_TOKEN"
+            )
+        return info["scheduler"], None
+    key = pki.node_key(folder)
+    csr = pki.make_csr(key, name)
+    answer = client.join(name, csr, pki.join_proof(join_token.secret, csr))
+    _same_version(client, answer["version"])
+    if not answer.get("certificate"):
+        return answer["scheduler"], None
+    pki.check_issued(answer["ca"], join_token.fingerprint, answer["certificate"], key)
+    return answer["scheduler"], pki.save_node_files(folder, answer["ca"], answer["certificate"])
+
+
+def _same_version(client: Client, version: str) -> None:
+    if version != __version__:
+        raise QfarmError(
+            f"this node runs qfarm {__version__} but the controller at {client.url} "
+            f"runs {version}: every machine of a cluster needs the same version"
         )

@@ -59,7 +59,7 @@ class Gate:
     def allows(self, secret: str) -> bool:
         if not secret:
             return False
-        if self.shared and hmac.compare_digest(secret, self.shared):
+        if self.shared and hmac.compare_digest(secret.encode(), self.shared.encode()):
             return True
         token = self.store.token_for(digest(secret))
         if token is None:
