@@ -60,7 +60,6 @@ def test_a_store_of_schema_1_is_migrated(tmp_path: Path) -> None:
     engine.dispose()
 
 
-
 def test_a_shared_token_is_compared_safely_whatever_the_request_holds(store: Store) -> None:
     gate = tokens.Gate(store, shared="s3cret")
     assert gate.required()
