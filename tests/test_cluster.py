@@ -667,6 +667,15 @@ def test_submit_transcode_splits_across_transcode_nodes(tmp_path: Path) -> None:
         # The chunks the nodes sent for the assembly are gone from cluster storage.
         kept = tmp_path / "controller" / "storage" / "outputs" / f"batch-{batch_id}"
         assert [p.name for p in kept.iterdir()] == ["clip-h264.mp4"]
+        # And from the nodes' scratch folders: each keeps the source it downloaded, for
+        # later jobs of the upload, and none of the outputs it sent.
+        for name in ("enc-1", "enc-2"):
+            scratch = cluster.root / name / "node" / name / "scratch"
+            left = [
+                p.name for p in scratch.rglob("*") if p.is_file() and p.name != ".qfarm-complete"
+                and p.name != ".qfarm-used"
+            ]  # fmt: skip
+            assert left == ["clip.mp4"], (name, left)
     finally:
         for proc in [*nodes, controller]:
             stop(proc)

@@ -58,13 +58,12 @@ def run_segment(
                 "segment": pathmap.map_all(payload["segment"], mapping),
             }
         if payload["job"].get("storage"):
-            payload = storage.prepare(payload, storage.scratch_root())
-        outcome = _preflight(payload, ctx)
-        if outcome is None:
-            job_type = jobtypes.get(payload["job_type"])
-            outcome = job_type.run(payload["job"], payload["segment"], ctx)
-        if outcome.ok and payload.get("storage_local"):
-            storage.send_outputs(payload)
+            with storage.using_upload(payload, storage.scratch_root()) as local:
+                outcome = _run(local, ctx)
+                if outcome.ok:
+                    storage.send_outputs(local)
+        else:
+            outcome = _run(payload, ctx)
     except QfarmError as exc:  # cluster storage could not be reached, say
         ctx.log(str(exc))
         outcome = SegmentOutcome(ok=False, error=str(exc))
@@ -94,6 +93,14 @@ def run_segment(
         "log_path": str(log_path),
         "log_tail": log_tail(log_path),
     }
+
+
+def _run(payload: dict[str, Any], ctx: SegmentContext) -> SegmentOutcome:
+    outcome = _preflight(payload, ctx)
+    if outcome is None:
+        job_type = jobtypes.get(payload["job_type"])
+        outcome = job_type.run(payload["job"], payload["segment"], ctx)
+    return outcome
 
 
 def _preflight(payload: dict[str, Any], ctx: SegmentContext) -> SegmentOutcome | None:
