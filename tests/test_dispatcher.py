@@ -503,3 +503,90 @@ def test_a_node_a_segment_failed_on_three_times_gets_none_of_the_job_again(
         fail_on("flaky", segment_ids[1])
     assert d._pick_node(candidate(), only_flaky) is None
     assert d._pick_node(candidate(), {**only_flaky, "steady": {"command": 1}}) == "steady"
+
+
+def test_a_job_no_node_may_run_is_told_why(store: Store, tmp_path: Path) -> None:
+    """Beyond waiting for a free instance, a job's queued segments may wait for a node that
+    does not come: the dispatcher says which kind, as the Batch Monitor and `qfarm show`
+    show it."""
+    from qfarm.dispatcher import BLOCKLIST_AFTER
+    from qfarm.store import Result
+
+    request = BatchRequest(
+        jobs=(JobRequest("command", {"command": ["true"], "frames": "1-2", "cwd": str(tmp_path)},
+                         retries=9),)
+    )  # fmt: skip
+    batch_id = store.add_batch(request, plan_batch(request))
+    job_id = store.jobs(batch_id)[0].id
+    d = Dispatcher(store, engine=None, logs_dir=tmp_path)  # type: ignore[arg-type]
+
+    def node(name: str, ffmpeg: str = "7.0.2") -> EngineNode:
+        return EngineNode(name, f"tcp://{name}", {"transcode": 1},
+                          facts={"fingerprint": {"ffmpeg": ffmpeg}})  # fmt: skip
+
+    def why(tools: tuple[str, ...] = ("ffmpeg",), failed: tuple[str, ...] = ()) -> str:
+        found = d.eligible(job_id, "transcode", tools, failed)
+        assert not found.nodes or not found.why_not
+        return found.why_not
+
+    assert why() == "no online node offers the transcode service"
+    d.nodes = {"a": node("a")}
+    d.disabled.add("a")
+    assert why() == "every node that offers transcode is disabled or refused"
+    d.disabled.discard("a")
+    assert why(tools=("blender",)) == "no online transcode node has blender"
+    assert why() == ""
+
+    # A segment done on "a" confirms the pin to its ffmpeg; a node of another build won't do.
+    segment_ids = [s.id for s in store.segments(batch_id)]
+    store.mark_dispatched([Dispatch(segment_ids[0], "a", time.time())])
+    store.record_reports(results=[Result(segment_ids[0], 1, ok=True, node="a", exit_code=0)])
+    assert d._pick_node(_candidate(store, batch_id, segment_ids[1]), {"a": {"transcode": 1}})
+    d.nodes = {"b": node("b", "6.1")}
+    assert why().startswith("waits for a node with ffmpeg 7.0.2, the version its first")
+
+    # Every node that could run it blocklisted.
+    d.nodes = {"a": node("a")}
+    for attempt in range(BLOCKLIST_AFTER):
+        store.mark_dispatched([Dispatch(segment_ids[1], "a", time.time())])
+        store.record_reports(results=[Result(segment_ids[1], attempt + 1, ok=False, node="a",
+                                             exit_code=1, error="boom")])  # fmt: skip
+    assert why(failed=("a",)).startswith("every node that could run it is blocklisted")
+
+
+def _candidate(store: Store, batch_id: int, segment_id: int) -> Candidate:
+    job = store.jobs(batch_id)[0]
+    return Candidate(
+        segment_id=segment_id, job_id=job.id, batch_id=batch_id, index=2, service="transcode",
+        job_type="transcode", job_spec={}, segment_spec={}, timeout=None, attempts=0,
+        failed_nodes=job.failed_nodes,
+    )  # fmt: skip
+
+
+def test_a_job_waiting_on_another_says_so_until_it_runs(tmp_path: Path) -> None:
+    go = tmp_path / "go"
+
+    async def scenario() -> None:
+        async with embedded(tmp_path, nodes=1, instances=1) as controller:
+            first = JobRequest(
+                "command",
+                {"command": ["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.02; done"],
+                 "cwd": str(tmp_path)},
+                name="plates",
+            )  # fmt: skip
+            second = JobRequest(
+                "command", {"command": ["true"], "cwd": str(tmp_path)}, name="comp",
+                depends_on=("plates",),
+            )  # fmt: skip
+            batch_id = controller.submit(BatchRequest(jobs=(first, second)))
+            comp = controller.store.jobs(batch_id)[1].id
+            await wait_until(
+                lambda: controller.store.segments(batch_id)[0].state.value == "running",
+                what="the first job running",
+            )
+            assert controller.waiting(batch_id) == {comp: "waits for plates to finish"}
+            go.touch()
+            assert (await controller.wait(batch_id)).state.value == "done"
+            assert controller.waiting(batch_id) == {}
+
+    asyncio.run(scenario())

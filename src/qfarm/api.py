@@ -258,6 +258,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     async def batch(batch_id: ObjectId) -> dict[str, Any]:
         body = batch_json(controller, controller.store.batch(batch_id))
         progress = controller.store.job_progress(batch_id)
+        waiting = controller.waiting(batch_id)
         body["jobs"] = [
             {
                 "id": job.id,
@@ -268,6 +269,8 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
                 "error": job.error,
                 "depends_on": list(job.depends_on),
                 "failed_nodes": list(job.failed_nodes),
+                # Why its queued segments do not run, beyond waiting for a free instance.
+                "waiting": waiting.get(job.id),
             }
             for job in controller.store.jobs(batch_id)
         ]

@@ -492,10 +492,11 @@ def show(
     table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
     table.add_row(*batch_row(status))
     out.print(table)
-    jobs = Table("job", "type", "state", "progress", "error")
+    jobs = Table("job", "type", "state", "progress", "error or wait")
     for job in status.raw["jobs"]:
         done = f"{job.get('progress', 0.0):.0%}"
-        jobs.add_row(job["name"], job["type"], job["state"], done, job["error"])
+        note = job["error"] or (f"waiting: {job['waiting']}" if job.get("waiting") else "")
+        jobs.add_row(job["name"], job["type"], job["state"], done, note)
     out.print(jobs)
     segments = Table("segment", "label", "state", "node", "attempts", "error")
     for seg in segment_rows:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from qfarm.config import logs_dir
 from qfarm.dispatcher import Dispatcher
 from qfarm.engine import Engine, NodeSpec
 from qfarm.errors import InvalidRequest
-from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, NodeState
+from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, BatchState, JobState, NodeState
 from qfarm.pki import ClusterAuthority, ephemeral
 from qfarm.store import Change, PlannedJob, Store
 
@@ -211,6 +212,33 @@ class Controller:
         """Drain a node (running segments finish, no new ones) or take it back."""
         self.store.set_node_state(name, NodeState.ONLINE if enabled else NodeState.DISABLED)
         self.dispatcher.set_disabled(name, not enabled)
+
+    def waiting(self, batch_id: int) -> dict[int, str]:
+        """Why jobs of a batch with queued segments do not run them, for those that wait on
+        more than a free instance: a job they depend on, or no node that may run them (no
+        node with the service, the tools or the pinned versions; every one blocklisted).
+        A held, paused or not-yet-started batch says so itself, and gets nothing here."""
+        batch = self.store.batch(batch_id)
+        if batch.state not in (BatchState.QUEUED, BatchState.RUNNING):
+            return {}
+        if batch.start_at is not None and batch.start_at > time.time():
+            return {}
+        jobs = self.store.jobs(batch_id)
+        by_id = {job.id: job for job in jobs}
+        queued = self.store.jobs_with_queued(batch_id)
+        reasons: dict[int, str] = {}
+        for job in jobs:
+            if job.id not in queued:
+                continue
+            pending = [by_id[d].name for d in job.depends_on if by_id[d].state is not JobState.DONE]
+            if pending:
+                reasons[job.id] = f"waits for {', '.join(pending)} to finish"
+                continue
+            tools = jobtypes.get(job.job_type).required_tools(job.spec)
+            found = self.dispatcher.eligible(job.id, job.service, tools, job.failed_nodes)
+            if not found.nodes:
+                reasons[job.id] = found.why_not
+        return reasons
 
     def _after(self, changes: list[Change]) -> None:
         self._broadcast(changes)

@@ -62,6 +62,15 @@ class InFlight:
     service: str
 
 
+@dataclass(frozen=True)
+class Eligible:
+    """The nodes that may run a job's segments, or, when there are none, why."""
+
+    nodes: list[str]
+    why_not: str = ""
+    repin: bool = False  # the job's tool pin is to be dropped: no node with it may run it
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -383,41 +392,18 @@ class Dispatcher:
         return changes
 
     def _pick_node(self, cand: Candidate, free: dict[str, dict[str, int]]) -> str | None:
-        """The least busy free node for a segment, avoiding nodes that already failed its job.
-
-        While some node that has not failed the job offers the service, the segment waits
-        for it rather than going back to a node that failed; once every node has failed the
-        job, any node will do, except one on which a segment of the job failed BLOCKLIST_AFTER
-        times: that node gets none of the job again (the segment waits for another).
+        """The least busy free node for a segment, among those that may run it (see
+        :meth:`eligible`): while some node that has not failed the job may, the segment
+        waits for it rather than going back to a node that failed.
         """
-        offering = [
-            name
-            for name, node in self.nodes.items()
-            if name not in self.disabled and node.services.get(cand.service, 0) > 0
-        ]
         tools = jobtypes.get(cand.job_type).required_tools(cand.job_spec)
-        if tools:
-            # Only nodes that have the tools, and then only those with the versions the
-            # job's first segment ran with.
-            offering = [n for n in offering if all(self._versions(n, tools).values())]
-            pin = self._pin(cand.job_id, tools)
-            if pin:
-                matching = [n for n in offering if self._versions(n, tools) == pin]
-                if self._pin_confirmed(cand.job_id) or any(
-                    n not in cand.failed_nodes for n in matching
-                ):
-                    offering = matching
-                else:
-                    # Nothing of the job is done yet, and every node with the pinned
-                    # versions failed it (a build without an encoder, say): pin anew.
-                    del self.pins[cand.job_id]
-        if cand.failed_nodes:
-            # A node on which one segment of this job failed BLOCKLIST_AFTER times gets none
-            # of the job again.
-            blocked = self.store.blocklisted_nodes(cand.job_id, BLOCKLIST_AFTER)
-            offering = [n for n in offering if n not in blocked]
-        fresh = [name for name in offering if name not in cand.failed_nodes]
-        pool = fresh if fresh else offering
+        found = self.eligible(cand.job_id, cand.service, tools, cand.failed_nodes)
+        if found.repin:
+            # Nothing of the job is done yet, and every node with the pinned versions
+            # failed it (a build without an encoder, say): pin anew.
+            del self.pins[cand.job_id]
+        fresh = [name for name in found.nodes if name not in cand.failed_nodes]
+        pool = fresh if fresh else found.nodes
         ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
         if not ready:
             return None
@@ -425,6 +411,53 @@ class Dispatcher:
         if tools and cand.job_id not in self.pins:
             self.pins[cand.job_id] = self._versions(chosen, tools)
         return chosen
+
+    def eligible(
+        self, job_id: int, service: str, tools: tuple[str, ...], failed_nodes: tuple[str, ...]
+    ) -> Eligible:
+        """The nodes that may run a segment of a job, busy or not, or none and why not.
+
+        A node may if it takes work and offers the service; if it has the job's tools, in
+        the versions the job is pinned to; and unless one segment of the job failed on it
+        BLOCKLIST_AFTER times. Nothing here changes state: a pin that is to be dropped is
+        only reported (``repin``).
+        """
+        offering = [name for name, node in self.nodes.items() if node.services.get(service, 0) > 0]
+        if not offering:
+            return Eligible([], f"no online node offers the {service} service")
+        offering = [name for name in offering if name not in self.disabled]
+        if not offering:
+            return Eligible([], f"every node that offers {service} is disabled or refused")
+        repin = False
+        if tools:
+            offering = [n for n in offering if all(self._versions(n, tools).values())]
+            if not offering:
+                return Eligible([], f"no online {service} node has {' and '.join(tools)}")
+            pin = self._pin(job_id, tools)
+            if pin:
+                matching = [n for n in offering if self._versions(n, tools) == pin]
+                if self._pin_confirmed(job_id) or any(n not in failed_nodes for n in matching):
+                    offering = matching
+                else:
+                    repin = True
+                if not offering:
+                    versions = ", ".join(f"{tool} {version}" for tool, version in pin.items())
+                    return Eligible(
+                        [],
+                        f"waits for a node with {versions}, the version its first segments "
+                        "ran with (every segment of a job runs with the same tools)",
+                    )
+        if failed_nodes:
+            blocked = self.store.blocklisted_nodes(job_id, BLOCKLIST_AFTER)
+            offering = [n for n in offering if n not in blocked]
+            if not offering:
+                return Eligible(
+                    [],
+                    f"every node that could run it is blocklisted for this job (a segment "
+                    f"failed {BLOCKLIST_AFTER} times on each)",
+                    repin,
+                )
+        return Eligible(offering, "", repin)
 
     def _versions(self, name: str, tools: tuple[str, ...]) -> dict[str, str]:
         node = self.nodes.get(name)

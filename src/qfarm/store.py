@@ -473,6 +473,16 @@ class Store:
             canceled=by_state.get(SegmentState.CANCELED, 0),
         )
 
+    def jobs_with_queued(self, batch_id: int) -> set[int]:
+        """The jobs of a batch that have segments waiting to be dispatched."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(segments.c.job_id)
+                .where(segments.c.batch_id == batch_id, segments.c.state == SegmentState.QUEUED)
+                .distinct()
+            ).scalars()
+            return set(rows)
+
     def job_progress(self, batch_id: int) -> dict[int, float]:
         """Each job's work done, 0..1, counting the reported part of running segments."""
         with self.engine.connect() as conn:

@@ -310,3 +310,35 @@ def test_the_form_shows_only_the_fields_of_the_chosen_job_type(farm: Farm, page:
     expect(page.get_by_label("Scene")).to_be_visible()
     expect(page.get_by_label("Command", exact=True)).to_be_hidden()
     expect(page.get_by_label("Source file")).to_be_hidden()
+
+
+def test_a_job_waiting_for_another_says_why_on_the_page_and_in_the_cli(
+    farm: Farm, page: Any, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    from playwright.sync_api import expect
+
+    go = tmp_path / "go"
+    hold = f"while [ ! -e {go} ]; do sleep 0.02; done"
+    jobs = [
+        {"name": "plates", "spec": {"command": ["sh", "-c", hold], "cwd": str(tmp_path)}},
+        {"name": "comp", "spec": {"command": ["true"], "cwd": str(tmp_path)},
+         "depends_on": ["plates"]},
+    ]  # fmt: skip
+    batch_id = farm.client.submit({"jobs": jobs, "name": "waits"}).id
+    try:
+        page.goto(f"{farm.url}/#/batch/{batch_id}")
+        comp = page.locator("#jobs-table tbody tr").nth(1)
+        expect(comp).to_contain_text("waiting: waits for plates to finish")
+        shown = subprocess.run(
+            [sys.executable, "-m", "qfarm", "show", str(batch_id)], capture_output=True,
+            text=True, timeout=60, env={**os.environ, "QFARM_CONTROLLER": farm.url,
+                                        "COLUMNS": "200"},
+        )  # fmt: skip
+        assert "waiting: waits for plates to finish" in shown.stdout, shown.stdout
+    finally:
+        go.touch()
+    expect(page.locator("#batch-summary")).to_contain_text("done")
+    expect(comp).not_to_contain_text("waiting")

@@ -298,7 +298,9 @@ async function renderBatch() {
         el("td", { text: job.type }),
         el("td", {}, stateLabel(job.state)),
         el("td", {}, progressBar(job.progress, `job ${job.name} progress`), ` ${Math.round(job.progress * 100)}%`),
-        el("td", { className: "wrap", text: job.error || "" }),
+        job.error || !job.waiting
+          ? el("td", { className: "wrap", text: job.error || "" })
+          : el("td", { className: "wrap waiting", text: `waiting: ${job.waiting}` }),
       ),
     );
   }
