@@ -15,23 +15,12 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
     Column,
     Connection,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
     Table,
-    Text,
     bindparam,
     create_engine,
     event,
@@ -58,221 +47,50 @@ from qfarm.model import (
     NodeState,
     Segment,
     SegmentKind,
-    SegmentPlan,
     SegmentState,
     batch_outcome,
     check_transition,
     job_outcome,
 )
+from qfarm.store.records import (
+    Candidate,
+    Change,
+    Dispatch,
+    PlannedJob,
+    Progress,
+    Result,
+    Started,
+    TokenInfo,
+)
+from qfarm.store.tables import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    attempts,
+    batches,
+    jobs,
+    metadata,
+    nodes,
+    schema,
+    segments,
+    tokens,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Candidate",
+    "Change",
+    "Dispatch",
+    "PlannedJob",
+    "Progress",
+    "Result",
+    "Started",
+    "Store",
+    "TokenInfo",
+    "attempts",
+]
 
 # A result row; SQLAlchemy's typed rows add nothing where columns are picked per query.
 _Row = Any
-
-metadata = MetaData()
-
-# Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
-SCHEMA_VERSION = 2
-
-schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
-
-batches = Table(
-    "batches",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", Text, nullable=False, default=""),
-    Column("owner", Text, nullable=False, default=""),
-    Column("priority", Integer, nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("serialize", Boolean, nullable=False, default=False),
-    # A cancel waits for the kills of its running segments to report back; meanwhile no
-    # report may requeue one of them (a failure with retries left, a lost node).
-    Column("canceling", Boolean, nullable=False, default=False),
-    Column("submitted_at", Float, nullable=False),
-    Column("start_at", Float),
-    Column("started_at", Float),
-    Column("finished_at", Float),
-)
-
-jobs = Table(
-    "jobs",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False, index=True),
-    Column("idx", Integer, nullable=False),
-    Column("name", Text, nullable=False),
-    Column("job_type", String(32), nullable=False),
-    Column("service", String(32), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("spec", JSON, nullable=False),
-    Column("retries", Integer, nullable=False),
-    Column("timeout", Float),
-    Column("depends_on", JSON, nullable=False),
-    Column("failed_nodes", JSON, nullable=False),
-    Column("error", Text, nullable=False, default=""),
-    Column("started_at", Float),
-    Column("finished_at", Float),
-)
-
-segments = Table(
-    "segments",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("job_id", Integer, ForeignKey("jobs.id"), nullable=False),
-    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
-    Column("idx", Integer, nullable=False),
-    Column("kind", String(16), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("label", Text, nullable=False),
-    Column("spec", JSON, nullable=False),
-    Column("frames", Integer, nullable=False),
-    # Attempts made (lost ones included: attempt numbers never repeat), and failed ones,
-    # which are what retries are counted against.
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("failures", Integer, nullable=False, default=0),
-    Column("node", String(200)),
-    Column("error", Text, nullable=False, default=""),
-    Column("progress", Float, nullable=False, default=0.0),
-    Index("ix_segments_job_state_idx", "job_id", "state", "idx"),
-    Index("ix_segments_state_batch", "state", "batch_id"),
-)
-
-attempts = Table(
-    "attempts",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("segment_id", Integer, ForeignKey("segments.id"), nullable=False, index=True),
-    Column("number", Integer, nullable=False),
-    Column("node", String(200), nullable=False),
-    Column("dispatched_at", Float, nullable=False),
-    Column("started_at", Float),
-    Column("ended_at", Float),
-    Column("last_progress_at", Float),
-    Column("exit_code", Integer),
-    Column("outcome", String(16)),
-    Column("error", Text, nullable=False, default=""),
-    Column("log_tail", Text, nullable=False, default=""),
-    Column("log_path", Text, nullable=False, default=""),
-    Column("pid", Integer),
-)
-
-nodes = Table(
-    "nodes",
-    metadata,
-    Column("name", String(200), primary_key=True),
-    Column("address", String(300), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("services", JSON, nullable=False),
-    Column("host", String(200), nullable=False, default=""),
-    Column("cores", Integer, nullable=False, default=0),
-    Column("memory", BigInteger, nullable=False, default=0),  # bytes: past 2 GiB
-    Column("fingerprint", JSON, nullable=False),
-    Column("last_seen", Float),
-)
-
-# Client tokens: only a digest of each is kept, never the token itself.
-tokens = Table(
-    "tokens",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", String(200), nullable=False),
-    Column("digest", String(64), nullable=False, unique=True),
-    Column("created_at", Float, nullable=False),
-    Column("last_used_at", Float),
-    Column("revoked_at", Float),
-)
-
-
-@dataclass(frozen=True)
-class TokenInfo:
-    id: int
-    name: str
-    created_at: float
-    last_used_at: float | None
-    revoked_at: float | None
-
-
-@dataclass(frozen=True)
-class PlannedJob:
-    """A job after its job type validated and planned it: what the store needs to hold it."""
-
-    name: str
-    job_type: str
-    service: str
-    spec: dict[str, Any]
-    retries: int
-    timeout: float | None
-    depends_on: tuple[int, ...]  # indexes (0-based) of earlier jobs in the same batch
-    plans: Sequence[SegmentPlan]
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A queued segment the dispatcher may hand to a node, with what it needs to do so."""
-
-    segment_id: int
-    job_id: int
-    batch_id: int
-    index: int
-    service: str
-    job_type: str
-    job_spec: dict[str, Any]
-    segment_spec: dict[str, Any]
-    timeout: float | None
-    attempts: int
-    failed_nodes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Dispatch:
-    segment_id: int
-    node: str
-    at: float
-    log_path: str = ""
-
-
-@dataclass(frozen=True)
-class Started:
-    segment_id: int
-    attempt: int
-    pid: int | None
-    at: float
-
-
-@dataclass(frozen=True)
-class Progress:
-    segment_id: int
-    attempt: int
-    fraction: float
-    at: float
-
-
-@dataclass(frozen=True)
-class Result:
-    """How an attempt ended, as the dispatcher reports it."""
-
-    segment_id: int
-    attempt: int
-    ok: bool
-    node: str
-    exit_code: int | None = None
-    error: str = ""
-    canceled: bool = False  # killed on purpose: the segment is canceled, no retry
-    lost: bool = False  # its node went away: requeued, not counted as an attempt
-    started_at: float | None = None
-    ended_at: float | None = None
-    pid: int | None = None
-    log_tail: str = ""
-    log_path: str = ""
-
-
-@dataclass(frozen=True)
-class Change:
-    """A state change the store made, for event streams and progress displays."""
-
-    kind: str  # batch, job, segment
-    id: int
-    state: str
-    batch_id: int
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -1405,12 +1223,3 @@ def _node(row: _Row) -> Node:
         fingerprint=dict(row.fingerprint or {}),
         last_seen=row.last_seen,
     )
-
-
-def _migrate_1_to_2(conn: Connection) -> int:
-    """Schema 2 adds the tokens table, which create_all has just made."""
-    return 2
-
-
-# Schema version found -> the step that brings it one version on (returns the new version).
-MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {1: _migrate_1_to_2}
