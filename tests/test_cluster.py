@@ -475,6 +475,31 @@ def test_cluster_storage_round_trip(cluster: Cluster, tmp_path: Path) -> None:
         copy = tmp_path / "fetched" / "out" / (Path(name).stem + ".copy")
         assert copy.read_bytes() == data  # the bytes made the whole round trip
 
+    # Removing the batch removes what the controller kept of it.
+    stored = cluster.root / "controller" / "storage"
+    logs = cluster.root / "controller" / "logs" / f"batch-{batch_id}"
+    assert logs.is_dir() and (stored / "outputs" / f"batch-{batch_id}").is_dir()
+    uploads_before = {p.name for p in (stored / "uploads").iterdir()}
+    removed = cluster.cli("remove", str(batch_id), "--json")
+    assert removed.returncode == 0, removed.stderr
+    assert json.loads(removed.stdout) == {"removed": [batch_id]}
+    assert not logs.exists() and not (stored / "outputs" / f"batch-{batch_id}").exists()
+    assert len(uploads_before - {p.name for p in (stored / "uploads").iterdir()}) == 1
+    assert batch_id not in {b.id for b in cluster.client.batches()}
+    again = cluster.cli("remove", str(batch_id))
+    assert again.returncode == 1 and f"no batch {batch_id}" in again.stderr
+
+
+def test_a_batch_still_going_cannot_be_removed(cluster: Cluster, tmp_path: Path) -> None:
+    with blocking_all_nodes(cluster, tmp_path):
+        batch_id = cluster.submit("true", tmp_path)
+        refused = cluster.cli("remove", str(batch_id))
+        assert refused.returncode == 2
+        assert f"batch {batch_id} is queued: cancel it before removing it" in refused.stderr
+        response = httpx.delete(f"{cluster.url}/api/v1/batches/{batch_id}")
+        assert response.status_code == 400 and "cancel it" in response.json()["error"]
+    assert httpx.delete(f"{cluster.url}/api/v1/batches/999999").status_code == 404
+
 
 def test_upload_without_inputs_is_a_usage_error(cluster: Cluster, tmp_path: Path) -> None:
     result = cluster.cli("submit", "--upload", "--", "true", cwd=tmp_path)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from qfarm.controller import plan_batch
-from qfarm.errors import NotFound
+from qfarm.errors import InvalidRequest, NotFound
 from qfarm.model import (
     BatchRequest,
     BatchState,
@@ -930,6 +930,35 @@ def test_cancel_of_a_finished_batch_changes_nothing(store: Store, tmp_path: Path
 
     assert store.batch(batch_id).state is BatchState.DONE
     assert segment_states(store, batch_id) == [SegmentState.DONE] * 3
+
+
+def test_remove_batch_deletes_an_ended_batch_and_names_uploads_only_it_used(
+    store: Store, tmp_path: Path
+) -> None:
+    def stored(upload: str) -> JobRequest:
+        job = command_job(tmp_path, frames="1-2", segment_size=1)
+        spec = {**job.spec, "storage": {"upload": upload, "path": str(tmp_path)}}
+        return JobRequest("command", spec, name=upload)
+
+    removed = submit(store, stored("a1"), stored("b2"))
+    kept = submit(store, stored("b2"))
+    with pytest.raises(InvalidRequest, match="cancel it before removing it"):
+        store.remove_batch(removed)
+    dispatch(store, 1)  # an attempt row, removed with its segment
+    store.cancel_batch(removed)
+    store.record_reports(
+        results=[Result(s.id, 1, ok=False, node="node-a", canceled=True)
+                 for s in store.segments(removed) if s.state is SegmentState.DISPATCHED]
+    )  # fmt: skip
+    assert store.batch(removed).state is BatchState.CANCELED
+
+    assert store.remove_batch(removed) == {"a1"}  # b2 is still used by the other batch
+
+    with pytest.raises(NotFound):
+        store.batch(removed)
+    assert store.jobs(removed) == [] and store.segments(removed) == []
+    assert [b.id for b in store.batches()] == [kept]
+    assert len(store.segments(kept)) == 2
 
 
 # ------------------------------------------------------------- illegal moves

@@ -276,6 +276,13 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         ]
         return body
 
+    @app.delete(f"{API}/batches/{{batch_id}}")
+    async def remove(batch_id: ObjectId) -> dict[str, int]:
+        """Remove an ended batch, with its logs, outputs in cluster storage and the uploads
+        only it used (400 while it still runs: cancel it first)."""
+        await controller.remove(batch_id)
+        return {"removed": batch_id}
+
     @app.get(f"{API}/batches/{{batch_id}}/segments")
     async def segments(batch_id: ObjectId) -> list[dict[str, Any]]:
         controller.store.batch(batch_id)

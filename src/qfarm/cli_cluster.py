@@ -553,6 +553,31 @@ app.command("resubmit", help="Run a failed or canceled batch's unfinished segmen
 )
 
 
+@app.command(
+    epilog="""**Examples**
+
+    qfarm remove 12
+
+    qfarm remove $(qfarm batches --json | jq '.[] | select(.state == "done") | .id')
+"""
+)
+def remove(
+    batches: Annotated[list[int], typer.Argument(help="The ids of ended batches.")],
+    controller: ControllerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove ended batches from the controller: their records, logs, outputs in cluster
+    storage and the uploads only they used. A batch still going must be canceled first."""
+    client = connect(controller, token)
+    for batch in batches:
+        client.remove(batch)
+        if not as_json:
+            out.print(f"batch {batch} removed", highlight=False)
+    if as_json:
+        print_json({"removed": batches})
+
+
 @app.command(epilog="**Example**\n\n    qfarm priority 12 high")
 def priority(
     batch: BatchArg,

@@ -174,6 +174,10 @@ class Client:
         """``cancel``, ``pause``, ``resume`` or ``resubmit``."""
         return BatchStatus.of(self._call("POST", f"/batches/{batch_id}/{action}"))
 
+    def remove(self, batch_id: int) -> None:
+        """Remove an ended batch from the controller, with its logs and stored files."""
+        self._call("DELETE", f"/batches/{batch_id}")
+
     def set_priority(self, batch_id: int, priority: int | str) -> BatchStatus:
         return BatchStatus.of(
             self._call("PUT", f"/batches/{batch_id}/priority", json={"priority": priority})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -24,6 +25,7 @@ from qfarm.engine import Engine, NodeSpec
 from qfarm.errors import InvalidRequest
 from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, BatchState, JobState, NodeState
 from qfarm.pki import ClusterAuthority, ephemeral
+from qfarm.storage import ClusterStorage
 from qfarm.store import Change, PlannedJob, Store
 
 
@@ -212,6 +214,19 @@ class Controller:
         """Drain a node (running segments finish, no new ones) or take it back."""
         self.store.set_node_state(name, NodeState.ONLINE if enabled else NodeState.DISABLED)
         self.dispatcher.set_disabled(name, not enabled)
+
+    async def remove(self, batch_id: int) -> None:
+        """Forget an ended batch: its records, its logs, its cluster-storage outputs and the
+        uploads that only it used. A batch still going must be canceled first."""
+        uploads = self.store.remove_batch(batch_id)
+        if self.dispatcher.batch_ids is not None:
+            self.dispatcher.batch_ids.discard(batch_id)
+        storage = ClusterStorage(self.data_dir / "storage")
+        logs = logs_dir(self.data_dir) / f"batch-{batch_id}"
+        # Outputs can be large: delete them off the event loop.
+        await asyncio.to_thread(shutil.rmtree, logs, True)
+        await asyncio.to_thread(storage.remove_batch_files, batch_id, uploads)
+        self._broadcast([Change("batch", batch_id, "removed", batch_id)])
 
     def waiting(self, batch_id: int) -> dict[int, str]:
         """Why jobs of a batch with queued segments do not run them, for those that wait on

@@ -109,6 +109,13 @@ class ClusterStorage:
     def outputs_dir(self, batch_id: int) -> Path:
         return self.root / "outputs" / f"batch-{batch_id}"
 
+    def remove_batch_files(self, batch_id: int, uploads: set[str]) -> None:
+        """Delete a removed batch's outputs and the uploads only it used."""
+        shutil.rmtree(self.outputs_dir(batch_id), ignore_errors=True)
+        for upload in uploads:
+            if upload.isalnum():  # an id we made; never a path
+                shutil.rmtree(self.root / "uploads" / upload, ignore_errors=True)
+
     @staticmethod
     def remove_intermediate(folder: Path, rel: str) -> bool:
         """Delete a file or folder of qfarm's own (its name starts ``.qfarm-``) inside

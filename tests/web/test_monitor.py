@@ -160,6 +160,12 @@ def test_cancel_a_batch_and_see_its_segments_stop(farm: Farm, page: Any, tmp_pat
     assert farm.client.batch(batch_id).state == "canceled"
     expect(page.get_by_role("button", name="Resubmit failed")).to_be_enabled()
 
+    # An ended batch can be removed: back to the list, where it is gone.
+    page.get_by_role("button", name="Remove").click()
+    expect(page).to_have_url(re.compile(r"#/batches$"))
+    expect(page.locator(f"tr[data-batch='{batch_id}']")).to_have_count(0)
+    assert batch_id not in {b.id for b in farm.client.batches()}
+
 
 def test_drain_a_node_and_see_it_take_no_new_work(farm: Farm, page: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     bindparam,
     create_engine,
+    delete,
     event,
     func,
     inspect,
@@ -584,6 +585,32 @@ class Store:
                 if BatchState(batch.state) not in FINAL_BATCH_STATES:
                     _move(conn, batch, BatchState.CANCELED, changes, finished_at=time.time())
             return [_segment(row) for row in active]
+
+    def remove_batch(self, batch_id: int) -> set[str]:
+        """Delete an ended batch with its jobs, segments and attempts, in one transaction.
+        Returns the cluster-storage uploads its jobs used that no other batch's job uses
+        (the caller may delete their files). A batch still going cannot be removed."""
+        with self._tx() as conn:
+            state = BatchState(_one_batch(conn, batch_id).state)
+            if state not in FINAL_BATCH_STATES:
+                raise InvalidRequest(
+                    f"batch {batch_id} is {state.value}: cancel it before removing it"
+                )
+            uploads = {
+                upload
+                for (spec,) in conn.execute(select(jobs.c.spec).where(jobs.c.batch_id == batch_id))
+                if (upload := ((spec or {}).get("storage") or {}).get("upload"))
+            }
+            segment_ids = select(segments.c.id).where(segments.c.batch_id == batch_id)
+            conn.execute(delete(attempts).where(attempts.c.segment_id.in_(segment_ids)))
+            conn.execute(delete(segments).where(segments.c.batch_id == batch_id))
+            conn.execute(delete(jobs).where(jobs.c.batch_id == batch_id))
+            conn.execute(delete(batches).where(batches.c.id == batch_id))
+            if uploads:
+                # Uploads are named by random ids: a spec that mentions one uses it.
+                for (spec,) in conn.execute(select(jobs.c.spec)):
+                    uploads.discard(((spec or {}).get("storage") or {}).get("upload"))
+            return uploads
 
     def requeue_active(self, reason: str) -> list[Change]:
         """Requeue every dispatched or running segment, its attempt recorded as lost: a

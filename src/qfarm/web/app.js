@@ -282,6 +282,7 @@ async function renderBatch() {
     resume: ["paused", "held"].includes(batch.state),
     cancel: !ended,
     resubmit: ["failed", "canceled"].includes(batch.state),
+    remove: ended,
   };
   for (const button of document.querySelectorAll("#view-batch [data-action]")) {
     button.disabled = !enabled[button.dataset.action];
@@ -464,9 +465,21 @@ function drawTimeline(attempts) {
 
 async function act(action) {
   const id = state.batchId;
-  const verbs = { pause: "Pause", resume: "Resume", cancel: "Cancel", resubmit: "Resubmit the failed segments of" };
+  const verbs = {
+    pause: "Pause",
+    resume: "Resume",
+    cancel: "Cancel",
+    resubmit: "Resubmit the failed segments of",
+    remove: "Remove, with its logs and stored files,",
+  };
   if (!confirm(`${verbs[action]} batch ${id}?`)) return;
   try {
+    if (action === "remove") {
+      await api(`/batches/${id}`, { method: "DELETE" });
+      showMessage("");
+      location.hash = "#/batches";
+      return;
+    }
     await api(`/batches/${id}/${action}`, { method: "POST" });
     showMessage("");
   } catch (error) {
