@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -192,3 +193,30 @@ def test_wrong_types_in_a_batch_file_are_usage_errors(
     result = qfarm("run", "b.toml", data_dir=tmp_path, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("qfarm: error: ") and message in result.stderr
+
+
+def test_every_command_shows_an_example_in_its_help() -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    import qfarm.cli_access
+    import qfarm.cli_cluster
+    import qfarm.cli_transcode  # noqa: F401  (they register their commands on import)
+    from qfarm.cli import app
+
+    root = typer.main.get_command(app)
+
+    def commands(group: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+        found = [path] if path else []
+        for name, sub in getattr(group, "commands", {}).items():
+            found += commands(sub, (*path, name))
+        return found
+
+    paths = commands(root, ())
+    assert ("remove",) in paths and ("join-token",) in paths and ("node", "enable") in paths
+    missing = []
+    for path in paths:
+        shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=120)
+        if shown.exit_code != 0 or "Example" not in shown.output:
+            missing.append(" ".join(path))
+    assert missing == [], f"commands without an example in --help: {missing}"

@@ -20,6 +20,7 @@ from qfarm.errors import InvalidRequest
 
 token_app = typer.Typer(
     help="Client tokens of the controller on this machine: create, list, revoke.",
+    epilog="**Examples**\n\n    qfarm token create render-wrangler\n\n    qfarm token list",
     no_args_is_help=True,
 )
 app.add_typer(token_app, name="token")

@@ -286,7 +286,7 @@ def node(
         )  # fmt: skip
 
 
-@node_app.command("disable")
+@node_app.command("disable", epilog="**Example**\n\n    qfarm node disable render-07")
 def node_disable(
     name: Annotated[str, typer.Argument(help="The node's name.")],
     controller: ControllerOpt = None,
@@ -297,7 +297,7 @@ def node_disable(
     out.print(f"node {name} disabled", highlight=False)
 
 
-@node_app.command("enable")
+@node_app.command("enable", epilog="**Example**\n\n    qfarm node enable render-07")
 def node_enable(
     name: Annotated[str, typer.Argument(help="The node's name.")],
     controller: ControllerOpt = None,
@@ -533,24 +533,20 @@ def wait(
     raise typer.Exit(0 if status.state == "done" else EXIT_FAILED)
 
 
-def _action(action: str, past: str) -> Any:
+def _action(action: str, past: str, help: str) -> None:
+    """Register ``qfarm ACTION BATCH``: one of the batch actions of the API."""
+
     def command(batch: BatchArg, controller: ControllerOpt = None, token: TokenOpt = None) -> None:
         status = connect(controller, token).action(batch, action)
         out.print(f"batch {batch} {past} ({status.state})", highlight=False)
 
-    return command
+    app.command(action, help=help, epilog=f"**Example**\n\n    qfarm {action} 12")(command)
 
 
-app.command("cancel", help="Cancel a batch: queued work at once, running processes killed.")(
-    _action("cancel", "canceled")
-)
-app.command("pause", help="Pause a batch: no new segments start; running ones finish.")(
-    _action("pause", "paused")
-)
-app.command("resume", help="Resume a paused or held batch.")(_action("resume", "resumed"))
-app.command("resubmit", help="Run a failed or canceled batch's unfinished segments again.")(
-    _action("resubmit", "resubmitted")
-)
+_action("cancel", "canceled", "Cancel a batch: queued work at once, running processes killed.")
+_action("pause", "paused", "Pause a batch: no new segments start; running ones finish.")
+_action("resume", "resumed", "Resume a paused or held batch.")
+_action("resubmit", "resubmitted", "Run a failed or canceled batch's unfinished segments again.")
 
 
 @app.command(
