@@ -66,15 +66,11 @@ def start(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 
 
 def join_token(data_dir: Path) -> str:
-    """The join token of the controller whose data dir this is, from `qfarm join-token`."""
-    result = subprocess.run(
-        [*QFARM, "join-token", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    """The join token of the controller whose data dir this is (what `qfarm join-token`
+    prints, read here without starting a process: tests/test_join.py runs the command)."""
+    from qfarm.pki import ClusterAuthority
+
+    return str(ClusterAuthority.existing(data_dir).join_token())
 
 
 def node_env(url: str) -> dict[str, str]:

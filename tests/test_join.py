@@ -4,6 +4,7 @@ try to get in without the cluster's keys."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -70,22 +71,24 @@ def test_a_node_without_the_right_join_token_is_refused(tmp_path: Path) -> None:
     controller, url = start_controller(tmp_path)
     try:
         good = pki.parse_join_token(JOIN_TOKENS[url])
-        code, stderr = refused(node_attempt(url, "no-token", tmp_path, None))
-        assert code == 1 and "admits only nodes with its join token" in stderr, stderr
-
         wrong = str(pki.JoinToken(good.fingerprint, good.secret[:-2] + "xx"))
-        code, stderr = refused(node_attempt(url, "wrong-secret", tmp_path, wrong))
-        assert code == 1 and "join token is wrong" in stderr, stderr
-
         # The right secret with another CA's fingerprint: what a node sees when something
         # else answers in the controller's place. It refuses the answer.
         other = pki.ClusterAuthority.open(tmp_path / "other-cluster").join_token()
         impostor = str(pki.JoinToken(other.fingerprint, good.secret))
-        code, stderr = refused(node_attempt(url, "other-ca", tmp_path, impostor))
-        assert code == 1 and "not the one the join token names" in stderr, stderr
-
-        code, stderr = refused(node_attempt(url, "malformed", tmp_path, "qfj1.nonsense"))
-        assert code == 2 and "qfj1.<fingerprint>.<secret>" in stderr, stderr
+        expected = {  # name: (token, exit code, message)
+            "no-token": (None, 1, "admits only nodes with its join token"),
+            "wrong-secret": (wrong, 1, "join token is wrong"),
+            "other-ca": (impostor, 1, "not the one the join token names"),
+            "malformed": ("qfj1.nonsense", 2, "qfj1.<fingerprint>.<secret>"),
+        }
+        attempts = {
+            name: node_attempt(url, name, tmp_path, token)
+            for name, (token, _, _) in expected.items()
+        }  # started together, each refused on its own
+        for name, (_, code, message) in expected.items():
+            got, stderr = refused(attempts[name])
+            assert got == code and message in stderr, (name, stderr)
 
         assert not names(url) & {"no-token", "wrong-secret", "other-ca", "malformed"}
     finally:
@@ -153,6 +156,14 @@ def test_rotating_the_join_token_shuts_out_the_old_one_only(tmp_path: Path) -> N
         assert rotated.returncode == 0, rotated.stderr
         new = rotated.stdout.strip()
         assert new != old and new == join_token(tmp_path / "controller")
+        shown = subprocess.run(
+            [*QFARM, "join-token", "--json", "--data-dir", str(tmp_path / "controller")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(shown.stdout) == {
+            "join_token": new,
+            "ca_fingerprint": pki.parse_join_token(new).fingerprint,
+        }
 
         code, stderr = refused(node_attempt(url, "stale", tmp_path, old))
         assert code == 1 and "join token is wrong" in stderr, stderr
