@@ -317,8 +317,9 @@ class ClusterAuthority:
         return issue(self.ca_cert, (self.folder / CA_KEY).read_text(), csr_pem)
 
     def controller_files(self) -> TlsFiles:
-        """A fresh certificate for the controller's scheduler and client, written beside
-        the CA (made at each start, so it never outlives a restart by much)."""
+        """A certificate for the controller's scheduler and client, written beside the CA.
+        It is made afresh at each start, with a new key, and valid as long as the CA: a
+        controller that runs for years keeps accepting nodes."""
         key = new_key()
         cert = issue(
             self.ca_cert,
