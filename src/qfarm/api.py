@@ -42,7 +42,7 @@ from qfarm.model import (
     Segment,
     parse_priority,
 )
-from qfarm.storage import ClusterStorage, atomic_file, list_files, safe_relative
+from qfarm.storage import atomic_file, list_files, safe_relative
 from qfarm.tokens import Gate
 
 API = "/api/v1"
@@ -407,7 +407,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return batch_json(controller, controller.store.batch(batch_id))
 
     # ------------------------------------------------------------ cluster storage
-    storage = ClusterStorage(controller.data_dir / "storage")
+    storage = controller.storage
 
     async def receive(request: Request, target: Path) -> int:
         """The request body into ``target``, as it arrives; renamed into place at the end."""

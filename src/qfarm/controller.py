@@ -215,17 +215,21 @@ class Controller:
         self.store.set_node_state(name, NodeState.ONLINE if enabled else NodeState.DISABLED)
         self.dispatcher.set_disabled(name, not enabled)
 
+    @property
+    def storage(self) -> ClusterStorage:
+        """Cluster storage: uploads and outputs for nodes without a shared disk."""
+        return ClusterStorage(self.data_dir / "storage")
+
     async def remove(self, batch_id: int) -> None:
         """Forget an ended batch: its records, its logs, its cluster-storage outputs and the
         uploads that only it used. A batch still going must be canceled first."""
         uploads = self.store.remove_batch(batch_id)
         if self.dispatcher.batch_ids is not None:
             self.dispatcher.batch_ids.discard(batch_id)
-        storage = ClusterStorage(self.data_dir / "storage")
         logs = logs_dir(self.data_dir) / f"batch-{batch_id}"
         # Outputs can be large: delete them off the event loop.
         await asyncio.to_thread(shutil.rmtree, logs, True)
-        await asyncio.to_thread(storage.remove_batch_files, batch_id, uploads)
+        await asyncio.to_thread(self.storage.remove_batch_files, batch_id, uploads)
         self._broadcast([Change("batch", batch_id, "removed", batch_id)])
 
     def waiting(self, batch_id: int) -> dict[int, str]:

@@ -22,7 +22,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -113,8 +113,8 @@ class ClusterStorage:
         """Delete a removed batch's outputs and the uploads only it used."""
         shutil.rmtree(self.outputs_dir(batch_id), ignore_errors=True)
         for upload in uploads:
-            if upload.isalnum():  # an id we made; never a path
-                shutil.rmtree(self.root / "uploads" / upload, ignore_errors=True)
+            with suppress(NotFound):  # gone already, or not an id we made
+                shutil.rmtree(self.upload_dir(upload), ignore_errors=True)
 
     @staticmethod
     def remove_intermediate(folder: Path, rel: str) -> bool:
