@@ -214,6 +214,19 @@ def test_cli_submit_wait_show_and_batches(cluster: Cluster, tmp_path: Path) -> N
     assert {s["node"] for s in shown["segments_list"]} <= set(NODES)
     listed = json.loads(cluster.cli("batches", "--json").stdout)
     assert any(b["id"] == batch_id and b["state"] == "done" for b in listed)
+    # People read the priority's name, and each segment row names its job.
+    table = cluster.cli("batches").stdout
+    assert re.search(rf"^\S*\s*{batch_id}\b.*\bmedium\b", table, re.M), table
+    job = shown["jobs"][0]["name"]
+    rows = [
+        line for line in cluster.cli("show", str(batch_id)).stdout.splitlines() if job[:8] in line
+    ]
+    assert len([r for r in rows if "done" in r]) >= 3, rows
+    # Nothing is left to cancel in a batch that is done, and the command says so.
+    canceled = cluster.cli("cancel", str(batch_id))
+    assert canceled.returncode == 0, canceled.stderr
+    assert f"batch {batch_id} is already done: nothing was canceled" in canceled.stdout
+    assert cluster.client.batch(batch_id).state == "done"
 
 
 def test_python_client_submit_and_wait(cluster: Cluster, tmp_path: Path) -> None:
@@ -251,7 +264,9 @@ def test_priority_decides_what_runs_when_nodes_free_up(cluster: Cluster, tmp_pat
         high = cluster.submit(
             f"echo high >> {order}", tmp_path, spec={"frames": "1-3"}, priority="low"
         )
-        assert cluster.cli("priority", str(high), "high").returncode == 0
+        raised = cluster.cli("priority", str(high), "high")
+        assert raised.returncode == 0, raised.stderr
+        assert f"batch {high} priority high" in raised.stdout
     wait_until_sync(lambda: all(cluster.client.batch(b).finished for b in (low, high)))
     # Every high segment was handed to a node before any low one. (The order they *ran* in
     # may differ by a process start, so the dispatch times are what is compared.)
@@ -294,10 +309,18 @@ def test_cancel_kills_running_processes(cluster: Cluster, tmp_path: Path) -> Non
 
 def test_resubmit_reruns_only_what_failed(cluster: Cluster, tmp_path: Path) -> None:
     # Segment 2 fails until a marker exists; the others succeed the first time.
-    script = "[ {start} -ne 2 ] || [ -e marker ]"
+    script = "[ {start} -ne 2 ] || [ -e marker ] || {{ echo no marker yet >&2; false; }}"
     batch_id = cluster.submit(script, tmp_path, spec={"frames": "1-4"})
     wait_until_sync(lambda: cluster.client.batch(batch_id).finished)
     assert cluster.client.batch(batch_id).state == "failed"
+    # qfarm wait on a failed batch shows what failed, where, and the end of its log.
+    script_fail = cluster.cli("wait", str(batch_id))
+    assert script_fail.returncode == 1
+    assert re.search(r"segment 2 \(.*\) failed on \S+ after \d+ attempt\(s\)", script_fail.stderr), (
+        script_fail.stderr
+    )
+    assert "3 done, 1 failed, 0 canceled of 4" in script_fail.stderr
+    assert "    no marker yet" in script_fail.stderr
     (tmp_path / "marker").touch()
     result = cluster.cli("resubmit", str(batch_id))
     assert result.returncode == 0, result.stderr

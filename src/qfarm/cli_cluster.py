@@ -48,10 +48,11 @@ from qfarm.cli import (
     invoke_job_command,
     out,
     print_json,
+    print_report,
 )
 from qfarm.client import BatchStatus, Client
 from qfarm.errors import InvalidRequest
-from qfarm.model import BatchCounts, BatchRequest
+from qfarm.model import BatchCounts, BatchRequest, priority_label
 from qfarm.units import duration
 
 if TYPE_CHECKING:
@@ -454,7 +455,7 @@ def batch_row(status: BatchStatus) -> list[str]:
         str(status.id),
         status.name,
         status.state,
-        str(status.priority),
+        priority_label(status.priority),
         f"{seg['done']}/{seg['total']}",
         str(seg["running"] + seg["dispatched"]),
         str(seg["failed"]),
@@ -498,11 +499,12 @@ def show(
         note = job["error"] or (f"waiting: {job['waiting']}" if job.get("waiting") else "")
         jobs.add_row(job["name"], job["type"], job["state"], done, note)
     out.print(jobs)
-    segments = Table("segment", "label", "state", "node", "attempts", "error")
+    job_names = {job["id"]: job["name"] for job in status.raw["jobs"]}
+    segments = Table("job", "segment", "label", "state", "node", "attempts", "error")
     for seg in segment_rows:
         segments.add_row(
-            str(seg["index"]), seg["label"], seg["state"], seg["node"] or "-",
-            str(seg["attempts"]), seg["error"],
+            job_names.get(seg["job_id"], str(seg["job_id"])), str(seg["index"]), seg["label"],
+            seg["state"], seg["node"] or "-", str(seg["attempts"]), seg["error"],
         )  # fmt: skip
     out.print(segments)
 
@@ -529,15 +531,68 @@ def wait(
                     break
                 time.sleep(0.5)
                 status = client.batch(batch)
-    err.print(f"batch {batch} {status.state}", highlight=False)
-    raise typer.Exit(0 if status.state == "done" else EXIT_FAILED)
+    if status.state == "done":
+        err.print(f"batch {batch} done", highlight=False)
+        raise typer.Exit(0)
+    print_report(api_report(client, status))
+    raise typer.Exit(EXIT_FAILED)
+
+
+def api_report(client: Client, status: BatchStatus) -> dict[str, Any]:
+    """An ended batch as the controller's API tells it, in the shape of ``qfarm run``'s
+    report (:func:`qfarm.cli.batch_report`), so ``qfarm wait`` shows a failure as ``qfarm
+    run`` does: each failed segment, where it failed, and the end of its log."""
+    raw = status.raw
+    segments = client.segments(status.id)
+    failed = []
+    for seg in segments:
+        if seg["state"] != "failed":
+            continue
+        attempts = client.attempts(status.id, seg["id"])
+        last = attempts[-1] if attempts else {}
+        failed.append(
+            {
+                "segment": seg["index"],
+                "label": seg["label"],
+                "node": last.get("node") or seg["node"],
+                "attempts": len(attempts),
+                "exit_code": last.get("exit_code"),
+                "error": seg["error"],
+                "log_tail": last.get("log_tail") or "",
+                "log_path": last.get("log_path") or "",
+            }
+        )
+    started, finished = raw.get("started_at"), raw.get("finished_at")
+    return {
+        "batch": status.id,
+        "name": status.name,
+        "state": status.state,
+        "segments": {k: status.segments[k] for k in ("total", "done", "failed", "canceled")},
+        "nodes": sorted({seg["node"] for seg in segments if seg["node"]}),
+        "elapsed": round(finished - started, 3) if started and finished else 0.0,
+        "failed": failed,
+    }
+
+
+# Actions that do nothing to a batch that has ended (resubmit is what moves one).
+ENDED_BATCH_UNMOVED = frozenset({"cancel", "pause", "resume"})
 
 
 def _action(action: str, past: str, help: str) -> None:
     """Register ``qfarm ACTION BATCH``: one of the batch actions of the API."""
 
     def command(batch: BatchArg, controller: ControllerOpt = None, token: TokenOpt = None) -> None:
-        status = connect(controller, token).action(batch, action)
+        client = connect(controller, token)
+        if action in ENDED_BATCH_UNMOVED:
+            before = client.batch(batch)
+            if before.finished:
+                # Said plainly: "canceled (done)" read as if the cancel had done something.
+                out.print(
+                    f"batch {batch} is already {before.state}: nothing was {past}",
+                    highlight=False,
+                )
+                return
+        status = client.action(batch, action)
         out.print(f"batch {batch} {past} ({status.state})", highlight=False)
 
     app.command(action, help=help, epilog=f"**Example**\n\n    qfarm {action} 12")(command)
@@ -583,7 +638,7 @@ def priority(
 ) -> None:
     """Change a batch's priority; its queued segments move at once."""
     status = connect(controller, token).set_priority(batch, level)
-    out.print(f"batch {batch} priority {status.priority}", highlight=False)
+    out.print(f"batch {batch} priority {priority_label(status.priority)}", highlight=False)
 
 
 @app.command(epilog="**Example**\n\n    qfarm nodes --json")

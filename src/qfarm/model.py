@@ -168,6 +168,15 @@ PRIORITY_NAMES: Mapping[str, int] = {"low": 25, "medium": 50, "high": 75}
 DEFAULT_PRIORITY = PRIORITY_NAMES["medium"]
 
 
+def priority_label(value: int) -> str:
+    """How a priority reads to people: its name where it is one of the named levels, else
+    the number (``75`` reads ``high``, ``60`` reads ``60``)."""
+    for name, number in PRIORITY_NAMES.items():
+        if number == value:
+            return name
+    return str(value)
+
+
 def parse_priority(text: str | int) -> int:
     """``high``/``medium``/``low`` or a whole number from 0 to 100."""
     if isinstance(text, bool) or not isinstance(text, int | str):

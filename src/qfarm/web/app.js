@@ -242,15 +242,21 @@ async function renderBatches() {
         el("td", { className: "wrap", text: batch.name || "–" }),
         el("td", {}, stateLabel(batch.state)),
         el("td", {}, progressBar(done, `batch ${batch.id} progress`), ` ${Math.round(done * 100)}%`),
-        el("td", { text: String(batch.priority) }),
+        el("td", { text: priorityLabel(batch.priority) }),
         el("td", { text: batch.owner || "–" }),
         el("td", { text: when(batch.submitted_at) }),
         el("td", { text: when(batch.started_at) }),
-        el("td", { text: batch.finished_at ? "done" : span(eta) }),
+        el("td", { text: batch.finished_at ? "–" : span(eta) }),
       ),
     );
   }
   document.getElementById("batches-empty").hidden = batches.length > 0;
+}
+
+// A priority reads as its name where it is one of the named levels (as in the CLI).
+const PRIORITY_NAMES = { 75: "high", 50: "medium", 25: "low" };
+function priorityLabel(value) {
+  return PRIORITY_NAMES[value] || String(value);
 }
 
 // ------------------------------------------------------------------ one batch
@@ -269,7 +275,7 @@ async function renderBatch() {
     el("span", {}, "state ", stateLabel(batch.state)),
     el("span", {}, "progress ", el("b", { text: `${Math.round(fraction(counts) * 100)}%` })),
     el("span", {}, "segments ", el("b", { text: `${counts.done} done, ${counts.running} running, ${counts.failed} failed, ${counts.canceled} canceled of ${counts.total}` })),
-    el("span", {}, "priority ", el("b", { text: String(batch.priority) })),
+    el("span", {}, "priority ", el("b", { text: priorityLabel(batch.priority) })),
     el("span", {}, "submitted ", el("b", { text: when(batch.submitted_at) })),
   );
   const priority = document.getElementById("batch-priority");
