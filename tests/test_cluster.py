@@ -316,9 +316,9 @@ def test_resubmit_reruns_only_what_failed(cluster: Cluster, tmp_path: Path) -> N
     # qfarm wait on a failed batch shows what failed, where, and the end of its log.
     script_fail = cluster.cli("wait", str(batch_id))
     assert script_fail.returncode == 1
-    assert re.search(r"segment 2 \(.*\) failed on \S+ after \d+ attempt\(s\)", script_fail.stderr), (
-        script_fail.stderr
-    )
+    assert re.search(
+        r"segment 2 \(.*\) failed on \S+ after \d+ attempt\(s\)", script_fail.stderr
+    ), script_fail.stderr
     assert "3 done, 1 failed, 0 canceled of 4" in script_fail.stderr
     assert "    no marker yet" in script_fail.stderr
     (tmp_path / "marker").touch()
@@ -446,6 +446,29 @@ def test_a_node_outlives_its_controller_ends_leftovers_and_rejoins(tmp_path: Pat
         if node is not None:
             stop(node)
         stop(ctl)
+
+
+def test_a_node_waiting_for_its_controller_says_why_on_one_line(tmp_path: Path) -> None:
+    from qfarm.pki import ClusterAuthority
+
+    token = str(ClusterAuthority.open(tmp_path / "controller").join_token())
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    log = tmp_path / "node.log"
+    node = start(
+        ["node", "-c", url, "--join-token", token, "--services", "command=1",
+         "--data-dir", str(tmp_path / "node")],
+        log,
+        {**os.environ, "COLUMNS": "60"},
+    )  # fmt: skip
+    try:
+        wait_until_sync(lambda: "waiting for the controller" in log.read_text(), timeout=60)
+        waits = [line for line in log.read_text().splitlines() if "qfarm node:" in line]
+        # One whole line a message, never wrapped mid-way (as "[Errno 111] \nConnection").
+        assert waits and all(
+            line.endswith(f"waiting for the controller at {url}") for line in waits
+        )
+    finally:
+        stop(node)
 
 
 def test_a_node_maps_shared_paths(tmp_path: Path) -> None:

@@ -149,12 +149,17 @@ def controller(
         _, first_token = tokens.create(store, "first")
 
     def ready(url: str, scheduler_address: str) -> None:
-        out.print(f"qfarm controller at {url} (nodes join {scheduler_address})", highlight=False)
+        out.print(
+            f"qfarm controller at {url} (nodes join {scheduler_address})",
+            highlight=False,
+            soft_wrap=True,
+        )
         if first_token:
             out.print(
                 f"client token, shown only this once (qfarm token create makes more): "
                 f"{first_token}",
                 highlight=False,
+                soft_wrap=True,
             )
         if new_cluster:
             join = ClusterAuthority.existing(directory).join_token()
@@ -259,7 +264,7 @@ def node(
         mapping = pathmap.parse(path_map or [])
         offered, dropped = offerable_services(parse_services(services))
         for why in dropped:
-            err.print(f"qfarm node: {why}", highlight=False)
+            err.print(f"qfarm node: {why}", highlight=False, soft_wrap=True)
         if not offered:
             raise InvalidRequest("this node can offer none of the services asked for")
         url = Client(controller, token=token).url  # names the controller, or says how to
@@ -271,10 +276,16 @@ def node(
 
     def joined(node_name: str, scheduler: str) -> None:
         shown = ", ".join(f"{k}={v}" for k, v in offered.items())
-        out.print(f"qfarm node {node_name} ({shown}) joining {scheduler}", highlight=False)
+        out.print(
+            f"qfarm node {node_name} ({shown}) joining {scheduler}", highlight=False, soft_wrap=True
+        )
 
     def waiting(why: str) -> None:
-        err.print(f"qfarm node: {why}; waiting for the controller at {url}", highlight=False)
+        err.print(
+            f"qfarm node: {why}; waiting for the controller at {url}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
