@@ -28,6 +28,7 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from qfarm import __version__
@@ -165,7 +166,9 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     with a shared ``token``, every request under /api/v1 must carry ``Authorization: Bearer
     TOKEN`` (401 otherwise).
     """
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc serve Swagger UI and ReDoc from files
+    # installed with it, so the page works on a farm with no way out to a CDN.
+    app = FastAPIOffline(
         title="qfarm controller",
         version=__version__,
         description="Submit batches, watch and steer them, and see the service nodes.",

@@ -272,6 +272,28 @@ def test_page_and_static_files_are_served_by_the_controller(farm: Farm) -> None:
     assert "qfarm Batch Monitor" in httpx.get(farm.url + "/").text
 
 
+def test_the_api_docs_page_works_on_an_offline_farm(farm: Farm, page: Any) -> None:
+    """/docs draws Swagger UI with every request kept on the controller: anything else is
+    aborted, as it would fail on a farm with no way out."""
+    from urllib.parse import urlsplit
+
+    controller = urlsplit(farm.url).netloc
+    elsewhere: list[str] = []
+
+    def only_the_controller(route: Any) -> None:
+        if urlsplit(route.request.url).netloc == controller:
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_the_controller)
+    page.goto(farm.url + "/docs")
+    page.wait_for_selector(".opblock-summary-path")
+    assert page.locator(".opblock").count() > 10  # the operations, drawn from the schema
+    assert elsewhere == []
+
+
 def test_a_running_segments_log_is_followed(farm: Farm, page: Any, tmp_path: Path) -> None:
     """The log viewer shows a running attempt's output as it is written, then the end."""
     from playwright.sync_api import expect
