@@ -104,7 +104,8 @@ def browse(timeout: float = 1.5) -> list[Found]:
         browser.cancel()
         found: list[Found] = []
         for name in sorted(collector.names):
-            info = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=1000)
+            # Usually in the cache already; a busy controller may take a while to answer.
+            info = zeroconf.get_service_info(SERVICE_TYPE, name, timeout=3000)
             if info is None:
                 continue
             props = {
