@@ -7,6 +7,7 @@ from pathlib import Path
 
 from qfarm.media.probe import probe
 from tests.jobtypes.test_render import POV_SCENE, need
+from tests.jobtypes.test_render_scenes import ANIM_INI, ini_scene
 from tests.test_cli import qfarm
 
 
@@ -29,7 +30,7 @@ def test_run_render_with_movie_renders_then_encodes(tmp_path: Path) -> None:
 def test_run_render_bad_input_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "ball.pov").write_text(POV_SCENE)
     for args, message in [
-        (["ball.pov"], "needs --frames"),
+        (["ball.pov"], "give --frames"),
         (["missing.blend", "--frames", "1-2"], "missing.blend does not exist"),
         (["ball.pov", "--frames", "1-2", "--movie", "aac"], "does not make a movie"),
         (["ball.pov", "--frames", "x"], "frame"),
@@ -95,3 +96,19 @@ output = "shot12.mov"
     video = probe(str(tmp_path / "shot12.mov")).video
     assert video is not None
     assert (video.codec, video.frames, video.width, video.height) == ("prores", 6, 128, 96)
+
+
+def test_run_render_of_an_ini_file_uses_its_frames_and_output(tmp_path: Path) -> None:
+    """``qfarm run render anim.ini`` with no --frames: the ini's animation, written where
+    and as the ini says, and the user is told what was read."""
+    need("povray")
+    ini_scene(tmp_path, ANIM_INI.replace("Final_Frame=8", "Final_Frame=3"))
+    result = qfarm(
+        "run", "render", "anim.ini", "--segment-size", "2", data_dir=tmp_path / "data",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "read anim.ini: ball.pov, animation frames 1-3, clock 0-1 (cyclic)" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "orbit1.png", "orbit2.png", "orbit3.png",
+    ]  # fmt: skip

@@ -22,6 +22,7 @@ from qfarm.cli import (
     RetriesOpt,
     StartAtOpt,
     TimeoutOpt,
+    err,
     fail_usage,
     invoke_single,
     out,
@@ -30,8 +31,10 @@ from qfarm.cli import (
     single_command_app,
 )
 from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at
+from qfarm.controller import plan_batch
 from qfarm.errors import InvalidRequest
-from qfarm.jobtypes.render import RENDER
+from qfarm.frames import FrameRun, format_run
+from qfarm.jobtypes.render import RENDER, frame_pattern
 from qfarm.media import presets
 from qfarm.model import BatchRequest, JobRequest, parse_priority
 
@@ -70,6 +73,11 @@ RateOpt = Annotated[str, typer.Option("--rate", help="The movie's frame rate.")]
 AntialiasOpt = Annotated[
     float | None, typer.Option("--antialias", help="POV-Ray: antialiasing threshold, e.g. 0.3.")
 ]
+AnimationOpt = Annotated[
+    str | None,
+    typer.Option("--animation", help="POV-Ray .pov: the whole animation's frames, e.g. 1-240 "
+                 "(the clock runs 0-1 over them); --frames then picks frames of it."),
+]  # fmt: skip
 
 RUN_EPILOG = """
 **Examples**
@@ -115,33 +123,33 @@ def render_batch(
     """A batch of one render job, and with ``movie`` a movie job of its frames that starts
     when the render is done. Raises InvalidRequest."""
     cwd = Path.cwd()
-    folder = (cwd / (output or Path(scene.stem))).resolve()
     spec: dict[str, Any] = {
         "scene": str((cwd / scene).resolve()),
         "frames": frames,
         "segment_size": segment_size,
         "cwd": str(cwd),
-        "output": str(folder),
     }
+    if output is not None:
+        spec["output"] = str((cwd / output).resolve())
     given = {"renderer": renderer, "name": frame_name, "width": width, "height": height}
     spec.update({k: v for k, v in {**given, **options}.items() if v is not None})
     try:
         level = parse_priority(priority)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
+    # Read the scene here, once: its own frames, output and needs (and a bad job is refused
+    # before anything starts).
+    rendered = RENDER.validate(spec)
     jobs = [JobRequest("render", spec, name="render", retries=retries, timeout=timeout)]
     if movie:
         # The render job's own planning says where its frames land and how they are named.
-        rendered = RENDER.validate(spec)
-        pattern = os.path.join(
-            rendered["output"],
-            f"{rendered['name']}_{{frame:0{rendered['padding']}d}}{rendered['extension']}",
-        )
+        pattern = os.path.join(rendered["output"], frame_pattern(rendered))
         preset = presets.for_request(movie)
         preset_name = preset if isinstance(preset, str) else preset["name"]
+        folder = Path(rendered["output"])
         movie_spec = {
             "input": pattern,
-            "frames": frames,
+            "frames": ",".join(format_run(FrameRun(*run)) for run in rendered["frames"]),
             "rate": rate,
             "preset": preset,
             "output": str(folder.parent / f"{rendered['name']}-{preset_name}"
@@ -176,6 +184,7 @@ def run_render(
     percentage: PercentageOpt = None,
     image_format: FormatOpt = None,
     antialias: AntialiasOpt = None,
+    animation: AnimationOpt = None,
     movie: MovieOpt = None,
     rate: RateOpt = "24",
     name: NameOpt = "",
@@ -194,7 +203,7 @@ def run_render(
     each frame lands as NAME_0001.png in the output folder once its segment has written every
     frame it was given.
     """
-    options = _renderer_options(engine, samples, percentage, image_format, antialias)
+    options = _renderer_options(engine, samples, percentage, image_format, antialias, animation)
     try:
         request = render_batch(
             scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
@@ -202,8 +211,11 @@ def run_render(
             name=name, priority=priority, retries=retries, timeout=timeout, movie=movie,
             rate=rate,
         )  # fmt: skip
+        plan_batch(request)  # the whole batch is refused before a word about the scene
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
+    if not (quiet or as_json):
+        say_what_was_read(request)
     raise typer.Exit(
         run_request(
             request, nodes=nodes, instances=None, data_dir=data_dir, db=db, as_json=as_json,
@@ -227,6 +239,7 @@ def submit_render(
     percentage: PercentageOpt = None,
     image_format: FormatOpt = None,
     antialias: AntialiasOpt = None,
+    animation: AnimationOpt = None,
     movie: MovieOpt = None,
     rate: RateOpt = "24",
     name: NameOpt = "",
@@ -241,7 +254,7 @@ def submit_render(
 ) -> None:
     """Submit a render job to a controller and print the new batch's id. The scene and the
     output folder must be on storage the nodes share."""
-    options = _renderer_options(engine, samples, percentage, image_format, antialias)
+    options = _renderer_options(engine, samples, percentage, image_format, antialias, animation)
     try:
         request = render_batch(
             scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
@@ -255,7 +268,16 @@ def submit_render(
     if as_json:
         print_json({"batch": handle.id})
     else:
+        say_what_was_read(request)
         out.print(handle.id)
+
+
+def say_what_was_read(request: BatchRequest) -> None:
+    """One line on stderr with what qfarm read from the scene file (its animation, its
+    frames and output), so a user sees what will be rendered before it is."""
+    description = RENDER.validate(request.jobs[0].spec).get("description")
+    if description:
+        err.print(f"read {description}", highlight=False)
 
 
 def _renderer_options(
@@ -264,6 +286,7 @@ def _renderer_options(
     percentage: int | None,
     image_format: str | None,
     antialias: float | None,
+    animation: str | None,
 ) -> dict[str, Any]:
     return {
         "engine": engine,
@@ -271,6 +294,7 @@ def _renderer_options(
         "percentage": percentage,
         "format": image_format,
         "antialias": antialias,
+        "animation": animation,
     }
 
 

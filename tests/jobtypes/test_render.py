@@ -127,8 +127,8 @@ def test_povray_renders_every_frame_at_its_size(tmp_path: Path) -> None:
     scene = pov_scene(tmp_path)
     out = tmp_path / "frames"
     request = BatchRequest(
-        jobs=(render_job(scene, out, frames="1-12x2", segment_size=2, width=80, height=60,
-                         antialias=0.3),)
+        jobs=(render_job(scene, out, frames="1-12x2", animation="1-12", segment_size=2,
+                         width=80, height=60, antialias=0.3),)
     )  # fmt: skip
     state, segments = run_batch(tmp_path, request)
     assert state is BatchState.DONE
@@ -221,7 +221,16 @@ def test_a_frame_missing_after_its_segment_fails_the_segment(
     [
         ({"scene": "missing.blend", "frames": "1-2"}, "missing.blend does not exist"),
         ({"scene": "notes.txt", "frames": "1-2"}, "cannot tell the renderer of notes.txt"),
-        ({"scene": "ball.pov"}, "needs --frames"),
+        ({"scene": "ball.pov"}, "no animation of its own: give --frames"),
+        ({"scene": "ball.pov", "frames": "10-12"}, "give --animation FIRST-LAST"),
+        ({"scene": "ball.pov", "frames": "1-24x2"}, "which animation are these frames of"),
+        (
+            {"scene": "ball.pov", "frames": "230-250", "animation": "1-240"},
+            r"frame 250 is not a frame of ball.pov's animation \(1-240\)",
+        ),
+        ({"scene": "ball.pov", "animation": "1-24x2"}, "--animation is FIRST-LAST"),
+        ({"scene": "noscene.ini"}, "names no scene"),
+        ({"scene": "anim.ini", "animation": "1-5"}, "sets its own animation"),
         ({"scene": "ball.pov", "frames": "1-2", "renderer": "maya"}, "unknown renderer 'maya'"),
         ({"scene": "ball.pov", "frames": "1-2", "engine": "cycles"}, "unknown option 'engine'"),
         ({"scene": "cube.blend", "frames": "1-2", "engine": "vray"}, "unknown Blender engine"),
@@ -236,6 +245,8 @@ def test_bad_render_jobs_are_refused_before_anything_is_queued(
     (tmp_path / "notes.txt").write_text("hello")
     (tmp_path / "ball.pov").write_text(POV_SCENE)
     (tmp_path / "cube.blend").write_bytes(b"BLENDER")
+    (tmp_path / "noscene.ini").write_text("Width=32\n")
+    (tmp_path / "anim.ini").write_text("Input_File_Name=ball.pov\nFinal_Frame=4\n")
     request = BatchRequest(jobs=(JobRequest("render", {**spec, "cwd": str(tmp_path)}),))
     with pytest.raises(InvalidRequest, match=message):
         plan_batch(request)
@@ -251,7 +262,8 @@ def test_plan_names_frames_with_padding_and_keeps_the_whole_range_for_the_clock(
     plans = RENDER.plan(spec)
     assert [p.label for p in plans] == ["frames 1-10", "frames 11-20", "frames 21-25"]
     assert plans[0].outputs[0] == str(tmp_path / "ball" / "ball_0001.png")
-    assert (spec["first_frame"], spec["last_frame"]) == (1, 25)
+    assert spec["animation"]["initial_frame"] == 1
+    assert spec["animation"]["final_frame"] == 25
     assert RENDER.required_tools(spec) == ("povray",)
     wide = RENDER.validate({"scene": "ball.pov", "frames": "1-12000", "cwd": str(tmp_path)})
     assert RENDER.plan(wide)[0].outputs[0].endswith("ball_00001.png")

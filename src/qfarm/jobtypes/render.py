@@ -46,7 +46,10 @@ class RenderJobType:
     )  # fmt: skip
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
-        return (str(spec["renderer"]),)
+        """The renderer, and each renderer feature the scene needs as its own fingerprint
+        entry (``blender+denoiser``), so only nodes whose build has it get the segments."""
+        renderer = str(spec["renderer"])
+        return (renderer, *(feature_tool(renderer, f) for f in spec.get("features") or ()))
 
     # ------------------------------------------------------------ controller side
 
@@ -62,10 +65,14 @@ class RenderJobType:
         renderer = renderers.get(str(raw_renderer)) if raw_renderer else renderers.for_scene(scene)
         allowed = self.common | renderer.options
         refuse_unknown(spec, allowed, f"{renderer.name} render job")
-        frames = spec.get("frames")
-        if not frames:
-            raise InvalidRequest("a render job needs --frames, e.g. 1-240")
-        runs = parse_frames(str(frames))
+        given = spec.get("frames")
+        runs = parse_frames(str(given)) if given else None
+        scene_settings = renderer.read_scene(scene, spec, runs)
+        if runs is None:
+            if not scene_settings.frames:
+                raise InvalidRequest(scene_settings.no_frames)
+            runs = parse_frames(scene_settings.frames)
+        _check_bounds(runs, scene_settings.bounds, Path(scene).name)
         size = segment_size(spec, default=10)
         dims = {}
         for key in ("width", "height"):
@@ -75,14 +82,15 @@ class RenderJobType:
             if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SIZE:
                 raise InvalidRequest(f"{key} must be a whole number from 1 to {MAX_SIZE}")
             dims[key] = value
-        name = str(spec.get("name") or Path(scene).stem)
+        raw_name = spec.get("name")
+        name = str(raw_name or Path(scene).stem)
         if not name or os.sep in name:
             raise InvalidRequest(f"frame name {name!r} must be a plain file name")
-        output = os.path.normpath(
-            os.path.join(cwd, os.path.expanduser(str(spec.get("output") or Path(scene).stem)))
-        )
-        all_frames = [f for run in runs for f in (run.start, run.end)]
-        last = max(all_frames)
+        raw_output = spec.get("output") or scene_settings.output or Path(scene).stem
+        output = os.path.normpath(os.path.join(cwd, os.path.expanduser(str(raw_output))))
+        # The scene's own naming holds where its own output folder does.
+        own_names = not spec.get("output") and not raw_name and scene_settings.output
+        last = max(run.end for run in runs)
         options = renderer.check_options(spec)
         job = {
             "scene": scene,
@@ -92,14 +100,21 @@ class RenderJobType:
             "output": output,
             "name": name,
             "padding": max(4, len(str(last))),
-            "first_frame": min(all_frames),
-            "last_frame": last,
             "cwd": cwd,
             "storage": spec.get("storage"),
             **dims,
             **options,
+            **scene_settings.job,
         }
-        job["extension"] = renderer.extension(job)
+        if own_names and scene_settings.frame_prefix is not None:
+            job["frame_prefix"] = scene_settings.frame_prefix
+            job["frame_suffix"] = scene_settings.frame_suffix
+            job["padding"] = scene_settings.padding or job["padding"]
+        if scene_settings.features:
+            job["features"] = list(scene_settings.features)
+        if scene_settings.description:
+            job["description"] = scene_settings.description
+        job["extension"] = scene_settings.extension or renderer.extension(job)
         return job
 
     def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
@@ -136,26 +151,21 @@ class RenderJobType:
             staging.mkdir(parents=True, exist_ok=True)
         staged = {f: staging / renderer.staged_name(f, job) for f in frames}
         try:
-            # POV-Ray renders whole subsets: with a step, each frame is a run of its own.
-            calls = [(start, end, step)]
-            if step != 1 and renderer.name == "povray":
-                calls = [(f, f, 1) for f in frames]
             paths = list(staged.values())
 
             def written() -> float:
                 return sum(1 for path in paths if path.exists()) / len(paths)
 
             with reporting_progress(written, ctx.on_progress):
-                for first, last, by in calls:
-                    try:
-                        argv, cwd = renderer.argv(
-                            job["scene"], first, last, by, staging, job, ctx.threads
-                        )
-                    except RendererMissing as exc:
-                        return SegmentOutcome(ok=False, error=str(exc))
-                    result = ctx.run(argv, cwd=cwd)
-                    if not result.succeeded():
-                        return describe_process_failure(result, renderer.name)
+                try:
+                    argv, cwd = renderer.argv(
+                        job["scene"], start, end, step, staging, job, ctx.threads
+                    )
+                except RendererMissing as exc:
+                    return SegmentOutcome(ok=False, error=str(exc))
+                result = ctx.run(argv, cwd=cwd)
+                if not result.succeeded():
+                    return describe_process_failure(result, renderer.name)
             for frame, path in staged.items():
                 if not path.is_file() or path.stat().st_size == 0:
                     what = "is empty" if path.is_file() else "was not written"
@@ -172,10 +182,39 @@ class RenderJobType:
 
 
 def frame_path(job: Mapping[str, Any], frame: int) -> str:
-    """Where frame ``frame`` of a render job ends up: OUTPUT/NAME_0001.png."""
-    return os.path.join(
-        job["output"], f"{job['name']}_{frame:0{job['padding']}d}{job['extension']}"
-    )
+    """Where frame ``frame`` of a render job ends up: OUTPUT/NAME_0001.png, or the scene's
+    own naming (``shot_0001_v2.jpg``, POV-Ray's ``orbit01.png``) where the job keeps it."""
+    return os.path.join(job["output"], frame_pattern(job).format(frame=frame))
+
+
+def frame_pattern(job: Mapping[str, Any]) -> str:
+    """The frames' file name with ``{frame:04d}`` for the number (movie jobs read it)."""
+    prefix = job.get("frame_prefix")
+    prefix = f"{job['name']}_" if prefix is None else str(prefix)
+    suffix = str(job.get("frame_suffix") or "") + str(job["extension"])
+    return f"{_literal(prefix)}{{frame:0{job['padding']}d}}{_literal(suffix)}"
+
+
+def _literal(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+def feature_tool(renderer: str, feature: str) -> str:
+    """The fingerprint entry of a renderer feature: ``blender+denoiser``."""
+    return f"{renderer}+{feature}"
+
+
+def _check_bounds(runs: list[FrameRun], bounds: tuple[int, int] | None, scene: str) -> None:
+    """Frames must be frames of the scene's animation: POV-Ray renders no subset outside."""
+    if bounds is None:
+        return
+    low, high = bounds
+    for run in runs:
+        if run.start < low or run.end > high:
+            outside = run.start if run.start < low else run.end
+            raise InvalidRequest(
+                f"frame {outside} is not a frame of {scene}'s animation ({low}-{high})"
+            )
 
 
 def place(staged: Path, final: Path) -> None:

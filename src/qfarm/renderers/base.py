@@ -7,13 +7,38 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from qfarm.frames import FrameRun
 
 
 class RendererMissing(Exception):
     """The renderer is not installed here, or does not run."""
+
+
+@dataclass(frozen=True)
+class SceneSettings:
+    """What a scene file says about its own render, read once when the job is submitted.
+
+    The scene is the artist's statement of what to render (its frames, its animation clock, its
+    output); the job's options only override it. Each field is None where the scene says
+    nothing and qfarm's default applies.
+    """
+
+    frames: str | None = None  # the scene's own frame list, when the job gives none
+    bounds: tuple[int, int] | None = None  # the animation's frames: --frames must lie inside
+    output: str | None = None  # the folder the scene's frames go to, when the job names none
+    frame_prefix: str | None = None  # frames are PREFIX + padded number + extension there
+    frame_suffix: str = ""  # text after the number, before the extension (Blender's "#_v2")
+    padding: int | None = None  # digits of the frame number, where the scene fixes them
+    extension: str | None = None  # the frames' extension, where the scene chooses the format
+    job: dict[str, Any] = field(default_factory=dict)  # renderer keys the segments read
+    features: tuple[str, ...] = ()  # renderer features the nodes must have ("denoiser")
+    description: str = ""  # one line for people: what was read from the scene
+    no_frames: str = "a render job needs --frames, e.g. 1-240"  # when neither says which
 
 
 class Renderer(Protocol):
@@ -26,6 +51,18 @@ class Renderer(Protocol):
 
     def version(self) -> str:
         """The installed version; raises :class:`RendererMissing`."""
+        ...
+
+    def features(self) -> tuple[str, ...]:
+        """The optional features the installed build has ("denoiser", "gpu"), for the
+        node's fingerprint; raises :class:`RendererMissing`."""
+        ...
+
+    def read_scene(
+        self, scene: str, spec: Mapping[str, Any], runs: Sequence[FrameRun] | None
+    ) -> SceneSettings:
+        """What the scene file says about its render, for a job with the frame ``runs`` the
+        user gave (None: none); raises InvalidRequest when the two cannot go together."""
         ...
 
     def check_options(self, spec: Mapping[str, Any]) -> dict[str, Any]:

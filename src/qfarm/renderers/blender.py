@@ -7,12 +7,13 @@ off where the build has none (Debian's), instead of failing every frame.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from qfarm.errors import InvalidRequest
-from qfarm.renderers.base import executable, version_of
+from qfarm.frames import FrameRun
+from qfarm.renderers.base import SceneSettings, executable, version_of
 
 # What users type -> Blender's engine identifier.
 ENGINES = {
@@ -32,6 +33,14 @@ class BlenderRenderer:
 
     def version(self) -> str:
         return version_of("blender", "QFARM_BLENDER", r"Blender (\d+\.\d+(?:\.\d+)?)")
+
+    def features(self) -> tuple[str, ...]:
+        return ()
+
+    def read_scene(
+        self, scene: str, spec: Mapping[str, Any], runs: Sequence[FrameRun] | None
+    ) -> SceneSettings:
+        return SceneSettings()
 
     def check_options(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         engine = spec.get("engine")

@@ -1,0 +1,172 @@
+"""Scene files' own settings survive the farm: every frame qfarm renders equals the same frame
+of the same renderer run directly on the whole scene (POV-Ray .pov and .ini animations;
+Blender files with their own range, step, format, output path and scenes).
+
+Segments run here through the job type's own ``run`` with a real renderer and a real
+supervisor, without a cluster: what is under test is what each segment asks the renderer
+for; the cluster tests in test_render.py cover dispatch.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qfarm.jobtypes.base import SegmentContext
+from qfarm.jobtypes.render import RENDER, frame_path
+from tests.jobtypes.test_render import need
+
+# The ball moves and changes colour with the clock, so a frame with another clock differs.
+MOVING_POV = """#version 3.7;
+global_settings { assumed_gamma 1.0 }
+#ifndef (Lift) #declare Lift = 0; #end
+camera { location <0, 1, -6> look_at <0, 0, 0> }
+light_source { <10, 10, -10> color rgb 1 }
+background { color rgb <0.1, 0.2, 0.4> }
+sphere { <3 * clock - 1.5, Lift, 0>, 0.8 pigment { color rgb <1, clock, 0.2> } }
+plane { y, -1 pigment { checker color rgb 1 color rgb 0.2 } }
+"""
+
+
+def pixels(path: Path) -> bytes:
+    """A frame's decoded pixels, as RGB bytes."""
+    import av
+
+    with av.open(str(path)) as container:
+        frame = next(container.decode(video=0))
+        return bytes(frame.reformat(format="rgb24").planes[0])
+
+
+def render_here(tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """Validate and plan a render job, then run each segment on this machine, as a node
+    would; the validated job."""
+    job = RENDER.validate({"cwd": str(tmp_path), **spec})
+    for plan in RENDER.plan(job):
+        ctx = SegmentContext(
+            key=f"t{plan.index}", log_path=tmp_path / "logs" / f"{plan.index}.log",
+            timeout=120, threads=1,
+        )  # fmt: skip
+        outcome = RENDER.run(job, plan.spec, ctx)
+        log = ctx.log_path.read_text() if ctx.log_path.exists() else ""
+        assert outcome.ok, (outcome.error, log[-2000:])
+    return job
+
+
+def povray(args: list[str], cwd: Path) -> None:
+    subprocess.run(
+        ["povray", *args, "-D", "-V", "-P"], cwd=cwd, check=True, capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_pov_pick_up_and_stepped_frames_equal_those_of_the_full_render(tmp_path: Path) -> None:
+    need("povray")
+    (tmp_path / "ball.pov").write_text(MOVING_POV)
+    full = tmp_path / "full"
+    full.mkdir()
+    povray(["+Iball.pov", f"+O{full}/ball.png", "+FN", "+KFI1", "+KFF12", "+W32", "+H24"], tmp_path)
+    job = render_here(
+        tmp_path,
+        {"scene": "ball.pov", "frames": "4-6,7-12x3", "animation": "1-12", "segment_size": 2,
+         "width": 32, "height": 24, "output": "pickup"},
+    )  # fmt: skip
+    frames = [4, 5, 6, 7, 10]
+    for frame in frames:
+        ours = Path(frame_path(job, frame))
+        assert pixels(ours) == pixels(full / f"ball{frame:02d}.png"), frame
+    # The clock really moves: neighbouring frames differ.
+    assert pixels(full / "ball04.png") != pixels(full / "ball05.png")
+    assert sorted(p.name for p in (tmp_path / "pickup").iterdir()) == [
+        f"ball_{n:04d}.png" for n in frames
+    ]
+
+
+ANIM_INI = """; A cyclic animation of ball.pov, with a declare, as POV-Ray users write them
+Input_File_Name=ball.pov
+Width=40
+Height=30
+Antialias=On
+Antialias_Threshold=0.2
+Initial_Frame=1
+Final_Frame=8
+Initial_Clock=0
+Final_Clock=1
+Cyclic_Animation=on
+Declare=Lift=0.5
+Library_Path=inc
+Output_File_Type=N
+Output_File_Name=out/orbit
+[Wide]
+Width=400
+"""
+
+
+def ini_scene(folder: Path, text: str = ANIM_INI) -> Path:
+    (folder / "ball.pov").write_text(MOVING_POV)
+    (folder / "inc").mkdir(exist_ok=True)
+    (folder / "out").mkdir(exist_ok=True)
+    path = folder / "anim.ini"
+    path.write_text(text)
+    return path
+
+
+def test_an_ini_animation_renders_as_povray_renders_the_ini(tmp_path: Path) -> None:
+    need("povray")
+    ini = ini_scene(tmp_path)
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    povray([str(ini), f"+O{direct}/orbit"], tmp_path)
+    job = render_here(tmp_path, {"scene": "anim.ini", "segment_size": 3})
+    # The ini's frames, its output folder and POV-Ray's own names for them.
+    assert job["frames"] == [[1, 8, 1]]
+    assert job["output"] == str(tmp_path / "out")
+    names = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert names == [f"orbit{n}.png" for n in range(1, 9)]
+    for n in range(1, 9):
+        ours = tmp_path / "out" / f"orbit{n}.png"
+        assert pixels(ours) == pixels(direct / f"orbit{n}.png"), n
+    assert pixels(direct / "orbit1.png") != pixels(direct / "orbit2.png")
+    assert "cyclic" in job["description"] and "declares Lift=0.5" in job["description"]
+    assert "40x30" in job["description"]
+
+
+def test_ini_subset_is_the_jobs_range_and_frames_pick_within_the_animation(
+    tmp_path: Path,
+) -> None:
+    need("povray")
+    ini = ini_scene(tmp_path, ANIM_INI + "")
+    text = ANIM_INI.replace("[Wide]", "Subset_Start_Frame=3\nSubset_End_Frame=5\n[Wide]")
+    ini.write_text(text)
+    direct = tmp_path / "direct"
+    direct.mkdir()
+    povray([str(ini), f"+O{direct}/orbit"], tmp_path)  # the subset: frames 3-5
+    assert sorted(p.name for p in direct.iterdir()) == ["orbit3.png", "orbit4.png", "orbit5.png"]
+    job = render_here(tmp_path, {"scene": "anim.ini", "segment_size": 2})
+    assert job["frames"] == [[3, 5, 1]]
+    for n in (3, 4, 5):
+        assert pixels(tmp_path / "out" / f"orbit{n}.png") == pixels(direct / f"orbit{n}.png")
+    # --frames picks other frames of the same animation (the clock stays the ini's).
+    povray([str(ini), f"+O{direct}/orbit", "+SF7", "+EF8"], tmp_path)
+    picked = render_here(tmp_path, {"scene": "anim.ini", "frames": "7-8", "output": "pick"})
+    for n in (7, 8):
+        assert pixels(Path(frame_path(picked, n))) == pixels(direct / f"orbit{n}.png")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("Final_Frame=0", "Final_Frame 0 is before Initial_Frame 1"),
+        ("Subset_Start_Frame=0.5", "whole frame number"),
+        ("Cyclic_Animation=maybe", "Cyclic_Animation must be on or off"),
+        ("Output_File_Type=Q", "unknown Output_File_Type"),
+    ],
+)
+def test_bad_ini_settings_are_named(tmp_path: Path, line: str, message: str) -> None:
+    from qfarm.errors import InvalidRequest
+
+    ini = ini_scene(tmp_path, ANIM_INI.replace("[Wide]", f"{line}\n[Wide]"))
+    with pytest.raises(InvalidRequest, match=message):
+        RENDER.validate({"cwd": str(tmp_path), "scene": ini.name})
