@@ -203,6 +203,8 @@ node_app = typer.Typer(
     help="Run a service node, or drain one (disable) and take it back (enable).",
     invoke_without_command=True,
     no_args_is_help=False,
+    # `qfarm node` alone runs a node: its subcommands are optional.
+    subcommand_metavar="[COMMAND [ARGS]...]",
 )
 app.add_typer(node_app, name="node")
 
