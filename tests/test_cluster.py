@@ -321,6 +321,9 @@ def test_resubmit_reruns_only_what_failed(cluster: Cluster, tmp_path: Path) -> N
     ), script_fail.stderr
     assert "3 done, 1 failed, 0 canceled of 4" in script_fail.stderr
     assert "    no marker yet" in script_fail.stderr
+    # The job says why it failed, in the API and so in qfarm show and the Batch Monitor.
+    (job,) = cluster.client.batch(batch_id).raw["jobs"]
+    assert job["error"].startswith("segment 2 (frames 2) failed: "), job
     (tmp_path / "marker").touch()
     result = cluster.cli("resubmit", str(batch_id))
     assert result.returncode == 0, result.stderr

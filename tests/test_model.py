@@ -21,12 +21,16 @@ from qfarm.model import (
     IllegalTransition,
     JobState,
     NodeState,
+    Segment,
+    SegmentKind,
     SegmentState,
     batch_outcome,
     can_transition,
     check_transition,
+    failure_summary,
     job_outcome,
     parse_priority,
+    priority_label,
 )
 
 S, J, B, N = SegmentState, JobState, BatchState, NodeState
@@ -272,3 +276,26 @@ def test_parse_priority_out_of_range_raises(text: str | int) -> None:
 def test_parse_priority_garbage_raises(text: str) -> None:
     with pytest.raises(ValueError, match="not high, medium, low or a number"):
         parse_priority(text)
+
+
+def _segment(index: int, state: SegmentState, error: str = "") -> Segment:
+    return Segment(
+        id=index, job_id=1, batch_id=1, index=index, kind=SegmentKind.WORK, state=state,
+        label=f"frames {index}", spec={}, frames=1, attempts=1, error=error,
+    )  # fmt: skip
+
+
+def test_a_failed_job_is_explained_by_its_failed_segments() -> None:
+    done = _segment(1, SegmentState.DONE)
+    assert failure_summary([done]) == ""
+    one = [done, _segment(3, SegmentState.FAILED, "exited with code 2")]
+    assert failure_summary(one) == "segment 3 (frames 3) failed: exited with code 2"
+    two = [_segment(4, SegmentState.FAILED, "killed"), *one]
+    assert failure_summary(two) == (
+        "2 segments failed; segment 3 (frames 3) failed: exited with code 2"
+    )
+    assert failure_summary([_segment(2, SegmentState.FAILED)]) == "segment 2 (frames 2) failed"
+
+
+def test_priorities_read_as_their_names() -> None:
+    assert [priority_label(v) for v in (75, 50, 25, 60)] == ["high", "medium", "low", "60"]

@@ -41,6 +41,7 @@ from qfarm.model import (
     IllegalTransition,
     JobRequest,
     Segment,
+    failure_summary,
     parse_priority,
 )
 from qfarm.storage import atomic_file, list_files, safe_relative
@@ -262,6 +263,9 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         body = batch_json(controller, controller.store.batch(batch_id))
         progress = controller.store.job_progress(batch_id)
         waiting = controller.waiting(batch_id)
+        by_job: dict[int, list[Segment]] = {}
+        for seg in controller.store.segments(batch_id):
+            by_job.setdefault(seg.job_id, []).append(seg)
         body["jobs"] = [
             {
                 "id": job.id,
@@ -269,7 +273,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
                 "type": job.job_type,
                 "state": job.state.value,
                 "progress": round(progress.get(job.id, 0.0), 4),
-                "error": job.error,
+                "error": job.error or failure_summary(by_job.get(job.id, ())),
                 "depends_on": list(job.depends_on),
                 "failed_nodes": list(job.failed_nodes),
                 # Why its queued segments do not run, beyond waiting for a free instance.

@@ -10,7 +10,7 @@ The tables below are the whole contract. Adding a state means adding it here fir
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,3 +334,15 @@ class BatchCounts:
     @property
     def finished(self) -> int:
         return self.done + self.failed + self.canceled
+
+
+def failure_summary(segments: Iterable[Segment]) -> str:
+    """Why a job failed, told by its failed segments: how many, and the first one's error
+    (a job whose segments failed carries no error of its own)."""
+    failed = sorted((s for s in segments if s.state is SegmentState.FAILED), key=lambda s: s.index)
+    if not failed:
+        return ""
+    first = failed[0]
+    what = f"segment {first.index} ({first.label})"
+    more = f"{len(failed)} segments failed; " if len(failed) > 1 else ""
+    return f"{more}{what} failed" + (f": {first.error}" if first.error else "")
