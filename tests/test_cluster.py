@@ -5,6 +5,7 @@ loopback, driven by the CLI and by the Python client.
 from __future__ import annotations
 
 import contextlib
+import getpass
 import json
 import os
 import re
@@ -214,6 +215,8 @@ def test_cli_submit_wait_show_and_batches(cluster: Cluster, tmp_path: Path) -> N
     assert {s["node"] for s in shown["segments_list"]} <= set(NODES)
     listed = json.loads(cluster.cli("batches", "--json").stdout)
     assert any(b["id"] == batch_id and b["state"] == "done" for b in listed)
+    # A batch names who submitted it, unless the submitter names an owner of its own.
+    assert shown["owner"] == f"{getpass.getuser()}@{socket.gethostname()}"
     # People read the priority's name, and each segment row names its job.
     table = cluster.cli("batches").stdout
     assert re.search(rf"^\S*\s*{batch_id}\b.*\bmedium\b", table, re.M), table

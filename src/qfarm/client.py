@@ -11,7 +11,9 @@
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,16 @@ API = "/api/v1"
 CONTROLLER_ENV = "QFARM_CONTROLLER"
 TOKEN_ENV = "QFARM_TOKEN"
 FINAL_STATES = frozenset({"done", "failed", "canceled"})
+
+
+def default_owner() -> str:
+    """Who submits, when a batch names no owner: the user and the machine, as a farm's
+    listing shows whose work it is (``ana@edit-3``)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container's)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def request_body(request: BatchRequest) -> dict[str, Any]:
@@ -151,6 +163,8 @@ class Client:
         """
         if isinstance(batch, BatchRequest):
             batch = request_body(batch)
+        if not batch.get("owner"):
+            batch = {**batch, "owner": default_owner()}
         body = self._call("POST", "/batches", json=batch)
         return BatchHandle(self, body["id"])
 

@@ -127,6 +127,11 @@ def test_submit_from_the_form_and_watch_it_reach_done(
     expect(page.locator("#attempts-table tbody tr")).to_have_count(1)
     expect(page.locator("#log")).to_contain_text("frames 1-2")
     expect(page.locator("#timeline rect")).to_have_count(3)
+    # The timeline has a time scale from the first start, and each bar names its segment.
+    expect(page.locator("#timeline .tick-label").first).to_have_text(re.compile(r"^\+0(\.0)?s$"))
+    assert page.locator("#timeline line.tick").count() >= 2
+    labels = page.locator("#timeline .bar-label").all_text_contents()
+    assert set(labels) <= {"1", "2", "3"} and labels, labels
 
     page.goto(farm.url + "/#/batches")
     row = page.locator(f"tr[data-batch='{batch_id}']")
@@ -196,6 +201,15 @@ def test_works_at_phone_width(farm: Farm, browser: Any, tmp_path: Path) -> None:
         expect(page.locator("tr[data-node='node-2']")).to_be_visible()
         # The page itself does not scroll sideways; wide tables scroll inside their box.
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        # The batch list fits as it is: what tells batches apart, and no sideways scroll.
+        submit_sleepers(farm, 0.1, "1", tmp_path)
+        page.goto(farm.url + "/#/batches")
+        expect(page.locator("#batches-table tbody tr").first).to_be_visible()
+        box = page.locator("#view-batches .scroll")
+        assert box.evaluate("b => b.scrollWidth <= b.clientWidth"), box.evaluate(
+            "b => [b.scrollWidth, b.clientWidth]"
+        )
+        expect(page.locator("#batches-table th", has_text="Owner")).to_be_hidden()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "phone-nodes.png"), full_page=True)
     finally:

@@ -242,10 +242,10 @@ async function renderBatches() {
         el("td", { className: "wrap", text: batch.name || "–" }),
         el("td", {}, stateLabel(batch.state)),
         el("td", {}, progressBar(done, `batch ${batch.id} progress`), ` ${Math.round(done * 100)}%`),
-        el("td", { text: priorityLabel(batch.priority) }),
-        el("td", { text: batch.owner || "–" }),
-        el("td", { text: when(batch.submitted_at) }),
-        el("td", { text: when(batch.started_at) }),
+        el("td", { className: "wide-only", text: priorityLabel(batch.priority) }),
+        el("td", { className: "wide-only", text: batch.owner || "–" }),
+        el("td", { className: "wide-only", text: when(batch.submitted_at) }),
+        el("td", { className: "wide-only", text: when(batch.started_at) }),
         el("td", { text: batch.finished_at ? "–" : span(eta) }),
       ),
     );
@@ -336,7 +336,7 @@ async function renderBatch() {
     const selected = segments.find((s) => s.id === state.segmentId);
     if (selected) await renderSegment(selected);
   }
-  drawTimeline(attempts);
+  drawTimeline(attempts, segments);
 }
 
 async function selectSegment(segment) {
@@ -417,7 +417,17 @@ async function showLog(segment, attempt) {
   };
 }
 
-function drawTimeline(attempts) {
+// Tick steps for the timeline's time scale, in seconds: the first that gives at most six.
+const TICK_STEPS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400];
+
+function svgEl(tag, attrs, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [name, value] of Object.entries(attrs)) node.setAttribute(name, String(value));
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function drawTimeline(attempts, segments) {
   const box = document.getElementById("timeline");
   box.replaceChildren();
   const started = attempts.filter((a) => a.started_at || a.dispatched_at);
@@ -425,6 +435,7 @@ function drawTimeline(attempts) {
     box.append(el("p", { className: "empty", text: "Nothing has run yet." }));
     return;
   }
+  const indexOf = new Map(segments.map((s) => [s.id, s.index]));
   const now = Date.now() / 1000;
   const nodes = [...new Set(started.map((a) => a.node))].sort();
   const t0 = started.reduce((low, a) => Math.min(low, a.started_at || a.dispatched_at), Infinity);
@@ -432,40 +443,39 @@ function drawTimeline(attempts) {
   const width = Math.max(box.clientWidth || 600, 320);
   const left = 110;
   const row = 22;
-  const height = nodes.length * row + 24;
+  const rowsHeight = nodes.length * row;
+  const height = rowsHeight + 40;
   const scale = (width - left - 10) / Math.max(t1 - t0, 0.001);
-  const ns = "http://www.w3.org/2000/svg";
-  const svg = document.createElementNS(ns, "svg");
-  svg.setAttribute("width", String(width));
-  svg.setAttribute("height", String(height));
+  const svg = svgEl("svg", { width, height, role: "img", "aria-label": "attempts per node over time" });
+  const style = getComputedStyle(document.documentElement);
+  // The time scale: a line and a label every `step` seconds from the first start.
+  const step = TICK_STEPS.find((s) => (t1 - t0) / s <= 6) || TICK_STEPS[TICK_STEPS.length - 1];
+  for (let n = 0; n * step <= t1 - t0 + 1e-9; n += 1) {
+    const t = n * step;
+    const x = left + t * scale;
+    svg.append(svgEl("line", { x1: x, x2: x, y1: 0, y2: rowsHeight + 4, stroke: "#d8dde6", class: "tick" }));
+    svg.append(svgEl("text", { x, y: rowsHeight + 18, "text-anchor": "middle", class: "tick-label" }, step < 1 ? `+${t.toFixed(1)}s` : `+${span(t)}`));
+  }
+  nodes.forEach((node, i) => svg.append(svgEl("text", { x: 4, y: i * row + 15 }, node)));
   const colours = { done: "--done", failed: "--failed", canceled: "--canceled", lost: "--queued" };
-  nodes.forEach((node, i) => {
-    const text = document.createElementNS(ns, "text");
-    text.setAttribute("x", "4");
-    text.setAttribute("y", String(i * row + 15));
-    text.textContent = node;
-    svg.append(text);
-  });
   for (const attempt of started) {
     const begin = attempt.started_at || attempt.dispatched_at;
     const end = attempt.ended_at || now;
-    const rect = document.createElementNS(ns, "rect");
-    rect.setAttribute("x", String(left + (begin - t0) * scale));
-    rect.setAttribute("y", String(nodes.indexOf(attempt.node) * row + 4));
-    rect.setAttribute("width", String(Math.max(2, (end - begin) * scale)));
-    rect.setAttribute("height", String(row - 8));
-    const colour = colours[attempt.outcome] || "--running";
-    rect.setAttribute("fill", getComputedStyle(document.documentElement).getPropertyValue(colour));
-    const tip = document.createElementNS(ns, "title");
-    tip.textContent = `segment ${attempt.segment_id} attempt ${attempt.number}: ${attempt.outcome || "running"}, ${span(end - begin)}`;
-    rect.append(tip);
+    const x = left + (begin - t0) * scale;
+    const y = nodes.indexOf(attempt.node) * row + 4;
+    const barWidth = Math.max(2, (end - begin) * scale);
+    const fill = style.getPropertyValue(colours[attempt.outcome] || "--running");
+    const rect = svgEl("rect", { x, y, width: barWidth, height: row - 8, fill });
+    const index = indexOf.get(attempt.segment_id) ?? attempt.segment_id;
+    rect.append(svgEl("title", {}, `segment ${index} attempt ${attempt.number}: ${attempt.outcome || "running"}, ${span(end - begin)}`));
     svg.append(rect);
+    // Each bar says which segment it is, where there is room for the number.
+    const label = String(index);
+    if (barWidth >= 8 * label.length + 6) {
+      svg.append(svgEl("text", { x: x + 3, y: y + row - 11, class: "bar-label" }, label));
+    }
   }
-  const axis = document.createElementNS(ns, "text");
-  axis.setAttribute("x", String(left));
-  axis.setAttribute("y", String(height - 6));
-  axis.textContent = `${span(t1 - t0)} from ${when(t0)}`;
-  svg.append(axis);
+  svg.append(svgEl("text", { x: left, y: height - 4, class: "tick-label" }, `${span(t1 - t0)} from ${when(t0)}`));
   box.append(svg);
 }
 
