@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -220,3 +222,118 @@ def test_every_command_shows_an_example_in_its_help() -> None:
         if shown.exit_code != 0 or "Example" not in shown.output:
             missing.append(" ".join(path))
     assert missing == [], f"commands without an example in --help: {missing}"
+
+
+def count_runs(path: Path) -> dict[str, int]:
+    """How many times each segment ran: each run appends its first frame to the file."""
+    counts: dict[str, int] = {}
+    for line in path.read_text().split():
+        counts[line] = counts.get(line, 0) + 1
+    return counts
+
+
+def done_segments(data_dir: Path) -> int:
+    if not (data_dir / "runs.db").exists():
+        return 0
+    with sqlite3.connect(data_dir / "runs.db") as db:
+        [(count,)] = db.execute("select count(*) from segments where state = 'done'").fetchall()
+    return int(count)
+
+
+def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path: Path) -> None:
+    # Frames 1 and 2 end at once; 3 and 4 wait until the file `go` exists.
+    args = ["run", "-q", "--frames", "1-4", "--", "sh", "-c",
+            "echo {start} >> runs.txt; [ -e go ] || [ {start} -le 2 ] || sleep 300"]  # fmt: skip
+    env = {**os.environ, "QFARM_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    # A session of its own, so the SIGINT can go to its whole process group, as a
+    # terminal's Ctrl-C does: the worker processes get it too.
+    proc = subprocess.Popen(
+        [*QFARM, *args], cwd=tmp_path, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until_sync(
+            lambda: (
+                (tmp_path / "runs.txt").exists()
+                and len((tmp_path / "runs.txt").read_text().split()) == 4
+                and done_segments(tmp_path) == 2
+            ),
+            timeout=60,
+            what="two segments done and two running",
+        )
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr + stdout
+    assert stderr.strip().splitlines() == [
+        "interrupted: batch 1 stopped; run the same command again to resume it "
+        "(Ctrl-C again to leave now)"
+    ]
+
+    (tmp_path / "go").touch()
+    again = qfarm(*args, data_dir=tmp_path, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resuming batch 1: 2 of 4 segments already done" in again.stderr
+    # Done segments ran once; the two that were interrupted ran again.
+    assert count_runs(tmp_path / "runs.txt") == {"1": 1, "2": 1, "3": 2, "4": 2}
+
+
+def test_a_failed_run_resumes_its_newest_batch_and_fresh_starts_over(tmp_path: Path) -> None:
+    args = ["run", "-q", "--retries", "0", "--frames", "1-3", "--", "sh", "-c",
+            "echo {start} >> runs.txt; [ -e fixed ] || [ {start} -ne 2 ]"]  # fmt: skip
+    first = qfarm(*args, data_dir=tmp_path, cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    fresh = qfarm("run", "--fresh", *args[1:], data_dir=tmp_path, cwd=tmp_path)
+    assert fresh.returncode == 1, fresh.stderr
+    assert "resuming" not in fresh.stderr
+    assert count_runs(tmp_path / "runs.txt") == {"1": 2, "2": 2, "3": 2}
+
+    (tmp_path / "fixed").touch()
+    resumed = qfarm(*args, data_dir=tmp_path, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming batch 2: 2 of 3 segments already done" in resumed.stderr
+    assert count_runs(tmp_path / "runs.txt") == {"1": 2, "2": 3, "3": 2}
+
+    # A batch that ended done is not resumed: the same command runs it all again.
+    done_again = qfarm(*args, data_dir=tmp_path, cwd=tmp_path)
+    assert done_again.returncode == 0, done_again.stderr
+    assert "resuming" not in done_again.stderr
+    assert count_runs(tmp_path / "runs.txt") == {"1": 3, "2": 4, "3": 3}
+
+
+def test_another_command_is_not_resumed(tmp_path: Path) -> None:
+    failing = qfarm("run", "-q", "--retries", "0", "--", "false", data_dir=tmp_path, cwd=tmp_path)
+    assert failing.returncode == 1
+    other = qfarm("run", "-q", "--", "true", data_dir=tmp_path, cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert "resuming" not in other.stderr
+
+
+def test_a_word_that_is_neither_a_job_type_nor_a_program_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    result = qfarm("run", "movie", "--help", data_dir=tmp_path, cwd=tmp_path)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("qfarm: error: 'movie' is neither a job type (render, transcode)")
+    assert "nor a program on PATH" in line
+    assert not (tmp_path / "runs.db").exists(), "nothing may start"
+
+
+def test_no_library_warning_reaches_the_terminal_while_port_8787_is_taken(
+    tmp_path: Path,
+) -> None:
+    # Dask's default dashboard port, taken here unless something else already holds it
+    # (which makes the same point).
+    with contextlib.ExitStack() as stack:
+        with contextlib.suppress(OSError):
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 8787))
+            sock.listen()
+        result = qfarm("run", "--frames", "1-2", "--", "true", data_dir=tmp_path, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "arning" not in result.stderr, result.stderr
+    assert "8787" not in result.stderr + result.stdout

@@ -1235,3 +1235,107 @@ def test_progress_counts_frames_of_done_and_running_segments(store: Store, tmp_p
     assert progress[jobs["a"]] == pytest.approx(0.75)
     assert progress[jobs["b"]] == 0.0
     del other
+
+
+# ------------------------------------------------------- resuming `qfarm run`
+
+
+def test_unfinished_batches_of_a_request_stop_at_its_newest_done_one(
+    store: Store, tmp_path: Path
+) -> None:
+    def add(digest: str) -> int:
+        request = BatchRequest(jobs=(command_job(tmp_path),))
+        return store.add_batch(request, plan_batch(request), digest)
+
+    old_failed = add("a")
+    store.cancel_batch(old_failed)
+    done_one = add("a")
+    finish_all(store, done_one)
+    assert store.batch(done_one).state is BatchState.DONE
+    newer = add("a")
+    newest = add("a")
+    add("b")
+    assert [b.id for b in store.unfinished_batches("a")] == [newest, newer]
+    assert store.unfinished_batches("nothing") == []
+
+
+def test_reopen_of_a_batch_left_running_keeps_done_and_requeues_the_rest(
+    store: Store, tmp_path: Path
+) -> None:
+    # What a `qfarm run` killed with -9 leaves: one segment done, one failed for good, one
+    # still marked running.
+    batch_id = submit(store, command_job(tmp_path, retries=0))
+    picked, _ = dispatch(store, batch_ids=[batch_id])
+    first, second, third = picked_ids(picked)
+    store.record_reports(
+        started=[Started(third, 1, 4321, time.time())], results=[done(first), failed(second)]
+    )
+    assert store.batch(batch_id).state is BatchState.RUNNING
+
+    store.reopen_batch(batch_id, "its run was interrupted")
+
+    assert segment_states(store, batch_id) == [
+        SegmentState.DONE,
+        SegmentState.QUEUED,
+        SegmentState.QUEUED,
+    ]
+    assert store.batch(batch_id).state is BatchState.RUNNING
+    [lost] = store.attempts(third)
+    assert (lost.outcome, lost.error) == ("lost", "its run was interrupted")
+    again, _ = dispatch(store, batch_ids=[batch_id])
+    assert sorted(picked_ids(again)) == [second, third]
+    store.record_reports(results=[done(c.segment_id, c.attempts + 1) for c, _ in again])
+    assert store.batch(batch_id).state is BatchState.DONE
+
+
+def test_reopen_of_a_batch_canceled_mid_kill_forgets_the_cancel(
+    store: Store, tmp_path: Path
+) -> None:
+    batch_id = submit(store, command_job(tmp_path))
+    picked, _ = dispatch(store, batch_ids=[batch_id])
+    first = picked_ids(picked)[0]
+    store.record_reports(results=[done(first)])
+    store.cancel_batch(batch_id, "interrupted")  # its process died before the kills came back
+    store.reopen_batch(batch_id, "its run was interrupted")
+    assert segment_states(store, batch_id) == [
+        SegmentState.DONE,
+        SegmentState.QUEUED,
+        SegmentState.QUEUED,
+    ]
+    again, _ = dispatch(store, batch_ids=[batch_id])
+    store.record_reports(results=[done(c.segment_id, c.attempts + 1) for c, _ in again])
+    assert store.batch(batch_id).state is BatchState.DONE
+
+
+def test_reopen_of_an_ended_batch_is_a_resubmit(store: Store, tmp_path: Path) -> None:
+    batch_id = submit(store, command_job(tmp_path))
+    picked, _ = dispatch(store, batch_ids=[batch_id], n=1)
+    store.record_reports(results=[done(picked_ids(picked)[0])])
+    store.cancel_batch(batch_id)
+    assert store.batch(batch_id).state is BatchState.CANCELED
+    store.reopen_batch(batch_id, "its run was interrupted")
+    assert store.batch(batch_id).state is BatchState.QUEUED
+    assert segment_states(store, batch_id) == [
+        SegmentState.DONE,
+        SegmentState.QUEUED,
+        SegmentState.QUEUED,
+    ]
+
+
+def test_a_store_of_schema_2_gains_the_request_digest(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine, text
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    Store(url).close()
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a store of schema 2: batches without the digest
+        conn.execute(text("ALTER TABLE batches DROP COLUMN request_digest"))
+        conn.execute(text("UPDATE qfarm_schema SET version = 2"))
+    engine.dispose()
+    store = Store(url)
+    try:
+        request = BatchRequest(jobs=(command_job(tmp_path),))
+        batch_id = store.add_batch(request, plan_batch(request), "d" * 64)
+        assert [b.id for b in store.unfinished_batches("d" * 64)] == [batch_id]
+    finally:
+        store.close()

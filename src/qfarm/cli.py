@@ -218,6 +218,14 @@ DbOpt = Annotated[
     typer.Option("--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+FreshOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fresh",
+        help="Start over: a new batch, even when an interrupted run of the same command "
+        "left one to resume.",
+    ),
+]
 # Options of a submission to a controller, shared by `qfarm submit` and its job-type forms.
 HoldOpt = Annotated[
     bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
@@ -304,12 +312,14 @@ def run(
     db: DbOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    fresh: FreshOpt = False,
 ) -> None:
     """Run one job on an embedded cluster (a controller and local service nodes) and wait.
 
     The job is split into segments by --frames or --each (or runs whole), the segments run in
     parallel on the local nodes' instances, and the command exits with the batch's outcome:
-    0 done, 1 failed, 2 usage error, 130 interrupted.
+    0 done, 1 failed, 2 usage error, 130 interrupted. Run the same command again after an
+    interruption and it carries on: segments already done are kept (--fresh starts over).
     """
     if command and command[0] in JOB_COMMANDS:
         # `qfarm run transcode ...`: a job type's own command line, with its own options.
@@ -319,6 +329,7 @@ def run(
             assert command is not None
             request = batchfile.load(command[0])
         else:
+            check_program(command, env=parse_env(env or []))
             request = command_batch(
                 command=command, frames=frames, segment_size=segment_size, each=each,
                 output=output, cwd=cwd, env=env, timeout=timeout, retries=retries,
@@ -330,7 +341,7 @@ def run(
     raise typer.Exit(
         run_request(
             request, nodes=nodes, instances=instances, data_dir=data_dir, db=db,
-            as_json=as_json, quiet=quiet, where=where,
+            as_json=as_json, quiet=quiet, where=where, fresh=fresh,
         )
     )  # fmt: skip
 
@@ -341,6 +352,22 @@ JOB_COMMANDS: dict[str, str] = {
     "transcode": "qfarm.cli_transcode",
     "render": "qfarm.cli_render",
 }
+
+
+def check_program(command: list[str] | None, env: dict[str, str]) -> None:
+    """Refuse a command whose program is not on PATH (the job's PATH where --env sets one)
+    before anything starts: ``qfarm run movie`` is a mistyped job type far more often than
+    a program that appears later. A path (``./tool``, ``/opt/x``) is left to the job."""
+    if not command or "/" in command[0]:
+        return
+    import shutil
+
+    if shutil.which(command[0], path=env.get("PATH")) is None:
+        types = ", ".join(sorted(JOB_COMMANDS))
+        raise InvalidRequest(
+            f"{command[0]!r} is neither a job type ({types}) nor a program on PATH; "
+            f"a command goes after --, e.g. qfarm run -- {shlex.join(command)}"
+        )
 
 
 def invoke_job_command(name: str, mode: str, args: list[str]) -> int:
@@ -380,9 +407,11 @@ def run_request(
     as_json: bool,
     quiet: bool,
     where: str = "",
+    fresh: bool = False,
 ) -> int:
     """Plan ``request``, run it on an embedded cluster, report, and return the exit code.
-    ``where`` prefixes planning errors (the batch file's name)."""
+    ``where`` prefixes planning errors (the batch file's name). An unfinished batch of the
+    same request that no live process runs is resumed, unless ``fresh``."""
     try:
         if nodes is not None and nodes < 1:
             raise InvalidRequest("--nodes must be at least 1")
@@ -407,18 +436,28 @@ def run_request(
     except InvalidRequest as exc:
         print_error(exc)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        return interrupted_early()
 
     try:
-        return asyncio.run(
-            _run_embedded(
-                request, planned, store, directory, local_nodes, as_json=as_json, quiet=quiet
-            )
-        )
+        return _claim_and_run(
+            request, planned, store, directory, local_nodes, as_json=as_json, quiet=quiet,
+            fresh=fresh,
+        )  # fmt: skip
+    except KeyboardInterrupt:
+        return interrupted_early()
     finally:
         store.close()
 
 
-async def _run_embedded(
+def interrupted_early() -> int:
+    """Ctrl-C before a batch's own handlers were in place (loading, planning, starting):
+    one line, no traceback; whatever was stored is resumed by the next run."""
+    err.print("interrupted", highlight=False)
+    return EXIT_INTERRUPTED
+
+
+def _claim_and_run(
     request: BatchRequest,
     planned: list[PlannedJob],
     store: Store,
@@ -427,9 +466,59 @@ async def _run_embedded(
     *,
     as_json: bool,
     quiet: bool,
+    fresh: bool,
 ) -> int:
-    logging.getLogger("distributed").setLevel(logging.ERROR)
-    from qfarm.controller import Controller
+    """Resume the request's unfinished batch or store a new one, and run it."""
+    from qfarm.controller import claim_run
+
+    claim = claim_run(store, directory / "runs", request, planned, fresh=fresh)
+    try:
+        if claim.resumed:
+            err.print(
+                f"resuming batch {claim.batch_id}: {claim.done} of {claim.total} segments "
+                "already done (--fresh starts over)",
+                highlight=False,
+            )
+        return asyncio.run(
+            _run_embedded(
+                claim.batch_id, store, directory, local_nodes, as_json=as_json, quiet=quiet
+            )
+        )
+    finally:
+        claim.lock.release()
+
+
+def route_warnings_to_log(path: Path) -> None:
+    """Library warnings and log records (Dask's port and heartbeat warnings, say) go to
+    ``path``, never to the user's terminal, which shows qfarm's own output only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.WARNING)
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    # Dask gives its logger a handler on stderr of its own: it goes, the file takes over.
+    dask_log = logging.getLogger("distributed")
+    for old in list(dask_log.handlers):
+        dask_log.removeHandler(old)
+    dask_log.propagate = True
+    dask_log.setLevel(logging.WARNING)
+
+
+async def _run_embedded(
+    batch_id: int,
+    store: Store,
+    directory: Path,
+    local_nodes: list[NodeSpec],
+    *,
+    as_json: bool,
+    quiet: bool,
+) -> int:
+    from qfarm.controller import ENGINE_LOG, Controller
+
+    route_warnings_to_log(config.logs_dir(directory) / ENGINE_LOG)
 
     interrupted = asyncio.Event()  # the first Ctrl-C: cancel the batch, then report
     forced = asyncio.Event()  # a second one: stop waiting for the kills, leave at once
@@ -443,7 +532,7 @@ async def _run_embedded(
     started = time.monotonic()
     controller = await Controller.embedded(store, directory, local_nodes)
     try:
-        batch_id = controller.submit(request, planned)
+        controller.adopt(batch_id)
         waiter = asyncio.create_task(controller.wait(batch_id))
         display = None
         if not quiet and not as_json:
@@ -451,7 +540,12 @@ async def _run_embedded(
         stop = asyncio.create_task(interrupted.wait())
         await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
         if interrupted.is_set() and not waiter.done():
-            err.print("interrupted: canceling the batch (Ctrl-C again to leave now)")
+            err.print(
+                f"interrupted: batch {batch_id} stopped; run the same command again to resume "
+                "it (Ctrl-C again to leave now)",
+                highlight=False,
+                soft_wrap=True,
+            )
             await controller.cancel(batch_id, "interrupted")
             leave = asyncio.create_task(forced.wait())
             await asyncio.wait({waiter, leave}, return_when=asyncio.FIRST_COMPLETED)
@@ -474,7 +568,7 @@ async def _run_embedded(
     report = batch_report(store, batch_id, elapsed)
     if as_json:
         print_json(report)
-    else:
+    elif not interrupted.is_set():  # an interruption said all in its one line
         print_report(report)
     if interrupted.is_set():
         return EXIT_INTERRUPTED
@@ -608,6 +702,8 @@ def main() -> None:
 
     try:
         app()
+    except KeyboardInterrupt:
+        sys.exit(interrupted_early())
     except InvalidRequest as exc:
         print_error(exc)
         sys.exit(EXIT_USAGE)

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import hashlib
+import json
 import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +30,10 @@ from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, BatchState, Job
 from qfarm.pki import ClusterAuthority, ephemeral
 from qfarm.storage import ClusterStorage
 from qfarm.store import Change, PlannedJob, Store
+
+# Under the data dir's logs folder: what the engine and the libraries under it print, kept
+# off the user's terminal.
+ENGINE_LOG = "engine.log"
 
 
 def plan_batch(
@@ -81,6 +88,106 @@ def plan_batch(
     return planned
 
 
+def request_digest(request: BatchRequest, planned: Sequence[PlannedJob]) -> str:
+    """What a batch asks for, as a SHA-256 of its planned form: the same command run again
+    in the same place (same options, same files planned into the same segments) has the
+    same digest, and anything that would change a segment's work changes it."""
+    shape = {
+        "name": request.name,
+        "owner": request.owner,
+        "priority": request.priority,
+        "serialize": request.serialize,
+        "jobs": [
+            {
+                "name": job.name,
+                "job_type": job.job_type,
+                "service": job.service,
+                "spec": job.spec,
+                "retries": job.retries,
+                "timeout": job.timeout,
+                "depends_on": list(job.depends_on),
+                "plans": [
+                    [plan.index, plan.kind.value, plan.label, plan.spec, plan.frames]
+                    for plan in job.plans
+                ],
+            }
+            for job in planned
+        ],
+    }
+    text = json.dumps(shape, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class RunLock:
+    """An advisory lock file that a process holds while it runs a batch: held, the batch
+    has a live runner; released (the process ended, however it ended), it is free to be
+    resumed. The kernel drops a dead process's locks, so nothing is ever left stale."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, *, wait: bool = False) -> bool:
+        """Take the lock; False (without waiting, unless ``wait``) when another holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+@dataclass
+class RunClaim:
+    """The batch a `qfarm run` goes on with: resumed (``done`` of ``total`` segments were
+    done already) or new, and the lock that says it is being run."""
+
+    batch_id: int
+    lock: RunLock
+    resumed: bool = False
+    done: int = 0
+    total: int = 0
+
+
+def claim_run(
+    store: Store,
+    runs_dir: Path,
+    request: BatchRequest,
+    planned: list[PlannedJob],
+    *,
+    fresh: bool = False,
+) -> RunClaim:
+    """The batch to run for ``request``: the newest unfinished batch of the same request
+    that no live process runs, reopened (its done segments kept), unless ``fresh``; else a
+    new one. One lookup at a time (a lock of its own), so two identical runs started
+    together never take the same batch."""
+    digest = request_digest(request, planned)
+    lookup = RunLock(runs_dir / "lookup.lock")
+    lookup.acquire(wait=True)
+    try:
+        for batch in [] if fresh else store.unfinished_batches(digest):
+            lock = RunLock(runs_dir / f"batch-{batch.id}.lock")
+            if not lock.acquire():
+                continue  # another `qfarm run` is running it now
+            counts = store.counts(batch.id)
+            store.reopen_batch(batch.id, "its run was interrupted")
+            return RunClaim(batch.id, lock, resumed=True, done=counts.done, total=counts.total)
+        batch_id = store.add_batch(request, planned, digest)
+        lock = RunLock(runs_dir / f"batch-{batch_id}.lock")
+        lock.acquire()
+        return RunClaim(batch_id, lock)
+    finally:
+        lookup.release()
+
+
 def default_local_nodes(count: int | None = None, instances: int | None = None) -> list[NodeSpec]:
     """Local service nodes for an embedded cluster: together, one command instance per core,
     and one transcode and one render instance per node (ffmpeg and renderers spread their own
@@ -123,8 +230,12 @@ class Controller:
     ) -> Controller:
         """A controller with its own local cluster, as ``qfarm run`` starts it: its
         processes share keys that only they hold, so nothing else joins or connects."""
+        logs_dir(data_dir).mkdir(parents=True, exist_ok=True)
         engine = await Engine.start_local(
-            list(nodes), local_directory=data_dir / "workers", tls=ephemeral()
+            list(nodes),
+            local_directory=data_dir / "workers",
+            tls=ephemeral(),
+            log_path=logs_dir(data_dir) / ENGINE_LOG,
         )
         return cls._with(store, engine, data_dir, set() if only_own_batches else None)
 
@@ -193,6 +304,11 @@ class Controller:
         self.dispatcher.watch(batch_id)
         self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])
         return batch_id
+
+    def adopt(self, batch_id: int) -> None:
+        """Run a batch already in the store (a `qfarm run` stored or reopened it)."""
+        self.dispatcher.watch(batch_id)
+        self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])
 
     async def cancel(self, batch_id: int, reason: str = "canceled") -> None:
         await self.dispatcher.cancel_batch(batch_id, reason)

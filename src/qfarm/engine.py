@@ -17,8 +17,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,7 @@ from typing import Any
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 import dask
-from distributed import Client, Nanny, Scheduler, WorkerPlugin, get_worker
+from distributed import Client, Nanny, Scheduler, Worker, WorkerPlugin, get_worker
 from distributed.security import Security
 
 from qfarm import node as node_side
@@ -152,6 +154,70 @@ class _EndSegmentsOnClose(WorkerPlugin):
         node_side.kill_all_segments()
 
 
+class _LocalWorker(Worker):
+    """The worker of an embedded cluster's node, a child of the `qfarm run` process.
+
+    It shares the terminal's process group, so a Ctrl-C reaches it too: it ignores SIGINT
+    (the parent cancels the batch and closes the cluster, which ends the worker) instead of
+    dying with a KeyboardInterrupt traceback. With ``log_path`` its stdout and stderr go to
+    that file: Dask's warnings and anything else a library prints stay off the terminal
+    (and out of ``--json`` output).
+    """
+
+    def __init__(self, *args: Any, log_path: str | None = None, **kwargs: Any) -> None:
+        _detach_from_terminal(log_path)
+        super().__init__(*args, **kwargs)
+
+
+def _detach_from_terminal(log_path: str | None = None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked child inherits its parent's asyncio wake-up descriptor: a signal here must
+    # not wake the parent's loop as if it were the parent's own.
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+    if log_path is None:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+# Set while the first workers of an embedded cluster are being forked (see _forked_start).
+_forking_workers = False
+
+
+def _after_fork_in_child() -> None:
+    # At once, before anything of Dask runs in the child: a Ctrl-C in the fork's first
+    # moments must neither kill it with a traceback nor wake its parent's loop.
+    if _forking_workers:
+        _detach_from_terminal()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def _forked_start() -> Iterator[None]:
+    """Start worker processes by fork, while this process has no thread of its own yet
+    (`qfarm run` before its progress bar: Dask's process-watching threads aside). A fork
+    imports nothing: a spawned worker imports qfarm, Dask and the main script afresh,
+    about 0.8 s of CPU each, which is most of `qfarm run`'s start-up on two cores. Dask's
+    threads are made for this (they fork, and nothing else holds a lock meanwhile); a
+    process that runs threads of its own (a test runner, an API server) spawns as before.
+    A nanny that restarts a worker later spawns it: by then this process has threads."""
+    global _forking_workers
+    if threading.active_count() > 1:
+        yield
+        return
+    _forking_workers = True
+    try:
+        with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+            yield
+    finally:
+        _forking_workers = False
+
+
 def security(tls: TlsFiles | None) -> Security:
     """Dask's TLS settings for our cluster keys: every role (scheduler, worker, client)
     presents the certificate it was given and requires one from the same CA of its peer.
@@ -176,7 +242,16 @@ def _nanny(
     host: str,
     local_directory: Path | None,
     tls: TlsFiles | None,
+    log_path: Path | None = None,
+    local: bool = False,
 ) -> Any:
+    """A nanny for one node; ``local``: a node of an embedded cluster (see _LocalWorker)."""
+    extra: dict[str, Any] = {}
+    if local:
+        extra = {
+            "worker_class": _LocalWorker,
+            "log_path": str(log_path) if log_path else None,
+        }
     return Nanny(
         scheduler_address,
         security=security(tls),
@@ -187,6 +262,7 @@ def _nanny(
         local_directory=str(local_directory) if local_directory else None,
         dashboard=False,
         plugins=(_EndSegmentsOnClose(),),
+        **extra,
     )
 
 
@@ -245,10 +321,12 @@ class Engine:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: TlsFiles | None = None,
+        log_path: Path | None = None,
     ) -> Engine:
         """A scheduler in this process, listening on ``host:port``, and one nanny-managed
         worker process per local node (none for a controller whose nodes join from outside).
-        With ``tls``, every connection to it is mutual TLS with those keys' CA.
+        With ``tls``, every connection to it is mutual TLS with those keys' CA. The local
+        workers write what they print to ``log_path``.
         """
         settings = {
             "distributed.scheduler.work-stealing": False,
@@ -268,9 +346,11 @@ class Engine:
         owned: list[Any] = [scheduler]
         try:
             nannies = [
-                _nanny(scheduler.address, spec, "127.0.0.1", local_directory, tls) for spec in nodes
+                _nanny(scheduler.address, spec, "127.0.0.1", local_directory, tls, log_path, True)
+                for spec in nodes
             ]
-            await asyncio.gather(*(nanny.start() for nanny in nannies))
+            with _forked_start():
+                await asyncio.gather(*(nanny.start() for nanny in nannies))
             owned.extend(nannies)
             client = await Client(scheduler.address, asynchronous=True, security=security(tls))
         except BaseException:

@@ -156,8 +156,12 @@ class Store:
 
     # ----------------------------------------------------------------- batches
 
-    def add_batch(self, request: BatchRequest, planned: Sequence[PlannedJob]) -> int:
-        """Store a validated batch with its jobs and segments, in one transaction."""
+    def add_batch(
+        self, request: BatchRequest, planned: Sequence[PlannedJob], digest: str | None = None
+    ) -> int:
+        """Store a validated batch with its jobs and segments, in one transaction.
+        ``digest`` names what was asked for, so that the same request can find it again
+        (:meth:`unfinished_batches`)."""
         now = time.time()
         state = BatchState.HELD if request.hold else BatchState.QUEUED
         with self._tx() as conn:
@@ -172,6 +176,7 @@ class Store:
                     canceling=False,
                     submitted_at=now,
                     start_at=request.start_at,
+                    request_digest=digest,
                 ),
             )
             job_ids: list[int] = []
@@ -525,30 +530,48 @@ class Store:
                     f"batch {batch_id} is {state.value}: only a failed or canceled batch "
                     "can be resubmitted"
                 )
-            rerun = conn.execute(
-                select(segments.c.id, segments.c.state, segments.c.batch_id)
-                .where(segments.c.batch_id == batch_id)
-                .where(
-                    segments.c.state.in_([SegmentState.FAILED.value, SegmentState.CANCELED.value])
-                )
-            ).all()
-            for row in rerun:
-                _move(conn, row, SegmentState.QUEUED, changes, failures=0, error="")
-            job_rows = conn.execute(
-                select(jobs.c.id, jobs.c.state, jobs.c.batch_id, jobs.c.depends_on)
-                .where(jobs.c.batch_id == batch_id)
-                .order_by(jobs.c.idx)
-            ).all()
-            state_of = {job.id: JobState(job.state) for job in job_rows}
-            for job in job_rows:
-                if state_of[job.id] not in (JobState.FAILED, JobState.CANCELED):
-                    continue
-                # Jobs come in order, so what this one depends on is already settled.
-                deps_done = all(state_of[d] is JobState.DONE for d in job.depends_on or ())
-                new = JobState.QUEUED if deps_done else JobState.WAITING
-                _move(conn, job, new, changes, failed_nodes=[], error="", finished_at=None)
-                state_of[job.id] = new
+            _requeue_unfinished(conn, batch_id, changes)
             _move(conn, batch, BatchState.QUEUED, changes, finished_at=None, canceling=False)
+        return changes
+
+    def unfinished_batches(self, digest: str) -> list[Batch]:
+        """The batches stored with ``digest`` that did not end done, newest first: what an
+        interrupted `qfarm run` of the same request left to carry on with. Those older than
+        the newest one that ended done are left out: that run did their work."""
+        query = (
+            select(batches).where(batches.c.request_digest == digest).order_by(batches.c.id.desc())
+        )
+        found: list[Batch] = []
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                batch = _batch(row)
+                if batch.state is BatchState.DONE:
+                    break
+                found.append(batch)
+        return found
+
+    def reopen_batch(self, batch_id: int, reason: str) -> list[Change]:
+        """Make an unfinished batch run again, keeping its done segments: what was out on
+        nodes is given back (its attempt recorded as lost, ``reason``), and failed and
+        canceled segments are queued with fresh retries. For a batch whose runner is gone:
+        ended (failed, canceled: a resubmit), or left queued or running by a killed process.
+        """
+        state = self.batch(batch_id).state
+        if state is BatchState.DONE:
+            return []
+        if state in FINAL_BATCH_STATES:
+            return self.resubmit_batch(batch_id)
+        changes: list[Change] = []
+        with self._tx() as conn:
+            # A cancel that its process did not live to finish is forgotten.
+            conn.execute(update(batches).where(batches.c.id == batch_id).values(canceling=False))
+        lost = [
+            Result(s.id, s.attempts, ok=False, node=s.node or "", lost=True, error=reason)
+            for s in self.active_segments([batch_id])
+        ]
+        changes += self.record_reports(results=lost)
+        with self._tx() as conn:
+            _requeue_unfinished(conn, batch_id, changes)
         return changes
 
     def cancel_batch(self, batch_id: int, reason: str = "canceled") -> list[Segment]:
@@ -913,6 +936,33 @@ _QUEUED_BATCHES_OF = (
 def _refuse_if_ended(batch: Batch, action: str) -> None:
     if batch.state in FINAL_BATCH_STATES:
         raise InvalidRequest(f"batch {batch.id} is {batch.state.value}: it cannot be {action}")
+
+
+def _requeue_unfinished(conn: Connection, batch_id: int, changes: list[Change]) -> None:
+    """Queue a batch's failed and canceled segments and jobs again (fresh retries), jobs
+    waiting again where what they depend on must rerun too. The batch's state is left as
+    it is: only an ended batch moves (a resubmit does that)."""
+    rerun = conn.execute(
+        select(segments.c.id, segments.c.state, segments.c.batch_id)
+        .where(segments.c.batch_id == batch_id)
+        .where(segments.c.state.in_([SegmentState.FAILED.value, SegmentState.CANCELED.value]))
+    ).all()
+    for row in rerun:
+        _move(conn, row, SegmentState.QUEUED, changes, failures=0, error="")
+    job_rows = conn.execute(
+        select(jobs.c.id, jobs.c.state, jobs.c.batch_id, jobs.c.depends_on)
+        .where(jobs.c.batch_id == batch_id)
+        .order_by(jobs.c.idx)
+    ).all()
+    state_of = {job.id: JobState(job.state) for job in job_rows}
+    for job in job_rows:
+        if state_of[job.id] not in (JobState.FAILED, JobState.CANCELED):
+            continue
+        # Jobs come in order, so what this one depends on is already settled.
+        deps_done = all(state_of[d] is JobState.DONE for d in job.depends_on or ())
+        new = JobState.QUEUED if deps_done else JobState.WAITING
+        _move(conn, job, new, changes, failed_nodes=[], error="", finished_at=None)
+        state_of[job.id] = new
 
 
 def _one_batch(conn: Connection, batch_id: int) -> _Row:

@@ -19,12 +19,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
 
 metadata = MetaData()
 
 # Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
 
@@ -44,6 +46,9 @@ batches = Table(
     Column("start_at", Float),
     Column("started_at", Float),
     Column("finished_at", Float),
+    # What `qfarm run` was asked for (a digest of the planned request), so the same command
+    # run again after an interruption finds this batch and carries on with it.
+    Column("request_digest", String(64)),
 )
 
 jobs = Table(
@@ -140,5 +145,17 @@ def _migrate_1_to_2(conn: Connection) -> int:
     return 2
 
 
+def _migrate_2_to_3(conn: Connection) -> int:
+    """Schema 3 adds batches.request_digest, by which `qfarm run` resumes a batch (unless
+    the column is there already: a store that an older step rebuilt has it)."""
+    present = {column["name"] for column in inspect(conn).get_columns("batches")}
+    if "request_digest" not in present:
+        conn.execute(text("ALTER TABLE batches ADD COLUMN request_digest VARCHAR(64)"))
+    return 3
+
+
 # Schema version found -> the step that brings it one version on (returns the new version).
-MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
+    1: _migrate_1_to_2,
+    2: _migrate_2_to_3,
+}
