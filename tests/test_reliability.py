@@ -8,6 +8,7 @@ which bench/reliability_table.py writes docs/reliability.md.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import signal
@@ -36,13 +37,16 @@ PART = "out/part-{start}.txt"
 def record(fault: str, happened: str, recovered_s: float | None, lost: str) -> None:
     """Add one row to the reliability record (kept across tests of one run)."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    rows = json.loads(RECORD.read_text()) if RECORD.exists() else {}
-    rows[fault] = {
-        "happened": happened,
-        "recovered_s": None if recovered_s is None else round(recovered_s, 1),
-        "lost": lost,
-    }
-    RECORD.write_text(json.dumps(rows, indent=1))
+    # Tests run in parallel processes (pytest-xdist): one writer at a time.
+    with open(RESULTS / "reliability.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        rows = json.loads(RECORD.read_text()) if RECORD.exists() else {}
+        rows[fault] = {
+            "happened": happened,
+            "recovered_s": None if recovered_s is None else round(recovered_s, 1),
+            "lost": lost,
+        }
+        RECORD.write_text(json.dumps(rows, indent=1))
 
 
 def free_port() -> str:
