@@ -136,7 +136,7 @@ def test_long_source_is_cut_on_frames_with_audio_and_assembly(tmp_path: Path) ->
     spec = TRANSCODE.validate({"input": str(source), "preset": "h264", "segment_seconds": 2})
     plans = TRANSCODE.plan(spec)
     parts = [p.spec["part"] for p in plans]
-    assert parts == ["video"] * 4 + ["audio", "assemble"]
+    assert parts == ["audio"] + ["video"] * 4 + ["assemble"]  # the audio first: no tail
     assert plans[-1].kind is SegmentKind.ASSEMBLE
     video = [p.spec for p in plans if p.spec["part"] == "video"]
     # Contiguous, covering every frame once.

@@ -235,6 +235,32 @@ def test_file_without_preset_tables(tmp_path: Path, text: str) -> None:
             'container = "mp4"\nvideo_codec = "libx264"\nframe_rate = 0\n',
             "frame_rate 0 is out of range",
         ),
+        (
+            'container = "mp4"\nvideo_codec = "libx264"\nlevel = "7.5"\n',
+            "level '7.5' is not an H.264 level (1 to 6.2)",
+        ),
+        (
+            'container = "webm"\nvideo_codec = "libvpx-vp9"\nlevel = "4"\n',
+            "level is for libx264 and libx265, not libvpx-vp9",
+        ),
+        (
+            'container = "mp4"\nvideo_codec = "libx264"\nprofile = "extreme"\n',
+            "libx264 has no profile 'extreme'; it has baseline, high, high10",
+        ),
+        (
+            'container = "mp4"\nvideo_codec = "libx264"\naudio_codec = "aac"\n'
+            'audio_tracks = "some"\n',
+            'audio_tracks must be "all", "first" or a list of track numbers',
+        ),
+        (
+            'container = "mp4"\nvideo_codec = "libx264"\naudio_codec = "aac"\n'
+            "audio_tracks = [0, 2]\n",
+            "audio_tracks counts tracks from 1, each once, not [0, 2]",
+        ),
+        (
+            'container = "mp4"\nvideo_codec = "libx264"\nsubtitles = "burn"\n',
+            'subtitles must be "all" or "none", not \'burn\'',
+        ),
     ],
 )
 def test_bad_preset_is_refused_naming_file_preset_and_problem(
@@ -411,3 +437,21 @@ def test_listing_with_no_ffmpeg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     rows = {row["name"]: row for row in presets_for_listing()}
     assert rows["h264"]["missing_encoders"] == ["libx264", "aac"]
     assert rows["remux"]["available"] is True  # copies need no encoder
+
+
+def test_level_and_profile_reach_the_encoder_and_the_prediction(tmp_path: Path) -> None:
+    from fractions import Fraction
+
+    from qfarm.media.presets import expected_level
+
+    preset = load_one(
+        tmp_path,
+        'container = "mp4"\nvideo_codec = "libx264"\nlevel = 4.1\nprofile = "main"\n'
+        "audio_tracks = [2, 1]\n",
+    )
+    args = video_codec_args(preset, threads=None)
+    assert args[args.index("-profile:v") + 1] == "main"
+    assert args[args.index("-level:v") + 1] == "4.1"
+    assert expected_level(preset, (320, 180), Fraction(25)) == 41
+    assert preset.audio_tracks == (2, 1)
+    assert Preset.from_dict(preset.to_dict()) == preset

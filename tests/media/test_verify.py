@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import subprocess
 from fractions import Fraction
@@ -252,3 +253,77 @@ def test_truncated_file_has_too_few_frames(
     assert problems[0].startswith("the output has ")
     assert problems[0].endswith(" video frames, the source 75")
     assert decode.calls == []
+
+
+# --- samples, offset and level -----------------------------------------------------------
+
+
+def _track(samples: int, *, priming: int = 1024, start: float = 0.0) -> AudioFacts:
+    return AudioFacts(
+        codec="aac", channels=2, layout="stereo", sample_rate=48000, start_seconds=start,
+        duration=samples / 48000, samples=samples, priming=priming,
+    )  # fmt: skip
+
+
+def _tracks_expected(samples: int = 96000, **extra: Any) -> dict[str, Any]:
+    track = {"channels": 2, "layout": "stereo", "samples": samples, "sample_rate": 48000,
+             "source_padding": 0, "delay": 1024, **extra}  # fmt: skip
+    return {"audio_tracks": [track]}
+
+
+def test_one_aac_frame_short_is_a_problem() -> None:
+    """Issue 15: every split output was 1024 samples short, within a frame of duration."""
+    found = info(video(), _track(96000 - 1024))
+    assert compare(found, _tracks_expected()) == [
+        "audio track 1 has 94976 samples, 1024 fewer than the source's 96000"
+    ]
+
+
+def test_the_encoders_padding_of_its_last_frame_is_no_problem() -> None:
+    assert compare(info(video(), _track(96000 + 1000)), _tracks_expected()) == []
+    assert compare(info(video(), _track(96000 + 1025)), _tracks_expected()) == [
+        "audio track 1 has 97025 samples, 1025 more than the source's 96000"
+    ]
+
+
+def test_priming_counted_twice_is_a_problem() -> None:
+    found = info(video(), _track(96000, priming=2048))
+    assert compare(found, _tracks_expected()) == [
+        "audio track 1 has 2048 samples of priming, its encoder writes 1024"
+    ]
+
+
+def test_a_missing_track_or_a_changed_layout_is_a_problem() -> None:
+    expected = _tracks_expected()
+    expected["audio_tracks"] *= 2
+    assert compare(info(video(), _track(96000)), expected) == [
+        "the output has 1 audio tracks, 2 expected"
+    ]
+    mono = {**_tracks_expected()["audio_tracks"][0], "channels": 1, "layout": "mono"}
+    assert compare(info(video(), _track(96000)), {"audio_tracks": [mono]}) == [
+        "audio track 1 has 2 channels, 1 expected"
+    ]
+
+
+def test_audio_a_frame_early_is_out_of_sync() -> None:
+    """Issue 14: split outputs put the audio one AAC frame (21 ms) early."""
+    early = info(video(), _track(96000, start=-1024 / 48000))
+    expected = {**_tracks_expected(), "av_offset": 0.0}
+    assert compare(early, expected) == [
+        "the output's audio starts -21.3 ms from its video, the source's +0.0 ms"
+    ]
+    assert compare(info(video(), _track(96000, start=0.0005)), expected) == []
+
+
+def test_unmarked_priming_counts_as_a_later_start() -> None:
+    """AAC in Matroska: the 1024 priming samples are played, so the sound starts later."""
+    unmarked = info(video(), _track(96000 + 1024, priming=0, start=-1024 / 48000))
+    assert compare(unmarked, {**_tracks_expected(), "av_offset": 0.0}) == []
+
+
+def test_a_level_other_than_plain_ffmpegs_is_a_problem() -> None:
+    labelled = dataclasses.replace(video(), level=62)
+    assert compare(info(labelled), {"level": 12}) == [
+        "the output is labelled level_idc 62, plain ffmpeg gives 12"
+    ]
+    assert compare(info(dataclasses.replace(video(), level=12)), {"level": 12}) == []

@@ -41,7 +41,7 @@ from qfarm.jobtypes.command import discard, temporary_name
 from qfarm.media import presets as presets_mod
 from qfarm.media import verify as verify_mod
 from qfarm.media.presets import Preset
-from qfarm.media.probe import MediaInfo, probe
+from qfarm.media.probe import AudioFacts, MediaInfo, probe
 from qfarm.media.progress import watch_progress
 from qfarm.media.tool import ToolMissing, ffmpeg, image_pattern
 from qfarm.model import SegmentKind, SegmentPlan
@@ -90,6 +90,8 @@ def cut_points(info: MediaInfo, count: int) -> list[dict[str, Any]]:
         cuts.append(
             {
                 "first": first,
+                # The first frame's own timestamp, which the chunk shifts to 0.
+                "first_time": float(video.pts[first] * video.time_base),
                 "frames": stop - first,
                 "seek": seek,
                 "duration": video.seconds(stop) - video.seconds(first),
@@ -164,6 +166,7 @@ class TranscodeJobType:
             "cuts": cuts if count > 1 or preset.kind == "images" else [],
             "split": count > 1,
             "expected": _expected(preset, info),
+            "audio_streams": [t.index for t in kept_tracks(preset, info)],
             "verify": verify,
             "segment_seconds": seconds,
             "storage": spec.get("storage"),
@@ -190,6 +193,20 @@ class TranscodeJobType:
         plans: list[SegmentPlan] = []
         chunks: list[str] = []
         durations: list[float] = []
+        audio = None
+        if preset.audio_codec and source.get("audio"):
+            # First in the job's order: the dispatcher takes a job's segments by index, so
+            # the (short) audio runs beside the first video chunks, never after the last.
+            audio = os.path.join(parts, f"audio{preset.extension}")
+            plans.append(
+                SegmentPlan(
+                    index=1,
+                    spec={"part": "audio", "chunk": audio},
+                    label="audio",
+                    frames=1,
+                    outputs=(audio,),
+                )
+            )
         for i, cut in enumerate(spec["cuts"], start=1):
             chunk = os.path.join(parts, f"video-{i:04d}{preset.extension}")
             chunks.append(chunk)
@@ -197,23 +214,11 @@ class TranscodeJobType:
             first, count = cut["first"], cut["frames"]
             plans.append(
                 SegmentPlan(
-                    index=i,
+                    index=len(plans) + 1,
                     spec={"part": "video", "chunk": chunk, **cut},
                     label=f"video frames {first + 1}-{first + count}",
                     frames=count,
                     outputs=(chunk,),
-                )
-            )
-        audio = None
-        if preset.audio_codec and source.get("audio"):
-            audio = os.path.join(parts, f"audio{preset.extension}")
-            plans.append(
-                SegmentPlan(
-                    index=len(plans) + 1,
-                    spec={"part": "audio", "chunk": audio},
-                    label="audio",
-                    frames=1,
-                    outputs=(audio,),
                 )
             )
         seams = [sum(durations[:i]) for i in range(1, len(durations))]
@@ -385,6 +390,15 @@ def _check_streams(preset: Preset, info: MediaInfo) -> None:
                     f"{name}'s {what} is {facts.codec}, which a {preset.container} file cannot "
                     "hold without re-encoding: use preset remux-mkv, or an encoding preset"
                 )
+    choice = preset.audio_tracks
+    if isinstance(choice, tuple) and preset.audio_codec:
+        count = len(info.tracks)
+        beyond = [n for n in choice if n > count]
+        if beyond:
+            raise InvalidRequest(
+                f"{name} has {count} audio track{'s' if count != 1 else ''}, so preset "
+                f"{preset.name!r} cannot take audio track {beyond[0]}"
+            )
     if info.audio is not None and preset.audio_codec in ("libmp3lame",):
         channels = preset.audio_channels or info.audio.channels
         if channels > 2:
@@ -413,7 +427,46 @@ def _expected(preset: Preset, info: MediaInfo) -> dict[str, Any]:
         expected["frame_duration"] = video.longest_frame
     if info.audio is not None and preset.audio_codec:
         expected["audio_duration"] = info.audio.duration
+        expected["audio_tracks"] = [_expected_track(preset, t) for t in kept_tracks(preset, info)]
+        if video is not None and preset.kind in ("video", "remux"):
+            expected["av_offset"] = info.audio.start_seconds - video.start_seconds
+    if video is not None and preset.kind == "video":
+        rate = video.guessed_rate or video.frame_rate
+        expected["level"] = presets_mod.expected_level(preset, video.display_size, rate)
     return expected
+
+
+def kept_tracks(preset: Preset, info: MediaInfo) -> list[AudioFacts]:
+    """The source's audio tracks the output carries, by the preset's ``audio_tracks``."""
+    tracks = list(info.tracks)
+    if not preset.audio_codec or not tracks:
+        return []
+    choice = preset.audio_tracks
+    if choice == "all":
+        return tracks
+    if isinstance(choice, tuple):
+        return [tracks[n - 1] for n in choice if n <= len(tracks)]
+    return tracks[:1]
+
+
+def _expected_track(preset: Preset, track: AudioFacts) -> dict[str, Any]:
+    """What one output track must measure: the source's samples (at its rate), and its
+    channels and layout unless the preset sets the channels."""
+    encoder = str(preset.audio_codec)
+    copied = encoder == "copy"
+    channels = track.channels if copied else preset.audio_channels or track.channels
+    return {
+        "channels": channels,
+        "layout": track.layout if channels == track.channels else "",
+        "samples": track.samples,
+        "sample_rate": track.sample_rate,
+        # The source's decoder gives its last frame whole (ffmpeg does not cut the padding
+        # a container marks at the end), so the output may hold up to a frame more.
+        "source_padding": verify_mod.CODEC_FRAME_SAMPLES.get(track.codec, 0),
+        # The priming written ahead of the first sample: the source's own when copied.
+        "delay": track.priming if copied else verify_mod.ENCODER_DELAY.get(encoder, 0),
+        "copied": copied,
+    }
 
 
 class _Runner:
@@ -435,6 +488,13 @@ class _Runner:
             self.ffmpeg, "-hide_banner", "-nostdin", "-y", "-v", "warning", "-nostats",
             "-progress", str(progress), *threads,
         ]  # fmt: skip
+
+    def _audio_maps(self) -> list[str]:
+        """A -map for each audio track the output keeps, by its index in the source."""
+        indexes = self.job.get("audio_streams")
+        if indexes is None:  # a job planned before tracks were chosen: the first
+            return ["-map", "0:a:0"]
+        return [arg for index in indexes for arg in ("-map", f"0:{int(index)}")]
 
     def _display_size(self) -> tuple[int, int]:
         size = (self.source.get("video") or {}).get("display_size") or [0, 0]
@@ -507,11 +567,18 @@ class _Runner:
         Path(chunk).parent.mkdir(parents=True, exist_ok=True)
         progress = Path(temp + ".progress")
         seek = ["-ss", f"{seg['seek']:.6f}"] if seg.get("seek") is not None else []
+        # The first kept frame becomes time 0, so chunks join on their own durations. The
+        # source's timestamps are kept and shifted on output (not rewritten by setpts, which
+        # leaves the encoder without a frame rate: x264 then labels 720p25 Level 6.2).
+        first = seg.get("first_time")
+        if first is None:  # planned before chunks kept their timestamps
+            shift, video = seek, self._video_args(["setpts=PTS-STARTPTS"])
+        else:
+            shift = ["-copyts", *seek]
+            video = [*self._video_args([]), "-output_ts_offset", f"{-float(first):.9f}"]
 
         def argv(number: int, passlog: str) -> list[str]:
-            head = [*self._base(progress), *seek, "-i", self.job["input"], "-map", "0:v:0"]
-            # The first kept frame becomes time 0, so chunks join on their own durations.
-            video = self._video_args(["setpts=PTS-STARTPTS"])
+            head = [*self._base(progress), *shift, "-i", self.job["input"], "-map", "0:v:0"]
             tail = ["-an", "-sn", "-dn", "-frames:v", str(seg["frames"])]
             out = [*self._mux_args(), *self._chunk_mux_args(), temp]
             if number == 1:
@@ -527,7 +594,7 @@ class _Runner:
         Path(chunk).parent.mkdir(parents=True, exist_ok=True)
         progress = Path(temp + ".progress")
         argv = [
-            *self._base(progress), "-i", self.job["input"], "-map", "0:a:0", "-vn", "-sn",
+            *self._base(progress), "-i", self.job["input"], *self._audio_maps(), "-vn", "-sn",
             "-dn", *presets_mod.audio_codec_args(self.preset), *self._mux_args(), temp,
         ]  # fmt: skip
         duration = float((self.source.get("audio") or {}).get("duration") or 1.0)
@@ -548,12 +615,17 @@ class _Runner:
         inputs = ["-f", "concat", "-safe", "0", "-i", str(listing)]
         maps = ["-map", "0:v:0"]
         audio = seg.get("audio")
+        video_at = self._video_offset()
+        if video_at:
+            inputs[:0] = ["-itsoffset", f"{video_at:.6f}"]
         if audio:
-            offset = self._audio_offset()
-            if offset:
-                inputs += ["-itsoffset", f"{offset:.6f}"]
+            # The chunk's own timestamps, unchanged: ffmpeg counts an input from its start
+            # time, which this gives back.
+            audio_at = probe(audio).start
+            if audio_at:
+                inputs += ["-itsoffset", f"{audio_at:.6f}"]
             inputs += ["-i", audio]
-            maps += ["-map", "1:a:0"]
+            maps += ["-map", "1:a"]
         argv = [*self._base(progress), *inputs, *maps, "-c", "copy", *self._mux_args(), temp]
         total = float((self.source.get("video") or {}).get("duration") or 1.0)
         try:
@@ -568,15 +640,15 @@ class _Runner:
             shutil.rmtree(parts, ignore_errors=True)
         return outcome
 
-    def _audio_offset(self) -> float:
-        """Where the audio starts against the video, when the source's streams do not start
-        together: the joined video begins at 0 where the source's video began."""
+    def _video_offset(self) -> float:
+        """Where the joined video starts in the output. The audio chunk was encoded on the
+        source's own timeline (ffmpeg counts it from the source's start time, priming
+        aside), so the video goes where it started on that timeline: a video 0.5 s after
+        its audio keeps its lead-in, and the audio keeps its offset to the sample."""
+        if not self.source.get("audio") or not self.preset.audio_codec:
+            return 0.0
         video_start = float((self.source.get("video") or {}).get("start") or 0.0)
-        audio_start = float((self.source.get("audio") or {}).get("start") or 0.0)
-        container_start = min(video_start, audio_start)
-        # The encoded audio starts at audio_start - container_start; it must sit at
-        # audio_start - video_start.
-        return container_start - video_start
+        return max(0.0, video_start - float(self.source.get("start") or 0.0))
 
     def images(self, seg: Mapping[str, Any]) -> SegmentOutcome:
         folder = Path(seg["folder"])
@@ -623,13 +695,13 @@ class _Runner:
         has_video = bool(self.source.get("video")) and preset.video_codec is not None
         if preset.kind == "remux":
             # Every stream the container takes, copied.
-            codec = ["-map", "0:v:0", *(["-map", "0:a"] if has_audio else []), "-c", "copy"]
+            codec = ["-map", "0:v:0", *(self._audio_maps() if has_audio else []), "-c", "copy"]
         else:
             codec = []
             if has_video:
                 codec += ["-map", "0:v:0", *self._video_args([])]
             if has_audio:
-                codec += ["-map", "0:a:0", *presets_mod.audio_codec_args(preset)]
+                codec += [*self._audio_maps(), *presets_mod.audio_codec_args(preset)]
         if not has_video:
             codec.append("-vn")
         if not has_audio:

@@ -114,6 +114,10 @@ class Preset:
     audio_channels: int | None = None
     audio_sample_rate: int | None = None
     audio_options: tuple[str, ...] = ()
+    level: str | None = None  # H.264/HEVC level: "4.1"; absent, the encoder picks it
+    profile: str | None = None  # "high", "main", ...; absent, the encoder's choice
+    audio_tracks: str | tuple[int, ...] = "all"  # "all", "first", or track numbers from 1
+    subtitles: str = "all"  # "all" (converted to what the container holds) or "none"
     source: str = "built in"  # or the file it came from
 
     @property
@@ -146,6 +150,8 @@ class Preset:
         data = dataclasses.asdict(self)
         data["video_options"] = list(self.video_options)
         data["audio_options"] = list(self.audio_options)
+        if isinstance(self.audio_tracks, tuple):
+            data["audio_tracks"] = list(self.audio_tracks)
         return data
 
     @classmethod
@@ -226,7 +232,15 @@ _FIELDS: Mapping[str, tuple[type, ...]] = {
     "audio_channels": (int,),
     "audio_sample_rate": (int,),
     "audio_options": (list, tuple),
+    "level": (str, int, float),
+    "profile": _STR,
+    "audio_tracks": (str, list, tuple),
+    "subtitles": _STR,
 }
+# Profiles libx264 takes with -profile:v.
+X264_PROFILES = frozenset({"baseline", "main", "high", "high10", "high422", "high444"})
+AUDIO_TRACK_CHOICES = ("all", "first")
+SUBTITLE_CHOICES = ("all", "none")
 
 
 def _parse(name: str, data: Mapping[str, Any], where: str, source: str) -> Preset:
@@ -244,11 +258,13 @@ def _parse(name: str, data: Mapping[str, Any], where: str, source: str) -> Prese
         if not isinstance(value, types) or bad_bool:
             kinds = " or ".join(t.__name__ for t in types)
             raise InvalidRequest(f"{where}: {key} must be {kinds}, not {value!r}")
-        if isinstance(value, list | tuple):
+        if key == "audio_tracks":
+            value = _audio_tracks(value, where)
+        elif isinstance(value, list | tuple):
             if not all(isinstance(v, str | int | float) for v in value):
                 raise InvalidRequest(f"{where}: {key} must be a list of strings")
             value = tuple(str(v) for v in value)
-        elif key in ("frame_rate", "audio_quality"):
+        elif key in ("frame_rate", "audio_quality", "level"):
             value = str(value)
         values[key] = value
     if not name:
@@ -258,6 +274,51 @@ def _parse(name: str, data: Mapping[str, Any], where: str, source: str) -> Prese
     preset = Preset(name=name, source=source, **values)
     check(preset, where)
     return preset
+
+
+def _audio_tracks(value: Any, where: str) -> str | tuple[int, ...]:
+    """ "all", "first", or a list of track numbers counted from 1 (as people count them)."""
+    if isinstance(value, str):
+        if value not in AUDIO_TRACK_CHOICES:
+            raise InvalidRequest(
+                f'{where}: audio_tracks must be "all", "first" or a list of track '
+                f"numbers like [1, 3], not {value!r}"
+            )
+        return value
+    numbers = list(value)
+    if not numbers or not all(isinstance(n, int) and not isinstance(n, bool) for n in numbers):
+        raise InvalidRequest(f"{where}: audio_tracks must list track numbers, not {value!r}")
+    if any(n < 1 for n in numbers) or len(set(numbers)) != len(numbers):
+        raise InvalidRequest(
+            f"{where}: audio_tracks counts tracks from 1, each once, not {value!r}"
+        )
+    return tuple(numbers)
+
+
+def _check_level_and_profile(preset: Preset, where: str) -> None:
+    from qfarm.media import levels
+
+    if preset.level is not None:
+        if preset.video_codec not in ("libx264", "libx265"):
+            raise InvalidRequest(f"{where}: level is for libx264 and libx265, not "
+                                 f"{preset.video_codec}")  # fmt: skip
+        if preset.video_codec == "libx264":
+            try:
+                levels.by_name(preset.level)
+            except ValueError as exc:
+                raise InvalidRequest(f"{where}: level {exc}") from None
+    if preset.profile is not None:
+        if preset.video_codec in (None, "copy"):
+            raise InvalidRequest(f"{where}: profile needs a video_codec that encodes")
+        if preset.video_codec == "libx264" and preset.profile not in X264_PROFILES:
+            raise InvalidRequest(
+                f"{where}: libx264 has no profile {preset.profile!r}; it has "
+                + ", ".join(sorted(X264_PROFILES))
+            )
+    if preset.subtitles not in SUBTITLE_CHOICES:
+        raise InvalidRequest(
+            f'{where}: subtitles must be "all" or "none", not {preset.subtitles!r}'
+        )
 
 
 def check(preset: Preset, where: str) -> None:
@@ -303,6 +364,7 @@ def check(preset: Preset, where: str) -> None:
             ) from None
         if not 0 < rate <= 1000:
             raise InvalidRequest(f"{where}: frame_rate {preset.frame_rate} is out of range")
+    _check_level_and_profile(preset, where)
     allowed = CONTAINER_CODECS[preset.container]
     for encoder in (preset.video_codec, preset.audio_codec):
         if encoder is None or encoder == "copy":
@@ -428,9 +490,66 @@ def video_codec_args(preset: Preset, threads: int | None) -> list[str]:
         args += ["-b:v", preset.bitrate]
     if preset.pix_fmt:
         args += ["-pix_fmt", preset.pix_fmt]
+    if preset.profile:
+        args += ["-profile:v", preset.profile]
+    if preset.level:
+        args += ["-level:v", preset.level]
     if threads:
         args += ["-threads", str(threads)]
     return args + list(preset.video_options)
+
+
+def output_size(preset: Preset, display_size: tuple[int, int]) -> tuple[int, int]:
+    """The size :func:`video_filters` gives frames of ``display_size``, worked out as
+    ffmpeg's scale filter does (its rounding of a computed side, and of
+    ``force_divisible_by``), so the level an output needs is known before it is encoded."""
+    width, height = display_size
+    pix = preset.pix_fmt or ""
+    step_w = 2 if any(t in pix for t in (*_EVEN_BOTH, *_EVEN_WIDTH)) else 1
+    step_h = 2 if any(t in pix for t in _EVEN_BOTH) else 1
+    want_w = min(preset.width, width) if preset.width else None
+    want_h = min(preset.height, height) if preset.height else None
+    if want_w and want_h:
+        w = min(want_w, _rescale(want_h, width, height))
+        h = min(want_h, _rescale(want_w, height, width))
+        step = max(step_w, step_h)
+        return max(step, w // step * step), max(step, h // step * step)
+    if want_h:
+        h = _even(want_h) if step_h == 2 else want_h
+        return _rescale(h, width, height * step_w) * step_w, h
+    if want_w:
+        w = _even(want_w) if step_w == 2 else want_w
+        return w, _rescale(w, height, width * step_h) * step_h
+    w = _even(width) if step_w == 2 and width % 2 else width
+    h = _even(height) if step_h == 2 and height % 2 else height
+    return w, h
+
+
+def _rescale(a: int, b: int, c: int) -> int:
+    """ffmpeg's av_rescale: a * b / c rounded to the nearest."""
+    return (a * b + c // 2) // c
+
+
+def expected_level(preset: Preset, display_size: tuple[int, int], rate: Fraction) -> int | None:
+    """The H.264 level_idc plain ffmpeg gives this preset's output, or None where it is not
+    predicted (another codec, or encoder options that change what the level holds)."""
+    from qfarm.media import levels
+
+    if preset.video_codec != "libx264":
+        return None
+    if preset.level:
+        return levels.by_name(preset.level).idc
+    if any(option in levels.LEVEL_CHANGING_OPTIONS for option in preset.video_options):
+        return None
+    width, height = output_size(preset, display_size)
+    if preset.frame_rate:
+        rate = Fraction(preset.frame_rate)
+    high = preset.profile not in ("baseline", "main")
+    bitrate = levels.kbps(preset.bitrate) if preset.bitrate else None
+    return levels.x264_level(
+        width, height, rate, encoder_preset=preset.encoder_preset, bitrate_kbps=bitrate,
+        high_profile=high,
+    )  # fmt: skip
 
 
 def audio_codec_args(preset: Preset) -> list[str]:

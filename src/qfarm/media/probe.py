@@ -9,8 +9,10 @@ checked against come from the same read.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import itertools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -30,6 +32,8 @@ class VideoFacts:
     pts: tuple[int, ...]  # every frame's timestamp in presentation order, in time_base
     end: int  # where the last frame ends, in time_base
     keyframes: tuple[int, ...] = ()  # indexes (into pts) of the keyframes
+    guessed_rate: Fraction | None = None  # the rate ffmpeg tells an encoder of these frames
+    level: int = 0  # H.264 level_idc (31 is Level 3.1), HEVC general_level_idc; 0 unknown
 
     @property
     def frames(self) -> int:
@@ -72,12 +76,48 @@ class VideoFacts:
 
 @dataclass(frozen=True)
 class AudioFacts:
+    """One audio track. Its start and length are what a player presents: the encoder's
+    priming (the samples an edit list or a skip tells the decoder to drop, 1024 for ffmpeg's
+    AAC) is counted apart, so a stream that starts with the video reads ``start_seconds`` 0
+    though its first packet is stamped a frame earlier."""
+
     codec: str
     channels: int
     layout: str
     sample_rate: int
     start_seconds: float
     duration: float
+    index: int = 0  # the stream's index in its file (ffmpeg's -map 0:INDEX)
+    samples: int = 0  # samples presented, priming dropped and the end trimmed as marked
+    priming: int = 0  # samples before the start that the decoder drops
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "codec": self.codec,
+            "channels": self.channels,
+            "layout": self.layout,
+            "sample_rate": self.sample_rate,
+            "duration": self.duration,
+            "start": self.start_seconds,
+            "samples": self.samples,
+            "priming": self.priming,
+        }
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """Any stream of a file, as far as deciding whether an output keeps it needs."""
+
+    index: int
+    kind: str  # video, audio, subtitle, attachment, data
+    codec: str
+    language: str = ""
+    title: str = ""
+    attached_pic: bool = False  # a cover picture, not a moving video
+
+    def summary(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -87,11 +127,26 @@ class MediaInfo:
     duration: float
     start: float  # the container's start time: where ffmpeg's -ss counts from
     video: VideoFacts | None
-    audio: AudioFacts | None
+    audio: AudioFacts | None  # the first track
+    audio_tracks: tuple[AudioFacts, ...] = ()  # every track, the first included
+    streams: tuple[StreamFacts, ...] = ()  # every stream, in the file's order
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict)  # timecode, colour
+    chapters: int = 0
+
+    @property
+    def tracks(self) -> tuple[AudioFacts, ...]:
+        """Every audio track (records made by hand may give only ``audio``)."""
+        if self.audio_tracks:
+            return self.audio_tracks
+        return (self.audio,) if self.audio is not None else ()
 
     def summary(self) -> dict[str, Any]:
         """The facts a job spec carries (JSON): enough to check outputs on any node."""
-        facts: dict[str, Any] = {"container": self.container, "duration": self.duration}
+        facts: dict[str, Any] = {
+            "container": self.container,
+            "duration": self.duration,
+            "start": self.start,
+        }
         if self.video is not None:
             v = self.video
             facts["video"] = {
@@ -107,17 +162,14 @@ class MediaInfo:
                 "start": v.start_seconds,
                 "constant_rate": v.constant_rate,
                 "keyframes": len(v.keyframes),
+                "rate": str(v.guessed_rate or v.frame_rate),
             }
         if self.audio is not None:
-            a = self.audio
-            facts["audio"] = {
-                "codec": a.codec,
-                "channels": a.channels,
-                "layout": a.layout,
-                "sample_rate": a.sample_rate,
-                "duration": a.duration,
-                "start": a.start_seconds,
-            }
+            facts["audio"] = self.audio.summary()
+            facts["audio_tracks"] = [a.summary() for a in self.tracks]
+        facts["streams"] = [s.summary() for s in self.streams]
+        facts["tags"] = dict(self.tags)
+        facts["chapters"] = self.chapters
         return facts
 
 
@@ -162,15 +214,14 @@ def _read(path: str, container: Any) -> MediaInfo:
         ),
         None,
     )
-    audio_stream = next(iter(container.streams.audio), None)
-    if video_stream is None and audio_stream is None:
+    audio_streams = list(container.streams.audio)
+    if video_stream is None and not audio_streams:
         raise InvalidRequest(f"{path} has no video or audio stream")
-    wanted = [s for s in (video_stream, audio_stream) if s is not None]
+    wanted = [s for s in (video_stream, *audio_streams) if s is not None]
     video_pts: list[int] = []
     key_pts: list[int] = []
     video_end = None
-    audio_first: int | None = None
-    audio_end: int | None = None
+    spans: dict[int, _Span] = {s.index: _Span() for s in audio_streams}
     for packet in container.demux(wanted):
         stamp = packet.pts if packet.pts is not None else packet.dts
         if stamp is None or packet.size == 0:
@@ -183,56 +234,20 @@ def _read(path: str, container: Any) -> MediaInfo:
                 end = stamp + packet.duration
                 video_end = end if video_end is None else max(video_end, end)
         else:
-            audio_first = stamp if audio_first is None else min(audio_first, stamp)
-            end = stamp + (packet.duration or 0)
-            audio_end = end if audio_end is None else max(audio_end, end)
+            spans[packet.stream.index].add(stamp, packet.duration or 0)
 
     video = None
     if video_stream is not None:
-        if not video_pts:
-            raise InvalidRequest(f"{path}: its video stream holds no frames")
-        video_pts.sort()
-        gaps = sorted(b - a for a, b in itertools.pairwise(video_pts) if b > a)
-        typical = gaps[len(gaps) // 2] if gaps else 0
-        last = video_pts[-1]
-        end = video_end if video_end is not None and video_end > last else last + typical
-        if end <= last:
-            # One frame and no duration: give it one frame at the stream's nominal rate.
-            rate = video_stream.average_rate or video_stream.guessed_rate or Fraction(25)
-            end = last + max(1, round(1 / (rate * video_stream.time_base)))
-        ctx = video_stream.codec_context
-        rotation = _rotation(container, video_stream)
-        span = Fraction(end - video_pts[0]) * video_stream.time_base
-        rate = Fraction(len(video_pts)) / span if span else Fraction(25)
-        video = VideoFacts(
-            codec=_codec_name(ctx),
-            width=int(ctx.width),
-            height=int(ctx.height),
-            rotation=rotation,
-            pix_fmt=ctx.format.name if ctx.format is not None else "",
-            time_base=Fraction(video_stream.time_base),
-            frame_rate=Fraction(video_stream.average_rate or rate).limit_denominator(1001000),
-            pts=tuple(video_pts),
-            keyframes=tuple(bisect.bisect_left(video_pts, k) for k in sorted(key_pts)),
-            end=int(end),
-        )
-    audio = None
-    if audio_stream is not None and audio_first is not None and audio_end is not None:
-        ctx = audio_stream.codec_context
-        tb = audio_stream.time_base
-        audio = AudioFacts(
-            codec=_codec_name(ctx),
-            channels=int(ctx.channels),
-            layout=ctx.layout.name if ctx.layout is not None else "",
-            sample_rate=int(ctx.sample_rate),
-            start_seconds=float(audio_first * tb),
-            duration=float((audio_end - audio_first) * tb),
-        )
+        video = _video_facts(path, container, video_stream, video_pts, key_pts, video_end)
+    tracks = tuple(
+        _audio_facts(s, spans[s.index]) for s in audio_streams if spans[s.index].first is not None
+    )
+    audio = tracks[0] if tracks else None
     if video is None and audio is None:
         raise InvalidRequest(f"{path}: its streams hold no packets")
     duration = max(
         video.duration if video else 0.0,
-        audio.duration if audio else 0.0,
+        max((a.duration for a in tracks), default=0.0),
     )
     return MediaInfo(
         path=path,
@@ -241,7 +256,161 @@ def _read(path: str, container: Any) -> MediaInfo:
         start=_container_start(container, video, audio),
         video=video,
         audio=audio,
+        audio_tracks=tracks,
+        streams=tuple(_stream_facts(s) for s in container.streams),
+        tags=_tags(container, video_stream),
+        chapters=len(_chapters(container)),
     )
+
+
+@dataclasses.dataclass
+class _Span:
+    """First timestamp and end of one audio stream's packets, gathered while demuxing."""
+
+    first: int | None = None
+    end: int | None = None
+
+    def add(self, stamp: int, duration: int) -> None:
+        self.first = stamp if self.first is None else min(self.first, stamp)
+        end = stamp + duration
+        self.end = end if self.end is None else max(self.end, end)
+
+
+def _video_facts(
+    path: str,
+    container: Any,
+    video_stream: Any,
+    video_pts: list[int],
+    key_pts: list[int],
+    video_end: int | None,
+) -> VideoFacts:
+    if not video_pts:
+        raise InvalidRequest(f"{path}: its video stream holds no frames")
+    video_pts.sort()
+    gaps = sorted(b - a for a, b in itertools.pairwise(video_pts) if b > a)
+    typical = gaps[len(gaps) // 2] if gaps else 0
+    last = video_pts[-1]
+    end = video_end if video_end is not None and video_end > last else last + typical
+    if end <= last:
+        # One frame and no duration: give it one frame at the stream's nominal rate.
+        rate = video_stream.average_rate or video_stream.guessed_rate or Fraction(25)
+        end = last + max(1, round(1 / (rate * video_stream.time_base)))
+    ctx = video_stream.codec_context
+    rotation = _rotation(container, video_stream)
+    span = Fraction(end - video_pts[0]) * video_stream.time_base
+    rate = Fraction(len(video_pts)) / span if span else Fraction(25)
+    return VideoFacts(
+        codec=_codec_name(ctx),
+        width=int(ctx.width),
+        height=int(ctx.height),
+        rotation=rotation,
+        pix_fmt=ctx.format.name if ctx.format is not None else "",
+        time_base=Fraction(video_stream.time_base),
+        frame_rate=Fraction(video_stream.average_rate or rate).limit_denominator(1001000),
+        pts=tuple(video_pts),
+        keyframes=tuple(bisect.bisect_left(video_pts, k) for k in sorted(key_pts)),
+        end=int(end),
+        guessed_rate=_guessed_rate(video_stream, rate),
+        level=codec_level(_codec_name(ctx), bytes(ctx.extradata or b"")),
+    )
+
+
+def codec_level(codec: str, extradata: bytes) -> int:
+    """The level a stream's header declares: from an avcC or hvcC record, or from the
+    sequence parameter set of an Annex B header. 0 when it says none."""
+    if codec == "h264":
+        if len(extradata) > 3 and extradata[0] == 1:  # avcC: version, profile, compat, level
+            return extradata[3]
+        at = extradata.find(b"\x00\x00\x01\x67")
+        if at >= 0 and len(extradata) > at + 6:
+            return extradata[at + 6]
+    if codec == "hevc" and len(extradata) > 12 and extradata[0] == 1:
+        return extradata[12]  # hvcC general_level_idc (30 x the level)
+    return 0
+
+
+def _guessed_rate(stream: Any, measured: Fraction) -> Fraction:
+    """The rate ffmpeg itself gives the stream's frames when it encodes them (its
+    ``av_guess_frame_rate``): what an encoder is told, and so what its level follows."""
+    rate = stream.guessed_rate or stream.average_rate or measured
+    return Fraction(rate).limit_denominator(1001000)
+
+
+def _audio_facts(stream: Any, span: _Span) -> AudioFacts:
+    """A track's presented start and length. The demuxer's start time is where playback
+    begins (after the priming an edit list skips); without one, the first packet."""
+    assert span.first is not None and span.end is not None
+    ctx = stream.codec_context
+    tb = Fraction(stream.time_base)
+    marked = stream.start_time if stream.start_time is not None else span.first
+    start = Fraction(min(max(marked, span.first), span.end)) * tb
+    first, end = span.first * tb, span.end * tb
+    rate = int(ctx.sample_rate)
+    padding = int(getattr(ctx, "delay", 0) or 0)
+    if start == first and padding and rate:
+        # Matroska marks Opus's pre-skip as a codec delay, its timestamps left as they are.
+        start = min(end, first + Fraction(padding, rate))
+    return AudioFacts(
+        codec=_codec_name(ctx),
+        channels=int(ctx.channels),
+        layout=ctx.layout.name if ctx.layout is not None else "",
+        sample_rate=rate,
+        start_seconds=float(start),
+        duration=float(end - start),
+        index=int(stream.index),
+        samples=round((end - start) * rate),
+        priming=round((start - first) * rate),
+    )
+
+
+def _stream_facts(stream: Any) -> StreamFacts:
+    import av
+
+    metadata = dict(stream.metadata or {})
+    codec = ""
+    try:
+        codec = _codec_name(stream.codec_context) if stream.codec_context else ""
+    except (AttributeError, av.FFmpegError):
+        codec = ""
+    if not codec:
+        codec = str(getattr(getattr(stream, "codec", None), "name", "") or "")
+    return StreamFacts(
+        index=int(stream.index),
+        kind=str(stream.type),
+        codec=codec,
+        language=str(metadata.get("language") or ""),
+        title=str(metadata.get("title") or ""),
+        attached_pic=bool(stream.disposition & av.stream.Disposition.attached_pic),
+    )
+
+
+# The colour tags an output must carry as the source has them.
+COLOUR_TAGS = ("color_primaries", "color_trc", "colorspace", "color_range")
+
+
+def _tags(container: Any, video_stream: Any) -> dict[str, str]:
+    """The source's timecode and colour tags (numbers as ffmpeg's enums), by name."""
+    tags: dict[str, str] = {}
+    timecode = (container.metadata or {}).get("timecode")
+    for stream in container.streams:
+        timecode = timecode or (stream.metadata or {}).get("timecode")
+    if timecode:
+        tags["timecode"] = str(timecode)
+    if video_stream is not None:
+        ctx = video_stream.codec_context
+        for name in COLOUR_TAGS:
+            value = int(getattr(ctx, name, 0) or 0)
+            # 2 is "unspecified" for primaries, transfer and matrix; 0 for the range.
+            if value and not (name != "color_range" and value == 2):
+                tags[name] = str(value)
+    return tags
+
+
+def _chapters(container: Any) -> list[Any]:
+    try:
+        return list(container.chapters() or [])
+    except (AttributeError, TypeError):
+        return []
 
 
 def _rotation(container: Any, stream: Any) -> int:
