@@ -337,3 +337,52 @@ def test_no_library_warning_reaches_the_terminal_while_port_8787_is_taken(
     assert result.returncode == 0, result.stderr
     assert "arning" not in result.stderr, result.stderr
     assert "8787" not in result.stderr + result.stdout
+
+
+def attempts_by_segment(data_dir: Path) -> dict[str, tuple[str, int]]:
+    with sqlite3.connect(data_dir / "runs.db") as db:
+        rows = db.execute(
+            "select s.label, s.state, count(a.id) from segments s"
+            " left join attempts a on a.segment_id = s.id group by s.id"
+        ).fetchall()
+    return {label: (state, count) for label, state, count in rows}
+
+
+def test_an_interrupted_transcode_resumes_with_the_chunks_it_had(tmp_path: Path) -> None:
+    import imageio_ffmpeg
+
+    source = tmp_path / "src.mp4"
+    subprocess.run(
+        [imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc2=size=320x240:rate=25:duration=30", "-f", "lavfi", "-i", "sine=duration=30",
+         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", str(source)],
+        check=True,
+    )  # fmt: skip
+    args = ["run", "transcode", "-q", str(source), "-p", "h264", "-o", str(tmp_path / "out")]
+    env = {**os.environ, "QFARM_DATA_DIR": str(tmp_path / "data"), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [*QFARM, *args], cwd=tmp_path, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until_sync(
+            lambda: done_segments(tmp_path / "data") >= 1, timeout=120, what="a chunk done"
+        )
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    before = attempts_by_segment(tmp_path / "data")
+    kept = {label for label, (state, _) in before.items() if state == "done"}
+    assert kept and len(kept) < len(before)
+
+    again = qfarm(*args, data_dir=tmp_path / "data", cwd=tmp_path, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming batch 1: {len(kept)} of {len(before)} segments already done" in again.stderr
+    after = attempts_by_segment(tmp_path / "data")
+    # Done chunks were not made again: one attempt each, and the assembly used them.
+    assert all(after[label] == ("done", 1) for label in kept)
+    assert all(state == "done" for state, _ in after.values())
+    assert (tmp_path / "out" / "src-h264.mp4").stat().st_size > 0
