@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from qfarm.media.probe import probe
 from tests.jobtypes.test_render import POV_SCENE, need
-from tests.jobtypes.test_render_scenes import ANIM_INI, ini_scene
+from tests.jobtypes.test_render_scenes import ANIM_INI, ini_scene, shot_blend
 from tests.test_cli import qfarm
 
 
@@ -112,3 +114,29 @@ def test_run_render_of_an_ini_file_uses_its_frames_and_output(tmp_path: Path) ->
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "orbit1.png", "orbit2.png", "orbit3.png",
     ]  # fmt: skip
+
+
+def test_run_render_refuses_a_scene_needing_a_denoiser_this_blender_lacks(
+    tmp_path: Path,
+) -> None:
+    """Debian's Blender has no OpenImageDenoise: a file saved with denoising on is refused
+    with a message naming the feature and the opt-out, which then renders."""
+    need("blender")
+    from qfarm.renderers.blendinfo import blender_features
+
+    if "denoiser" in blender_features():
+        pytest.skip("this Blender has the denoiser")
+    shot_blend(tmp_path, denoise=True)
+    result = qfarm("run", "render", "shot.blend", data_dir=tmp_path / "data", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "needs Cycles' OpenImageDenoise denoiser, which this machine's blender lacks" in (
+        result.stderr
+    )
+    assert "--allow-missing denoiser" in result.stderr
+    result = qfarm(
+        "run", "render", "shot.blend", "--allow-missing", "denoiser", "--frames", "2",
+        data_dir=tmp_path / "data", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "rendered without Cycles' OpenImageDenoise denoiser" in result.stderr
+    assert [p.name for p in (tmp_path / "render").iterdir()] == ["shot_02_v2.jpg"]

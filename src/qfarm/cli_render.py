@@ -37,8 +37,9 @@ from qfarm.frames import FrameRun, format_run
 from qfarm.jobtypes.render import RENDER, frame_pattern
 from qfarm.media import presets
 from qfarm.model import BatchRequest, JobRequest, parse_priority
+from qfarm.renderers.blender import missing_features
 
-SceneArg = Annotated[Path, typer.Argument(help="The scene: a .blend or .pov file.")]
+SceneArg = Annotated[Path, typer.Argument(help="The scene: a .blend, .pov or POV-Ray .ini file.")]
 RendererOpt = Annotated[
     str | None,
     typer.Option("--renderer", "-r", help="blender or povray [default: from the extension]."),
@@ -73,6 +74,16 @@ RateOpt = Annotated[str, typer.Option("--rate", help="The movie's frame rate.")]
 AntialiasOpt = Annotated[
     float | None, typer.Option("--antialias", help="POV-Ray: antialiasing threshold, e.g. 0.3.")
 ]
+BlendSceneOpt = Annotated[
+    str | None,
+    typer.Option("--scene", help="Blender: the scene of the file to render (Blender's -S) "
+                 "[default: the file's active scene]."),
+]  # fmt: skip
+AllowMissingOpt = Annotated[
+    list[str] | None,
+    typer.Option("--allow-missing", help="Blender: render without a feature the scene uses "
+                 "and nodes may lack, on every node alike: denoiser, optix or gpu."),
+]  # fmt: skip
 AnimationOpt = Annotated[
     str | None,
     typer.Option("--animation", help="POV-Ray .pov: the whole animation's frames, e.g. 1-240 "
@@ -140,6 +151,8 @@ def render_batch(
     # Read the scene here, once: its own frames, output and needs (and a bad job is refused
     # before anything starts).
     rendered = RENDER.validate(spec)
+    if rendered.get("blend"):
+        spec["blend"] = rendered["blend"]  # read here, where Blender is; not again
     jobs = [JobRequest("render", spec, name="render", retries=retries, timeout=timeout)]
     if movie:
         # The render job's own planning says where its frames land and how they are named.
@@ -185,6 +198,8 @@ def run_render(
     image_format: FormatOpt = None,
     antialias: AntialiasOpt = None,
     animation: AnimationOpt = None,
+    blend_scene: BlendSceneOpt = None,
+    allow_missing: AllowMissingOpt = None,
     movie: MovieOpt = None,
     rate: RateOpt = "24",
     name: NameOpt = "",
@@ -204,6 +219,7 @@ def run_render(
     frame it was given.
     """
     options = _renderer_options(engine, samples, percentage, image_format, antialias, animation)
+    options.update(scene_name=blend_scene, allow_missing=allow_missing or None)
     try:
         request = render_batch(
             scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
@@ -212,6 +228,7 @@ def run_render(
             rate=rate,
         )  # fmt: skip
         plan_batch(request)  # the whole batch is refused before a word about the scene
+        check_features(request, [local_fingerprint()], "this machine's")
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     if not (quiet or as_json):
@@ -240,6 +257,8 @@ def submit_render(
     image_format: FormatOpt = None,
     antialias: AntialiasOpt = None,
     animation: AnimationOpt = None,
+    blend_scene: BlendSceneOpt = None,
+    allow_missing: AllowMissingOpt = None,
     movie: MovieOpt = None,
     rate: RateOpt = "24",
     name: NameOpt = "",
@@ -255,6 +274,7 @@ def submit_render(
     """Submit a render job to a controller and print the new batch's id. The scene and the
     output folder must be on storage the nodes share."""
     options = _renderer_options(engine, samples, percentage, image_format, antialias, animation)
+    options.update(scene_name=blend_scene, allow_missing=allow_missing or None)
     try:
         request = render_batch(
             scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
@@ -262,7 +282,9 @@ def submit_render(
             name=name, priority=priority, retries=retries, timeout=timeout, movie=movie,
             rate=rate, hold=hold, start_at=parse_start_at(start_at),
         )  # fmt: skip
-        handle = connect(controller, token).submit(request)
+        client = connect(controller, token)
+        check_features(request, farm_fingerprints(client.nodes()), "any online node's")
+        handle = client.submit(request)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     if as_json:
@@ -270,6 +292,38 @@ def submit_render(
     else:
         say_what_was_read(request)
         out.print(handle.id)
+
+
+def check_features(request: BatchRequest, fingerprints: list[dict[str, Any]], whose: str) -> None:
+    """Refuse a render whose scene needs renderer features (the Cycles denoiser, a GPU) that
+    no node given has, naming them and the way out, instead of a job that waits forever.
+    Nothing is refused where no node has the renderer at all: that wait says so itself."""
+    rendered = RENDER.validate(request.jobs[0].spec)
+    needs = list(rendered.get("features") or ())
+    renderer = rendered["renderer"]
+    having = [f for f in fingerprints if f.get(renderer)]
+    if not needs or not having:
+        return
+    tools = RENDER.required_tools(rendered)
+    if any(all(f.get(tool) for tool in tools) for f in having):
+        return
+    words = missing_features(needs, [])
+    raise InvalidRequest(
+        f"{Path(rendered['scene']).name} needs {' and '.join(words)}, which "
+        f"{whose} {renderer} lacks: render where it is, or pass "
+        + " ".join(f"--allow-missing {f}" for f in needs)
+        + " to render without it"
+    )
+
+
+def local_fingerprint() -> dict[str, Any]:
+    from qfarm import renderers
+
+    return renderers.fingerprint()
+
+
+def farm_fingerprints(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [dict(n.get("fingerprint") or {}) for n in nodes if n.get("state") == "online"]
 
 
 def say_what_was_read(request: BatchRequest) -> None:

@@ -195,7 +195,7 @@ def tool_versions() -> dict[str, str]:
     versions: dict[str, str] = {}
     with contextlib.suppress(ToolMissing):
         versions["ffmpeg"] = ffmpeg().version
-    versions.update(renderers.versions())
+    versions.update(renderers.fingerprint())  # versions, and features (blender+gpu)
     return versions
 
 

@@ -147,7 +147,7 @@ def test_blender_renders_every_frame_at_its_size(tmp_path: Path) -> None:
     out = tmp_path / "frames"
     request = BatchRequest(
         jobs=(render_job(scene, out, frames="1-6", segment_size=3, engine="cycles",
-                         samples=2, percentage=50),)
+                         samples=2, percentage=50, allow_missing=["denoiser"]),)
     )  # fmt: skip
     state, segments = run_batch(tmp_path, request)
     assert state is BatchState.DONE, [s.error for s, _ in segments]

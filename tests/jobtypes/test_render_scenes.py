@@ -36,8 +36,13 @@ def pixels(path: Path) -> bytes:
     import av
 
     with av.open(str(path)) as container:
-        frame = next(container.decode(video=0))
-        return bytes(frame.reformat(format="rgb24").planes[0])
+        frame = next(container.decode(video=0)).reformat(format="rgb24")
+    plane, row = frame.planes[0], frame.width * 3
+    data = bytes(plane)
+    # Each row of the plane is padded to line_size: the padding is not picture.
+    return b"".join(
+        data[y * plane.line_size : y * plane.line_size + row] for y in range(frame.height)
+    )
 
 
 def render_here(tmp_path: Path, spec: dict[str, Any]) -> dict[str, Any]:
@@ -170,3 +175,146 @@ def test_bad_ini_settings_are_named(tmp_path: Path, line: str, message: str) -> 
     ini = ini_scene(tmp_path, ANIM_INI.replace("[Wide]", f"{line}\n[Wide]"))
     with pytest.raises(InvalidRequest, match=message):
         RENDER.validate({"cwd": str(tmp_path), "scene": ini.name})
+
+
+# Two scenes sharing one animated cube: "Main" (the active one) with its own range and step,
+# JPEG frames to //render/shot_##_v2; "Alt" with another range, size and PNG to //alt/.
+# DENOISE is replaced by True or False.
+SHOT_MAKER = """
+import sys
+import bpy
+
+bpy.ops.wm.read_factory_settings(use_empty=True)
+main = bpy.context.scene
+main.name = "Main"
+bpy.ops.mesh.primitive_cube_add(size=2)
+cube = bpy.context.object
+cube.keyframe_insert("location", frame=1)
+cube.location.x = 2.0
+cube.keyframe_insert("location", frame=8)
+bpy.ops.object.camera_add(location=(6, -6, 5), rotation=(1.0, 0, 0.785))
+camera = bpy.context.object
+bpy.ops.object.light_add(type="SUN", location=(4, 4, 6))
+light = bpy.context.object
+alt = bpy.data.scenes.new("Alt")
+for obj in (cube, camera, light):
+    alt.collection.objects.link(obj)
+for scene, size in ((main, (48, 32)), (alt, (40, 30))):
+    scene.camera = camera
+    scene.world = bpy.data.worlds.new("sky")
+    scene.world.color = (0.2, 0.3, 0.5)
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 2
+    scene.cycles.use_denoising = False
+    scene.render.resolution_x, scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+main.cycles.use_denoising = DENOISE
+main.frame_start, main.frame_end, main.frame_step = 2, 6, 2
+main.render.image_settings.file_format = "JPEG"
+main.render.filepath = "//render/shot_##_v2"
+alt.frame_start, alt.frame_end = 1, 2
+alt.render.image_settings.file_format = "PNG"
+alt.render.filepath = "//alt/"
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[sys.argv.index("--") + 1])
+"""
+
+
+def shot_blend(folder: Path, denoise: bool = False) -> Path:
+    maker = folder / "make_shot.py"
+    maker.write_text(SHOT_MAKER.replace("DENOISE", str(denoise)))
+    path = folder / "shot.blend"
+    subprocess.run(
+        ["blender", "-b", "--factory-startup", "--python", str(maker), "--", str(path)],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return path
+
+
+def blender(args: list[str], cwd: Path) -> None:
+    subprocess.run(
+        ["blender", "-b", *args, "-t", "1", "-a"], cwd=cwd, check=True, capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+
+
+def test_a_blend_files_own_range_format_path_and_scenes_are_kept(tmp_path: Path) -> None:
+    need("blender")
+    blend = shot_blend(tmp_path)
+    # Blender itself, on the whole file: each scene where and as its settings say.
+    blender([str(blend)], tmp_path)
+    blender([str(blend), "-S", "Alt"], tmp_path)
+    (tmp_path / "render").rename(tmp_path / "direct-main")
+    (tmp_path / "alt").rename(tmp_path / "direct-alt")
+    job = render_here(tmp_path, {"scene": "shot.blend", "segment_size": 2})
+    assert job["frames"] == [[2, 6, 2]]
+    names = sorted(p.name for p in (tmp_path / "render").iterdir())
+    assert names == ["shot_02_v2.jpg", "shot_04_v2.jpg", "shot_06_v2.jpg"]
+    for name in names:
+        assert pixels(tmp_path / "render" / name) == pixels(tmp_path / "direct-main" / name)
+    assert "scene 'Main': frames 2-6x2, JPEG to //render/shot_##_v2" in job["description"]
+    alt = render_here(tmp_path, {"scene": "shot.blend", "scene_name": "Alt"})
+    assert alt["frames"] == [[1, 2, 1]]
+    for name in ("0001.png", "0002.png"):
+        assert pixels(tmp_path / "alt" / name) == pixels(tmp_path / "direct-alt" / name)
+    # The job's own options still win: frames, format and folder.
+    ours = render_here(
+        tmp_path, {"scene": "shot.blend", "frames": "3", "format": "png", "output": "mine"}
+    )
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["shot_0003.png"]
+    assert ours["extension"] == ".png"
+
+
+def test_blend_reading_is_refused_clearly(tmp_path: Path) -> None:
+    from qfarm.errors import InvalidRequest
+
+    need("blender")
+    shot_blend(tmp_path)
+    with pytest.raises(InvalidRequest, match="has no scene 'Nope': it has Alt, Main"):
+        RENDER.validate({"cwd": str(tmp_path), "scene": "shot.blend", "scene_name": "Nope"})
+    (tmp_path / "fake.blend").write_bytes(b"not a blend file")
+    with pytest.raises(InvalidRequest, match=r"Blender cannot read fake\.blend"):
+        RENDER.validate({"cwd": str(tmp_path), "scene": "fake.blend"})
+
+
+def test_without_blender_here_a_blend_job_needs_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qfarm.errors import InvalidRequest
+
+    (tmp_path / "shot.blend").write_bytes(b"BLENDER")
+    monkeypatch.setenv("QFARM_BLENDER", "")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(InvalidRequest, match=r"needs Blender on this machine.*give --frames"):
+        RENDER.validate({"cwd": str(tmp_path), "scene": "shot.blend"})
+    job = RENDER.validate({"cwd": str(tmp_path), "scene": "shot.blend", "frames": "1-3"})
+    assert job["extension"] == ".png"
+
+
+def test_a_scene_that_needs_the_denoiser_goes_only_to_nodes_that_have_it(
+    tmp_path: Path,
+) -> None:
+    need("blender")
+    shot_blend(tmp_path, denoise=True)
+    job = RENDER.validate({"cwd": str(tmp_path), "scene": "shot.blend"})
+    assert job["features"] == ["denoiser"]
+    assert RENDER.required_tools(job) == ("blender", "blender+denoiser")
+    assert "needs Cycles' OpenImageDenoise denoiser" in job["description"]
+    allowed = RENDER.validate(
+        {"cwd": str(tmp_path), "scene": "shot.blend", "allow_missing": ["denoiser"]}
+    )
+    assert "features" not in allowed
+    assert RENDER.required_tools(allowed) == ("blender",)
+
+
+def test_renderer_features_are_fingerprint_entries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node whose Blender has a feature says so in its fingerprint, under the name a job
+    that needs it requires (so the dispatcher's tool matching sends the job there only)."""
+    from qfarm import renderers
+    from qfarm.renderers.blender import BLENDER
+
+    monkeypatch.setattr(renderers, "versions", lambda: {"blender": "4.2.0"})
+    monkeypatch.setattr(type(BLENDER), "features", lambda self: ("denoiser", "gpu"))
+    found = renderers.fingerprint()
+    assert found == {"blender": "4.2.0", "blender+denoiser": "yes", "blender+gpu": "yes"}
+    job = {"renderer": "blender", "features": ["denoiser", "gpu"]}
+    assert all(found.get(tool) for tool in RENDER.required_tools(job))

@@ -65,6 +65,7 @@ class RenderJobType:
         renderer = renderers.get(str(raw_renderer)) if raw_renderer else renderers.for_scene(scene)
         allowed = self.common | renderer.options
         refuse_unknown(spec, allowed, f"{renderer.name} render job")
+        options = renderer.check_options(spec)
         given = spec.get("frames")
         runs = parse_frames(str(given)) if given else None
         scene_settings = renderer.read_scene(scene, spec, runs)
@@ -91,7 +92,6 @@ class RenderJobType:
         # The scene's own naming holds where its own output folder does.
         own_names = not spec.get("output") and not raw_name and scene_settings.output
         last = max(run.end for run in runs)
-        options = renderer.check_options(spec)
         job = {
             "scene": scene,
             "renderer": renderer.name,

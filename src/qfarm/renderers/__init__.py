@@ -17,7 +17,9 @@ from qfarm.renderers.povray import POVRAY
 
 RENDERERS: dict[str, Renderer] = {BLENDER.name: BLENDER, POVRAY.name: POVRAY}
 
-__all__ = ["RENDERERS", "Renderer", "RendererMissing", "for_scene", "get", "versions"]
+__all__ = [
+    "RENDERERS", "Renderer", "RendererMissing", "fingerprint", "for_scene", "get", "versions",
+]  # fmt: skip
 
 
 def get(name: str) -> Renderer:
@@ -49,4 +51,18 @@ def versions() -> dict[str, str]:
             found[renderer.name] = renderer.version()
         except RendererMissing:
             continue
+    return found
+
+
+def fingerprint() -> dict[str, str]:
+    """This machine's renderers for a node's fingerprint: each one's version, and an entry
+    per optional feature its build has (``blender+denoiser``), which jobs whose scenes need
+    the feature require (``RenderJobType.required_tools``)."""
+    found = versions()
+    for name in list(found):
+        try:
+            features = RENDERERS[name].features()
+        except RendererMissing:
+            continue
+        found.update({f"{name}+{feature}": "yes" for feature in features})
     return found
