@@ -337,6 +337,8 @@ def test_no_library_warning_reaches_the_terminal_while_port_8787_is_taken(
     assert result.returncode == 0, result.stderr
     assert "arning" not in result.stderr, result.stderr
     assert "8787" not in result.stderr + result.stdout
+    # Nor in the log: the embedded scheduler no longer asks for Dask's dashboard port.
+    assert "8787" not in (tmp_path / "logs" / "engine.log").read_text()
 
 
 def attempts_by_segment(data_dir: Path) -> dict[str, tuple[str, int]]:

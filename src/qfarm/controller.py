@@ -248,10 +248,13 @@ class Controller:
         host: str = "127.0.0.1",
         scheduler: str | None = None,
         scheduler_port: int = 0,
+        dashboard: bool = False,
     ) -> Controller:
         """A cluster controller whose nodes join from outside: a Dask scheduler in this
         process on ``host:scheduler_port``, which takes only nodes holding a certificate of
         the cluster CA (made here at the first start), or an existing one at ``scheduler``.
+        ``dashboard``: the scheduler serves Dask's dashboard on a free port of ``host``
+        (``controller.engine.dashboard_url``); off by default, it takes no port at all.
         """
         # Whatever a previous controller process left out on nodes is lost to us: queue it
         # again before anything is dispatched.
@@ -267,6 +270,7 @@ class Controller:
                 port=scheduler_port,
                 local_directory=data_dir / "workers",
                 tls=authority.controller_files(),
+                dashboard=dashboard,
             )
         controller = cls._with(store, engine, data_dir, None)
         controller.authority = authority

@@ -33,6 +33,7 @@ from distributed import Client, Nanny, Scheduler, Worker, WorkerPlugin, get_work
 from distributed.security import Security
 
 from qfarm import node as node_side
+from qfarm.errors import InvalidRequest
 from qfarm.pki import TlsFiles
 
 EVENT_TOPIC = "qfarm-segment"
@@ -296,6 +297,27 @@ async def _why(future: Any) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _dashboard_off(settings: dict[str, Any]) -> dict[str, Any]:
+    """A Dask scheduler always runs an HTTP server, by default on port 8787 of every
+    interface, with routes that answer anyone (metrics, cluster facts) and none of our TLS.
+    Off, it has no routes and listens on a free loopback port: nothing to reach, no port
+    taken from other programs, and no "port 8787 is already in use" warning."""
+    settings["distributed.scheduler.http.routes"] = []
+    return {"dashboard": False, "dashboard_address": "127.0.0.1:0"}
+
+
+def _dashboard_on(host: str) -> dict[str, Any]:
+    """Dask's dashboard on purpose: on a free port of ``host``, with bokeh, which Dask
+    needs for it (without, it would answer every page with a hint to install it)."""
+    import importlib.util
+
+    if importlib.util.find_spec("bokeh") is None:
+        raise InvalidRequest(
+            "the Dask dashboard needs bokeh: pip install 'bokeh>=3.1' (or leave out --dashboard)"
+        )
+    return {"dashboard": True, "dashboard_address": f"{host}:0"}
+
+
 class Engine:
     """A connection to a Dask scheduler, and the local cluster parts it started, if any."""
 
@@ -310,6 +332,8 @@ class Engine:
         self._finished_at: dict[str, float] = {}  # finished in the engine, event not seen
         self._last_sweep = 0.0
         self._facts: dict[str, dict[str, Any]] = {}
+        # Where Dask's dashboard is served, when this engine's scheduler serves it.
+        self.dashboard_url: str | None = None
         client.subscribe_topic(EVENT_TOPIC, self._on_event)
 
     @classmethod
@@ -322,25 +346,28 @@ class Engine:
         port: int = 0,
         tls: TlsFiles | None = None,
         log_path: Path | None = None,
+        dashboard: bool = False,
     ) -> Engine:
         """A scheduler in this process, listening on ``host:port``, and one nanny-managed
         worker process per local node (none for a controller whose nodes join from outside).
         With ``tls``, every connection to it is mutual TLS with those keys' CA. The local
-        workers write what they print to ``log_path``.
+        workers write what they print to ``log_path``. ``dashboard``: serve Dask's dashboard
+        on a free port of ``host`` (:attr:`dashboard_url`); it needs bokeh.
         """
-        settings = {
+        settings: dict[str, Any] = {
             "distributed.scheduler.work-stealing": False,
             # A node that stops answering (frozen, or cut off from the network with its
             # connection still open) is given up after this long; Dask's default is 5 min.
             "distributed.scheduler.worker-ttl": f"{NODE_TIMEOUT_SECONDS}s",
         }
+        http: dict[str, Any] = _dashboard_on(host) if dashboard else _dashboard_off(settings)
         with dask.config.set(settings):
             scheduler = Scheduler(
                 host=host,
                 port=port,
-                dashboard=False,
                 protocol="tls" if tls else "tcp",
                 security=security(tls),
+                **http,
             )
             await scheduler
         owned: list[Any] = [scheduler]
@@ -358,7 +385,11 @@ class Engine:
                 with contextlib.suppress(Exception):
                     await part.close()
             raise
-        return cls(client, owned)
+        engine = cls(client, owned)
+        if dashboard:
+            server = scheduler.services["dashboard"]
+            engine.dashboard_url = f"http://{host}:{server.port}/status"
+        return engine
 
     @classmethod
     async def connect(cls, address: str) -> Engine:
