@@ -188,20 +188,47 @@ def claim_run(
         lookup.release()
 
 
-def default_local_nodes(count: int | None = None, instances: int | None = None) -> list[NodeSpec]:
+def default_local_nodes(
+    count: int | None = None,
+    instances: int | None = None,
+    services: Iterable[str] | None = None,
+) -> list[NodeSpec]:
     """Local service nodes for an embedded cluster: together, one command instance per core,
     and one transcode and one render instance per node (ffmpeg and renderers spread their own
-    work over the cores) when their tools run here.
+    work over the cores) when their tools run here. ``services``: only those (what the
+    batch's jobs use), so a command job's run spends nothing on finding ffmpeg and asking
+    each renderer its version (about 0.7 s).
     """
-    from qfarm.node import offerable_services
-
     cores = os.cpu_count() or 1
     count = count or (2 if cores >= 2 else 1)
     per_node = instances or max(1, cores // count)
-    services, _ = offerable_services(
-        {"command": per_node, "transcode": instances or 1, "render": instances or 1}
-    )
-    return [NodeSpec(name=f"local-{i + 1}", services=dict(services)) for i in range(count)]
+    wanted = {"command": per_node, "transcode": instances or 1, "render": instances or 1}
+    if services is not None:
+        wanted = {name: n for name, n in wanted.items() if name in set(services)}
+    offered = dict(wanted) if _needs_no_tools(wanted) else _offerable(wanted)
+    return [NodeSpec(name=f"local-{i + 1}", services=dict(offered)) for i in range(count)]
+
+
+def _needs_no_tools(services: Mapping[str, int]) -> bool:
+    from qfarm.node import SERVICE_TOOLS
+
+    return not any(SERVICE_TOOLS.get(name) for name in services)
+
+
+def _offerable(services: dict[str, int]) -> dict[str, int]:
+    from qfarm.node import offerable_services
+
+    offered, _ = offerable_services(services)
+    return offered
+
+
+def services_of(request: BatchRequest) -> set[str] | None:
+    """The services a batch's jobs run on; None when a job type is unknown (planning then
+    says so)."""
+    try:
+        return {jobtypes.get(job.job_type).service for job in request.jobs}
+    except InvalidRequest:
+        return None
 
 
 @dataclass

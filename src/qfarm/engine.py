@@ -132,8 +132,34 @@ def _kill_on_node(key: str) -> bool:
     return node_side.kill_segment(key)
 
 
-def _facts_of_node() -> dict[str, Any]:
-    return node_side.node_facts()
+def _facts_of_node(with_tools: bool = True) -> dict[str, Any]:
+    if with_tools:
+        return node_side.node_facts()
+    return _facts_without_tools()
+
+
+def _facts_without_tools() -> dict[str, Any]:
+    """A node's facts with no tool in its fingerprint, for a local node of an embedded
+    cluster that offers no service needing one: asking each renderer its version costs
+    more than the rest of a short run's start-up, and no job it can run looks at them."""
+    import platform
+    import socket
+
+    import psutil
+
+    from qfarm import __version__
+
+    return {
+        "host": socket.gethostname(),
+        "cores": os.cpu_count() or 1,
+        "memory": int(psutil.virtual_memory().total),
+        "version": __version__,
+        "fingerprint": {"qfarm": __version__, "python": platform.python_version()},
+    }
+
+
+def _needs_tools(services: dict[str, int]) -> bool:
+    return any(node_side.SERVICE_TOOLS.get(name) for name in services)
 
 
 class _EndSegmentsOnClose(WorkerPlugin):
@@ -334,6 +360,8 @@ class Engine:
         self._facts: dict[str, dict[str, Any]] = {}
         # Where Dask's dashboard is served, when this engine's scheduler serves it.
         self.dashboard_url: str | None = None
+        # Its workers are local nodes that it started (an embedded cluster).
+        self.local_nodes = False
         client.subscribe_topic(EVENT_TOPIC, self._on_event)
 
     @classmethod
@@ -386,6 +414,7 @@ class Engine:
                     await part.close()
             raise
         engine = cls(client, owned)
+        engine.local_nodes = bool(nodes)
         if dashboard:
             server = scheduler.services["dashboard"]
             engine.dashboard_url = f"http://{host}:{server.port}/status"
@@ -416,15 +445,17 @@ class Engine:
         found: list[EngineNode] = []
         for address, info in identity.get("workers", {}).items():
             metrics = info.get("metrics") or {}
+            services = {k: int(v) for k, v in (info.get("resources") or {}).items()}
             if address not in self._facts:
+                with_tools = not self.local_nodes or _needs_tools(services)
                 with contextlib.suppress(Exception):
-                    facts = await self.client.run(_facts_of_node, workers=[address])
+                    facts = await self.client.run(_facts_of_node, with_tools, workers=[address])
                     self._facts[address] = facts.get(address, {})
             found.append(
                 EngineNode(
                     name=str(info.get("name", address)),
                     address=address,
-                    services={k: int(v) for k, v in (info.get("resources") or {}).items()},
+                    services=services,
                     host=str(info.get("host", "")),
                     facts=self._facts.get(address, {}),
                     load={
