@@ -34,7 +34,12 @@ PRESET_ARGS = {
             "-row-mt", "1", "-deadline", "good", "-cpu-used", "4", "-c:a", "libopus",
             "-b:a", "128k"],
 }  # fmt: skip
-EXTENSIONS = {"h264": ".mp4", "prores-422": ".mov", "vp9": ".webm"}
+EXTENSIONS = {"h264": ".mp4", "prores-422": ".mov", "vp9": ".webm", "remux-mkv": ".mkv"}
+PRESET_ARGS["remux-mkv"] = ["-c", "copy", "-c:s", "srt"]
+# One audio track and no subtitles, chosen by the preset.
+FIRST_ONLY = {"name": "h264-first", "container": "mp4", "video_codec": "libx264", "crf": 20,
+              "pix_fmt": "yuv420p", "audio_codec": "aac", "audio_tracks": "first",
+              "subtitles": "none"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,9 @@ class Source:
     preset: str = "h264"
     suffix: str = ".mp4"
     spec: dict[str, Any] = field(default_factory=dict)
+    # What plain ffmpeg is told to keep, as a careful user would (it keeps one video and one
+    # audio stream unless told).
+    plain_maps: tuple[str, ...] = ()
 
 
 def _run(*args: str) -> None:
@@ -65,6 +73,42 @@ def _720p(path: Path) -> Path:
     return path
 
 
+def _master_mov(path: Path) -> Path:
+    """An editor's MOV master: four mono PCM tracks, timecode 10:00:00:00, two chapters,
+    BT.709 colour tags."""
+    meta = path.with_suffix(".ffmeta")
+    meta.write_text(
+        ";FFMETADATA1\ntitle=Master\n"
+        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=0\nEND=2000\ntitle=One\n"
+        "[CHAPTER]\nTIMEBASE=1/1000\nSTART=2000\nEND=4000\ntitle=Two\n"
+    )
+    tones = [
+        a
+        for f in (440, 550, 660, 770)
+        for a in ("-f", "lavfi", "-i", f"sine=frequency={f}:sample_rate=48000:duration=4")
+    ]
+    _run("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4", *tones,
+         "-i", str(meta), *[a for i in range(5) for a in ("-map", str(i))],
+         "-map_metadata", "5", "-map_chapters", "5", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+         "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+         "-color_range", "tv", "-c:a", "pcm_s24le", "-timecode", "10:00:00:00",
+         str(path))  # fmt: skip
+    return path
+
+
+def _subtitled(path: Path, codec: str, channels: int) -> Path:
+    """4 s with a two-line subtitle stream in ``codec``, audio of ``channels``."""
+    srt = path.with_suffix(".srt")
+    srt.write_text("1\n00:00:00,500 --> 00:00:01,500\nHello\n\n"
+                   "2\n00:00:02,000 --> 00:00:03,000\nWorld\n")  # fmt: skip
+    _run("-f", "lavfi", "-i", "testsrc2=size=320x180:rate=25:duration=4",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4", "-i", str(srt),
+         "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+         "-c:a", "aac", "-ac", str(channels), "-c:s", codec, "-metadata:s:s:0", "language=eng",
+         str(path))  # fmt: skip
+    return path
+
+
 SOURCES = [
     Source("sync", lambda p: make_sync_source(p)),
     Source("sync-late-video", lambda p: make_sync_source(p, video_delay=0.5, rate="30")),
@@ -72,6 +116,28 @@ SOURCES = [
     Source("pcm-prores", _pcm_mov, preset="prores-422", suffix=".mov"),
     Source("pcm-h264", _pcm_mov, suffix=".mov"),
     Source("720p", _720p),
+    Source("master", _master_mov, suffix=".mov", plain_maps=("-map", "0:v", "-map", "0:a")),
+    Source("master-first", _master_mov, suffix=".mov", spec={"preset": FIRST_ONLY}),
+    Source(
+        "srt-51",
+        lambda p: _subtitled(p, "srt", 6),
+        suffix=".mkv",
+        plain_maps=("-map", "0:v", "-map", "0:a", "-map", "0:s", "-c:s", "mov_text"),
+    ),
+    Source(
+        "mov-text",
+        lambda p: _subtitled(p, "mov_text", 1),
+        plain_maps=("-map", "0:v", "-map", "0:a", "-map", "0:s", "-c:s", "mov_text"),
+    ),
+    Source(
+        "mov-text-remux",
+        lambda p: _subtitled(p, "mov_text", 1),
+        preset="remux-mkv",
+        plain_maps=(
+            "-map",
+            "0",
+        ),
+    ),
 ]
 
 
@@ -90,7 +156,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outputs]:
     found: dict[str, Outputs] = {}
     for src in SOURCES:
         source = src.make(root / f"{src.name}{src.suffix}")
-        ext = EXTENSIONS[src.preset]
+        ext = EXTENSIONS[src.preset] if "preset" not in src.spec else ".mp4"
         paths = Outputs(
             source, *(root / f"{src.name}-{k}{ext}" for k in ("split", "whole", "plain"))
         )
@@ -98,7 +164,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Outputs]:
             spec = {"input": str(source), "preset": src.preset, "segment_seconds": seconds,
                     "output": str(getattr(paths, kind)), **src.spec}  # fmt: skip
             jobs.append(JobRequest("transcode", spec, name=f"{src.name} {kind}", retries=0))
-        _run("-i", str(source), *PRESET_ARGS[src.preset], str(paths.plain))
+        _run("-i", str(source), *src.plain_maps, *PRESET_ARGS[src.preset], str(paths.plain))
         found[src.name] = paths
 
     async def scenario() -> None:
@@ -176,3 +242,101 @@ def test_split_h264_has_the_level_plain_ffmpeg_gives(
     assert split.level == whole.level == plain.level
     if name == "720p":
         assert split.level == 31
+
+
+# ------------------------------------------------------------------ every stream kept
+
+
+def _shape(path: Path) -> list[tuple[str, str, str]]:
+    """Each stream's kind, codec and (for audio) layout: what a player lists."""
+    info = probe(str(path))
+    layouts = {t.index: t.layout for t in info.tracks}
+    return [(s.kind, s.codec, layouts.get(s.index, "")) for s in info.streams if s.kind != "data"]
+
+
+@pytest.mark.parametrize("name", ["master", "srt-51", "mov-text", "mov-text-remux"])
+def test_every_stream_is_kept_as_plain_ffmpeg_keeps_it_when_told(
+    outputs: dict[str, Outputs], name: str
+) -> None:
+    """Split or not, the output has the streams, codecs and layouts of plain ffmpeg's output
+    made with every stream mapped: four mono tracks stay four mono tracks, 5.1 stays 5.1,
+    SubRip in Matroska becomes mov_text in MP4, mov_text becomes SubRip in Matroska."""
+    paths = outputs[name]
+    plain = _shape(paths.plain)
+    assert _shape(paths.split) == _shape(paths.whole) == plain
+    expected = {
+        "master": [("video", "h264", "")] + [("audio", "aac", "mono")] * 4,
+        "srt-51": [("video", "h264", ""), ("audio", "aac", "5.1"), ("subtitle", "mov_text", "")],
+        "mov-text": [("video", "h264", ""), ("audio", "aac", "mono"),
+                     ("subtitle", "mov_text", "")],
+        "mov-text-remux": [("video", "h264", ""), ("audio", "aac", "mono"),
+                           ("subtitle", "subrip", "")],
+    }[name]  # fmt: skip
+    assert plain == expected
+
+
+def test_each_track_keeps_every_sample(outputs: dict[str, Outputs]) -> None:
+    paths = outputs["master"]
+    for path in (paths.split, paths.whole, paths.plain):
+        assert [t.samples for t in probe(str(path)).tracks] == [192000] * 4
+
+
+def test_timecode_chapters_and_colour_survive_a_split(outputs: dict[str, Outputs]) -> None:
+    """The MOV master's timecode (lost by split outputs before), chapters and colour tags."""
+    paths = outputs["master"]
+    source = probe(str(paths.source))
+    assert source.tags["timecode"] == "10:00:00:00" and source.chapters == 2
+    for path in (paths.split, paths.whole):
+        info = probe(str(path))
+        assert info.tags == source.tags
+        assert info.chapters == 2
+
+
+def test_a_preset_may_keep_the_first_track_and_no_subtitles(
+    outputs: dict[str, Outputs],
+) -> None:
+    paths = outputs["master-first"]
+    for path in (paths.split, paths.whole):
+        assert [s.kind for s in probe(str(path)).streams if s.kind != "data"] == [
+            "video",
+            "audio",
+        ]
+
+
+def test_the_spec_lists_what_is_kept_converted_and_dropped(tmp_path: Path) -> None:
+    """What ``qfarm show`` and the run summary print: one line per source stream."""
+    from qfarm.jobtypes.transcode import TRANSCODE
+
+    master = _master_mov(tmp_path / "master.mov")
+    spec = TRANSCODE.validate({"input": str(master), "preset": "h264"})
+    actions = [(s["index"], s["kind"], s["action"]) for s in spec["streams"]]
+    assert actions == [
+        (0, "video", "encoded as h264"),
+        *[(i, "audio", "encoded as aac") for i in range(1, 5)],
+        (5, "data", "carried as the output's 2 chapters"),
+        (6, "data", "carried as the output's timecode (10:00:00:00)"),
+    ]
+    assert spec["warnings"] == []
+    subtitled = _subtitled(tmp_path / "s.mkv", "srt", 2)
+    spec = TRANSCODE.validate({"input": str(subtitled), "preset": "h264"})
+    assert spec["streams"][2]["action"] == "converted to mov_text"
+    spec = TRANSCODE.validate({"input": str(subtitled), "preset": "aac"})
+    assert spec["warnings"] == [
+        "s.mkv #0 video h264: dropped: a m4a file holds no video",
+        "s.mkv #2 subtitle subrip (eng): dropped: a m4a file holds no subtitles",
+    ]
+    spec = TRANSCODE.validate({"input": str(subtitled), "preset": "remux-mkv"})
+    assert spec["streams"][2]["action"] == "copied"
+
+
+def test_a_stream_the_preset_cannot_take_is_named(tmp_path: Path) -> None:
+    from qfarm.errors import InvalidRequest
+    from qfarm.jobtypes.transcode import TRANSCODE
+
+    surround = _subtitled(tmp_path / "s.mkv", "srt", 6)
+    mp3 = {"name": "mp3-all", "container": "mp3", "audio_codec": "libmp3lame"}
+    with pytest.raises(InvalidRequest, match=r"audio track 1 \(stream #1\) has 6 channels"):
+        TRANSCODE.validate({"input": str(surround), "preset": mp3})
+    third = {**FIRST_ONLY, "audio_tracks": [3]}
+    with pytest.raises(InvalidRequest, match="has 1 audio track, so preset 'h264-first' cannot"):
+        TRANSCODE.validate({"input": str(surround), "preset": third})

@@ -39,6 +39,7 @@ from qfarm.jobtypes.base import (
 )
 from qfarm.jobtypes.command import discard, temporary_name
 from qfarm.media import presets as presets_mod
+from qfarm.media import streams as streams_mod
 from qfarm.media import verify as verify_mod
 from qfarm.media.presets import Preset
 from qfarm.media.probe import AudioFacts, MediaInfo, probe
@@ -51,6 +52,8 @@ from qfarm.supervisor import ProcessResult
 # decode from the keyframe before each cut than they gain.
 MIN_SEGMENT_SECONDS = 10.0
 VERIFY_MODES = ("seams", "full", "none")
+# The colour tags an encoder is told, as ffmpeg's options name them (the probe's tags).
+COLOUR_OPTIONS = ("color_primaries", "color_trc", "colorspace", "color_range")
 # Encoders of codecs without frame reordering: every frame a keyframe.
 INTRA_ONLY = frozenset({"prores_ks", "prores", "mjpeg", "png", "dnxhd", "ffv1"})
 
@@ -136,6 +139,7 @@ class TranscodeJobType:
         check_encoders(preset)
         info = probe(source)
         _check_streams(preset, info)
+        stream_plans = streams_mod.plan_streams(preset, info, kept_tracks(preset, info))
         _check_ffmpeg_reads(source)
 
         seconds = _positive_float(spec.get("segment_seconds"), "segment length")
@@ -167,6 +171,11 @@ class TranscodeJobType:
             "split": count > 1,
             "expected": _expected(preset, info),
             "audio_streams": [t.index for t in kept_tracks(preset, info)],
+            "streams": [p.to_dict() for p in stream_plans],
+            "warnings": [
+                f"{os.path.basename(source)} {p.describe()}"
+                for p in streams_mod.dropped(stream_plans)
+            ],
             "verify": verify,
             "segment_seconds": seconds,
             "storage": spec.get("storage"),
@@ -360,8 +369,11 @@ def _check_ffmpeg_reads(source: str) -> None:
 
 @functools.lru_cache(maxsize=256)
 def _ffmpeg_read_problem(ffmpeg_path: str, source: str, size: int, mtime: int) -> str:
+    # Pictures and sound are decoded; subtitles, attachments and data need no decoder (the
+    # null muxer has no subtitle encoder: mapping them made every subtitled file "cannot
+    # read ... Encoder not found").
     argv = [ffmpeg_path, "-hide_banner", "-nostdin", "-v", "error", "-i", source,
-            "-t", "0.1", "-map", "0", "-f", "null", "-"]  # fmt: skip
+            "-t", "0.1", "-map", "0:v?", "-map", "0:a?", "-f", "null", "-"]  # fmt: skip
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
@@ -399,12 +411,12 @@ def _check_streams(preset: Preset, info: MediaInfo) -> None:
                 f"{name} has {count} audio track{'s' if count != 1 else ''}, so preset "
                 f"{preset.name!r} cannot take audio track {beyond[0]}"
             )
-    if info.audio is not None and preset.audio_codec in ("libmp3lame",):
-        channels = preset.audio_channels or info.audio.channels
-        if channels > 2:
+    for number, track in enumerate(kept_tracks(preset, info), start=1):
+        channels = preset.audio_channels or track.channels
+        if preset.audio_codec in ("libmp3lame",) and channels > 2:
             raise InvalidRequest(
-                f"{name} has {info.audio.channels} audio channels and MP3 takes at most 2: "
-                "set audio_channels = 2 in the preset"
+                f"{name}'s audio track {number} (stream #{track.index}) has {track.channels} "
+                "channels and MP3 takes at most 2: set audio_channels = 2 in the preset"
             )
 
 
@@ -430,6 +442,13 @@ def _expected(preset: Preset, info: MediaInfo) -> dict[str, Any]:
         expected["audio_tracks"] = [_expected_track(preset, t) for t in kept_tracks(preset, info)]
         if video is not None and preset.kind in ("video", "remux"):
             expected["av_offset"] = info.audio.start_seconds - video.start_seconds
+    kept = [p for p in streams_mod.plan_streams(preset, info, kept_tracks(preset, info)) if p.kept]
+    expected["subtitles"] = sum(1 for p in kept if p.kind == "subtitle")
+    timecode = info.tags.get("timecode")
+    if timecode and preset.kind in ("video", "remux"):
+        expected["timecode"] = timecode
+    if info.chapters and preset.kind != "images":
+        expected["chapters"] = info.chapters
     if video is not None and preset.kind == "video":
         rate = video.guessed_rate or video.frame_rate
         expected["level"] = presets_mod.expected_level(preset, video.display_size, rate)
@@ -455,9 +474,11 @@ def _expected_track(preset: Preset, track: AudioFacts) -> dict[str, Any]:
     encoder = str(preset.audio_codec)
     copied = encoder == "copy"
     channels = track.channels if copied else preset.audio_channels or track.channels
+    # "1 channels": the source names no layout, and ffmpeg's encoder picks the usual one.
+    named = not track.layout.endswith(" channels")
     return {
         "channels": channels,
-        "layout": track.layout if channels == track.channels else "",
+        "layout": track.layout if channels == track.channels and named else "",
         "samples": track.samples,
         "sample_rate": track.sample_rate,
         # The source's decoder gives its last frame whole (ffmpeg does not cut the padding
@@ -504,15 +525,41 @@ class _Runner:
         filters = extra_filters + presets_mod.video_filters(self.preset, self._display_size())
         args = ["-vf", ",".join(filters)] if filters else []
         if not self.preset.frame_rate:
-            # Frames pass through one to one: the output has the source's timestamps.
-            args += ["-fps_mode", "passthrough"]
-        return args + presets_mod.video_codec_args(self.preset, self.threads)
+            # Frames pass through one to one: the output has the source's timestamps, to
+            # the tick (the encoder's default time base, a frame, would round a video
+            # that starts 21 ms after its audio to 40 ms).
+            args += ["-fps_mode", "passthrough", "-enc_time_base:v", "demux"]
+        codec = presets_mod.video_codec_args(self.preset, self.threads)
+        return args + codec + self._colour_args()
 
-    def _mux_args(self) -> list[str]:
-        args = ["-map_metadata", "0", "-f", self.preset.muxer]
+    def _mux_args(self, source_input: int = 0) -> list[str]:
+        """The container, and the source's metadata, chapters and timecode (read from
+        input ``source_input``): a split output's first input is the chunk list, which has
+        none of them."""
+        args = ["-map_metadata", str(source_input), "-map_chapters", str(source_input)]
+        timecode = (self.source.get("tags") or {}).get("timecode")
+        if timecode and self.preset.kind in ("video", "remux"):
+            args += ["-timecode", str(timecode)]
         if self.preset.container in ("mp4", "mov", "m4a"):
-            args[-2:-2] = ["-movflags", "+faststart"]
-        return args
+            args += ["-movflags", "+faststart"]
+        return [*args, "-f", self.preset.muxer]
+
+    def _chunk_mux_args_plain(self) -> list[str]:
+        """A chunk's container: no chapters, timecode or metadata (the assembly writes
+        them from the source)."""
+        return ["-map_metadata", "-1", "-map_chapters", "-1", "-f", self.preset.muxer]
+
+    def _side_streams(self, source_input: int) -> list[str]:
+        """Maps and codecs of the subtitles and attachments the output keeps."""
+        plans = [streams_mod.StreamPlan.from_dict(p) for p in self.job.get("streams") or []]
+        return streams_mod.output_args(plans, source_input)
+
+    def _colour_args(self) -> list[str]:
+        """The source's colour tags, told to the encoder: a scale or a chunk boundary must
+        not leave the output untagged (players then guess BT.601 for HD)."""
+        tags = self.source.get("tags") or {}
+        return [arg for name in COLOUR_OPTIONS if name in tags
+                for arg in (f"-{name}", str(tags[name]))]  # fmt: skip
 
     def _chunk_mux_args(self) -> list[str]:
         """A chunk of an intra-only codec in MOV/MP4 is written without an edit list: it needs
@@ -580,7 +627,7 @@ class _Runner:
         def argv(number: int, passlog: str) -> list[str]:
             head = [*self._base(progress), *shift, "-i", self.job["input"], "-map", "0:v:0"]
             tail = ["-an", "-sn", "-dn", "-frames:v", str(seg["frames"])]
-            out = [*self._mux_args(), *self._chunk_mux_args(), temp]
+            out = [*self._chunk_mux_args_plain(), *self._chunk_mux_args(), temp]
             if number == 1:
                 out = ["-f", "null", os.devnull]
             return [*head, *video, *self._pass_args(number, passlog), *tail, *out]
@@ -595,7 +642,8 @@ class _Runner:
         progress = Path(temp + ".progress")
         argv = [
             *self._base(progress), "-i", self.job["input"], *self._audio_maps(), "-vn", "-sn",
-            "-dn", *presets_mod.audio_codec_args(self.preset), *self._mux_args(), temp,
+            "-dn", *presets_mod.audio_codec_args(self.preset), *self._chunk_mux_args_plain(),
+            temp,
         ]  # fmt: skip
         duration = float((self.source.get("audio") or {}).get("duration") or 1.0)
         result = self._run(argv, progress, duration, "time")
@@ -626,7 +674,11 @@ class _Runner:
                 inputs += ["-itsoffset", f"{audio_at:.6f}"]
             inputs += ["-i", audio]
             maps += ["-map", "1:a"]
-        argv = [*self._base(progress), *inputs, *maps, "-c", "copy", *self._mux_args(), temp]
+        source_input = 2 if audio else 1
+        inputs += ["-i", self.job["input"]]
+        maps += self._side_streams(source_input)
+        argv = [*self._base(progress), *inputs, *maps, "-c:v", "copy", "-c:a", "copy",
+                *self._mux_args(source_input), temp]  # fmt: skip
         total = float((self.source.get("video") or {}).get("duration") or 1.0)
         try:
             result = self._run(argv, progress, total, "time")
@@ -696,12 +748,15 @@ class _Runner:
         if preset.kind == "remux":
             # Every stream the container takes, copied.
             codec = ["-map", "0:v:0", *(self._audio_maps() if has_audio else []), "-c", "copy"]
+            codec += self._side_streams(0)
         else:
             codec = []
             if has_video:
                 codec += ["-map", "0:v:0", *self._video_args([])]
             if has_audio:
                 codec += [*self._audio_maps(), *presets_mod.audio_codec_args(preset)]
+            if preset.kind == "video":
+                codec += self._side_streams(0)
         if not has_video:
             codec.append("-vn")
         if not has_audio:
@@ -716,7 +771,7 @@ class _Runner:
                 ]  # fmt: skip
             return [
                 *self._base(progress), "-i", self.job["input"], *codec,
-                *self._pass_args(number, passlog), "-sn", "-dn", *self._mux_args(), temp,
+                *self._pass_args(number, passlog), "-dn", *self._mux_args(), temp,
             ]  # fmt: skip
 
         if has_video:

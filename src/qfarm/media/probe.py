@@ -115,6 +115,7 @@ class StreamFacts:
     language: str = ""
     title: str = ""
     attached_pic: bool = False  # a cover picture, not a moving video
+    role: str = ""  # of a data stream: "timecode" (a tmcd track), "chapters" (MOV's text)
 
     def summary(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -347,8 +348,10 @@ def _audio_facts(stream: Any, span: _Span) -> AudioFacts:
     first, end = span.first * tb, span.end * tb
     rate = int(ctx.sample_rate)
     padding = int(getattr(ctx, "delay", 0) or 0)
-    if start == first and padding and rate:
+    if start == first and padding and rate and _codec_name(ctx) == "opus":
         # Matroska marks Opus's pre-skip as a codec delay, its timestamps left as they are.
+        # (It marks AAC's priming so too, but ffmpeg's AAC decoder plays it: those
+        # samples are then part of what the track presents.)
         start = min(end, first + Fraction(padding, rate))
     return AudioFacts(
         codec=_codec_name(ctx),
@@ -381,7 +384,22 @@ def _stream_facts(stream: Any) -> StreamFacts:
         language=str(metadata.get("language") or ""),
         title=str(metadata.get("title") or ""),
         attached_pic=bool(stream.disposition & av.stream.Disposition.attached_pic),
+        role=_role(stream, metadata),
     )
+
+
+def _role(stream: Any, metadata: dict[str, str]) -> str:
+    """What a data stream holds, where MOV says so: a timecode track, or the text track
+    that holds its chapters (ffmpeg reads both as data; their content is carried as the
+    output's timecode and chapters)."""
+    if str(stream.type) != "data":
+        return ""
+    handler = str(metadata.get("handler_name") or "")
+    if "timecode" in metadata or handler == "TimeCodeHandler":
+        return "timecode"
+    if handler == "SubtitleHandler":
+        return "chapters"
+    return ""
 
 
 # The colour tags an output must carry as the source has them.

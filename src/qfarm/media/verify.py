@@ -16,6 +16,7 @@ What is checked, and why each one:
 * the audio-to-video offset, within 1 ms of the source's: a split output's audio and video
   are made apart and joined, so their start times are set there;
 * the H.264 level, where planning predicted the one plain ffmpeg gives;
+* the subtitle streams kept, the timecode and the chapters, as the source has them;
 * decoding: the first half second, and half a second from every seam, are decoded by ffmpeg,
   whose error log must stay empty. With ``full`` the whole file is decoded (slower: about a
   tenth of an encode's time at 1080p).
@@ -69,6 +70,7 @@ def compare(found: MediaInfo, expected: Mapping[str, Any]) -> list[str]:
     problems += _compare_tracks(found, expected.get("audio_tracks"))
     problems += _compare_offset(found, expected.get("av_offset"), expected.get("audio_tracks"))
     problems += _compare_level(found, expected.get("level"))
+    problems += _compare_carried(found, expected)
     audio_duration = expected.get("audio_duration")
     if audio_duration is not None:
         if found.audio is None:
@@ -147,6 +149,26 @@ def _compare_offset(found: MediaInfo, wanted: Any, tracks: Any) -> list[str]:
     return []
 
 
+def _compare_carried(found: MediaInfo, expected: Mapping[str, Any]) -> list[str]:
+    """Subtitles, timecode and chapters: what a split output used to lose."""
+    problems: list[str] = []
+    subtitles = expected.get("subtitles")
+    if subtitles is not None:
+        got = sum(1 for s in found.streams if s.kind == "subtitle")
+        if got != int(subtitles):
+            problems.append(f"the output has {got} subtitle streams, {subtitles} expected")
+    timecode = expected.get("timecode")
+    if timecode and found.tags.get("timecode") != timecode:
+        problems.append(
+            f"the output's timecode is {found.tags.get('timecode') or 'missing'}, the "
+            f"source's {timecode}"
+        )
+    chapters = expected.get("chapters")
+    if chapters and found.chapters != int(chapters):
+        problems.append(f"the output has {found.chapters} chapters, the source {chapters}")
+    return problems
+
+
 def _compare_level(found: MediaInfo, wanted: Any) -> list[str]:
     if wanted is None or found.video is None:
         return []
@@ -184,7 +206,7 @@ def decode_windows(
 def decode_argv(ffmpeg: str, path: str, start: float, length: float) -> list[str]:
     return [
         ffmpeg, "-hide_banner", "-nostdin", "-v", "error", "-ss", f"{start:.6f}",
-        "-i", path, "-t", f"{length:.6f}", "-map", "0", "-f", "null", "-",
+        "-i", path, "-t", f"{length:.6f}", "-map", "0:v?", "-map", "0:a?", "-f", "null", "-",
     ]  # fmt: skip
 
 
