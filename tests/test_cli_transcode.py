@@ -79,3 +79,24 @@ def test_presets_lists_builtin_and_user_presets(tmp_path: Path) -> None:
     result = qfarm("presets", "--presets", str(bad), data_dir=tmp_path)
     assert result.returncode == 2
     assert "crf must be int" in result.stderr
+
+
+def test_stream_listing_for_show_and_the_run_summary(tmp_path: Path) -> None:
+    """The lines ``qfarm show`` and the run summary print for a transcode job's streams."""
+    from qfarm.cli_transcode import describe_streams, dropped_streams
+    from qfarm.jobtypes.transcode import TRANSCODE
+    from tests.jobtypes.test_transcode_fidelity import _subtitled
+
+    source = _subtitled(tmp_path / "talk.mkv", "srt", 2)
+    spec = TRANSCODE.validate({"input": str(source), "preset": "h264"})
+    assert describe_streams(spec) == [
+        "#0 video h264: encoded as h264",
+        "#1 audio aac: encoded as aac",
+        "#2 subtitle subrip (eng): converted to mov_text",
+    ]
+    assert dropped_streams(spec) == []
+    spec = TRANSCODE.validate({"input": str(source), "preset": "mp3"})
+    assert dropped_streams(spec)[-1] == (
+        "talk.mkv #2 subtitle subrip (eng): dropped: a mp3 file holds no subtitles"
+    )
+    assert describe_streams({"command": "true"}) == []

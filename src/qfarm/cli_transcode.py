@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import glob
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -267,6 +268,20 @@ def submit_transcode(
         print_json({"batch": handle.id})
     else:
         out.print(handle.id)
+
+
+def describe_streams(job_spec: Mapping[str, Any]) -> list[str]:
+    """What a validated transcode job does with each source stream, a line each, for
+    ``qfarm show`` and the run summary: kept, converted, carried otherwise, or dropped and
+    why. Empty for a job of another type, or one planned before streams were listed."""
+    from qfarm.media.streams import StreamPlan
+
+    return [StreamPlan.from_dict(s).describe() for s in job_spec.get("streams") or []]
+
+
+def dropped_streams(job_spec: Mapping[str, Any]) -> list[str]:
+    """The warnings of a validated transcode job: each source stream its output drops."""
+    return [str(w) for w in job_spec.get("warnings") or []]
 
 
 def uploaded(client: Client, request: BatchRequest) -> BatchRequest:

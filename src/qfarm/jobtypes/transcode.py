@@ -3,8 +3,13 @@
 Planning (controller) reads the source with PyAV and cuts its video on frames: segment *i*
 encodes frames ``[first_i, first_i + count_i)``, seeking to just before the first one (ffmpeg
 decodes from the keyframe before and drops what precedes the cut, so cuts are frame
-accurate) and starting its chunk on a keyframe. The audio is encoded once, whole, as a
-segment of its own, so no seam can click or gap. The assemble segment joins the chunks by
+accurate) and starting its chunk on a keyframe; chunks keep the source's timestamps
+(shifted so each starts at 0) and so its frame rate, which the encoder's level follows. The
+audio is encoded once, whole, as a segment of its own, so no seam can click or gap; it is the
+job's first segment (the dispatcher takes segments by index), so it runs beside the video.
+Every source stream is planned by :mod:`qfarm.media.streams`: the spec's ``streams`` says
+what the output keeps, converts or drops, and the assembly maps the subtitles, attachments,
+chapters, metadata and timecode from the source itself. The assemble segment joins the chunks by
 stream copy with ffmpeg's concat demuxer, giving each chunk its exact source duration (so
 timestamps across seams are the source's), muxes the audio, verifies the result against
 the source (:mod:`qfarm.media.verify`) and only then renames it to its final name.
