@@ -235,8 +235,11 @@ def count_runs(path: Path) -> dict[str, int]:
 def done_segments(data_dir: Path) -> int:
     if not (data_dir / "runs.db").exists():
         return 0
-    with sqlite3.connect(data_dir / "runs.db") as db:
-        [(count,)] = db.execute("select count(*) from segments where state = 'done'").fetchall()
+    try:
+        with sqlite3.connect(data_dir / "runs.db") as db:
+            [(count,)] = db.execute("select count(*) from segments where state = 'done'").fetchall()
+    except sqlite3.OperationalError:  # the run is making its tables right now
+        return 0
     return int(count)
 
 
@@ -388,3 +391,39 @@ def test_an_interrupted_transcode_resumes_with_the_chunks_it_had(tmp_path: Path)
     assert all(after[label] == ("done", 1) for label in kept)
     assert all(state == "done" for state, _ in after.values())
     assert (tmp_path / "out" / "src-h264.mp4").stat().st_size > 0
+
+
+def test_a_killed_run_resumes_and_its_leftover_processes_are_ended(tmp_path: Path) -> None:
+    args = ["run", "-q", "--frames", "1-4", "--", "sh", "-c",
+            "echo $$ > {start}.pid; echo {start} >> runs.txt;"
+            " [ -e go ] || [ {start} -le 2 ] || sleep 300"]  # fmt: skip
+    env = {**os.environ, "QFARM_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [*QFARM, *args], cwd=tmp_path, env=env, text=True, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        wait_until_sync(
+            lambda: (
+                (tmp_path / "runs.txt").exists()
+                and len((tmp_path / "runs.txt").read_text().split()) == 4
+                and done_segments(tmp_path) == 2
+            ),
+            timeout=60,
+            what="two segments done and two running",
+        )
+        left = [int((tmp_path / f"{i}.pid").read_text()) for i in (3, 4)]
+        proc.kill()  # kill -9 of `qfarm run` alone: no handler of its runs
+        proc.communicate(timeout=60)
+        # Its segment processes live in sessions of their own and outlive it.
+        assert not any(gone(pid) for pid in left)
+
+        (tmp_path / "go").touch()
+        again = qfarm(*args, data_dir=tmp_path, cwd=tmp_path)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert again.returncode == 0, again.stderr
+    assert "resuming batch 1: 2 of 4 segments already done" in again.stderr
+    assert all(gone(pid) for pid in left), "the killed run's segments were ended"
+    assert count_runs(tmp_path / "runs.txt") == {"1": 1, "2": 1, "3": 2, "4": 2}

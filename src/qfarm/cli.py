@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -470,8 +471,12 @@ def _claim_and_run(
 ) -> int:
     """Resume the request's unfinished batch or store a new one, and run it."""
     from qfarm.controller import claim_run
+    from qfarm.supervisor import RECORD_DIR_ENV
 
     claim = claim_run(store, directory / "runs", request, planned, fresh=fresh)
+    # The local nodes record their segments' process groups there (read in the workers,
+    # which this process starts): the next run ends any that outlive a killed run.
+    os.environ[RECORD_DIR_ENV] = str(claim.records)
     try:
         if claim.resumed:
             err.print(

@@ -30,6 +30,7 @@ from qfarm.model import FINAL_BATCH_STATES, Batch, BatchRequest, BatchState, Job
 from qfarm.pki import ClusterAuthority, ephemeral
 from qfarm.storage import ClusterStorage
 from qfarm.store import Change, PlannedJob, Store
+from qfarm.supervisor import reap_leftovers
 
 # Under the data dir's logs folder: what the engine and the libraries under it print, kept
 # off the user's terminal.
@@ -148,10 +149,12 @@ class RunLock:
 @dataclass
 class RunClaim:
     """The batch a `qfarm run` goes on with: resumed (``done`` of ``total`` segments were
-    done already) or new, and the lock that says it is being run."""
+    done already) or new, the lock that says it is being run, and the folder where its
+    nodes record the process groups of its segments (see supervisor.reap_leftovers)."""
 
     batch_id: int
     lock: RunLock
+    records: Path
     resumed: bool = False
     done: int = 0
     total: int = 0
@@ -177,13 +180,22 @@ def claim_run(
             lock = RunLock(runs_dir / f"batch-{batch.id}.lock")
             if not lock.acquire():
                 continue  # another `qfarm run` is running it now
+            # A run killed outright left its segment processes running (they are in
+            # sessions of their own): end them before their segments run again.
+            records = runs_dir / f"batch-{batch.id}.processes"
+            records.mkdir(exist_ok=True)
+            reap_leftovers(records)
             counts = store.counts(batch.id)
             store.reopen_batch(batch.id, "its run was interrupted")
-            return RunClaim(batch.id, lock, resumed=True, done=counts.done, total=counts.total)
+            return RunClaim(
+                batch.id, lock, records, resumed=True, done=counts.done, total=counts.total
+            )
         batch_id = store.add_batch(request, planned, digest)
         lock = RunLock(runs_dir / f"batch-{batch_id}.lock")
         lock.acquire()
-        return RunClaim(batch_id, lock)
+        records = runs_dir / f"batch-{batch_id}.processes"
+        records.mkdir(exist_ok=True)
+        return RunClaim(batch_id, lock, records)
     finally:
         lookup.release()
 
