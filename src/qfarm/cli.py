@@ -366,8 +366,8 @@ def check_program(command: list[str] | None, env: dict[str, str]) -> None:
     if shutil.which(command[0], path=env.get("PATH")) is None:
         types = ", ".join(sorted(JOB_COMMANDS))
         raise InvalidRequest(
-            f"{command[0]!r} is neither a job type ({types}) nor a program on PATH; "
-            f"a command goes after --, e.g. qfarm run -- {shlex.join(command)}"
+            f"{command[0]!r} is neither a job type ({types}) nor a program on PATH "
+            "(see qfarm run --help)"
         )
 
 
