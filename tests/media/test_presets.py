@@ -258,6 +258,10 @@ def test_file_without_preset_tables(tmp_path: Path, text: str) -> None:
             "audio_tracks counts tracks from 1, each once, not [0, 2]",
         ),
         (
+            'container = "mp4"\nvideo_codec = "libx264"\ndeinterlace = "yes"\n',
+            "deinterlace must be auto, on or off, not 'yes'",
+        ),
+        (
             'container = "mp4"\nvideo_codec = "libx264"\nsubtitles = "burn"\n',
             'subtitles must be "all" or "none", not \'burn\'',
         ),

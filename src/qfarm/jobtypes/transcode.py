@@ -88,13 +88,20 @@ def cut_points(info: MediaInfo, count: int) -> list[dict[str, Any]]:
     cuts = []
     for i, first in enumerate(firsts):
         stop = firsts[i + 1] if i + 1 < len(firsts) else video.frames
-        seek = None
+        seek = context_seek = trim_start = None
         if first > 0:
             gap = video.pts[first] - video.pts[first - 1]
             # Half a frame early: the frame before the cut is dropped, this one kept,
             # whatever the rounding of seconds.
             target = (video.pts[first] - gap / 2) * video.time_base
             seek = round(float(target) - info.start, 6)
+            trim_start = round(float(target), 6)
+            # A temporal filter (deinterlacing) needs the frame before the cut too: its
+            # chunk seeks a frame earlier and drops that frame after the filter.
+            context_seek = 0.0
+            if first > 1:
+                before = video.pts[first - 1] - (video.pts[first - 1] - video.pts[first - 2]) / 2
+                context_seek = round(float(before * video.time_base) - info.start, 6)
         cuts.append(
             {
                 "first": first,
@@ -102,6 +109,8 @@ def cut_points(info: MediaInfo, count: int) -> list[dict[str, Any]]:
                 "first_time": float(video.pts[first] * video.time_base),
                 "frames": stop - first,
                 "seek": seek,
+                "context_seek": context_seek,
+                "trim_start": trim_start,
                 "duration": video.seconds(stop) - video.seconds(first),
             }
         )
@@ -122,7 +131,7 @@ class TranscodeJobType:
 
     options = frozenset(
         {"input", "preset", "output", "output_dir", "cwd", "segment_seconds", "instances",
-         "verify", "storage"}
+         "verify", "storage", "deinterlace"}
     )  # fmt: skip
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -147,6 +156,7 @@ class TranscodeJobType:
         stream_plans = streams_mod.plan_streams(preset, info, kept_tracks(preset, info))
         _check_ffmpeg_reads(source)
 
+        deinterlace = _deinterlace(spec.get("deinterlace"), preset, info)
         seconds = _positive_float(spec.get("segment_seconds"), "segment length")
         instances = spec.get("instances") or 1
         if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
@@ -184,6 +194,7 @@ class TranscodeJobType:
             "verify": verify,
             "segment_seconds": seconds,
             "storage": spec.get("storage"),
+            "deinterlace": deinterlace,
         }
 
     def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
@@ -330,6 +341,17 @@ def _output_path(spec: Mapping[str, Any], cwd: str, source: str, preset: Preset)
     if preset.kind == "images":
         return os.path.join(folder, f"{stem}-{preset.name}")
     return os.path.join(folder, f"{stem}-{preset.name}{preset.extension}")
+
+
+def _deinterlace(value: Any, preset: Preset, info: MediaInfo) -> bool:
+    """Whether the video is deinterlaced: ``auto`` (the preset's default) for a source whose
+    frames are flagged interlaced going to a video or image preset (all progressive)."""
+    choice = str(value or preset.deinterlace)
+    if choice not in presets_mod.DEINTERLACE_CHOICES:
+        raise InvalidRequest(f"deinterlace must be auto, on or off, not {value!r}")
+    if preset.kind not in ("video", "images") or info.video is None or choice == "off":
+        return False
+    return choice == "on" or info.video.interlaced
 
 
 def _positive_float(value: Any, what: str) -> float | None:
@@ -527,6 +549,8 @@ class _Runner:
         return int(size[0]), int(size[1])
 
     def _video_args(self, extra_filters: list[str]) -> list[str]:
+        if self.job.get("deinterlace") and not extra_filters:
+            extra_filters = [presets_mod.DEINTERLACE_FILTER]
         filters = extra_filters + presets_mod.video_filters(self.preset, self._display_size())
         args = ["-vf", ",".join(filters)] if filters else []
         if not self.preset.frame_rate:
@@ -627,7 +651,14 @@ class _Runner:
             shift, video = seek, self._video_args(["setpts=PTS-STARTPTS"])
         else:
             shift = ["-copyts", *seek]
-            video = [*self._video_args([]), "-output_ts_offset", f"{-float(first):.9f}"]
+            head_filters: list[str] = []
+            if self.job.get("deinterlace") and seg.get("trim_start") is not None:
+                # The frame before the cut is decoded and filtered (the deinterlacer looks
+                # at it), then dropped: the seam's frames are those of a whole-file run.
+                shift = ["-copyts", "-ss", f"{float(seg.get('context_seek') or 0.0):.6f}"]
+                head_filters = [presets_mod.DEINTERLACE_FILTER,
+                                f"trim=start={float(seg['trim_start']):.6f}"]  # fmt: skip
+            video = [*self._video_args(head_filters), "-output_ts_offset", f"{-float(first):.9f}"]
 
         def argv(number: int, passlog: str) -> list[str]:
             head = [*self._base(progress), *shift, "-i", self.job["input"], "-map", "0:v:0"]

@@ -118,6 +118,7 @@ class Preset:
     profile: str | None = None  # "high", "main", ...; absent, the encoder's choice
     audio_tracks: str | tuple[int, ...] = "all"  # "all", "first", or track numbers from 1
     subtitles: str = "all"  # "all" (converted to what the container holds) or "none"
+    deinterlace: str = "auto"  # "auto" (interlaced sources only), "on" or "off"
     source: str = "built in"  # or the file it came from
 
     @property
@@ -236,11 +237,16 @@ _FIELDS: Mapping[str, tuple[type, ...]] = {
     "profile": _STR,
     "audio_tracks": (str, list, tuple),
     "subtitles": _STR,
+    "deinterlace": _STR,
 }
 # Profiles libx264 takes with -profile:v.
 X264_PROFILES = frozenset({"baseline", "main", "high", "high10", "high422", "high444"})
 AUDIO_TRACK_CHOICES = ("all", "first")
 SUBTITLE_CHOICES = ("all", "none")
+DEINTERLACE_CHOICES = ("auto", "on", "off")
+# Deinterlacing for progressive outputs: one frame out per frame in (its timestamps kept),
+# the field order read off each frame, every frame treated.
+DEINTERLACE_FILTER = "bwdif=mode=send_frame:parity=auto:deint=all"
 
 
 def _parse(name: str, data: Mapping[str, Any], where: str, source: str) -> Preset:
@@ -315,6 +321,10 @@ def _check_level_and_profile(preset: Preset, where: str) -> None:
                 f"{where}: libx264 has no profile {preset.profile!r}; it has "
                 + ", ".join(sorted(X264_PROFILES))
             )
+    if preset.deinterlace not in DEINTERLACE_CHOICES:
+        raise InvalidRequest(
+            f"{where}: deinterlace must be auto, on or off, not {preset.deinterlace!r}"
+        )
     if preset.subtitles not in SUBTITLE_CHOICES:
         raise InvalidRequest(
             f'{where}: subtitles must be "all" or "none", not {preset.subtitles!r}'

@@ -34,6 +34,7 @@ class VideoFacts:
     keyframes: tuple[int, ...] = ()  # indexes (into pts) of the keyframes
     guessed_rate: Fraction | None = None  # the rate ffmpeg tells an encoder of these frames
     level: int = 0  # H.264 level_idc (31 is Level 3.1), HEVC general_level_idc; 0 unknown
+    interlaced: bool = False  # its frames are flagged as two fields (1080i)
 
     @property
     def frames(self) -> int:
@@ -164,6 +165,7 @@ class MediaInfo:
                 "constant_rate": v.constant_rate,
                 "keyframes": len(v.keyframes),
                 "rate": str(v.guessed_rate or v.frame_rate),
+                "interlaced": v.interlaced,
             }
         if self.audio is not None:
             facts["audio"] = self.audio.summary()
@@ -297,7 +299,7 @@ def _video_facts(
         rate = video_stream.average_rate or video_stream.guessed_rate or Fraction(25)
         end = last + max(1, round(1 / (rate * video_stream.time_base)))
     ctx = video_stream.codec_context
-    rotation = _rotation(container, video_stream)
+    rotation, interlaced = _first_frame(container, video_stream)
     span = Fraction(end - video_pts[0]) * video_stream.time_base
     rate = Fraction(len(video_pts)) / span if span else Fraction(25)
     return VideoFacts(
@@ -313,6 +315,7 @@ def _video_facts(
         end=int(end),
         guessed_rate=_guessed_rate(video_stream, rate),
         level=codec_level(_codec_name(ctx), bytes(ctx.extradata or b"")),
+        interlaced=interlaced,
     )
 
 
@@ -431,21 +434,23 @@ def _chapters(container: Any) -> list[Any]:
         return []
 
 
-def _rotation(container: Any, stream: Any) -> int:
-    """The display rotation, read off the first decoded frame (PyAV exposes the display
-    matrix there). A source whose first frame does not decode is refused later by ffmpeg.
+def _first_frame(container: Any, stream: Any) -> tuple[int, bool]:
+    """The display rotation and whether the picture is interlaced, read off the first
+    decoded frame (PyAV exposes the display matrix and the field flags there). A source whose
+    first frame does not decode is refused later by ffmpeg.
     """
     import av
 
     try:
         container.seek(0)
         for frame in container.decode(stream):
-            return int(getattr(frame, "rotation", 0) or 0) % 360
+            rotation = int(getattr(frame, "rotation", 0) or 0) % 360
+            return rotation, bool(getattr(frame, "interlaced_frame", False))
     except av.FFmpegError:
-        return 0
+        return 0, False
     finally:
         container.seek(0)
-    return 0
+    return 0, False
 
 
 def _container_start(container: Any, video: VideoFacts | None, audio: AudioFacts | None) -> float:
