@@ -91,7 +91,7 @@ def test_stream_listing_for_show_and_the_run_summary(tmp_path: Path) -> None:
     spec = TRANSCODE.validate({"input": str(source), "preset": "h264"})
     assert describe_streams(spec) == [
         "#0 video h264: encoded as h264",
-        "#1 audio aac: encoded as aac",
+        "#1 audio aac (fra): encoded as aac",
         "#2 subtitle subrip (eng): converted to mov_text",
     ]
     assert dropped_streams(spec) == []

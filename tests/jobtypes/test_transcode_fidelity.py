@@ -105,6 +105,7 @@ def _subtitled(path: Path, codec: str, channels: int) -> Path:
          "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=4", "-i", str(srt),
          "-map", "0", "-map", "1", "-map", "2", "-c:v", "libx264", "-pix_fmt", "yuv420p",
          "-c:a", "aac", "-ac", str(channels), "-c:s", codec, "-metadata:s:s:0", "language=eng",
+         "-metadata:s:a:0", "language=fra",
          str(path))  # fmt: skip
     return path
 
@@ -397,3 +398,10 @@ def test_interlaced_source_is_deinterlaced_with_exact_seams(
     assert len(per_frame) == 75
     # Seams at frames 33 and 65 (1.3 s segments) look like every other frame.
     assert min(per_frame) > 38.0
+
+
+def test_stream_languages_survive_a_split(outputs: dict[str, Outputs]) -> None:
+    """The chunks carry no tags; the assembly takes each stream's from the source."""
+    for path in (outputs["srt-51"].split, outputs["srt-51"].whole):
+        languages = {s.kind: s.language for s in probe(str(path)).streams}
+        assert languages["audio"] == "fra" and languages["subtitle"] == "eng"

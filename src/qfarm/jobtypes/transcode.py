@@ -578,6 +578,20 @@ class _Runner:
         them from the source)."""
         return ["-map_metadata", "-1", "-map_chapters", "-1", "-f", self.preset.muxer]
 
+    def _stream_metadata(self, source_input: int, audio: bool) -> list[str]:
+        """The source's own stream tags (language, title, handler) for the joined video and
+        each audio track: the chunks were written without them."""
+        plans = [streams_mod.StreamPlan.from_dict(p) for p in self.job.get("streams") or []]
+        video = next((p.index for p in plans if p.kind == "video" and p.kept), None)
+        args = [] if video is None else ["-map_metadata:s:v:0", f"{source_input}:s:{video}"]
+        if audio:
+            for number, index in enumerate(self.job.get("audio_streams") or []):
+                args += [f"-map_metadata:s:a:{number}", f"{source_input}:s:{int(index)}"]
+        subtitles = [p.index for p in plans if p.kind == "subtitle" and p.kept]
+        for number, index in enumerate(subtitles):
+            args += [f"-map_metadata:s:s:{number}", f"{source_input}:s:{index}"]
+        return args
+
     def _side_streams(self, source_input: int) -> list[str]:
         """Maps and codecs of the subtitles and attachments the output keeps."""
         plans = [streams_mod.StreamPlan.from_dict(p) for p in self.job.get("streams") or []]
@@ -713,6 +727,7 @@ class _Runner:
         source_input = 2 if audio else 1
         inputs += ["-i", self.job["input"]]
         maps += self._side_streams(source_input)
+        maps += self._stream_metadata(source_input, bool(audio))
         argv = [*self._base(progress), *inputs, *maps, "-c:v", "copy", "-c:a", "copy",
                 *self._mux_args(source_input), temp]  # fmt: skip
         total = float((self.source.get("video") or {}).get("duration") or 1.0)
@@ -793,6 +808,8 @@ class _Runner:
                 codec += [*self._audio_maps(), *presets_mod.audio_codec_args(preset)]
             if preset.kind == "video":
                 codec += self._side_streams(0)
+        if has_video:
+            codec += self._stream_metadata(0, has_audio)
         if not has_video:
             codec.append("-vn")
         if not has_audio:
