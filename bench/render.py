@@ -362,7 +362,7 @@ async def main() -> None:
             os.environ[env] = str(wrapped[name][0])
         # Each node asks its renderers' versions and features when it joins; ask once here
         # first, so that answer is cached (the first ask of a build starts Blender).
-        renderer_versions()
+        versions = renderer_versions()
         store = Store(f"sqlite:///{work / 'qfarm.db'}")
         specs = [NodeSpec(f"bench-{i + 1}", {"render": 1}) for i in range(args.nodes)]
         began = time.perf_counter()
@@ -387,7 +387,7 @@ async def main() -> None:
             "",
             f"Machine: {machine()}; load average before {load_before}, after "
             f"{load_average()} (other work shared the machine). Renderers: "
-            f"{renderer_versions()}. qfarm: an embedded cluster of {args.nodes} nodes with one "
+            f"{versions}. qfarm: an embedded cluster of {args.nodes} nodes with one "
             f"render instance each (started in {startup:.1f} s, not counted in `qfarm`); "
             "`qfarm run` is the whole command, start-up included. Direct: the renderer once "
             f"on all frames with every core (`+WT{CORES}`, `-t {CORES}`). Figures are min / "

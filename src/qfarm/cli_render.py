@@ -4,6 +4,7 @@ scene, rendered in segments across the service nodes."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -228,7 +229,7 @@ def run_render(
             rate=rate,
         )  # fmt: skip
         plan_batch(request)  # the whole batch is refused before a word about the scene
-        check_features(request, [local_fingerprint()], "this machine's")
+        check_features(request, lambda: [local_fingerprint()], "this machine's")
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     if not (quiet or as_json):
@@ -283,7 +284,7 @@ def submit_render(
             rate=rate, hold=hold, start_at=parse_start_at(start_at),
         )  # fmt: skip
         client = connect(controller, token)
-        check_features(request, farm_fingerprints(client.nodes()), "any online node's")
+        check_features(request, lambda: farm_fingerprints(client.nodes()), "any online node's")
         handle = client.submit(request)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
@@ -294,15 +295,19 @@ def submit_render(
         out.print(handle.id)
 
 
-def check_features(request: BatchRequest, fingerprints: list[dict[str, Any]], whose: str) -> None:
+def check_features(
+    request: BatchRequest, fingerprints: Callable[[], list[dict[str, Any]]], whose: str
+) -> None:
     """Refuse a render whose scene needs renderer features (the Cycles denoiser, a GPU) that
     no node given has, naming them and the way out, instead of a job that waits forever.
     Nothing is refused where no node has the renderer at all: that wait says so itself."""
     rendered = RENDER.validate(request.jobs[0].spec)
     needs = list(rendered.get("features") or ())
     renderer = rendered["renderer"]
-    having = [f for f in fingerprints if f.get(renderer)]
-    if not needs or not having:
+    if not needs:
+        return
+    having = [f for f in fingerprints() if f.get(renderer)]
+    if not having:
         return
     tools = RENDER.required_tools(rendered)
     if any(all(f.get(tool) for tool in tools) for f in having):
