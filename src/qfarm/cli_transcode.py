@@ -20,6 +20,7 @@ from rich.table import Table
 from qfarm.cli import (
     DataDirOpt,
     DbOpt,
+    FreshOpt,
     HoldOpt,
     JsonOpt,
     NameOpt,
@@ -194,6 +195,7 @@ def run_transcode(
     db: DbOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    fresh: FreshOpt = False,
 ) -> None:
     """Transcode sources with presets on an embedded cluster, and wait.
 
@@ -213,7 +215,7 @@ def run_transcode(
     raise typer.Exit(
         run_request(
             request, nodes=nodes, instances=instances, data_dir=data_dir, db=db,
-            as_json=as_json, quiet=quiet,
+            as_json=as_json, quiet=quiet, fresh=fresh,
         )
     )  # fmt: skip
 
