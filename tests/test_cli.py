@@ -48,6 +48,16 @@ def test_help_has_examples(tmp_path: Path, args: list[str]) -> None:
     assert "qfarm run --frames" in result.stdout
 
 
+def test_the_exit_codes_are_documented_in_the_help_as_defined(tmp_path: Path) -> None:
+    from qfarm.cli import ExitCode
+
+    result = qfarm("--help", data_dir=tmp_path)
+    assert result.returncode == ExitCode.DONE
+    shown = " ".join(result.stdout.split())
+    assert "Exit codes: 0 done, 1 failed (or canceled), 2 usage error, 3 cannot reach" in shown
+    assert [int(code) for code in ExitCode] == [0, 1, 2, 3, 4, 130]
+
+
 def test_run_quick_start_succeeds(tmp_path: Path) -> None:
     result = qfarm(
         "run",

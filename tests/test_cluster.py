@@ -254,8 +254,29 @@ def test_bad_batch_is_refused_with_a_400_and_a_message(cluster: Cluster, tmp_pat
             {"jobs": [{"spec": {"command": ["true"], "frames": "1-x", "cwd": str(tmp_path)}}]}
         )
     result = cluster.cli("show", "999999")
-    assert result.returncode == 1
+    assert result.returncode == 4  # not found
     assert "no batch 999999" in result.stderr
+
+
+@pytest.mark.parametrize("args", [["batches"], ["wait", "1"], ["show", "1"]])
+def test_a_controller_that_cannot_be_reached_exits_3(tmp_path: Path, args: list[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    unreachable = Cluster(url, Client(url), tmp_path, {})
+    result = unreachable.cli(*args)
+    assert result.returncode == 3, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"qfarm: error: cannot reach the controller at {url}")
+
+
+def test_a_missing_segment_exits_4_as_a_missing_batch_does(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    batch_id = cluster.submit("true", tmp_path)
+    cluster.client.batch(batch_id)
+    missing = cluster.cli("logs", str(batch_id), "--segment", "99")
+    assert missing.returncode == 4, missing.stderr
+    assert f"batch {batch_id} has no segment 99" in missing.stderr
+    assert cluster.cli("logs", "999999").returncode == 4
 
 
 def test_priority_decides_what_runs_when_nodes_free_up(cluster: Cluster, tmp_path: Path) -> None:
@@ -543,7 +564,7 @@ def test_cluster_storage_round_trip(cluster: Cluster, tmp_path: Path) -> None:
     assert len(uploads_before - {p.name for p in (stored / "uploads").iterdir()}) == 1
     assert batch_id not in {b.id for b in cluster.client.batches()}
     again = cluster.cli("remove", str(batch_id))
-    assert again.returncode == 1 and f"no batch {batch_id}" in again.stderr
+    assert again.returncode == 4 and f"no batch {batch_id}" in again.stderr
 
 
 def test_a_batch_still_going_cannot_be_removed(cluster: Cluster, tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
 """The ``qfarm`` command line (Typer + Rich).
 
-Exit codes: 0 the batch is done; 1 it failed or was canceled; 2 a usage error (nothing was
-started); 130 interrupted (the batch was canceled and its processes ended).
+Exit codes are :class:`ExitCode`, the same for every command.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import signal
 import sys
 import time
 from collections import Counter
+from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -32,7 +32,7 @@ from rich.table import Table
 from rich.text import Text
 
 from qfarm import __version__, batchfile, config
-from qfarm.errors import InvalidRequest, QfarmError
+from qfarm.errors import InvalidRequest, NotFound, QfarmError
 from qfarm.model import (
     BatchCounts,
     BatchRequest,
@@ -47,9 +47,32 @@ if TYPE_CHECKING:
     from qfarm.engine import NodeSpec
     from qfarm.store import PlannedJob, Store
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+
+class ExitCode(IntEnum):
+    """Every command's exit status, defined here only, so that a script can tell a failed
+    batch from a typo, a controller that is down and an id that does not exist."""
+
+    DONE = 0  # the batch is done, the command did what it was asked
+    FAILED = 1  # the batch failed or was canceled; the controller refused the action
+    USAGE = 2  # a usage error: nothing was started
+    UNREACHABLE = 3  # the controller cannot be reached
+    NOT_FOUND = 4  # no such batch, segment, node or token
+    INTERRUPTED = 130  # Ctrl-C: the batch was canceled and its processes ended
+
+
+def exit_code_of(exc: QfarmError) -> ExitCode:
+    """The exit status of an error that reached the top of a command."""
+    if isinstance(exc, NotFound):
+        return ExitCode.NOT_FOUND
+    if isinstance(exc, InvalidRequest):
+        return ExitCode.USAGE
+    # Imported here: only a client command can have raised it, and then it is loaded.
+    from qfarm.client import ControllerUnreachable
+
+    if isinstance(exc, ControllerUnreachable):
+        return ExitCode.UNREACHABLE
+    return ExitCode.FAILED
+
 
 # Markup off: batch names, file names and errors come from users, and "[final]" in a file
 # name is text, not a style. Styles are given explicitly where we want them.
@@ -97,6 +120,9 @@ def root(
 
     Run `qfarm COMMAND --help` for each command's options and examples, and `qfarm run
     transcode --help` or `qfarm run render --help` for those job types'.
+
+    **Exit codes**: 0 done, 1 failed (or canceled), 2 usage error, 3 cannot reach the
+    controller, 4 not found, 130 interrupted.
     """
 
 
@@ -107,7 +133,7 @@ def print_json(value: Any) -> None:
 
 def fail_usage(message: str) -> typer.Exit:
     print_error(message)
-    return typer.Exit(EXIT_USAGE)
+    return typer.Exit(ExitCode.USAGE)
 
 
 def parse_env(pairs: list[str]) -> dict[str, str]:
@@ -319,8 +345,9 @@ def run(
 
     The job is split into segments by --frames or --each (or runs whole), the segments run in
     parallel on the local nodes' instances, and the command exits with the batch's outcome:
-    0 done, 1 failed, 2 usage error, 130 interrupted. Run the same command again after an
-    interruption and it carries on: segments already done are kept (--fresh starts over).
+    0 done, 1 failed, 2 usage error, 130 interrupted (see `qfarm --help`). Run the same
+    command again after an interruption and it carries on: segments already done are kept
+    (--fresh starts over).
     """
     if command and command[0] in JOB_COMMANDS:
         # `qfarm run transcode ...`: a job type's own command line, with its own options.
@@ -436,7 +463,7 @@ def run_request(
         store = Store(config.database_url(db, directory, config.RUNS_DB))
     except InvalidRequest as exc:
         print_error(exc)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except KeyboardInterrupt:
         return interrupted_early()
 
@@ -455,7 +482,7 @@ def interrupted_early() -> int:
     """Ctrl-C before a batch's own handlers were in place (loading, planning, starting):
     one line, no traceback; whatever was stored is resumed by the next run."""
     err.print("interrupted", highlight=False)
-    return EXIT_INTERRUPTED
+    return ExitCode.INTERRUPTED
 
 
 def _claim_and_run(
@@ -561,7 +588,7 @@ async def _run_embedded(
             if display is not None:
                 display.cancel()
             # Closing the cluster ends every segment process (the workers' close hook).
-            return EXIT_INTERRUPTED
+            return ExitCode.INTERRUPTED
         if display is not None:
             await display
         batch = waiter.result()
@@ -576,8 +603,8 @@ async def _run_embedded(
     elif not interrupted.is_set():  # an interruption said all in its one line
         print_report(report)
     if interrupted.is_set():
-        return EXIT_INTERRUPTED
-    return 0 if batch.state is BatchState.DONE else EXIT_FAILED
+        return ExitCode.INTERRUPTED
+    return ExitCode.DONE if batch.state is BatchState.DONE else ExitCode.FAILED
 
 
 class BatchProgress:
@@ -718,9 +745,6 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(interrupted_early())
-    except InvalidRequest as exc:
-        print_error(exc)
-        sys.exit(EXIT_USAGE)
     except QfarmError as exc:
         print_error(exc)
-        sys.exit(EXIT_FAILED)
+        sys.exit(exit_code_of(exc))

@@ -21,13 +21,13 @@ from rich.table import Table
 
 from qfarm import batchfile, config, pathmap, tokens
 from qfarm.cli import (
-    EXIT_FAILED,
     JOB_COMMANDS,
     BatchProgress,
     CommandArg,
     CwdOpt,
     EachOpt,
     EnvOpt,
+    ExitCode,
     FramesOpt,
     HoldOpt,
     JsonOpt,
@@ -51,7 +51,7 @@ from qfarm.cli import (
     print_report,
 )
 from qfarm.client import BatchStatus, Client
-from qfarm.errors import InvalidRequest
+from qfarm.errors import InvalidRequest, NotFound
 from qfarm.model import BatchCounts, BatchRequest, priority_label
 from qfarm.units import duration
 
@@ -529,7 +529,8 @@ def wait(
     token: TokenOpt = None,
     quiet: QuietOpt = False,
 ) -> None:
-    """Wait for a batch to end, with a progress bar; exit 0 if it is done, 1 otherwise."""
+    """Wait for a batch to end, with a progress bar; exit 0 if it is done, 1 otherwise (3: the
+    controller cannot be reached, 4: no such batch)."""
     client = connect(controller, token)
     status = client.batch(batch)
     if quiet:
@@ -546,9 +547,9 @@ def wait(
                 status = client.batch(batch)
     if status.state == "done":
         err.print(f"batch {batch} done", highlight=False)
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.DONE)
     print_report(api_report(client, status))
-    raise typer.Exit(EXIT_FAILED)
+    raise typer.Exit(ExitCode.FAILED)
 
 
 def api_report(client: Client, status: BatchStatus) -> dict[str, Any]:
@@ -699,7 +700,7 @@ def logs(
     if segment is not None:
         segments = [s for s in segments if s["index"] == segment]
         if not segments:
-            raise fail_usage(f"batch {batch} has no segment {segment}")
+            raise NotFound(f"batch {batch} has no segment {segment}")
     if follow:
         _follow_logs(client, batch, {s["id"]: s for s in segments})
         return

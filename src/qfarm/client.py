@@ -68,6 +68,11 @@ class ControllerError(QfarmError):
     """The controller refused a request, or could not be reached."""
 
 
+class ControllerUnreachable(ControllerError):
+    """No answer from the controller at all (down, wrong address): the CLI exits 3 on it,
+    apart from a refusal, so that a script can wait and retry."""
+
+
 @dataclass(frozen=True)
 class BatchStatus:
     id: int
@@ -124,7 +129,9 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise ControllerError(f"cannot reach the controller at {self.url}: {exc}") from None
+            raise ControllerUnreachable(
+                f"cannot reach the controller at {self.url}: {exc}"
+            ) from None
         if response.status_code >= 400:
             self._raise(response)
         return response.json()
@@ -248,7 +255,7 @@ class Client:
                     self._raise(response)
                 write_atomically(target, response.iter_bytes())
         except httpx.HTTPError as exc:
-            raise ControllerError(f"cannot download {path} from {self.url}: {exc}") from None
+            raise ControllerUnreachable(f"cannot download {path} from {self.url}: {exc}") from None
 
     # -------------------------------------------------------------------- nodes
 
