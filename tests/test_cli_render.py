@@ -140,3 +140,33 @@ def test_run_render_refuses_a_scene_needing_a_denoiser_this_blender_lacks(
     assert result.returncode == 0, result.stderr
     assert "rendered without Cycles' OpenImageDenoise denoiser" in result.stderr
     assert [p.name for p in (tmp_path / "render").iterdir()] == ["shot_02_v2.jpg"]
+
+
+def test_submit_refuses_a_scene_needing_features_no_online_node_has(tmp_path: Path) -> None:
+    """The submitting machine's reading of the file travels in the spec (no Blender needed
+    to plan it again); ``qfarm submit`` checks its needs against the nodes' fingerprints."""
+    from qfarm.cli_render import check_features
+    from qfarm.errors import InvalidRequest
+    from qfarm.model import BatchRequest, JobRequest
+
+    (tmp_path / "shot.blend").write_bytes(b"BLENDER")
+    settings = {
+        "frame_start": 1, "frame_end": 4, "frame_step": 1, "file_format": "PNG",
+        "filepath": "//r/f_##", "engine": "CYCLES", "width": 8, "height": 8,
+        "percentage": 100, "denoise": True, "denoiser": "OPENIMAGEDENOISE", "device": "GPU",
+    }  # fmt: skip
+    spec = {
+        "scene": str(tmp_path / "shot.blend"), "cwd": str(tmp_path),
+        "blend": {"active": "S", "scenes": {"S": settings}},
+    }  # fmt: skip
+    request = BatchRequest(jobs=(JobRequest("render", spec),))
+    plain = {"blender": "4.2.0"}
+    full = {"blender": "4.2.0", "blender+denoiser": "yes", "blender+gpu": "yes"}
+    with pytest.raises(
+        InvalidRequest,
+        match="needs Cycles' OpenImageDenoise denoiser and a Cycles GPU device, which any "
+        "online node's blender lacks",
+    ):
+        check_features(request, lambda: [plain], "any online node's")
+    check_features(request, lambda: [plain, full], "any online node's")  # one node has both
+    check_features(request, lambda: [], "any online node's")  # none yet: the job's wait says
