@@ -73,7 +73,40 @@ def test_run_quick_start_succeeds(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "10 done, 0 failed, 0 canceled of 10" in result.stderr
-    assert "10/10" in result.stderr  # the progress bar's last state
+    assert "10 done of 10 segments" in result.stderr  # the progress bar's last state
+
+
+def counts(**given: int) -> Any:
+    from qfarm.model import BatchCounts
+
+    states = ("queued", "dispatched", "running", "done", "failed", "canceled")
+    return BatchCounts(total=given.pop("total"), **{s: given.pop(s, 0) for s in states})
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ({"total": 4, "queued": 4}, "0 done of 4 segments"),
+        ({"total": 4, "done": 1, "running": 1, "dispatched": 1}, "1 done · 2 running of 4"),
+        ({"total": 4, "done": 2, "failed": 1, "canceled": 1}, "2 done · 1 failed · 1 canceled of 4"),
+        ({"total": 4, "canceled": 4}, "0 done · 4 canceled of 4 segments"),
+    ],
+)
+def test_the_progress_bar_shows_done_failed_and_canceled_apart(
+    given: dict[str, int], shown: str
+) -> None:
+    from qfarm.cli import segments_text
+
+    assert shown in segments_text(counts(**given)).plain
+
+
+def test_a_failed_runs_progress_bar_does_not_count_the_failure_as_done(tmp_path: Path) -> None:
+    result = qfarm(
+        "run", "--retries", "0", "--frames", "1-3", "--", "sh", "-c", "[ {start} -ne 2 ]",
+        data_dir=tmp_path, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "2 done · 1 failed of 3 segments" in result.stderr
 
 
 def test_run_json_reports_the_outcome(tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -607,26 +609,52 @@ async def _run_embedded(
     return ExitCode.DONE if batch.state is BatchState.DONE else ExitCode.FAILED
 
 
+def segments_text(counts: BatchCounts) -> Text:
+    """A batch's segments as a progress bar shows them, each outcome apart ("2 done · 1
+    failed · 1 canceled of 4 segments"): a count of ended segments read as success after a
+    cancel or a failure. Running, failed and canceled appear once there are some."""
+    parts = [(f"{counts.done} done", "green")]
+    others = (
+        (counts.running + counts.dispatched, "running", "cyan"),
+        (counts.failed, "failed", "red"),
+        (counts.canceled, "canceled", "yellow"),
+    )
+    parts += [(f"{number} {word}", style) for number, word, style in others if number]
+    text = Text()
+    for number, (words, style) in enumerate(parts):
+        if number:
+            text.append(" · ")
+        text.append(words, style=style)
+    text.append(f" of {counts.total} segments")
+    return text
+
+
+class SegmentsColumn(ProgressColumn):
+    """The progress bar's column of :func:`segments_text`, from the task's ``counts``."""
+
+    def render(self, task: Task) -> Text:
+        counts: BatchCounts | None = task.fields.get("counts")
+        return segments_text(counts) if counts is not None else Text("")
+
+
 class BatchProgress:
     """The progress bar of one batch: its work done (frames, counting the reported part of
-    running segments), segments finished of total, running, failed, elapsed, ETA. On
-    stderr, so stdout stays clean for --json and scripts.
+    running segments), its segments by outcome, elapsed, ETA. On stderr, so stdout stays
+    clean for --json and scripts.
     """
 
-    def __init__(self, batch_id: int) -> None:
+    def __init__(self, batch_id: int, console: Console = err) -> None:
         self.progress = Progress(
             TextColumn(f"[bold]batch {batch_id}"),
             BarColumn(),
             TaskProgressColumn(),
-            TextColumn("{task.fields[segments]} segments"),
-            TextColumn("[cyan]{task.fields[running]} running"),
-            TextColumn("[red]{task.fields[failed]} failed"),
+            SegmentsColumn(),
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            console=err,
+            console=console,
         )
-        self.task = self.progress.add_task("batch", total=None, segments="0/0", running=0, failed=0)
+        self.task = self.progress.add_task("batch", total=None, counts=None)
 
     def __enter__(self) -> BatchProgress:
         self.progress.__enter__()
@@ -640,14 +668,7 @@ class BatchProgress:
             total, completed = counts.work_total, counts.work_done
         else:
             total, completed = float(counts.total), float(counts.finished)
-        self.progress.update(
-            self.task,
-            total=total,
-            completed=completed,
-            segments=f"{counts.finished}/{counts.total}",
-            running=counts.running + counts.dispatched,
-            failed=counts.failed,
-        )
+        self.progress.update(self.task, total=total, completed=completed, counts=counts)
 
 
 async def _show_progress(store: Store, batch_id: int, waiter: asyncio.Task[Any]) -> None:
