@@ -265,5 +265,9 @@ def test_plan_names_frames_with_padding_and_keeps_the_whole_range_for_the_clock(
     assert spec["animation"]["initial_frame"] == 1
     assert spec["animation"]["final_frame"] == 25
     assert RENDER.required_tools(spec) == ("povray",)
+    # What qfarm show and the run summary say of it: the scene's animation, and the frames.
+    described = RENDER.describe(spec)
+    assert described[0] == spec["description"] and "ball.pov" in described[0]
+    assert described[1] == f"povray: frames 1-25, 10 a segment, into {tmp_path / 'ball'}"
     wide = RENDER.validate({"scene": "ball.pov", "frames": "1-12000", "cwd": str(tmp_path)})
     assert RENDER.plan(wide)[0].outputs[0].endswith("ball_00001.png")

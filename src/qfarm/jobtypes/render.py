@@ -51,6 +51,21 @@ class RenderJobType:
         renderer = str(spec["renderer"])
         return (renderer, *(feature_tool(renderer, f) for f in spec.get("features") or ()))
 
+    def describe(self, spec: Mapping[str, Any]) -> list[str]:
+        """What people should know of a planned render (``qfarm show``, the run summary):
+        what was read from the scene, which frames, and where they land."""
+        runs = [FrameRun(*r) for r in spec.get("frames") or ()]
+        lines = [str(spec["description"])] if spec.get("description") else []
+        frames = ",".join(format_run(r) for r in runs)
+        lines.append(
+            f"{spec['renderer']}: frames {frames}, {spec['segment_size']} a segment, "
+            f"into {spec['output']}"
+        )
+        needs = list(spec.get("features") or ())
+        if needs:
+            lines.append("needs nodes whose renderer has: " + ", ".join(needs))
+        return lines
+
     # ------------------------------------------------------------ controller side
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
