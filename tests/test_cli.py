@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import socket
 import sqlite3
@@ -48,6 +49,24 @@ def test_help_has_examples(tmp_path: Path, args: list[str]) -> None:
     assert "qfarm run --frames" in result.stdout
 
 
+def help_example(args: list[str], starting: str, data_dir: Path) -> list[str]:
+    """The arguments of the example in ``qfarm ARGS --help`` whose line starts so."""
+    shown = qfarm(*args, "--help", data_dir=data_dir).stdout
+    [line] = [ln.strip() for ln in shown.splitlines() if ln.strip().startswith(starting)]
+    return shlex.split(line)[1:]
+
+
+@pytest.mark.parametrize("args", [[], ["run"]])
+def test_the_each_example_of_the_help_works_on_a_file_name_with_a_space(
+    tmp_path: Path, args: list[str]
+) -> None:
+    example = help_example(args, "qfarm run --each", tmp_path / "data")
+    (tmp_path / "my clip.mov").write_bytes(b"eleven byte")
+    result = qfarm(*example, data_dir=tmp_path / "data", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "my clip.txt").read_text().strip() == "11"
+
+
 def test_the_exit_codes_are_documented_in_the_help_as_defined(tmp_path: Path) -> None:
     from qfarm.cli import ExitCode
 
@@ -88,7 +107,7 @@ def counts(**given: int) -> Any:
     [
         ({"total": 4, "queued": 4}, "0 done of 4 segments"),
         ({"total": 4, "done": 1, "running": 1, "dispatched": 1}, "1 done · 2 running of 4"),
-        ({"total": 4, "done": 2, "failed": 1, "canceled": 1}, "2 done · 1 failed · 1 canceled of 4"),
+        ({"total": 4, "done": 2, "failed": 1, "canceled": 1}, "2 done · 1 failed · 1 canceled"),
         ({"total": 4, "canceled": 4}, "0 done · 4 canceled of 4 segments"),
     ],
 )

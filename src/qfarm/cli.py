@@ -114,7 +114,7 @@ def root(
 
         qfarm run --frames 1-100 --segment-size 10 -- sh -c 'echo frames {start}-{end}'
 
-        qfarm run --each 'clips/*.mov' -o 'sizes/{stem}.txt' -- sh -c 'wc -c < {input} > {output}'
+        qfarm run --each '*.mov' -o '{stem}.txt' -- sh -c 'wc -c < "$1" > "$2"' sh {input} {output}
 
         qfarm run transcode interview.mov --preset h264-720p
 
@@ -169,9 +169,10 @@ Ten segments of ten frames, run in parallel on the local service nodes:
 
     qfarm run --frames 1-100 --segment-size 10 -- sh -c 'echo rendering {start}-{end}; sleep 0.5'
 
-One segment per file, each writing its own output (renamed into place when it succeeds):
+One segment per file, each writing its own output (renamed into place when it succeeds);
+the file names go to the shell as arguments, "$1" and "$2", so spaces in them are safe:
 
-    qfarm run --each 'clips/*.mov' -o 'sizes/{stem}.txt' -- sh -c 'wc -c < {input} > {output}'
+    qfarm run --each '*.mov' -o '{stem}.txt' -- sh -c 'wc -c < "$1" > "$2"' sh {input} {output}
 
 A command that runs once per frame, zero-padded, with a timeout and exit code 1 allowed:
 
