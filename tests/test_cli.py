@@ -128,6 +128,29 @@ def test_a_failed_runs_progress_bar_does_not_count_the_failure_as_done(tmp_path:
     assert "2 done · 1 failed of 3 segments" in result.stderr
 
 
+def test_follow_streams_every_segments_output_on_stdout_prefixed(tmp_path: Path) -> None:
+    result = qfarm(
+        "run", "-v", "--frames", "1-3", "--", "sh", "-c",
+        "echo start {start}; echo end {start}; printf 'no newline {start}'",
+        data_dir=tmp_path, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    for segment in (1, 2, 3):
+        mine = [line for line in lines if line.startswith(f"[{segment}] ")]
+        assert mine == [
+            f"[{segment}] start {segment}",
+            f"[{segment}] end {segment}",
+            f"[{segment}] no newline {segment}",
+        ]
+    assert "3 done of 3 segments" in result.stderr  # the bar, on stderr as ever
+
+    as_json = qfarm(
+        "run", "--follow", "--json", "--", "echo", "hi", data_dir=tmp_path, cwd=tmp_path
+    )  # fmt: skip
+    assert json.loads(as_json.stdout)["state"] == "done"  # nothing else on stdout
+
+
 def test_run_json_reports_the_outcome(tmp_path: Path) -> None:
     result = qfarm(
         "run", "--json", "--frames", "1-4", "--", "true", data_dir=tmp_path, cwd=tmp_path

@@ -14,6 +14,8 @@ import signal
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -248,6 +250,15 @@ DbOpt = Annotated[
     typer.Option("--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+FollowOpt = Annotated[
+    bool,
+    typer.Option(
+        "--follow",
+        "-v",
+        help="Print each segment's output on stdout as it comes, each line prefixed with its "
+        "segment: [3] ... (off with --json).",
+    ),
+]
 FreshOpt = Annotated[
     bool,
     typer.Option(
@@ -342,6 +353,7 @@ def run(
     db: DbOpt = None,
     as_json: JsonOpt = False,
     quiet: QuietOpt = False,
+    follow: FollowOpt = False,
     fresh: FreshOpt = False,
 ) -> None:
     """Run one job on an embedded cluster (a controller and local service nodes) and wait.
@@ -372,7 +384,7 @@ def run(
     raise typer.Exit(
         run_request(
             request, nodes=nodes, instances=instances, data_dir=data_dir, db=db,
-            as_json=as_json, quiet=quiet, where=where, fresh=fresh,
+            as_json=as_json, quiet=quiet, where=where, fresh=fresh, follow=follow,
         )
     )  # fmt: skip
 
@@ -439,10 +451,12 @@ def run_request(
     quiet: bool,
     where: str = "",
     fresh: bool = False,
+    follow: bool = False,
 ) -> int:
     """Plan ``request``, run it on an embedded cluster, report, and return the exit code.
     ``where`` prefixes planning errors (the batch file's name). An unfinished batch of the
-    same request that no live process runs is resumed, unless ``fresh``."""
+    same request that no live process runs is resumed, unless ``fresh``. ``follow`` prints
+    the segments' output as it comes (not with ``as_json``)."""
     try:
         if nodes is not None and nodes < 1:
             raise InvalidRequest("--nodes must be at least 1")
@@ -471,14 +485,23 @@ def run_request(
         return interrupted_early()
 
     try:
-        return _claim_and_run(
-            request, planned, store, directory, local_nodes, as_json=as_json, quiet=quiet,
-            fresh=fresh,
-        )  # fmt: skip
+        shown = RunDisplay(
+            as_json=as_json, bar=not (quiet or as_json), follow=follow and not as_json
+        )
+        return _claim_and_run(request, planned, store, directory, local_nodes, shown, fresh=fresh)
     except KeyboardInterrupt:
         return interrupted_early()
     finally:
         store.close()
+
+
+@dataclass(frozen=True)
+class RunDisplay:
+    """What ``qfarm run`` shows while its batch runs and after."""
+
+    as_json: bool  # the report as JSON on stdout, nothing else there
+    bar: bool  # a progress bar on stderr
+    follow: bool  # the segments' output on stdout, as it comes
 
 
 def interrupted_early() -> int:
@@ -494,9 +517,8 @@ def _claim_and_run(
     store: Store,
     directory: Path,
     local_nodes: list[NodeSpec],
+    shown: RunDisplay,
     *,
-    as_json: bool,
-    quiet: bool,
     fresh: bool,
 ) -> int:
     """Resume the request's unfinished batch or store a new one, and run it."""
@@ -514,11 +536,7 @@ def _claim_and_run(
                 "already done (--fresh starts over)",
                 highlight=False,
             )
-        return asyncio.run(
-            _run_embedded(
-                claim.batch_id, store, directory, local_nodes, as_json=as_json, quiet=quiet
-            )
-        )
+        return asyncio.run(_run_embedded(claim.batch_id, store, directory, local_nodes, shown))
     finally:
         claim.lock.release()
 
@@ -547,9 +565,7 @@ async def _run_embedded(
     store: Store,
     directory: Path,
     local_nodes: list[NodeSpec],
-    *,
-    as_json: bool,
-    quiet: bool,
+    shown: RunDisplay,
 ) -> int:
     from qfarm.controller import ENGINE_LOG, Controller
 
@@ -570,8 +586,11 @@ async def _run_embedded(
         controller.adopt(batch_id)
         waiter = asyncio.create_task(controller.wait(batch_id, poll=0.02))
         display = None
-        if not quiet and not as_json:
+        if shown.bar:
             display = asyncio.create_task(_show_progress(store, batch_id, waiter))
+        following = None
+        if shown.follow:
+            following = asyncio.create_task(_follow_output(store, batch_id, waiter))
         stop = asyncio.create_task(interrupted.wait())
         await asyncio.wait({waiter, stop}, return_when=asyncio.FIRST_COMPLETED)
         if interrupted.is_set() and not waiter.done():
@@ -588,12 +607,14 @@ async def _run_embedded(
         stop.cancel()
         if forced.is_set():
             waiter.cancel()
-            if display is not None:
-                display.cancel()
+            for task in (display, following):
+                if task is not None:
+                    task.cancel()
             # Closing the cluster ends every segment process (the workers' close hook).
             return ExitCode.INTERRUPTED
-        if display is not None:
-            await display
+        for task in (following, display):  # the last output, above the bar's last state
+            if task is not None:
+                await task
         batch = waiter.result()
     finally:
         await controller.close()
@@ -601,7 +622,7 @@ async def _run_embedded(
             loop.remove_signal_handler(sig)
     elapsed = time.monotonic() - started
     report = batch_report(store, batch_id, elapsed)
-    if as_json:
+    if shown.as_json:
         print_json(report)
     elif not interrupted.is_set():  # an interruption said all in its one line
         print_report(report)
@@ -654,6 +675,9 @@ class BatchProgress:
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=console,
+            # Lines written to stdout (--follow) go above the bar when stdout is the
+            # terminal too, and straight to stdout when it is a file or a pipe.
+            redirect_stdout=out.is_terminal,
         )
         self.task = self.progress.add_task("batch", total=None, counts=None)
 
@@ -680,6 +704,79 @@ async def _show_progress(store: Store, batch_id: int, waiter: asyncio.Task[Any])
                 break
             # Five times a second, and at once when the batch ends.
             await asyncio.wait({waiter}, timeout=0.2)
+
+
+@dataclass
+class OutputFollower:
+    """A batch's segment output as it is written, each line prefixed with its segment
+    (``[3] line``, or ``[job 3] line`` in a batch of several jobs): every attempt's log is
+    read on from where it was left. An embedded run's logs are files on this machine.
+    Attempts that had ended before it started (a resumed batch's) are not shown again."""
+
+    store: Store
+    batch_id: int
+    write: Callable[[str], None]
+    prefixes: dict[int, str] = field(default_factory=dict)  # by segment id
+    offsets: dict[tuple[int, int], int] = field(default_factory=dict)  # by attempt
+    partial: dict[tuple[int, int], bytes] = field(default_factory=dict)  # its unended line
+    ended: set[tuple[int, int]] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        jobs = {job.id: job for job in self.store.jobs(self.batch_id)}
+        for seg in self.store.segments(self.batch_id):
+            job = jobs[seg.job_id]
+            named = f"{job.name or job.job_type} " if len(jobs) > 1 else ""
+            self.prefixes[seg.id] = f"[{named}{seg.index}]"
+        self.ended = {
+            (a.segment_id, a.number)
+            for a in self.store.batch_attempts(self.batch_id)
+            if a.ended_at is not None
+        }
+
+    def poll(self, final: bool = False) -> None:
+        """Print what was written since the last poll; ``final``: the batch has ended, so
+        a last line without its newline is printed too."""
+        for attempt in self.store.batch_attempts(self.batch_id):
+            key = (attempt.segment_id, attempt.number)
+            if key in self.ended or not attempt.log_path:
+                continue
+            # ended_at is read before the log: an ended attempt's log is whole.
+            done = final or attempt.ended_at is not None
+            self._read(key, Path(attempt.log_path), done)
+            if done:
+                self.ended.add(key)
+
+    def _read(self, key: tuple[int, int], path: Path, done: bool) -> None:
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(self.offsets.get(key, 0))
+                data = fh.read()
+        except FileNotFoundError:  # not started yet
+            return
+        self.offsets[key] = self.offsets.get(key, 0) + len(data)
+        lines = (self.partial.pop(key, b"") + data).split(b"\n")
+        last = lines.pop()
+        if done and last:
+            lines.append(last)
+        elif last:
+            self.partial[key] = last
+        prefix = self.prefixes.get(key[0], "[?]")
+        for line in lines:
+            self.write(f"{prefix} {line.decode(errors='replace').rstrip(chr(13))}")
+
+
+def write_line(text: str) -> None:
+    """One line on stdout as it is now: above the progress bar while one is shown."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+async def _follow_output(store: Store, batch_id: int, waiter: asyncio.Task[Any]) -> None:
+    follower = OutputFollower(store, batch_id, write_line)
+    while not waiter.done():
+        follower.poll()
+        await asyncio.wait({waiter}, timeout=0.1)
+    follower.poll(final=True)
 
 
 def batch_report(store: Any, batch_id: int, elapsed: float) -> dict[str, Any]:
