@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
+import os
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import warnings
@@ -75,3 +79,57 @@ def test_the_dashboard_asked_for_is_served_on_a_free_port(tmp_path: Path) -> Non
             await engine.close()
 
     asyncio.run(main())
+
+
+def controller_cli(tmp_path: Path, *options: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "qfarm", "controller", "--port", "0", "--no-advertise",
+         "--data-dir", str(tmp_path / "controller"), *options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )  # fmt: skip
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bokeh") is not None, reason="bokeh is installed")
+def test_qfarm_controller_dashboard_without_bokeh_is_a_usage_error_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    proc = controller_cli(tmp_path, "--dashboard", "--require-token")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr
+    [line] = stderr.strip().splitlines()
+    assert line == (
+        "qfarm: error: the Dask dashboard needs bokeh: pip install 'bokeh>=3.1' "
+        "(or leave out --dashboard)"
+    )
+    assert stdout == ""
+    # Refused before the store was opened: no first client token was made and lost unseen.
+    assert not (tmp_path / "controller" / "qfarm.db").exists()
+
+
+def test_qfarm_controller_dashboard_on_an_external_scheduler_is_a_usage_error(
+    tmp_path: Path,
+) -> None:
+    proc = controller_cli(tmp_path, "--dashboard", "--scheduler", "tcp://127.0.0.1:1")
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 2, stderr
+    assert "--scheduler serves its own" in stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bokeh") is None, reason="needs bokeh")
+def test_qfarm_controller_dashboard_prints_its_url_and_serves_it(tmp_path: Path) -> None:
+    proc = controller_cli(tmp_path, "--dashboard")
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith("qfarm controller at "), first
+        url = first.split()[3]
+        lines = [proc.stdout.readline() for _ in range(2)]
+        [shown] = [ln.split()[-1] for ln in lines if ln.startswith("Dask dashboard at ")]
+        assert ":8787/" not in shown
+        assert status_of(shown) == 200
+        with urllib.request.urlopen(f"{url}/api/v1/info", timeout=10) as answer:
+            assert json.load(answer)["dashboard"] == shown
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=60)

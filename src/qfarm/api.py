@@ -222,12 +222,14 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.get(f"{API}/info")
     async def info() -> dict[str, Any]:
-        """The controller's version, the address its nodes join, and whether they need its
-        join token to (``join``)."""
+        """The controller's version, the address its nodes join, whether they need its
+        join token to (``join``), and where Dask's dashboard is (null unless it was asked
+        for with ``qfarm controller --dashboard``)."""
         return {
             "version": __version__,
             "scheduler": controller.engine.scheduler_address,
             "join": controller.authority is not None,
+            "dashboard": controller.engine.dashboard_url,
         }
 
     @app.post(JOIN_PATH)

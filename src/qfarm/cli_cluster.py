@@ -83,6 +83,8 @@ def connect(controller: str | None, token: str | None) -> Client:
     qfarm controller --host 0.0.0.0 --port 8470
 
     qfarm controller --db postgresql+psycopg://qfarm@dbhost/qfarm
+
+    qfarm controller --dashboard     # Dask's dashboard too (needs bokeh)
 """
 )
 def controller(
@@ -122,6 +124,14 @@ def controller(
             help="Require client tokens even on loopback (beyond it they always are).",
         ),
     ] = False,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            help="Serve Dask's dashboard on a free port and print its URL (needs bokeh: "
+            "pip install 'bokeh>=3.1').",
+        ),
+    ] = False,
 ) -> None:
     """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
 
@@ -129,10 +139,12 @@ def controller(
     listens beyond loopback (or is given --require-token) requires client tokens: at its
     first start it makes one and prints it, once; `qfarm token` makes more and revokes them.
     """
-    from qfarm.server import serve_controller
+    from qfarm.server import ControllerAddresses, serve_controller
     from qfarm.store import Store
 
     try:
+        if dashboard:
+            check_dashboard(host, scheduler)
         directory = config.data_dir(data_dir)
         store = Store(config.database_url(db, directory))
     except InvalidRequest as exc:
@@ -148,12 +160,15 @@ def controller(
         # The first start of a controller that needs tokens: its first one, shown once.
         _, first_token = tokens.create(store, "first")
 
-    def ready(url: str, scheduler_address: str) -> None:
+    def ready(addresses: ControllerAddresses) -> None:
+        url = addresses.url
         out.print(
-            f"qfarm controller at {url} (nodes join {scheduler_address})",
+            f"qfarm controller at {url} (nodes join {addresses.scheduler})",
             highlight=False,
             soft_wrap=True,
         )
+        if addresses.dashboard:
+            out.print(f"Dask dashboard at {addresses.dashboard}", highlight=False)
         if first_token:
             out.print(
                 f"client token, shown only this once (qfarm token create makes more): "
@@ -175,7 +190,7 @@ def controller(
             serve_controller(
                 store, directory, host=host, port=port, scheduler=scheduler,
                 scheduler_port=scheduler_port, advertise=advertise, token=token,
-                on_ready=ready,
+                dashboard=dashboard, on_ready=ready,
             )
         )  # fmt: skip
     except KeyboardInterrupt:
@@ -185,6 +200,20 @@ def controller(
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_dashboard(host: str, scheduler: str | None) -> None:
+    """Refuse --dashboard (InvalidRequest) where it cannot be served, before anything is
+    made: a first client token made and then lost with a failed start would never be shown.
+    Without bokeh, the engine's own refusal says how to install it."""
+    if scheduler is not None:
+        raise InvalidRequest(
+            "--dashboard serves the dashboard of the controller's own scheduler: one given "
+            "with --scheduler serves its own"
+        )
+    from qfarm.engine import _dashboard_on
+
+    _dashboard_on(host)
 
 
 def local_join_token(url: str, data_dir: Path) -> JoinToken | None:

@@ -9,6 +9,7 @@ import contextlib
 import os
 import socket
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,15 @@ from qfarm.store import Store
 from qfarm.supervisor import RECORD_DIR_ENV, reap_leftovers
 
 
+@dataclass(frozen=True)
+class ControllerAddresses:
+    """Where a started controller is reached: what ``qfarm controller`` prints."""
+
+    url: str  # its HTTP API, for clients and nodes
+    scheduler: str  # its Dask scheduler, which nodes join
+    dashboard: str | None  # Dask's dashboard, when it was asked for
+
+
 async def serve_controller(
     store: Store,
     data_dir: Path,
@@ -34,16 +44,19 @@ async def serve_controller(
     scheduler_port: int = 0,
     advertise: bool = True,
     token: str | None = None,
-    on_ready: Callable[[str, str], None] = lambda url, scheduler: None,
+    dashboard: bool = False,
+    on_ready: Callable[[ControllerAddresses], None] = lambda addresses: None,
 ) -> None:
-    """Run a controller until SIGINT or SIGTERM. ``on_ready(url, scheduler)`` is called once
-    the API answers, with the addresses clients and nodes use. With ``advertise``, it is
-    announced by mDNS on the interfaces it listens on.
+    """Run a controller until SIGINT or SIGTERM. ``on_ready`` is called once the API
+    answers, with the addresses clients and nodes use. With ``advertise``, it is announced
+    by mDNS on the interfaces it listens on. ``dashboard``: its scheduler serves Dask's
+    dashboard on a free port (it needs bokeh: InvalidRequest without).
     """
     advertiser: Any = None
     controller = await Controller.start(
-        store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port
-    )
+        store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port,
+        dashboard=dashboard,
+    )  # fmt: skip
     try:
         config = uvicorn.Config(
             create_app(controller, token),
@@ -67,7 +80,11 @@ async def serve_controller(
 
             # Zeroconf's sync API blocks on its own loop: keep it off ours.
             advertiser = await asyncio.to_thread(Advertiser, url, host, bound)
-        on_ready(url, controller.engine.scheduler_address)
+        on_ready(
+            ControllerAddresses(
+                url, controller.engine.scheduler_address, controller.engine.dashboard_url
+            )
+        )
         assert controller._loop_task is not None
         await asyncio.wait({serving, controller._loop_task}, return_when=asyncio.FIRST_COMPLETED)
         if controller._loop_task.done() and not serving.done():
