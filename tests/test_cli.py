@@ -151,6 +151,26 @@ def test_follow_streams_every_segments_output_on_stdout_prefixed(tmp_path: Path)
     assert json.loads(as_json.stdout)["state"] == "done"  # nothing else on stdout
 
 
+def test_the_run_summary_says_what_each_job_does(tmp_path: Path) -> None:
+    result = qfarm(
+        "run", "--frames", "1-5", "--segment-size", "2", "--", "sh", "-c", "echo {start}",
+        data_dir=tmp_path, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "job 1: 3 segments of up to 2 frames (5 frames: 1-5)" in result.stderr
+    assert "job 1: runs: sh -c 'echo {start}'" in result.stderr
+    as_json = qfarm("run", "--json", "--name", "one", "--", "true", data_dir=tmp_path)
+    assert json.loads(as_json.stdout)["jobs"] == [
+        {"name": "one", "summary": ["1 segment: the whole job", "runs: true"]}
+    ]
+
+
+def test_a_job_type_without_describe_has_no_summary() -> None:
+    from qfarm.cli import job_summary
+
+    assert job_summary("no-such-type", {"command": ["true"]}) == []
+
+
 def test_run_json_reports_the_outcome(tmp_path: Path) -> None:
     result = qfarm(
         "run", "--json", "--frames", "1-4", "--", "true", data_dir=tmp_path, cwd=tmp_path

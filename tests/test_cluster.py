@@ -232,6 +232,23 @@ def test_cli_submit_wait_show_and_batches(cluster: Cluster, tmp_path: Path) -> N
     assert cluster.client.batch(batch_id).state == "done"
 
 
+def test_a_jobs_summary_is_in_the_api_and_in_qfarm_show(cluster: Cluster, tmp_path: Path) -> None:
+    batch_id = cluster.submit(
+        "echo {start}", tmp_path, spec={"frames": "1-4", "segment_size": 2}, hold=True
+    )
+    [job] = cluster.client.batch(batch_id).raw["jobs"]
+    assert job["summary"] == [
+        "2 segments of 2 frames (4 frames: 1-4)",
+        "runs: sh -c 'echo {start}'",
+    ]
+    shown = cluster.cli("show", str(batch_id))
+    assert shown.returncode == 0, shown.stderr
+    after_jobs = shown.stdout.split(job["type"], 1)[1]  # below the jobs table
+    assert f"{job['name']}: 2 segments of 2 frames (4 frames: 1-4)" in after_jobs
+    assert f"{job['name']}: runs: sh -c 'echo {{start}}'" in after_jobs
+    cluster.cli("cancel", str(batch_id))
+
+
 def test_python_client_submit_and_wait(cluster: Cluster, tmp_path: Path) -> None:
     handle = cluster.client.submit(
         {

@@ -32,6 +32,7 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from qfarm import __version__
+from qfarm.cli import job_summary
 from qfarm.controller import Controller
 from qfarm.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
 from qfarm.model import (
@@ -280,6 +281,8 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
                 "failed_nodes": list(job.failed_nodes),
                 # Why its queued segments do not run, beyond waiting for a free instance.
                 "waiting": waiting.get(job.id),
+                # What the job does, as its job type tells it (describe), for people.
+                "summary": job_summary(job.job_type, job.spec),
             }
             for job in controller.store.jobs(batch_id)
         ]

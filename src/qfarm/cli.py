@@ -779,6 +779,21 @@ async def _follow_output(store: Store, batch_id: int, waiter: asyncio.Task[Any])
     follower.poll(final=True)
 
 
+def job_summary(job_type: str, spec: dict[str, Any]) -> list[str]:
+    """A job's summary lines (``qfarm show``, the run summary, the API's batch): what its
+    job type's optional ``describe(spec)`` says, else nothing. A spec that it cannot read
+    (stored by another version, say) gives a note, never a failed listing."""
+    from qfarm.jobtypes import JOB_TYPES
+
+    describe = getattr(JOB_TYPES.get(job_type), "describe", None)
+    if describe is None:
+        return []
+    try:
+        return [str(line) for line in describe(spec)]
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"(no summary: {type(exc).__name__}: {exc})"]
+
+
 def batch_report(store: Any, batch_id: int, elapsed: float) -> dict[str, Any]:
     """What a finished batch looks like, for people and for --json."""
     batch = store.batch(batch_id)
@@ -803,10 +818,15 @@ def batch_report(store: Any, batch_id: int, elapsed: float) -> dict[str, Any]:
             }
         )
     nodes = sorted({seg.node for seg in segments if seg.node})
+    jobs = [
+        {"name": job.name or job.job_type, "summary": job_summary(job.job_type, job.spec)}
+        for job in store.jobs(batch_id)
+    ]
     return {
         "batch": batch.id,
         "name": batch.name,
         "state": batch.state.value,
+        "jobs": jobs,
         "segments": {
             "total": counts.total,
             "done": counts.done,
@@ -832,6 +852,7 @@ def print_report(report: dict[str, Any]) -> None:
     table.add_row("nodes", ", ".join(report["nodes"]) or "-")
     table.add_row("elapsed", duration(report["elapsed"]))
     err.print(table)
+    print_summaries(report.get("jobs", []), err)
     for f in report["failed"]:
         err.print(
             f"segment {f['segment']} ({f['label']}) failed on {f['node']} after "
@@ -845,6 +866,13 @@ def print_report(report: dict[str, Any]) -> None:
                 err.print(f"    {line}", highlight=False, markup=False)
         if f["log_path"]:
             err.print(f"    log: {f['log_path']}", highlight=False)
+
+
+def print_summaries(jobs: list[dict[str, Any]], console: Console) -> None:
+    """Each job's summary lines, each prefixed by the job's name."""
+    for job in jobs:
+        for line in job.get("summary") or []:
+            console.print(f"{job['name']}: {line}", highlight=False, soft_wrap=True)
 
 
 def register_commands(argv: list[str]) -> None:

@@ -49,6 +49,7 @@ from qfarm.cli import (
     out,
     print_json,
     print_report,
+    print_summaries,
 )
 from qfarm.client import BatchStatus, Client
 from qfarm.errors import InvalidRequest, NotFound
@@ -541,6 +542,9 @@ def show(
         note = job["error"] or (f"waiting: {job['waiting']}" if job.get("waiting") else "")
         jobs.add_row(job["name"], job["type"], job["state"], done, note)
     out.print(jobs)
+    print_summaries(
+        [{**job, "name": job["name"] or job["type"]} for job in status.raw["jobs"]], out
+    )
     job_names = {job["id"]: job["name"] for job in status.raw["jobs"]}
     segments = Table("job", "segment", "label", "state", "node", "attempts", "error")
     for seg in segment_rows:
@@ -610,6 +614,10 @@ def api_report(client: Client, status: BatchStatus) -> dict[str, Any]:
         "batch": status.id,
         "name": status.name,
         "state": status.state,
+        "jobs": [
+            {"name": job["name"] or job["type"], "summary": job.get("summary") or []}
+            for job in raw.get("jobs", [])
+        ],
         "segments": {k: status.segments[k] for k in ("total", "done", "failed", "canceled")},
         "nodes": sorted({seg["node"] for seg in segments if seg["node"]}),
         "elapsed": round(finished - started, 3) if started and finished else 0.0,

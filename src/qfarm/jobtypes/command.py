@@ -222,6 +222,28 @@ class CommandJobType:
             "storage": spec.get("storage"),
         }
 
+    def describe(self, spec: Mapping[str, Any]) -> list[str]:
+        """What a validated job does, in a line or two for ``qfarm show`` and the run
+        summary: how it is cut, and the command it runs."""
+        size = spec["segment_size"]
+        if spec["frames"]:
+            runs = [FrameRun(*r) for r in spec["frames"]]
+            chunks = chunk_runs(runs, size)
+            most = max(len(c) for c in chunks)
+            upto = "up to " if any(len(c) != most for c in chunks) else ""
+            frames = sum(len(r) for r in runs)
+            shown = ",".join(format_run(r) for r in runs)
+            cut = f"{plural(len(chunks), 'segment')} of {upto}{plural(most, 'frame')}"
+            lines = [f"{cut} ({frames} frames: {shown})"]
+        elif spec["inputs"]:
+            lines = [f"{plural(len(spec['inputs']), 'segment')}, one per input file"]
+        else:
+            lines = ["1 segment: the whole job"]
+        lines.append(f"runs: {shlex.join(spec['command'])}")
+        if spec.get("output"):
+            lines.append(f"writes: {spec['output']}")
+        return lines
+
     def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
         plans: list[SegmentPlan] = []
         output = spec.get("output")
@@ -308,6 +330,10 @@ class CommandJobType:
                 os.replace(temp, final)
             ctx.on_progress((number + 1) / len(calls))
         return SegmentOutcome(ok=True, exit_code=0 if not calls else result.exit_code)
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'s' * (count != 1)}"
 
 
 def temporary_name(final: str, key: str) -> str:
