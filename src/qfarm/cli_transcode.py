@@ -8,7 +8,6 @@ need the file.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,6 +30,7 @@ from qfarm.cli import (
     StartAtOpt,
     TimeoutOpt,
     app,
+    err,
     fail_usage,
     invoke_single,
     out,
@@ -42,12 +42,17 @@ from qfarm.cli_cluster import ControllerOpt, TokenOpt, connect, parse_start_at
 from qfarm.client import Client
 from qfarm.errors import InvalidRequest
 from qfarm.media import presets as presets_mod
+from qfarm.media import sources as sources_mod
+from qfarm.media.sources import Expansion
 from qfarm.model import BatchRequest, JobRequest, parse_priority
 
 InputsArg = Annotated[
     list[str],
     typer.Argument(
-        help="Source files, or globs like 'clips/*.mov'.", show_default=False, metavar="INPUT..."
+        help="Source files, globs like 'clips/*.mov', folders, or image sequences: "
+        "'shot_%04d.png', 'shot_####.exr', a folder or glob of frames (one movie at --rate).",
+        show_default=False,
+        metavar="INPUT...",
     ),
 ]
 PresetOpt = Annotated[
@@ -69,6 +74,11 @@ PresetFileOpt = Annotated[
     list[Path] | None,
     typer.Option("--presets", help="A TOML file of presets of your own. Repeatable."),
 ]
+RateOpt = Annotated[
+    str | None,
+    typer.Option("--rate", help="Frames per second of image sequence sources (24, 25, "
+                 "30000/1001) [default: 24]. Movies keep their own.", show_default=False),
+]  # fmt: skip
 VerifyOpt = Annotated[
     str,
     typer.Option("--verify", help="Check outputs: seams (decode around every seam), full "
@@ -94,26 +104,10 @@ SUBMIT_EPILOG = """
 """
 
 
-def expand_inputs(patterns: list[str], cwd: Path) -> list[str]:
-    """Source paths from names and globs, in order, each once."""
-    found: list[str] = []
-    for pattern in patterns:
-        expanded = os.path.expanduser(pattern)
-        literal = cwd / expanded
-        if literal.is_file():
-            matches = [str(literal.resolve())]
-        elif glob.has_magic(expanded):
-            matches = sorted(
-                str((cwd / p).resolve())
-                for p in glob.glob(expanded, root_dir=cwd)
-                if (cwd / p).is_file()
-            )
-            if not matches:
-                raise InvalidRequest(f"{pattern!r} matches no file in {cwd}")
-        else:
-            raise InvalidRequest(f"{literal} does not exist")
-        found.extend(m for m in matches if m not in found)
-    return found
+def expand_inputs(patterns: list[str], cwd: Path, rate: str | None = None) -> Expansion:
+    """The sources that names, globs, folders and sequence patterns give, in order, each
+    once (see :mod:`qfarm.media.sources`)."""
+    return sources_mod.expand(patterns, cwd, sources_mod.parse_rate(rate))
 
 
 def transcode_batch(
@@ -130,6 +124,7 @@ def transcode_batch(
     timeout: float | None,
     hold: bool = False,
     start_at: float | None = None,
+    rate: str | None = None,
 ) -> BatchRequest:
     """A batch of one transcode job per (source, preset). Raises InvalidRequest."""
     if not inputs:
@@ -138,7 +133,10 @@ def transcode_batch(
         raise InvalidRequest("no --preset given (qfarm presets lists them)")
     cwd = Path.cwd()
     chosen = [presets_mod.for_request(p, preset_files or []) for p in presets]
-    sources = expand_inputs(inputs, cwd)
+    expansion = expand_inputs(inputs, cwd, rate)
+    if expansion.skipped:
+        err.print(f"skipped {len(expansion.skipped)} files that are not media: "
+                  + ", ".join(expansion.skipped))  # fmt: skip
     try:
         level = parse_priority(priority)
     except ValueError as exc:
@@ -146,21 +144,23 @@ def transcode_batch(
     out_dir = str((output or cwd).resolve())
     jobs: list[JobRequest] = []
     names: set[str] = set()
-    for source in sources:
+    for source in expansion.sources:
         for preset in chosen:
             preset_name = preset if isinstance(preset, str) else preset["name"]
-            job_name = f"{Path(source).stem} {preset_name}"
+            job_name = f"{source.stem} {preset_name}"
             if job_name in names:
                 job_name = f"{job_name} ({len(jobs) + 1})"
             names.add(job_name)
             spec: dict[str, Any] = {
-                "input": source,
+                "input": source.path,
                 "preset": preset,
                 "output_dir": out_dir,
                 "cwd": str(cwd),
                 "segment_seconds": segment_seconds,
                 "verify": verify,
             }
+            if source.is_sequence:
+                spec["rate"] = str(source.rate)
             jobs.append(
                 JobRequest(
                     job_type="transcode", spec=spec, name=job_name, retries=retries,
@@ -183,6 +183,7 @@ def run_transcode(
     segment_seconds: SegmentSecondsOpt = None,
     preset_files: PresetFileOpt = None,
     verify: VerifyOpt = "seams",
+    rate: RateOpt = None,
     name: NameOpt = "",
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
@@ -208,7 +209,7 @@ def run_transcode(
         request = transcode_batch(
             inputs=inputs, presets=preset or [], output=output, segment_seconds=segment_seconds,
             preset_files=preset_files, verify=verify, name=name, priority=priority,
-            retries=retries, timeout=timeout,
+            retries=retries, timeout=timeout, rate=rate,
         )  # fmt: skip
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
@@ -228,6 +229,7 @@ def submit_transcode(
     segment_seconds: SegmentSecondsOpt = None,
     preset_files: PresetFileOpt = None,
     verify: VerifyOpt = "seams",
+    rate: RateOpt = None,
     name: NameOpt = "",
     priority: PriorityOpt = "medium",
     retries: RetriesOpt = 2,
@@ -259,6 +261,7 @@ def submit_transcode(
             inputs=inputs, presets=preset or [], output=output, segment_seconds=segment_seconds,
             preset_files=preset_files, verify=verify, name=name, priority=priority,
             retries=retries, timeout=timeout, hold=hold, start_at=parse_start_at(start_at),
+            rate=rate,
         )  # fmt: skip
         client = connect(controller, token)
         if upload:
@@ -289,7 +292,7 @@ def dropped_streams(job_spec: Mapping[str, Any]) -> list[str]:
 def uploaded(client: Client, request: BatchRequest) -> BatchRequest:
     """The request with its sources sent to cluster storage: every job then reads its source
     from the upload and writes its output beside it, on the controller's side."""
-    sources = sorted({Path(job.spec["input"]) for job in request.jobs})
+    sources = sorted({f for job in request.jobs for f in _files_of(job.spec)})
     base = Path(os.path.commonpath([str(s.parent) for s in sources]))
     upload_id, path = client.upload(sources, base)
     jobs = []
@@ -304,6 +307,16 @@ def uploaded(client: Client, request: BatchRequest) -> BatchRequest:
         }
         jobs.append(dataclasses.replace(job, spec=spec))
     return dataclasses.replace(request, jobs=tuple(jobs))
+
+
+def _files_of(spec: Mapping[str, Any]) -> list[Path]:
+    """The files a job's source is: its file, or every frame of its image sequence."""
+    if "rate" not in spec:
+        return [Path(spec["input"])]
+    media = sources_mod.resolve(
+        spec["input"], Path(spec["cwd"]), sources_mod.parse_rate(spec["rate"])
+    )
+    return [Path(media.frame_path(n)) for n in range(int(media.first or 0), media.last + 1)]
 
 
 def invoke(mode: str, args: list[str]) -> int:

@@ -44,11 +44,13 @@ from qfarm.jobtypes.base import (
 )
 from qfarm.jobtypes.command import discard, temporary_name
 from qfarm.media import presets as presets_mod
+from qfarm.media import sources as sources_mod
 from qfarm.media import streams as streams_mod
 from qfarm.media import verify as verify_mod
 from qfarm.media.presets import Preset
 from qfarm.media.probe import AudioFacts, MediaInfo, probe
 from qfarm.media.progress import watch_progress
+from qfarm.media.sources import MediaSource
 from qfarm.media.tool import ToolMissing, ffmpeg, image_pattern
 from qfarm.model import SegmentKind, SegmentPlan
 from qfarm.supervisor import ProcessResult
@@ -131,7 +133,7 @@ class TranscodeJobType:
 
     options = frozenset(
         {"input", "preset", "output", "output_dir", "cwd", "segment_seconds", "instances",
-         "verify", "storage", "deinterlace"}
+         "verify", "storage", "deinterlace", "rate"}
     )  # fmt: skip
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -145,16 +147,17 @@ class TranscodeJobType:
         raw_input = spec.get("input")
         if not isinstance(raw_input, str) or not raw_input:
             raise InvalidRequest("a transcode job needs an input file")
-        source = job_path(cwd, raw_input)
+        media = _media_source(raw_input, cwd, spec.get("rate"))
+        source = media.path
         raw_preset = spec.get("preset")
         if raw_preset is None:
             raise InvalidRequest("a transcode job needs a preset (qfarm presets lists them)")
         preset = presets_mod.resolve(raw_preset)
         check_encoders(preset)
-        info = probe(source)
+        info = sources_mod.probe_source(media)
         _check_streams(preset, info)
         stream_plans = streams_mod.plan_streams(preset, info, kept_tracks(preset, info))
-        _check_ffmpeg_reads(source)
+        _check_ffmpeg_reads(media)
 
         deinterlace = _deinterlace(spec.get("deinterlace"), preset, info)
         seconds = _positive_float(spec.get("segment_seconds"), "segment length")
@@ -165,7 +168,7 @@ class TranscodeJobType:
         if verify not in VERIFY_MODES:
             raise InvalidRequest(f"verify must be one of {', '.join(VERIFY_MODES)}, not {verify!r}")
 
-        output = _output_path(spec, cwd, source, preset)
+        output = _output_path(spec, cwd, media, preset)
         if os.path.abspath(output) == os.path.abspath(source):
             raise InvalidRequest(f"the output {output} would overwrite its source")
         video = info.video
@@ -195,6 +198,9 @@ class TranscodeJobType:
             "segment_seconds": seconds,
             "storage": spec.get("storage"),
             "deinterlace": deinterlace,
+            # An image sequence's pattern, first frame, frame count and rate: how every
+            # segment reads its frames (None for a movie).
+            "sequence": media.to_dict() if media.is_sequence else None,
         }
 
     def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
@@ -232,6 +238,8 @@ class TranscodeJobType:
                     outputs=(audio,),
                 )
             )
+        # Labels count frames as the source does: a sequence's own numbers (from 1001, say).
+        base = (spec.get("sequence") or {}).get("first") or 1
         for i, cut in enumerate(spec["cuts"], start=1):
             chunk = os.path.join(parts, f"video-{i:04d}{preset.extension}")
             chunks.append(chunk)
@@ -241,7 +249,7 @@ class TranscodeJobType:
                 SegmentPlan(
                     index=len(plans) + 1,
                     spec={"part": "video", "chunk": chunk, **cut},
-                    label=f"video frames {first + 1}-{first + count}",
+                    label=f"video frames {first + base}-{first + count - 1 + base}",
                     frames=count,
                     outputs=(chunk,),
                 )
@@ -272,7 +280,7 @@ class TranscodeJobType:
 
     def _plan_images(self, spec: Mapping[str, Any], preset: Preset) -> list[SegmentPlan]:
         folder = spec["output"]
-        stem = Path(spec["input"]).stem
+        stem = source_of(spec).stem
         plans = []
         for i, cut in enumerate(spec["cuts"], start=1):
             first, count = cut["first"], cut["frames"]
@@ -321,7 +329,25 @@ def parts_dir(output: str) -> str:
     return str(path.with_name(f".qfarm-parts-{path.name}"))
 
 
-def _output_path(spec: Mapping[str, Any], cwd: str, source: str, preset: Preset) -> str:
+def source_of(job: Mapping[str, Any]) -> MediaSource:
+    """The source a validated job reads: its image sequence, or its file."""
+    sequence = job.get("sequence")
+    return MediaSource.from_dict(sequence) if sequence else MediaSource(str(job["input"]))
+
+
+def _media_source(raw_input: str, cwd: str, rate: Any) -> MediaSource:
+    """The job's source: a file, or a pattern, folder or glob of frames at ``rate`` (which
+    only a sequence takes: a movie has its own)."""
+    media = sources_mod.resolve(raw_input, Path(cwd), sources_mod.parse_rate(rate))
+    if rate is not None and not media.is_sequence:
+        raise InvalidRequest(
+            f"rate is for image sequences; {media.name} has its own (a preset's frame_rate "
+            "changes it)"
+        )
+    return media
+
+
+def _output_path(spec: Mapping[str, Any], cwd: str, media: MediaSource, preset: Preset) -> str:
     explicit = spec.get("output")
     if explicit:
         path = job_path(cwd, explicit)
@@ -331,13 +357,15 @@ def _output_path(spec: Mapping[str, Any], cwd: str, source: str, preset: Preset)
                 f"{preset.container} file"
             )
         return path
-    # Without a folder, beside the source (as Compressor did).
+    # Without a folder, beside the source (as Compressor did); beside a sequence's folder,
+    # which a later glob of its frames would otherwise pick up.
     raw_dir = spec.get("output_dir")
-    folder = (
-        os.path.join(cwd, os.path.expanduser(str(raw_dir))) if raw_dir else os.path.dirname(source)
-    )
+    beside = os.path.dirname(media.path)
+    if media.is_sequence:
+        beside = os.path.dirname(beside)
+    folder = os.path.join(cwd, os.path.expanduser(str(raw_dir))) if raw_dir else beside
     folder = os.path.normpath(folder)
-    stem = Path(source).stem
+    stem = media.stem
     if preset.kind == "images":
         return os.path.join(folder, f"{stem}-{preset.name}")
     return os.path.join(folder, f"{stem}-{preset.name}{preset.extension}")
@@ -381,25 +409,27 @@ def check_encoders(preset: Preset) -> None:
         )
 
 
-def _check_ffmpeg_reads(source: str) -> None:
+def _check_ffmpeg_reads(media: MediaSource) -> None:
     """Refuse a source the cluster's ffmpeg cannot decode (PyAV, which planned it, links
-    its own FFmpeg): a tenth of a second of every stream is decoded, once per file version."""
+    its own FFmpeg): a tenth of a second of every stream is decoded, once per file version
+    (a sequence's version: its first frame's)."""
     try:
         tool = ffmpeg()
     except ToolMissing:
         return
-    stat = os.stat(source)
-    problem = _ffmpeg_read_problem(tool.path, source, stat.st_size, stat.st_mtime_ns)
+    stat = os.stat(media.frame_path(int(media.first or 0)) if media.is_sequence else media.path)
+    inputs = tuple(media.input_args())
+    problem = _ffmpeg_read_problem(tool.path, inputs, stat.st_size, stat.st_mtime_ns)
     if problem:
-        raise InvalidRequest(f"ffmpeg {tool.version} cannot read {source}: {problem}")
+        raise InvalidRequest(f"ffmpeg {tool.version} cannot read {media.path}: {problem}")
 
 
 @functools.lru_cache(maxsize=256)
-def _ffmpeg_read_problem(ffmpeg_path: str, source: str, size: int, mtime: int) -> str:
+def _ffmpeg_read_problem(ffmpeg_path: str, inputs: tuple[str, ...], size: int, mtime: int) -> str:
     # Pictures and sound are decoded; subtitles, attachments and data need no decoder (the
     # null muxer has no subtitle encoder: mapping them made every subtitled file "cannot
     # read ... Encoder not found").
-    argv = [ffmpeg_path, "-hide_banner", "-nostdin", "-v", "error", "-i", source,
+    argv = [ffmpeg_path, "-hide_banner", "-nostdin", "-v", "error", *inputs,
             "-t", "0.1", "-map", "0:v?", "-map", "0:a?", "-f", "null", "-"]  # fmt: skip
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
@@ -526,6 +556,7 @@ class _Runner:
         self.ctx = ctx
         self.preset = Preset.from_dict(job["preset"])
         self.source = job["source"]
+        self.media = source_of(job)
         self.threads = ctx.threads
 
     def _base(self, progress: Path) -> list[str]:
@@ -661,7 +692,10 @@ class _Runner:
         # source's timestamps are kept and shifted on output (not rewritten by setpts, which
         # leaves the encoder without a frame rate: x264 then labels 720p25 Level 6.2).
         first = seg.get("first_time")
-        if first is None:  # planned before chunks kept their timestamps
+        inputs = self.media.input_args()
+        if self.media.is_sequence:
+            inputs, shift, video = self._sequence_chunk(int(seg["first"]))
+        elif first is None:  # planned before chunks kept their timestamps
             shift, video = seek, self._video_args(["setpts=PTS-STARTPTS"])
         else:
             shift = ["-copyts", *seek]
@@ -675,7 +709,7 @@ class _Runner:
             video = [*self._video_args(head_filters), "-output_ts_offset", f"{-float(first):.9f}"]
 
         def argv(number: int, passlog: str) -> list[str]:
-            head = [*self._base(progress), *shift, "-i", self.job["input"], "-map", "0:v:0"]
+            head = [*self._base(progress), *shift, *inputs, "-map", "0:v:0"]
             tail = ["-an", "-sn", "-dn", "-frames:v", str(seg["frames"])]
             out = [*self._chunk_mux_args_plain(), *self._chunk_mux_args(), temp]
             if number == 1:
@@ -685,13 +719,23 @@ class _Runner:
         outcome = self._encode(argv, temp, progress, float(seg["frames"]), "frame")
         return self._finish(outcome, temp, chunk, progress)
 
+    def _sequence_chunk(self, first: int) -> tuple[list[str], list[str], list[str]]:
+        """Input, seek and video options of a sequence's chunk: it reads its own frames by
+        number, from 0 (no seek); a deinterlaced one reads the frame before its cut too, for
+        the filter, and drops it."""
+        if not (self.job.get("deinterlace") and first > 0):
+            return self.media.input_args(first), [], self._video_args([])
+        head = [presets_mod.DEINTERLACE_FILTER, "trim=start_frame=1"]
+        shift = ["-output_ts_offset", f"{-float(1 / self.media.rate):.9f}"]
+        return self.media.input_args(first - 1), [], [*self._video_args(head), *shift]
+
     def audio_chunk(self, seg: Mapping[str, Any]) -> SegmentOutcome:
         chunk = seg["chunk"]
         temp = temporary_name(chunk, self.ctx.key)
         Path(chunk).parent.mkdir(parents=True, exist_ok=True)
         progress = Path(temp + ".progress")
         argv = [
-            *self._base(progress), "-i", self.job["input"], *self._audio_maps(), "-vn", "-sn",
+            *self._base(progress), *self.media.input_args(), *self._audio_maps(), "-vn", "-sn",
             "-dn", *presets_mod.audio_codec_args(self.preset), *self._chunk_mux_args_plain(),
             temp,
         ]  # fmt: skip
@@ -725,7 +769,7 @@ class _Runner:
             inputs += ["-i", audio]
             maps += ["-map", "1:a"]
         source_input = 2 if audio else 1
-        inputs += ["-i", self.job["input"]]
+        inputs += self.media.input_args()
         maps += self._side_streams(source_input)
         maps += self._stream_metadata(source_input, bool(audio))
         argv = [*self._base(progress), *inputs, *maps, "-c:v", "copy", "-c:a", "copy",
@@ -762,8 +806,11 @@ class _Runner:
         stem = str(seg["stem"]).replace("%", "%%")
         pattern = image_pattern(staging, f"{stem}_%06d{self.preset.extension}")
         seek = ["-ss", f"{seg['seek']:.6f}"] if seg.get("seek") is not None else []
+        inputs = self.media.input_args()
+        if self.media.is_sequence:
+            seek, inputs = [], self.media.input_args(first)
         argv = [
-            *self._base(progress), *seek, "-i", self.job["input"], "-map", "0:v:0",
+            *self._base(progress), *seek, *inputs, "-map", "0:v:0",
             *self._video_args([]), "-frames:v", str(count), "-start_number", str(first + 1),
             "-f", "image2", pattern,
         ]  # fmt: skip
@@ -818,12 +865,12 @@ class _Runner:
         def argv(number: int, passlog: str) -> list[str]:
             if number == 1:
                 return [
-                    *self._base(progress), "-i", self.job["input"], "-map", "0:v:0",
+                    *self._base(progress), *self.media.input_args(), "-map", "0:v:0",
                     *self._video_args([]), *self._pass_args(1, passlog), "-an",
                     "-f", "null", os.devnull,
                 ]  # fmt: skip
             return [
-                *self._base(progress), "-i", self.job["input"], *codec,
+                *self._base(progress), *self.media.input_args(), *codec,
                 *self._pass_args(number, passlog), "-dn", *self._mux_args(), temp,
             ]  # fmt: skip
 
