@@ -302,16 +302,14 @@ def test_wrong_types_in_a_batch_file_are_usage_errors(
     assert result.stderr.startswith("qfarm: error: ") and message in result.stderr
 
 
-def test_every_command_shows_an_example_in_its_help() -> None:
+def command_paths() -> list[tuple[str, ...]]:
+    """Every command of ``qfarm``, as the words that name it: ("node", "enable")."""
     import typer
-    from typer.testing import CliRunner
 
     import qfarm.cli_access
     import qfarm.cli_cluster
     import qfarm.cli_transcode  # noqa: F401  (they register their commands on import)
     from qfarm.cli import app
-
-    root = typer.main.get_command(app)
 
     def commands(group: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
         found = [path] if path else []
@@ -319,14 +317,36 @@ def test_every_command_shows_an_example_in_its_help() -> None:
             found += commands(sub, (*path, name))
         return found
 
-    paths = commands(root, ())
+    return commands(typer.main.get_command(app), ())
+
+
+def help_of(path: tuple[str, ...]) -> tuple[int, str]:
+    from typer.testing import CliRunner
+
+    from qfarm.cli import app
+
+    shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=120)
+    return shown.exit_code, shown.output
+
+
+def test_every_command_shows_an_example_in_its_help() -> None:
+    paths = command_paths()
     assert ("remove",) in paths and ("join-token",) in paths and ("node", "enable") in paths
     missing = []
     for path in paths:
-        shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=120)
-        if shown.exit_code != 0 or "Example" not in shown.output:
+        code, text = help_of(path)
+        if code != 0 or "Example" not in text:
             missing.append(" ".join(path))
     assert missing == [], f"commands without an example in --help: {missing}"
+
+
+def test_no_flag_shows_a_type_placeholder_in_help(tmp_path: Path) -> None:
+    # Typer 0.29 shows "<bool>" beside a flag unless it has a metavar of its own.
+    shown = {" ".join(path): help_of(path)[1] for path in [(), *command_paths()]}
+    for words in ("run transcode", "run render"):  # single-command apps of their own
+        shown[words] = qfarm(*words.split(), "--help", data_dir=tmp_path).stdout
+    assert "--json" in shown["run"] and "--advertise" in shown["controller"]
+    assert [words for words, text in shown.items() if "<bool>" in text] == []
 
 
 def count_runs(path: Path) -> dict[str, int]:

@@ -98,6 +98,33 @@ app = typer.Typer(
 )
 
 
+# The metavar of a boolean flag: without one, Typer 0.29 shows its type, "<bool>", as if it
+# took a value.
+FLAG = ""
+
+
+def hide_the_help_flags_type() -> None:
+    """Typer 0.29 shows "<bool>" beside every command's -h/--help too, an option it makes
+    itself, out of reach of our metavars: each one it makes gets the flag metavar as well."""
+    from typer._click.core import Command
+
+    make = Command.get_help_option
+    if getattr(make, "qfarm_flag", False):
+        return
+
+    def get_help_option(self: Command, ctx: Any) -> Any:
+        option = make(self, ctx)
+        if option is not None and option.metavar is None:
+            option.metavar = FLAG
+        return option
+
+    get_help_option.qfarm_flag = True  # type: ignore[attr-defined]
+    Command.get_help_option = get_help_option  # type: ignore[method-assign]
+
+
+hide_the_help_flags_type()
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"qfarm {__version__}")
@@ -107,7 +134,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        callback=_version,
+        is_eager=True,
+        metavar=FLAG,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """qfarm: batches of jobs, split into segments, run on a cluster of service nodes.
@@ -235,7 +267,7 @@ NameOpt = Annotated[str, typer.Option("--name", "-n", help="A name for the batch
 PriorityOpt = Annotated[
     str, typer.Option("--priority", help="high, medium (the default), low, or 0-100.")
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.", metavar=FLAG)]
 # Options of the embedded cluster, shared by `qfarm run` and the job types' `run` commands.
 NodesOpt = Annotated[
     int | None,
@@ -249,12 +281,13 @@ DbOpt = Annotated[
     str | None,
     typer.Option("--db", help="SQLAlchemy database URL [default: SQLite in the data dir]."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", metavar=FLAG)]
 FollowOpt = Annotated[
     bool,
     typer.Option(
         "--follow",
         "-v",
+        metavar=FLAG,
         help="Print each segment's output on stdout as it comes, each line prefixed with its "
         "segment: [3] ... (off with --json).",
     ),
@@ -263,13 +296,15 @@ FreshOpt = Annotated[
     bool,
     typer.Option(
         "--fresh",
+        metavar=FLAG,
         help="Start over: a new batch, even when an interrupted run of the same command "
         "left one to resume.",
     ),
 ]
 # Options of a submission to a controller, shared by `qfarm submit` and its job-type forms.
 HoldOpt = Annotated[
-    bool, typer.Option("--hold", help="Submit on hold: nothing runs until resumed.")
+    bool,
+    typer.Option("--hold", help="Submit on hold: nothing runs until resumed.", metavar=FLAG),
 ]
 StartAtOpt = Annotated[
     str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")

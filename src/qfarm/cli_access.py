@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 from qfarm import config, tokens
-from qfarm.cli import JsonOpt, app, fail_usage, out, print_json
+from qfarm.cli import FLAG, JsonOpt, app, fail_usage, out, print_json
 from qfarm.errors import InvalidRequest
 
 token_app = typer.Typer(
@@ -118,7 +118,9 @@ def join_token(
     rotate: Annotated[
         bool,
         typer.Option(
-            "--rotate", help="Replace it: tokens given out before no longer let a node join."
+            "--rotate",
+            metavar=FLAG,
+            help="Replace it: tokens given out before no longer let a node join.",
         ),
     ] = False,
     as_json: JsonOpt = False,

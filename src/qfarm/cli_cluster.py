@@ -21,6 +21,7 @@ from rich.table import Table
 
 from qfarm import batchfile, config, pathmap, tokens
 from qfarm.cli import (
+    FLAG,
     JOB_COMMANDS,
     BatchProgress,
     CommandArg,
@@ -109,7 +110,9 @@ def controller(
     advertise: Annotated[
         bool,
         typer.Option(
-            "--advertise/--no-advertise", help="Announce it by mDNS on the interfaces it uses."
+            "--advertise/--no-advertise",
+            metavar=FLAG,
+            help="Announce it by mDNS on the interfaces it uses.",
         ),
     ] = True,
     token: Annotated[
@@ -122,6 +125,7 @@ def controller(
         bool,
         typer.Option(
             "--require-token",
+            metavar=FLAG,
             help="Require client tokens even on loopback (beyond it they always are).",
         ),
     ] = False,
@@ -129,6 +133,7 @@ def controller(
         bool,
         typer.Option(
             "--dashboard",
+            metavar=FLAG,
             help="Serve Dask's dashboard on a free port and print its URL (needs bokeh: "
             "pip install 'bokeh>=3.1').",
         ),
@@ -413,6 +418,7 @@ def submit(
         bool,
         typer.Option(
             "--upload",
+            metavar=FLAG,
             help="Send the inputs (--each files, and files the command names) to the "
             "controller, for nodes without shared storage; get outputs with qfarm fetch.",
         ),
@@ -723,7 +729,10 @@ def logs(
     follow: Annotated[
         bool,
         typer.Option(
-            "--follow", "-f", help="Keep printing every attempt's output until the batch ends."
+            "--follow",
+            "-f",
+            metavar=FLAG,
+            help="Keep printing every attempt's output until the batch ends.",
         ),
     ] = False,
     controller: ControllerOpt = None,
