@@ -279,9 +279,9 @@ def describe_streams(job_spec: Mapping[str, Any]) -> list[str]:
     """What a validated transcode job does with each source stream, a line each, for
     ``qfarm show`` and the run summary: kept, converted, carried otherwise, or dropped and
     why. Empty for a job of another type, or one planned before streams were listed."""
-    from qfarm.media.streams import StreamPlan
+    from qfarm.media.streams import describe_listed
 
-    return [StreamPlan.from_dict(s).describe() for s in job_spec.get("streams") or []]
+    return describe_listed(job_spec.get("streams"))
 
 
 def dropped_streams(job_spec: Mapping[str, Any]) -> list[str]:

@@ -31,6 +31,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,25 @@ class TranscodeJobType:
             "sequence": media.to_dict() if media.is_sequence else None,
         }
 
+    def describe(self, spec: Mapping[str, Any]) -> list[str]:
+        """A validated job in a few lines, for ``qfarm show`` and the run summary: the source
+        and its shape, how it is cut, whether it is deinterlaced, and each stream's fate."""
+        preset = Preset.from_dict(spec["preset"])
+        lines = [f"source: {source_shape(spec)}"]
+        cuts = len(spec.get("cuts") or [])
+        if spec.get("split"):
+            lines.append(f"split into {cuts} video segments")
+        elif preset.kind == "images" and cuts > 1:
+            lines.append(f"split into {cuts} segments of frames")
+        else:
+            lines.append("one segment")
+        if preset.kind in ("video", "images"):
+            deinterlacer = presets_mod.DEINTERLACE_FILTER.split("=", 1)[0]
+            state = f"on ({deinterlacer})" if spec.get("deinterlace") else "off"
+            lines.append(f"deinterlace: {state}")
+        lines.append(f"output: {spec['output']} (preset {preset.name})")
+        return lines + streams_mod.describe_listed(spec.get("streams"))
+
     def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
         preset = Preset.from_dict(spec["preset"])
         output = spec["output"]
@@ -327,6 +347,27 @@ def parts_dir(output: str) -> str:
     """The hidden folder beside ``output`` where its chunks wait for assembly."""
     path = Path(output)
     return str(path.with_name(f".qfarm-parts-{path.name}"))
+
+
+def source_shape(spec: Mapping[str, Any]) -> str:
+    """``interview.mov, 1920x1080 25 fps, 4 audio tracks, 1 subtitle``; a sequence by its
+    frame numbers: ``f_%04d.png, frames 1001-1048 at 24 fps, 160x90``."""
+    facts = spec.get("source") or {}
+    video = facts.get("video") or {}
+    size = f"{video['width']}x{video['height']}" if video else ""
+    if spec.get("sequence"):
+        return f"{source_of(spec).describe()}, {size}"
+    parts = [os.path.basename(str(spec["input"]))]
+    if video:
+        rate = sources_mod.rate_text(Fraction(str(video.get("frame_rate") or 0)))
+        parts.append(f"{size} {rate} fps" + (" interlaced" if video.get("interlaced") else ""))
+    tracks = len(facts.get("audio_tracks") or [])
+    if tracks:
+        parts.append(f"{tracks} audio track{'s' * (tracks != 1)}")
+    subtitles = sum(1 for s in facts.get("streams") or [] if s.get("kind") == "subtitle")
+    if subtitles:
+        parts.append(f"{subtitles} subtitle{'s' * (subtitles != 1)}")
+    return ", ".join(parts)
 
 
 def source_of(job: Mapping[str, Any]) -> MediaSource:

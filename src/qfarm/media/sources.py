@@ -88,7 +88,7 @@ class MediaSource:
 
     def describe(self) -> str:
         """``f_%04d.png, frames 1001-1048 at 24 fps``."""
-        return f"{self.name}, frames {self.first}-{self.last} at {_rate_text(self.rate)} fps"
+        return f"{self.name}, frames {self.first}-{self.last} at {rate_text(self.rate)} fps"
 
     def to_dict(self) -> dict[str, Any]:
         return {"pattern": self.path, "first": self.first, "frames": self.frames,
@@ -264,8 +264,11 @@ def _format(name: str, number: int) -> str:
     return name[: match.start()] + digits + name[match.end() :]
 
 
-def _rate_text(rate: Fraction) -> str:
-    return str(rate.numerator) if rate.denominator == 1 else f"{float(rate):.3f}"
+def rate_text(rate: Fraction) -> str:
+    """A frame rate as people write it: 24, 25, 29.97, 23.976."""
+    if rate.denominator == 1:
+        return str(rate.numerator)
+    return f"{float(rate):.3f}".rstrip("0").rstrip(".")
 
 
 def probe_source(source: MediaSource) -> MediaInfo:

@@ -13,7 +13,7 @@ maps of every segment.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,3 +171,9 @@ def dropped(plans: list[StreamPlan]) -> list[StreamPlan]:
     """The streams the output goes without (a timecode or chapter track is not lost: its
     content is carried otherwise)."""
     return [p for p in plans if not p.kept and p.action.startswith("dropped")]
+
+
+def describe_listed(listed: Iterable[Mapping[str, Any]] | None) -> list[str]:
+    """A line per stream of a job spec's ``streams`` (plans as dicts): what ``qfarm show``
+    and the run summary print. Empty for a spec planned before streams were listed."""
+    return [StreamPlan.from_dict(s).describe() for s in listed or []]
