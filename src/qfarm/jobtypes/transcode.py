@@ -48,6 +48,7 @@ from qfarm.media import presets as presets_mod
 from qfarm.media import sources as sources_mod
 from qfarm.media import streams as streams_mod
 from qfarm.media import verify as verify_mod
+from qfarm.media.interlace import FieldReading, read_fields
 from qfarm.media.presets import Preset
 from qfarm.media.probe import AudioFacts, MediaInfo, probe
 from qfarm.media.progress import watch_progress
@@ -160,7 +161,7 @@ class TranscodeJobType:
         stream_plans = streams_mod.plan_streams(preset, info, kept_tracks(preset, info))
         _check_ffmpeg_reads(media)
 
-        deinterlace = _deinterlace(spec.get("deinterlace"), preset, info)
+        deinterlace, field_order = _deinterlace(spec.get("deinterlace"), preset, info, media)
         seconds = _positive_float(spec.get("segment_seconds"), "segment length")
         instances = spec.get("instances") or 1
         if not isinstance(instances, int) or isinstance(instances, bool) or instances < 1:
@@ -199,6 +200,8 @@ class TranscodeJobType:
             "segment_seconds": seconds,
             "storage": spec.get("storage"),
             "deinterlace": deinterlace,
+            # Where idet found interlaced pictures that are not flagged: their field order.
+            "field_order": field_order,
             # An image sequence's pattern, first frame, frame count and rate: how every
             # segment reads its frames (None for a movie).
             "sequence": media.to_dict() if media.is_sequence else None,
@@ -218,7 +221,9 @@ class TranscodeJobType:
             lines.append("one segment")
         if preset.kind in ("video", "images"):
             deinterlacer = presets_mod.DEINTERLACE_FILTER.split("=", 1)[0]
-            state = f"on ({deinterlacer})" if spec.get("deinterlace") else "off"
+            found = spec.get("field_order")
+            how = f"{deinterlacer}, {found} fields found by idet" if found else deinterlacer
+            state = f"on ({how})" if spec.get("deinterlace") else "off"
             lines.append(f"deinterlace: {state}")
         lines.append(f"output: {spec['output']} (preset {preset.name})")
         return lines + streams_mod.describe_listed(spec.get("streams"))
@@ -412,15 +417,34 @@ def _output_path(spec: Mapping[str, Any], cwd: str, media: MediaSource, preset: 
     return os.path.join(folder, f"{stem}-{preset.name}{preset.extension}")
 
 
-def _deinterlace(value: Any, preset: Preset, info: MediaInfo) -> bool:
-    """Whether the video is deinterlaced: ``auto`` (the preset's default) for a source whose
-    frames are flagged interlaced going to a video or image preset (all progressive)."""
+def _deinterlace(
+    value: Any, preset: Preset, info: MediaInfo, media: MediaSource
+) -> tuple[bool, str | None]:
+    """Whether the video is deinterlaced, and the field order to tell the deinterlacer
+    (None: each frame's flags say it). ``auto`` (the preset's default) deinterlaces a
+    source going to a video or image preset (all progressive) whose frames are flagged
+    interlaced, or whose unflagged pictures idet finds interlaced."""
     choice = str(value or preset.deinterlace)
     if choice not in presets_mod.DEINTERLACE_CHOICES:
         raise InvalidRequest(f"deinterlace must be auto, on or off, not {value!r}")
     if preset.kind not in ("video", "images") or info.video is None or choice == "off":
-        return False
-    return choice == "on" or info.video.interlaced
+        return False, None
+    if info.video.interlaced:
+        return True, None
+    reading = None if media.is_sequence else _read_fields(media.path)
+    if reading is not None and reading.interlaced:
+        return True, reading.field_order
+    return choice == "on", None
+
+
+def _read_fields(path: str) -> FieldReading | None:
+    """idet's reading of a movie whose frames are not flagged interlaced (cached per file
+    version); None without an ffmpeg to run it."""
+    try:
+        tool = ffmpeg()
+    except ToolMissing:
+        return None
+    return read_fields(tool.path, path)
 
 
 def _positive_float(value: Any, what: str) -> float | None:
@@ -622,7 +646,7 @@ class _Runner:
 
     def _video_args(self, extra_filters: list[str]) -> list[str]:
         if self.job.get("deinterlace") and not extra_filters:
-            extra_filters = [presets_mod.DEINTERLACE_FILTER]
+            extra_filters = [self._deinterlacer()]
         filters = extra_filters + presets_mod.video_filters(self.preset, self._display_size())
         args = ["-vf", ",".join(filters)] if filters else []
         if not self.preset.frame_rate:
@@ -632,6 +656,9 @@ class _Runner:
             args += ["-fps_mode", "passthrough", "-enc_time_base:v", "demux"]
         codec = presets_mod.video_codec_args(self.preset, self.threads)
         return args + codec + self._colour_args()
+
+    def _deinterlacer(self) -> str:
+        return presets_mod.deinterlace_filter(self.job.get("field_order") or "auto")
 
     def _mux_args(self, source_input: int = 0) -> list[str]:
         """The container, and the source's metadata, chapters and timecode (read from
@@ -745,7 +772,7 @@ class _Runner:
                 # The frame before the cut is decoded and filtered (the deinterlacer looks
                 # at it), then dropped: the seam's frames are those of a whole-file run.
                 shift = ["-copyts", "-ss", f"{float(seg.get('context_seek') or 0.0):.6f}"]
-                head_filters = [presets_mod.DEINTERLACE_FILTER,
+                head_filters = [self._deinterlacer(),
                                 f"trim=start={float(seg['trim_start']):.6f}"]  # fmt: skip
             video = [*self._video_args(head_filters), "-output_ts_offset", f"{-float(first):.9f}"]
 
@@ -766,7 +793,7 @@ class _Runner:
         the filter, and drops it."""
         if not (self.job.get("deinterlace") and first > 0):
             return self.media.input_args(first), [], self._video_args([])
-        head = [presets_mod.DEINTERLACE_FILTER, "trim=start_frame=1"]
+        head = [self._deinterlacer(), "trim=start_frame=1"]
         shift = ["-output_ts_offset", f"{-float(1 / self.media.rate):.9f}"]
         return self.media.input_args(first - 1), [], [*self._video_args(head), *shift]
 

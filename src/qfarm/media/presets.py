@@ -249,6 +249,12 @@ DEINTERLACE_CHOICES = ("auto", "on", "off")
 DEINTERLACE_FILTER = "bwdif=mode=send_frame:parity=auto:deint=all"
 
 
+def deinterlace_filter(parity: str = "auto") -> str:
+    """The deinterlacer, told the field order (``tff``, ``bff``) where the frames' flags
+    do not say it: pictures found interlaced by idet are flagged progressive."""
+    return DEINTERLACE_FILTER.replace("parity=auto", f"parity={parity}")
+
+
 def _parse(name: str, data: Mapping[str, Any], where: str, source: str) -> Preset:
     """A preset from a table, every key checked; raises InvalidRequest naming ``where``."""
     values: dict[str, Any] = {}
