@@ -100,3 +100,23 @@ def test_stream_listing_for_show_and_the_run_summary(tmp_path: Path) -> None:
         "talk.mkv #2 subtitle subrip (eng): dropped: a mp3 file holds no subtitles"
     )
     assert describe_streams({"command": "true"}) == []
+
+
+def test_run_transcode_of_an_image_sequence_at_a_rate(tmp_path: Path) -> None:
+    """``qfarm run transcode 'seq/f_%04d.png' --rate 25``: one job, split on frames."""
+    from tests.jobtypes.test_transcode_sequences import make_sequence
+
+    make_sequence(tmp_path / "seq", frames=50)
+    result = qfarm(
+        "run", "transcode", "seq/f_%04d.png", "--rate", "25", "-p", "h264", "-o", "out",
+        "--segment-seconds", "1", "--json", data_dir=tmp_path / "data", cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["segments"]["done"] == 3  # two video segments and the assembly
+    assert report["jobs"][0]["summary"][:2] == [
+        "source: f_%04d.png, frames 1001-1050 at 25 fps, 160x90",
+        "split into 2 video segments",
+    ]
+    video = probe(str(tmp_path / "out" / "f-h264.mp4")).video
+    assert video is not None and video.frames == 50 and abs(video.duration - 2.0) < 1e-6

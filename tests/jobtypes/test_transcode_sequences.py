@@ -23,7 +23,7 @@ from qfarm.errors import InvalidRequest
 from qfarm.jobtypes.transcode import TRANSCODE
 from qfarm.media.probe import probe
 from qfarm.media.tool import ffmpeg
-from qfarm.model import BatchRequest, BatchState
+from qfarm.model import BatchRequest, BatchState, JobRequest
 from tests.helpers import embedded
 from tests.jobtypes.test_transcode import make_source, psnr
 from tests.jobtypes.test_transcode_fidelity import _frame_psnrs
@@ -226,3 +226,38 @@ def test_rate_is_for_sequences_only(tmp_path: Path) -> None:
     movie = make_source(tmp_path / "a.mp4", seconds=1, audio=False)
     with pytest.raises(InvalidRequest, match="rate is for image sequences"):
         TRANSCODE.validate({"input": str(movie), "preset": "h264", "rate": 25})
+
+
+def test_a_sequence_to_frames_and_deinterlaced_keeps_every_frame(tmp_path: Path) -> None:
+    """An image preset writes one frame per source frame, split in two; a sequence
+    deinterlaced on request reads the frame before each cut for the filter, and its seam
+    matches a whole run's."""
+    pattern = make_sequence(tmp_path / "seq", frames=24)
+    out = tmp_path / "out"
+    jobs = [
+        JobRequest("transcode", {"input": str(pattern), "preset": "png", "segment_seconds": 0.5,
+                                 "output_dir": str(out)}, name="png", retries=0),
+        *(
+            JobRequest("transcode", {"input": str(pattern), "preset": "h264",
+                                     "segment_seconds": seconds, "deinterlace": "on",
+                                     "output": str(out / f"{kind}.mp4")}, name=kind, retries=0)
+            for kind, seconds in (("split", 0.5), ("whole", 100))
+        ),
+    ]  # fmt: skip
+
+    async def scenario() -> None:
+        farm = tmp_path / "farm"
+        farm.mkdir()
+        async with embedded(farm, nodes=2, services={"transcode": 1}) as controller:
+            batch_id = controller.submit(BatchRequest(jobs=tuple(jobs)))
+            batch = await asyncio.wait_for(controller.wait(batch_id), 120)
+            errors = [(s.label, s.error) for s in controller.store.segments(batch_id) if s.error]
+            assert batch.state is BatchState.DONE, errors
+
+    asyncio.run(scenario())
+    frames = sorted((out / "f-png").iterdir())
+    assert [f.name for f in frames[:1]] == ["f_000001.png"] and len(frames) == 24
+    assert frame_hashes(frames[12]) == frame_hashes(tmp_path / "seq" / "f_1013.png")
+    split, whole = out / "split.mp4", out / "whole.mp4"
+    assert probe(str(split)).video.frames == 24  # type: ignore[union-attr]
+    assert min(_frame_psnrs(split, whole)) > 38.0
