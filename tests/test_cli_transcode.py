@@ -120,3 +120,30 @@ def test_run_transcode_of_an_image_sequence_at_a_rate(tmp_path: Path) -> None:
     ]
     video = probe(str(tmp_path / "out" / "f-h264.mp4")).video
     assert video is not None and video.frames == 50 and abs(video.duration - 2.0) < 1e-6
+
+
+def test_upload_sends_every_frame_of_a_sequence(tmp_path: Path) -> None:
+    """``qfarm submit transcode 'seq/f_%04d.png' --upload``: each frame goes up, and the job
+    reads the uploaded pattern."""
+    from typing import Any, cast
+
+    from qfarm.cli_transcode import transcode_batch, uploaded
+    from qfarm.client import Client
+    from tests.jobtypes.test_transcode_sequences import make_sequence
+
+    pattern = make_sequence(tmp_path / "seq", frames=3)
+    sent: list[Path] = []
+
+    class Stub:
+        def upload(self, files: list[Path], base: Path) -> tuple[str, str]:
+            sent.extend(files)
+            return "u1", "/cluster/u1"
+
+    request = transcode_batch(
+        inputs=[str(pattern)], presets=["h264"], output=None, segment_seconds=None,
+        preset_files=None, verify="seams", name="", priority="medium", retries=0,
+        timeout=None, rate="25",
+    )  # fmt: skip
+    spec: dict[str, Any] = uploaded(cast(Client, Stub()), request).jobs[0].spec
+    assert [p.name for p in sent] == ["f_1001.png", "f_1002.png", "f_1003.png"]
+    assert spec["input"] == "/cluster/u1/f_%04d.png" and spec["rate"] == "25"
