@@ -166,7 +166,7 @@ def test_the_run_summary_says_what_each_job_does(tmp_path: Path) -> None:
 
 
 def test_a_job_type_without_describe_has_no_summary() -> None:
-    from qfarm.cli import job_summary
+    from qfarm.jobtypes import job_summary
 
     assert job_summary("no-such-type", {"command": ["true"]}) == []
 

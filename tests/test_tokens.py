@@ -107,7 +107,7 @@ def test_first_start_makes_a_token_shown_once_and_qfarm_token_manages_them(
         gone = httpx.get(api, headers={"Authorization": f"Bearer {second['token']}"})
         assert gone.status_code == 401
         again = qfarm("token", "revoke", str(second["id"]), data_dir=data_dir)
-        assert again.returncode == 2 and "no active token" in again.stderr
+        assert again.returncode == 4 and "no active token" in again.stderr  # not found
     finally:
         stop(controller)
     # A second start shows no token: the first was shown once.

@@ -32,15 +32,17 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from qfarm import __version__
-from qfarm.cli import job_summary
 from qfarm.controller import Controller
 from qfarm.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
+from qfarm.jobtypes import job_summary
 from qfarm.model import (
     Attempt,
     Batch,
     BatchRequest,
     IllegalTransition,
+    Job,
     JobRequest,
+    JobState,
     Segment,
     failure_summary,
     parse_priority,
@@ -261,14 +263,29 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     async def batches() -> list[dict[str, Any]]:
         return [batch_json(controller, b) for b in controller.store.batches()]
 
+    # A job's spec never changes once stored, nor so its summary; clients poll a batch
+    # often, and a job of thousands of frames is not described anew each time.
+    summaries: dict[int, list[str]] = {}
+
+    def summary_of(job: Job) -> list[str]:
+        if job.id not in summaries:
+            if len(summaries) >= 10_000:  # bounded over a long-lived controller
+                summaries.clear()
+            summaries[job.id] = job_summary(job.job_type, job.spec)
+        return summaries[job.id]
+
     @app.get(f"{API}/batches/{{batch_id}}")
     async def batch(batch_id: ObjectId) -> dict[str, Any]:
         body = batch_json(controller, controller.store.batch(batch_id))
         progress = controller.store.job_progress(batch_id)
         waiting = controller.waiting(batch_id)
+        jobs = controller.store.jobs(batch_id)
+        # A failed job without an error of its own is told by its failed segments; only then
+        # are they read (a batch of thousands of segments is polled by every client).
         by_job: dict[int, list[Segment]] = {}
-        for seg in controller.store.segments(batch_id):
-            by_job.setdefault(seg.job_id, []).append(seg)
+        if any(job.state is JobState.FAILED and not job.error for job in jobs):
+            for seg in controller.store.segments(batch_id):
+                by_job.setdefault(seg.job_id, []).append(seg)
         body["jobs"] = [
             {
                 "id": job.id,
@@ -282,9 +299,9 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
                 # Why its queued segments do not run, beyond waiting for a free instance.
                 "waiting": waiting.get(job.id),
                 # What the job does, as its job type tells it (describe), for people.
-                "summary": job_summary(job.job_type, job.spec),
+                "summary": summary_of(job),
             }
-            for job in controller.store.jobs(batch_id)
+            for job in jobs
         ]
         return body
 

@@ -814,21 +814,6 @@ async def _follow_output(store: Store, batch_id: int, waiter: asyncio.Task[Any])
     follower.poll(final=True)
 
 
-def job_summary(job_type: str, spec: dict[str, Any]) -> list[str]:
-    """A job's summary lines (``qfarm show``, the run summary, the API's batch): what its
-    job type's optional ``describe(spec)`` says, else nothing. A spec that it cannot read
-    (stored by another version, say) gives a note, never a failed listing."""
-    from qfarm.jobtypes import JOB_TYPES
-
-    describe = getattr(JOB_TYPES.get(job_type), "describe", None)
-    if describe is None:
-        return []
-    try:
-        return [str(line) for line in describe(spec)]
-    except (KeyError, TypeError, ValueError) as exc:
-        return [f"(no summary: {type(exc).__name__}: {exc})"]
-
-
 def batch_report(store: Any, batch_id: int, elapsed: float) -> dict[str, Any]:
     """What a finished batch looks like, for people and for --json."""
     batch = store.batch(batch_id)
@@ -853,6 +838,8 @@ def batch_report(store: Any, batch_id: int, elapsed: float) -> dict[str, Any]:
             }
         )
     nodes = sorted({seg.node for seg in segments if seg.node})
+    from qfarm.jobtypes import job_summary  # the job types are loaded by then
+
     jobs = [
         {"name": job.name or job.job_type, "summary": job_summary(job.job_type, job.spec)}
         for job in store.jobs(batch_id)
@@ -898,9 +885,9 @@ def print_report(report: dict[str, Any]) -> None:
         )
         if f["log_tail"]:
             for line in f["log_tail"].splitlines():
-                err.print(f"    {line}", highlight=False, markup=False)
+                err.print(f"    {line}", highlight=False, markup=False, soft_wrap=True)
         if f["log_path"]:
-            err.print(f"    log: {f['log_path']}", highlight=False)
+            err.print(f"    log: {f['log_path']}", highlight=False, soft_wrap=True)
 
 
 def print_summaries(jobs: list[dict[str, Any]], console: Console) -> None:

@@ -90,14 +90,9 @@ def token_revoke(
     db: StoreDbOpt = None,
 ) -> None:
     """Revoke a token: requests with it are refused from now on."""
-    from qfarm.errors import NotFound
-
     store = _controller_store(data_dir, db)
     try:
-        revoked = store.revoke_token(token_id)
-    except NotFound as exc:
-        # Still 2, not ExitCode.NOT_FOUND: tests/test_tokens.py expects it (to move to 4).
-        raise fail_usage(str(exc)) from None
+        revoked = store.revoke_token(token_id)  # no such token: NotFound, exit 4
     finally:
         store.close()
     out.print(f"token {revoked.id} ({revoked.name}) revoked", highlight=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qfarm.cli import job_summary
+from qfarm.jobtypes import job_summary
 from qfarm.jobtypes.transcode import TRANSCODE
 from tests.jobtypes.test_transcode import make_source
 from tests.jobtypes.test_transcode_fidelity import _interlaced, _master_mov, _subtitled

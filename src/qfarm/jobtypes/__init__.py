@@ -18,7 +18,15 @@ JOB_TYPES: dict[str, JobType] = {
     job_type.name: job_type for job_type in (COMMAND, TRANSCODE, RENDER, MOVIE, COMPOSITE)
 }
 
-__all__ = ["JOB_TYPES", "JobType", "SegmentContext", "SegmentOutcome", "get", "plan_job"]
+__all__ = [
+    "JOB_TYPES",
+    "JobType",
+    "SegmentContext",
+    "SegmentOutcome",
+    "get",
+    "job_summary",
+    "plan_job",
+]
 
 
 def get(name: str) -> JobType:
@@ -60,3 +68,16 @@ def plan_job(
                 )
             claimed[path] = owner
     return normalised, plans
+
+
+def job_summary(job_type: str, spec: dict[str, Any]) -> list[str]:
+    """A job's summary lines (``qfarm show``, the run summary, the API's batch): what its
+    job type's optional ``describe(spec)`` says, else nothing. A spec that it cannot read
+    (stored by another version, say) gives a note, never a failed listing."""
+    describe = getattr(JOB_TYPES.get(job_type), "describe", None)
+    if describe is None:
+        return []
+    try:
+        return [str(line) for line in describe(spec)]
+    except (KeyError, TypeError, ValueError) as exc:
+        return [f"(no summary: {type(exc).__name__}: {exc})"]
