@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--write", type=Path, help="append the figures to this Markdown file")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
     plain: list[float] = []
     qfarm: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,7 +74,7 @@ def main() -> None:
             f"### `qfarm run transcode` end to end: {datetime.date.today().isoformat()}",
             "",
             f"Machine: {machine()}; load average before the run "
-            f"{os.getloadavg()[0]:.1f}. Source: {args.seconds} s of {args.size} at 25 fps "
+            f"{load_before:.1f}. Source: {args.seconds} s of {args.size} at 25 fps "
             f"(testsrc2) with AAC audio; preset `{args.preset}`; ffmpeg {ffmpeg().version}; "
             f"{args.runs} runs of each, alternating. Command: `python bench/transcode_run.py "
             f"--seconds {args.seconds} --size {args.size} --preset {args.preset} "
