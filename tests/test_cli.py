@@ -368,13 +368,11 @@ def done_segments(data_dir: Path) -> int:
     return int(count)
 
 
-def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path: Path) -> None:
-    # Frames 1 and 2 end at once; 3 and 4 wait until the file `go` exists.
-    args = ["run", "-q", "--frames", "1-4", "--", "sh", "-c",
-            "echo {start} >> runs.txt; [ -e go ] || [ {start} -le 2 ] || sleep 300"]  # fmt: skip
+def start_half_done_run(tmp_path: Path, args: list[str]) -> subprocess.Popen[str]:
+    """`qfarm run ARGS` in a session of its own (so a signal can go to its whole process
+    group, as a terminal's Ctrl-C does), returned once frames 1 and 2 are done and 3 and 4
+    are running: the scripts of these tests wait for a file `go` past frame 2."""
     env = {**os.environ, "QFARM_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
-    # A session of its own, so the SIGINT can go to its whole process group, as a
-    # terminal's Ctrl-C does: the worker processes get it too.
     proc = subprocess.Popen(
         [*QFARM, *args], cwd=tmp_path, env=env, text=True, start_new_session=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -389,7 +387,19 @@ def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path: Path) -> 
             timeout=60,
             what="two segments done and two running",
         )
-        os.killpg(proc.pid, signal.SIGINT)
+    except BaseException:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    return proc
+
+
+def test_ctrl_c_prints_one_line_and_the_same_command_resumes(tmp_path: Path) -> None:
+    # Frames 1 and 2 end at once; 3 and 4 wait until the file `go` exists.
+    args = ["run", "-q", "--frames", "1-4", "--", "sh", "-c",
+            "echo {start} >> runs.txt; [ -e go ] || [ {start} -le 2 ] || sleep 300"]  # fmt: skip
+    proc = start_half_done_run(tmp_path, args)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # the worker processes get it too
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -522,21 +532,8 @@ def test_a_killed_run_resumes_and_its_leftover_processes_are_ended(tmp_path: Pat
     args = ["run", "-q", "--frames", "1-4", "--", "sh", "-c",
             "echo $$ > {start}.pid; echo {start} >> runs.txt;"
             " [ -e go ] || [ {start} -le 2 ] || sleep 300"]  # fmt: skip
-    env = {**os.environ, "QFARM_DATA_DIR": str(tmp_path), "COLUMNS": "200"}
-    proc = subprocess.Popen(
-        [*QFARM, *args], cwd=tmp_path, env=env, text=True, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    proc = start_half_done_run(tmp_path, args)
     try:
-        wait_until_sync(
-            lambda: (
-                (tmp_path / "runs.txt").exists()
-                and len((tmp_path / "runs.txt").read_text().split()) == 4
-                and done_segments(tmp_path) == 2
-            ),
-            timeout=60,
-            what="two segments done and two running",
-        )
         left = [int((tmp_path / f"{i}.pid").read_text()) for i in (3, 4)]
         proc.kill()  # kill -9 of `qfarm run` alone: no handler of its runs
         proc.communicate(timeout=60)
