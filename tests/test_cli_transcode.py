@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 from qfarm.media.probe import probe
 from tests.jobtypes.test_transcode import make_source
-from tests.test_cli import qfarm
+from tests.test_cli import QFARM, qfarm
 
 
 def test_run_transcode_writes_one_output_per_source_and_preset(tmp_path: Path) -> None:
@@ -73,6 +75,19 @@ def test_presets_lists_builtin_and_user_presets(tmp_path: Path) -> None:
     table = qfarm("presets", data_dir=tmp_path)
     assert table.returncode == 0
     assert "prores-422" in table.stdout
+
+    # Readable at 80 columns: every name whole at the start of its row, no line wider than
+    # the terminal, at most two lines a preset (it was about 110 lines, a word a line).
+    env = {**os.environ, "QFARM_DATA_DIR": str(tmp_path), "COLUMNS": "80"}
+    narrow = subprocess.run(
+        [*QFARM, "presets", "--presets", str(extra)], capture_output=True, text=True, env=env
+    )
+    lines = narrow.stdout.splitlines()
+    assert narrow.returncode == 0 and all(len(line) <= 80 for line in lines), lines
+    starts = {line.split()[0] for line in lines if line and not line.startswith(" ")}
+    assert set(rows) <= starts, set(rows) - starts
+    assert len(lines) <= 2 * len(rows) + 1, len(lines)
+    assert "web-small" in starts
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[preset.x]\ncontainer = "mp4"\ncrf = "high"\n')

@@ -324,6 +324,24 @@ def invoke(mode: str, args: list[str]) -> int:
     return invoke_single(run_app if mode == "run" else submit_app, args, f"qfarm {mode} transcode")
 
 
+def _video_cell(row: dict[str, Any]) -> str:
+    video = str(row["video_codec"] or "-")
+    if row["crf"] is not None:
+        video += f" crf {row['crf']}"
+    if row["bitrate"]:
+        video += f" {row['bitrate']}" + (" 2-pass" if row["two_pass"] else "")
+    if row["height"] or row["width"]:
+        video += f" {row['width'] or ''}x{row['height'] or ''}"
+    return video
+
+
+def _audio_cell(row: dict[str, Any]) -> str:
+    audio = str(row["audio_codec"] or "-")
+    if row["audio_bitrate"]:
+        audio += f" {row['audio_bitrate']}"
+    return audio
+
+
 @app.command(
     epilog="""**Examples**
 
@@ -345,20 +363,29 @@ def presets(
     if as_json:
         print_json(rows)
         return
-    table = Table("preset", "kind", "container", "video", "audio", "description", "source")
+    # Readable at 80 columns: names never cut, the codec columns only where there is room
+    # (the description says the same in words), the source only when a preset is yours.
+    wide = out.width >= 110
+    mine = any(row["source"] != "built in" for row in rows)
+    table = Table(box=None, pad_edge=False)
+    table.add_column("preset", no_wrap=True)
+    table.add_column("container", no_wrap=True)
+    if wide:
+        table.add_column("video", no_wrap=True)
+        table.add_column("audio", no_wrap=True)
+    table.add_column("description", ratio=1, min_width=24)
+    if mine:
+        table.add_column("from", no_wrap=True)  # the file's name; --json gives its path
     for row in rows:
-        video = row["video_codec"] or "-"
-        if row["crf"] is not None:
-            video += f" crf {row['crf']}"
-        if row["bitrate"]:
-            video += f" {row['bitrate']}" + (" 2-pass" if row["two_pass"] else "")
-        if row["height"] or row["width"]:
-            video += f" {row['width'] or ''}x{row['height'] or ''}"
-        audio = row["audio_codec"] or "-"
-        if row["audio_bitrate"]:
-            audio += f" {row['audio_bitrate']}"
         note = row["description"]
         if not row["available"]:
             note += f" (unavailable: no {', '.join(row['missing_encoders'])})"
-        table.add_row(row["name"], row["kind"], row["container"], video, audio, note, row["source"])
+        cells = [row["name"], f"{row['container']} {row['kind']}"]
+        if wide:
+            cells += [_video_cell(row), _audio_cell(row)]
+        cells.append(note)
+        if mine:
+            built_in = row["source"] == "built in"
+            cells.append("" if built_in else Path(row["source"]).name)
+        table.add_row(*cells)
     out.print(table)
