@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -347,6 +348,11 @@ def test_no_flag_shows_a_type_placeholder_in_help(tmp_path: Path) -> None:
         shown[words] = qfarm(*words.split(), "--help", data_dir=tmp_path).stdout
     assert "--json" in shown["run"] and "--advertise" in shown["controller"]
     assert [words for words, text in shown.items() if "<bool>" in text] == []
+    # Usage lines name their arguments once, in capitals: no "{INPUT...}..." or "{scene}".
+    usage = {words: text.split("Usage:")[1].splitlines()[0] for words, text in shown.items()}
+    assert "{INPUT}..." in usage["run transcode"] and "{SCENE}" in usage["run render"]
+    assert "[COMMAND]..." in usage["run"] and "[COMMAND [ARGS]...]" in usage["node"]
+    assert [w for w, line in usage.items() if "...}" in line or re.search(r"\{[a-z]", line)] == []
 
 
 def count_runs(path: Path) -> dict[str, int]:

@@ -230,7 +230,11 @@ write {{ and }} for literal braces.
 # Options of a command job, shared by `qfarm run` and `qfarm submit`.
 CommandArg = Annotated[
     list[str] | None,
-    typer.Argument(help="The command and its arguments, after --.", show_default=False),
+    typer.Argument(
+        metavar="COMMAND",
+        help="The command and its arguments, after --.",
+        show_default=False,
+    ),
 ]
 FramesOpt = Annotated[
     str | None,

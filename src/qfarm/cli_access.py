@@ -44,7 +44,7 @@ def _controller_store(data_dir: Path | None, db: str | None) -> Any:
 
 @token_app.command("create", epilog="**Example**\n\n    qfarm token create render-wrangler")
 def token_create(
-    name: Annotated[str, typer.Argument(help="Who or what the token is for.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Who or what the token is for.")],
     data_dir: StoreDirOpt = None,
     db: StoreDbOpt = None,
     as_json: JsonOpt = False,
@@ -85,7 +85,9 @@ def token_list(
 
 @token_app.command("revoke", epilog="**Example**\n\n    qfarm token revoke 3")
 def token_revoke(
-    token_id: Annotated[int, typer.Argument(help="The token's id (qfarm token list).")],
+    token_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The token's id (qfarm token list).")
+    ],
     data_dir: StoreDirOpt = None,
     db: StoreDbOpt = None,
 ) -> None:

@@ -69,7 +69,7 @@ ControllerOpt = Annotated[
 TokenOpt = Annotated[
     str | None, typer.Option("--token", envvar="QFARM_TOKEN", help="The controller's token.")
 ]
-BatchArg = Annotated[int, typer.Argument(help="The batch id.", show_default=False)]
+BatchArg = Annotated[int, typer.Argument(metavar="BATCH", help="The batch id.", show_default=False)]
 
 
 def connect(controller: str | None, token: str | None) -> Client:
@@ -337,7 +337,7 @@ def node(
 
 @node_app.command("disable", epilog="**Example**\n\n    qfarm node disable render-07")
 def node_disable(
-    name: Annotated[str, typer.Argument(help="The node's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The node's name.")],
     controller: ControllerOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -348,7 +348,7 @@ def node_disable(
 
 @node_app.command("enable", epilog="**Example**\n\n    qfarm node enable render-07")
 def node_enable(
-    name: Annotated[str, typer.Argument(help="The node's name.")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="The node's name.")],
     controller: ControllerOpt = None,
     token: TokenOpt = None,
 ) -> None:
@@ -670,7 +670,9 @@ _action("resubmit", "resubmitted", "Run a failed or canceled batch's unfinished 
 """
 )
 def remove(
-    batches: Annotated[list[int], typer.Argument(help="The ids of ended batches.")],
+    batches: Annotated[
+        list[int], typer.Argument(metavar="BATCH", help="The ids of ended batches.")
+    ],
     controller: ControllerOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -689,7 +691,7 @@ def remove(
 @app.command(epilog="**Example**\n\n    qfarm priority 12 high")
 def priority(
     batch: BatchArg,
-    level: Annotated[str, typer.Argument(help="high, medium, low or 0-100.")],
+    level: Annotated[str, typer.Argument(metavar="LEVEL", help="high, medium, low or 0-100.")],
     controller: ControllerOpt = None,
     token: TokenOpt = None,
 ) -> None:

@@ -40,7 +40,10 @@ from qfarm.media import presets
 from qfarm.model import BatchRequest, JobRequest, parse_priority
 from qfarm.renderers.blender import missing_features
 
-SceneArg = Annotated[Path, typer.Argument(help="The scene: a .blend, .pov or POV-Ray .ini file.")]
+SceneArg = Annotated[
+    Path,
+    typer.Argument(metavar="SCENE", help="The scene: a .blend, .pov or POV-Ray .ini file."),
+]
 RendererOpt = Annotated[
     str | None,
     typer.Option("--renderer", "-r", help="blender or povray [default: from the extension]."),
