@@ -41,11 +41,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from qfarm import pki  # noqa: E402
 from qfarm.client import Client  # noqa: E402
-from qfarm.controller import Controller  # noqa: E402
-from qfarm.engine import Engine, NodeSpec  # noqa: E402
-from qfarm.model import BatchRequest, BatchState, JobRequest  # noqa: E402
+from qfarm.controller.service import Controller  # noqa: E402
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest  # noqa: E402
+from qfarm.engine.base import NodeSpec  # noqa: E402
+from qfarm.engine.dask import Engine  # noqa: E402
+from qfarm.security import pki  # noqa: E402
 from qfarm.store import Store, attempts  # noqa: E402
 
 

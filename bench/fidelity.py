@@ -36,11 +36,11 @@ from tests.jobtypes.test_transcode_fidelity import (  # noqa: E402
 from tests.media.markers import read_markers  # noqa: E402
 
 from dispatch import machine  # noqa: E402
-from qfarm.controller import Controller  # noqa: E402
-from qfarm.engine import NodeSpec  # noqa: E402
+from qfarm.controller.service import Controller  # noqa: E402
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest  # noqa: E402
+from qfarm.engine.base import NodeSpec  # noqa: E402
 from qfarm.media.probe import MediaInfo, probe  # noqa: E402
 from qfarm.media.tool import ffmpeg  # noqa: E402
-from qfarm.model import BatchRequest, BatchState, JobRequest  # noqa: E402
 from qfarm.store import Store  # noqa: E402
 
 NONE = "-"  # a cell with nothing to show

@@ -43,9 +43,9 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dispatch import machine  # noqa: E402
-from qfarm.controller import Controller  # noqa: E402
-from qfarm.engine import NodeSpec  # noqa: E402
-from qfarm.model import BatchRequest, BatchState, JobRequest  # noqa: E402
+from qfarm.controller.service import Controller  # noqa: E402
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest  # noqa: E402
+from qfarm.engine.base import NodeSpec  # noqa: E402
 from qfarm.store import Store  # noqa: E402
 
 CORES = os.cpu_count() or 1

@@ -36,12 +36,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from dispatch import machine  # noqa: E402
-from qfarm.controller import Controller, plan_batch  # noqa: E402
-from qfarm.engine import NodeSpec  # noqa: E402
+from qfarm.controller.planning import plan_batch  # noqa: E402
+from qfarm.controller.service import Controller  # noqa: E402
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest, SegmentKind  # noqa: E402
+from qfarm.engine.base import NodeSpec  # noqa: E402
 from qfarm.media import presets  # noqa: E402
 from qfarm.media.probe import probe  # noqa: E402
 from qfarm.media.tool import ffmpeg  # noqa: E402
-from qfarm.model import BatchRequest, BatchState, JobRequest, SegmentKind  # noqa: E402
 from qfarm.store import Store  # noqa: E402
 
 

@@ -79,41 +79,6 @@ def postgres_url(postgres_server: tuple[URL, Engine]) -> Iterator[str]:
             conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-# Modules whose tests start real clusters, controllers and nodes, renderers or a browser:
-# marked `integration`, so `pytest -m "not integration"` is the fast unit layer (pure rules,
-# the store on SQLite and PostgreSQL, short real ffmpeg and process runs).
-INTEGRATION_MODULES = frozenset(
-    {
-        "tests/test_batchfile.py",
-        "tests/test_cli.py",
-        "tests/test_cli_render.py",
-        "tests/test_cli_transcode.py",
-        "tests/test_cluster.py",
-        "tests/test_dashboard.py",
-        "tests/test_dispatcher.py",
-        "tests/test_join.py",
-        "tests/test_node.py",
-        "tests/test_reliability.py",
-        "tests/test_security.py",
-        "tests/test_tokens.py",
-        "tests/jobtypes/test_composite.py",
-        "tests/jobtypes/test_movie.py",
-        "tests/jobtypes/test_render.py",
-        "tests/jobtypes/test_render_scenes.py",
-        "tests/jobtypes/test_transcode.py",
-        "tests/jobtypes/test_transcode_fidelity.py",
-        "tests/web/test_monitor.py",
-    }
-)
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.resolve().relative_to(ROOT).as_posix() in INTEGRATION_MODULES:
-            item.add_marker(pytest.mark.integration)
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":

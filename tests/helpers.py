@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 
-from qfarm.controller import Controller
-from qfarm.engine import NodeSpec
+from qfarm.controller.service import Controller
+from qfarm.engine.base import NodeSpec
 from qfarm.store import Store
 
 

@@ -1,4 +1,4 @@
-from qfarm.cli import main
+from qfarm.cli.main import main
 
 if __name__ == "__main__":
     main()

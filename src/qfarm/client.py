@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from qfarm.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
-from qfarm.model import BatchRequest
-from qfarm.storage import safe_relative, write_atomically
+from qfarm.domain.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
+from qfarm.domain.model import BatchRequest
+from qfarm.files import safe_relative, write_atomically
 
 API = "/api/v1"
 CONTROLLER_ENV = "QFARM_CONTROLLER"

@@ -20,7 +20,7 @@ from typing import Any
 from zeroconf import IPVersion, ServiceBrowser, ServiceInfo, ServiceListener, Zeroconf
 
 from qfarm import __version__
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 
 SERVICE_TYPE = "_qfarm._tcp.local."
 INTERFACES_ENV = "QFARM_DISCOVERY_INTERFACES"

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes import get, plan_job
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
 from qfarm.jobtypes.command import COMMAND, fill, temporary_name
-from qfarm.model import SegmentPlan
-from qfarm.supervisor import Supervisor
+from qfarm.jobtypes.supervisor import Supervisor
 
 PY = sys.executable
 # Appends its arguments, as one JSON list per run, to the file named by $ARGV_OUT.

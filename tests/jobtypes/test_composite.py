@@ -10,12 +10,14 @@ from typing import Any
 
 import pytest
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest
 from qfarm.jobtypes.composite import COMPOSITE, LOGO_MARGIN
 from qfarm.media import timecode
 from qfarm.media.tool import ffmpeg
-from qfarm.model import BatchRequest, BatchState, JobRequest
 from tests.helpers import embedded
+
+pytestmark = pytest.mark.integration
 
 
 class Picture:

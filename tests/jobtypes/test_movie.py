@@ -8,13 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from qfarm.controller import plan_batch
-from qfarm.errors import InvalidRequest
+from qfarm.controller.planning import plan_batch
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest, JobState
 from qfarm.jobtypes.movie import MOVIE, frame_pattern
 from qfarm.media.probe import probe
 from qfarm.media.tool import ffmpeg
-from qfarm.model import BatchRequest, BatchState, JobRequest, JobState
 from tests.helpers import embedded
+
+pytestmark = pytest.mark.integration
 
 
 def make_frames(folder: Path, frames: range, name: str = "shot") -> None:

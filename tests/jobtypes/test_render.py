@@ -14,11 +14,13 @@ from typing import Any
 
 import pytest
 
-from qfarm.controller import plan_batch
-from qfarm.errors import InvalidRequest
+from qfarm.controller.planning import plan_batch
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest
 from qfarm.jobtypes.render import RENDER
-from qfarm.model import BatchRequest, BatchState, JobRequest
 from tests.helpers import embedded
+
+pytestmark = pytest.mark.integration
 
 
 def need(renderer: str) -> None:

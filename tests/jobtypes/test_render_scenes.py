@@ -19,6 +19,8 @@ from qfarm.jobtypes.base import SegmentContext
 from qfarm.jobtypes.render import RENDER, frame_path
 from tests.jobtypes.test_render import need
 
+pytestmark = pytest.mark.integration
+
 # The ball moves and changes colour with the clock, so a frame with another clock differs.
 MOVING_POV = """#version 3.7;
 global_settings { assumed_gamma 1.0 }
@@ -170,7 +172,7 @@ def test_ini_subset_is_the_jobs_range_and_frames_pick_within_the_animation(
     ],
 )
 def test_bad_ini_settings_are_named(tmp_path: Path, line: str, message: str) -> None:
-    from qfarm.errors import InvalidRequest
+    from qfarm.domain.errors import InvalidRequest
 
     ini = ini_scene(tmp_path, ANIM_INI.replace("[Wide]", f"{line}\n[Wide]"))
     with pytest.raises(InvalidRequest, match=message):
@@ -265,7 +267,7 @@ def test_a_blend_files_own_range_format_path_and_scenes_are_kept(tmp_path: Path)
 
 
 def test_blend_reading_is_refused_clearly(tmp_path: Path) -> None:
-    from qfarm.errors import InvalidRequest
+    from qfarm.domain.errors import InvalidRequest
 
     need("blender")
     shot_blend(tmp_path)
@@ -279,7 +281,7 @@ def test_blend_reading_is_refused_clearly(tmp_path: Path) -> None:
 def test_without_blender_here_a_blend_job_needs_frames(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from qfarm.errors import InvalidRequest
+    from qfarm.domain.errors import InvalidRequest
 
     (tmp_path / "shot.blend").write_bytes(b"BLENDER")
     monkeypatch.setenv("QFARM_BLENDER", "")

@@ -19,13 +19,15 @@ from typing import Any
 
 import pytest
 
-from qfarm.controller import plan_batch
-from qfarm.errors import InvalidRequest
+from qfarm.controller.planning import plan_batch
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest, SegmentKind
 from qfarm.jobtypes.transcode import TRANSCODE, parts_dir, segment_count
 from qfarm.media.probe import probe
 from qfarm.media.tool import ffmpeg
-from qfarm.model import BatchRequest, BatchState, JobRequest, SegmentKind
 from tests.helpers import embedded
+
+pytestmark = pytest.mark.integration
 
 # The lowest PSNR (dB, luma and chroma averaged) a segmented H.264 encode at CRF 20 may
 # have against its source. testsrc2 at these sizes gives about 40 dB; a wrong frame at a

@@ -17,11 +17,13 @@ from typing import Any
 
 import pytest
 
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest
 from qfarm.media.probe import MediaInfo, probe
 from qfarm.media.tool import ffmpeg
-from qfarm.model import BatchRequest, BatchState, JobRequest
 from tests.helpers import embedded
 from tests.media.markers import make_sync_source, read_markers
+
+pytestmark = pytest.mark.integration
 
 SYNC_TOLERANCE = 0.001  # seconds: what issue 14 asks of split outputs
 PRESET_ARGS = {
@@ -351,7 +353,7 @@ def test_the_spec_lists_what_is_kept_converted_and_dropped(tmp_path: Path) -> No
 
 
 def test_a_stream_the_preset_cannot_take_is_named(tmp_path: Path) -> None:
-    from qfarm.errors import InvalidRequest
+    from qfarm.domain.errors import InvalidRequest
     from qfarm.jobtypes.transcode import TRANSCODE
 
     surround = _subtitled(tmp_path / "s.mkv", "srt", 6)

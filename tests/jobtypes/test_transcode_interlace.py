@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest
 from qfarm.jobtypes.transcode import TRANSCODE
 from qfarm.media import interlace
 from qfarm.media.interlace import FieldReading, parse_idet, read_fields
 from qfarm.media.probe import probe
 from qfarm.media.tool import ffmpeg
-from qfarm.model import BatchRequest, BatchState, JobRequest
 from tests.helpers import embedded
 from tests.jobtypes.test_transcode import make_source
 from tests.jobtypes.test_transcode_fidelity import _frame_psnrs, _true_frames

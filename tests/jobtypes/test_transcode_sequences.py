@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from qfarm.cli_transcode import transcode_batch
-from qfarm.errors import InvalidRequest
+from qfarm.cli.transcode import transcode_batch
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import BatchRequest, BatchState, JobRequest
 from qfarm.jobtypes.transcode import TRANSCODE
 from qfarm.media.probe import probe
 from qfarm.media.tool import ffmpeg
-from qfarm.model import BatchRequest, BatchState, JobRequest
 from tests.helpers import embedded
 from tests.jobtypes.test_transcode import make_source, psnr
 from tests.jobtypes.test_transcode_fidelity import _frame_psnrs

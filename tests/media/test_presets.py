@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 from qfarm.media.presets import (
     BUILTIN,
     PRESETS_ENV,

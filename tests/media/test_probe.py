@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 from qfarm.media.probe import probe
 
 

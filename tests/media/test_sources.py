@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 from qfarm.media.sources import MediaSource, expand, parse_rate, resolve
 
 

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from qfarm.client import Client
+from tests.controller.test_cluster import start_controller, start_node, stop
 from tests.helpers import wait_until_sync
-from tests.test_cluster import start_controller, start_node, stop
+
+pytestmark = pytest.mark.integration
 
 CHROMIUM = os.environ.get("QFARM_TEST_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = (

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes.base import JobType, SegmentContext, SegmentOutcome
 from qfarm.jobtypes.command import COMMAND
 from qfarm.jobtypes.composite import COMPOSITE
 from qfarm.jobtypes.movie import MOVIE
 from qfarm.jobtypes.render import RENDER
 from qfarm.jobtypes.transcode import TRANSCODE
-from qfarm.model import SegmentPlan
 
 JOB_TYPES: dict[str, JobType] = {
     job_type.name: job_type for job_type in (COMMAND, TRANSCODE, RENDER, MOVIE, COMPOSITE)

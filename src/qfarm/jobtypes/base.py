@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from qfarm.errors import InvalidRequest
-from qfarm.model import SegmentPlan
-from qfarm.supervisor import SUPERVISOR, ProcessResult, Supervisor
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import SegmentPlan
+from qfarm.jobtypes.supervisor import SUPERVISOR, ProcessResult, Supervisor
 
 
 @dataclass(frozen=True)

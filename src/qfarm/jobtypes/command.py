@@ -31,8 +31,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
-from qfarm.frames import FrameRun, chunk_runs, format_run, parse_frames
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.frames import FrameRun, chunk_runs, format_run, parse_frames
+from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
@@ -40,7 +41,6 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
     segment_size,
 )
-from qfarm.model import SegmentPlan
 
 PLACEHOLDERS = frozenset({"start", "end", "step", "frame", "segment", "input", "stem", "output"})
 FRAME_PLACEHOLDERS = frozenset({"start", "end", "step", "frame"})

@@ -21,8 +21,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
-from qfarm.frames import FrameRun, chunk_runs, format_run, parse_frames
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.frames import FrameRun, chunk_runs, format_run, parse_frames
+from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
@@ -37,7 +38,6 @@ from qfarm.jobtypes.transcode import write_concat_list
 from qfarm.media import timecode
 from qfarm.media.progress import watch_progress
 from qfarm.media.tool import ToolMissing, ffmpeg, image_pattern
-from qfarm.model import SegmentPlan
 
 CORNERS = {
     "top-left": ("{m}", "{m}"),

@@ -18,8 +18,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
-from qfarm.frames import FrameRun, parse_frames
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.frames import FrameRun, parse_frames
+from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
@@ -33,7 +34,6 @@ from qfarm.media import presets as presets_mod
 from qfarm.media.presets import Preset
 from qfarm.media.progress import watch_progress
 from qfarm.media.tool import ToolMissing, ffmpeg
-from qfarm.model import SegmentPlan
 
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 

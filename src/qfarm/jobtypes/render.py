@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from qfarm import renderers
-from qfarm.errors import InvalidRequest
-from qfarm.frames import FrameRun, chunk_runs, format_run, parse_frames
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.frames import FrameRun, chunk_runs, format_run, parse_frames
+from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
@@ -30,7 +31,6 @@ from qfarm.jobtypes.base import (
     segment_size,
 )
 from qfarm.media.progress import reporting_progress
-from qfarm.model import SegmentPlan
 from qfarm.renderers.base import RendererMissing
 
 MAX_SIZE = 16384

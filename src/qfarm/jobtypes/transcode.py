@@ -35,7 +35,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import SegmentKind, SegmentPlan
 from qfarm.jobtypes.base import (
     SegmentContext,
     SegmentOutcome,
@@ -44,6 +45,7 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
 )
 from qfarm.jobtypes.command import discard, temporary_name
+from qfarm.jobtypes.supervisor import ProcessResult
 from qfarm.media import presets as presets_mod
 from qfarm.media import sources as sources_mod
 from qfarm.media import streams as streams_mod
@@ -54,8 +56,6 @@ from qfarm.media.probe import AudioFacts, MediaInfo, probe
 from qfarm.media.progress import watch_progress
 from qfarm.media.sources import MediaSource
 from qfarm.media.tool import ToolMissing, ffmpeg, image_pattern
-from qfarm.model import SegmentKind, SegmentPlan
-from qfarm.supervisor import ProcessResult
 
 # A default segment is at least this long: shorter ones spend more on start-up and on the
 # decode from the keyframe before each cut than they gain.

@@ -32,7 +32,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 
 PRESETS_ENV = "QFARM_PRESETS"  # extra preset files, separated like PATH
 

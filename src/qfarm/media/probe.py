@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 
 
 @dataclass(frozen=True)

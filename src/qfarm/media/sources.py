@@ -24,7 +24,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 from qfarm.media.probe import MediaInfo, StreamFacts, probe
 
 DEFAULT_RATE = Fraction(24)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 from qfarm.renderers.base import Renderer, RendererMissing
 from qfarm.renderers.blender import BLENDER
 from qfarm.renderers.povray import POVRAY

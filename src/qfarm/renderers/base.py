@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from qfarm.frames import FrameRun
+from qfarm.domain.frames import FrameRun
 
 
 class RendererMissing(Exception):

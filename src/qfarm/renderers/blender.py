@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
-from qfarm.frames import FrameRun
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.frames import FrameRun
 from qfarm.renderers.base import RendererMissing, SceneSettings, executable, version_of
 from qfarm.renderers.blendinfo import (
     BlendFile,

@@ -32,8 +32,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from qfarm.errors import InvalidRequest
-from qfarm.frames import FrameRun, parse_frames
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.frames import FrameRun, parse_frames
 from qfarm.renderers.base import SceneSettings, executable, version_of
 from qfarm.renderers.povray_ini import EXTENSIONS, PovAnimation, PovIni, animation_of, read_ini
 

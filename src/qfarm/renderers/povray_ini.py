@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from qfarm.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest
 
 # Switches (``+KFI1``) -> the INI key they stand for, for the settings qfarm plans with.
 SWITCHES = {

@@ -33,8 +33,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
-from qfarm.errors import InvalidRequest, NotFound
-from qfarm.model import (
+from qfarm.domain.errors import InvalidRequest, NotFound
+from qfarm.domain.model import (
     ACTIVE_SEGMENT_STATES,
     FINAL_BATCH_STATES,
     Attempt,

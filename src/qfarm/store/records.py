@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qfarm.model import SegmentPlan
+from qfarm.domain.model import SegmentPlan
 
 
 @dataclass(frozen=True)

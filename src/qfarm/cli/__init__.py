@@ -1,0 +1,1 @@
+"""The ``qfarm`` command (Typer + Rich)."""

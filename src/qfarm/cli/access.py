@@ -1,0 +1,149 @@
+"""Access to a cluster, managed on the controller's machine: client tokens (``qfarm token``)
+and the join token of nodes (``qfarm join-token``). These commands read and write the
+controller's store and keys directly, not through its API: they are how the first keys are
+given out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from qfarm import config
+from qfarm.cli.main import FLAG, JsonOpt, app, fail_usage, out, print_json
+from qfarm.domain.errors import InvalidRequest
+from qfarm.security import tokens
+
+token_app = typer.Typer(
+    help="Client tokens of the controller on this machine: create, list, revoke.",
+    epilog="**Examples**\n\n    qfarm token create render-wrangler\n\n    qfarm token list",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+
+StoreDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="The controller's data dir [env: QFARM_DATA_DIR].")
+]
+StoreDbOpt = Annotated[
+    str | None, typer.Option("--db", help="The controller's database URL, if not SQLite.")
+]
+
+
+def _controller_store(data_dir: Path | None, db: str | None) -> Any:
+    from qfarm.store import Store
+
+    try:
+        return Store(config.database_url(db, config.data_dir(data_dir)))
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+
+
+@token_app.command("create", epilog="**Example**\n\n    qfarm token create render-wrangler")
+def token_create(
+    name: Annotated[str, typer.Argument(metavar="NAME", help="Who or what the token is for.")],
+    data_dir: StoreDirOpt = None,
+    db: StoreDbOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Make a client token and print it, once: only its digest is kept."""
+    store = _controller_store(data_dir, db)
+    try:
+        token_id, secret = tokens.create(store, name)
+    finally:
+        store.close()
+    if as_json:
+        print_json({"id": token_id, "name": name, "token": secret})
+    else:
+        out.print(f"token {token_id} ({name}), shown only this once: {secret}", highlight=False)
+
+
+@token_app.command("list", epilog="**Example**\n\n    qfarm token list --json")
+def token_list(
+    data_dir: StoreDirOpt = None, db: StoreDbOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The tokens: id, name, made, last used, revoked (never the secrets)."""
+    store = _controller_store(data_dir, db)
+    try:
+        rows = [dataclasses.asdict(t) for t in store.tokens()]
+    finally:
+        store.close()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("id", "name", "created", "last used", "revoked")
+    for row in rows:
+        table.add_row(
+            str(row["id"]), row["name"], _when(row["created_at"]),
+            _when(row["last_used_at"]), _when(row["revoked_at"]),
+        )  # fmt: skip
+    out.print(table)
+
+
+@token_app.command("revoke", epilog="**Example**\n\n    qfarm token revoke 3")
+def token_revoke(
+    token_id: Annotated[
+        int, typer.Argument(metavar="ID", help="The token's id (qfarm token list).")
+    ],
+    data_dir: StoreDirOpt = None,
+    db: StoreDbOpt = None,
+) -> None:
+    """Revoke a token: requests with it are refused from now on."""
+    store = _controller_store(data_dir, db)
+    try:
+        revoked = store.revoke_token(token_id)  # no such token: NotFound, exit 4
+    finally:
+        store.close()
+    out.print(f"token {revoked.id} ({revoked.name}) revoked", highlight=False)
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return datetime.datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+@app.command(
+    "join-token",
+    epilog="""**Examples**
+
+    qfarm join-token
+
+    qfarm join-token --rotate --data-dir /srv/qfarm
+""",
+)
+def join_token(
+    data_dir: StoreDirOpt = None,
+    rotate: Annotated[
+        bool,
+        typer.Option(
+            "--rotate",
+            metavar=FLAG,
+            help="Replace it: tokens given out before no longer let a node join.",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print the token that lets a service node join the controller of this data dir.
+
+    A node given it (`qfarm node --join-token TOKEN`, or QFARM_JOIN_TOKEN) gets a
+    certificate of the cluster CA and talks to the controller over TLS; it also checks
+    that the controller holds the CA that the token names. Nodes that joined keep
+    working after --rotate; to shut them all out, stop the controller, delete the
+    data dir's `cluster` folder and start it again (a new CA).
+    """
+    from qfarm.security.pki import ClusterAuthority
+
+    try:
+        authority = ClusterAuthority.existing(config.data_dir(data_dir))
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    token = authority.rotate_join_secret() if rotate else authority.join_token()
+    if as_json:
+        print_json({"join_token": str(token), "ca_fingerprint": token.fingerprint})
+    else:
+        out.print(str(token), highlight=False, soft_wrap=True)

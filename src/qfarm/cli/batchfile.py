@@ -1,0 +1,127 @@
+"""Batch files: a batch of several jobs, with dependencies between them, written in TOML.
+
+    name = "shot 12"
+    priority = "high"          # high, medium (the default), low, or 0-100
+    serialize = false          # true: run the jobs strictly in the order written
+    hold = false
+
+    [[jobs]]
+    name = "render"
+    type = "command"           # the default
+    command = ["sh", "-c", "render.sh {start} {end}"]
+    frames = "1-240"
+    segment_size = 10
+    retries = 2
+    timeout = 600
+
+    [[jobs]]
+    name = "movie"
+    depends_on = ["render"]    # starts when render is done; canceled if it fails
+    command = ["sh", "-c", "make-movie.sh"]
+
+Every key of a job other than ``name``, ``type``, ``retries``, ``timeout`` and ``depends_on``
+is an option of its job type (for ``command``: command, frames, segment_size, each, output,
+cwd, env, ok_exit, preflight). A relative ``cwd`` is taken from the batch file's folder, and
+so is the default working directory.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import BatchRequest, JobRequest, parse_priority
+from qfarm.media import presets
+
+BATCH_KEYS = frozenset({"name", "owner", "priority", "hold", "start_at", "serialize", "jobs"})
+JOB_KEYS = frozenset({"name", "type", "retries", "timeout", "depends_on"})
+
+
+def is_batch_file(args: list[str] | None) -> bool:
+    """Whether a command line names a batch file rather than a command to run."""
+    return args is not None and len(args) == 1 and args[0].endswith(".toml")
+
+
+def load(path: str | Path) -> BatchRequest:
+    """Read a batch file; raise :class:`InvalidRequest` naming the file and the problem."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InvalidRequest(f"batch file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"cannot read batch file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidRequest(f"batch file {path} is not valid TOML: {exc}") from None
+    try:
+        return parse(data, base=path.resolve().parent)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"batch file {path}: {exc}") from None
+
+
+def parse(data: dict[str, Any], base: Path) -> BatchRequest:
+    unknown = sorted(set(data) - BATCH_KEYS)
+    if unknown:
+        raise InvalidRequest(f"unknown key {unknown[0]!r}; a batch has {sorted(BATCH_KEYS)}")
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list) or not jobs:
+        raise InvalidRequest("no jobs: add at least one [[jobs]] table")
+    try:
+        priority = parse_priority(data.get("priority", "medium"))
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    start_at = data.get("start_at")
+    if start_at is not None and not isinstance(start_at, int | float):
+        start_at = getattr(start_at, "timestamp", lambda: None)()
+        if start_at is None:
+            raise InvalidRequest("start_at must be a date-time, like 2026-11-25T22:00:00")
+    return BatchRequest(
+        jobs=tuple(_job(job, index, base) for index, job in enumerate(jobs, start=1)),
+        name=str(data.get("name", "")),
+        owner=str(data.get("owner", "")),
+        priority=priority,
+        hold=_bool(data, "hold"),
+        start_at=start_at,
+        serialize=_bool(data, "serialize"),
+    )
+
+
+def _job(job: Any, index: int, base: Path) -> JobRequest:
+    if not isinstance(job, dict):
+        raise InvalidRequest(f"job {index} is not a table")
+    where = f"job {job.get('name') or index}"
+    spec = {key: value for key, value in job.items() if key not in JOB_KEYS}
+    cwd = Path(str(spec.get("cwd", ".")))
+    spec["cwd"] = str(cwd if cwd.is_absolute() else (base / cwd).resolve())
+    depends = job.get("depends_on", [])
+    if isinstance(depends, str):
+        depends = [depends]
+    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+        raise InvalidRequest(f"{where}: depends_on must be a list of job names")
+    job_type = str(job.get("type", "command"))
+    if job_type in ("transcode", "movie") and "preset" in spec:
+        # Users' presets are resolved here, on the client, and travel whole.
+        spec["preset"] = presets.for_request(spec["preset"])
+    retries = job.get("retries", 2)
+    timeout = job.get("timeout")
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise InvalidRequest(f"{where}: retries must be a whole number")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidRequest(f"{where}: timeout must be a positive number of seconds")
+    return JobRequest(
+        job_type=job_type,
+        spec=spec,
+        name=str(job.get("name", "")),
+        retries=retries,
+        timeout=float(timeout) if timeout is not None else None,
+        depends_on=tuple(depends),
+    )
+
+
+def _bool(data: dict[str, Any], key: str) -> bool:
+    value = data.get(key, False)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"{key} must be true or false")
+    return value

@@ -1,0 +1,1 @@
+"""The cluster controller side: planning, the dispatcher, cluster storage, serving."""

@@ -1,0 +1,89 @@
+"""``qfarm controller``: the store, scheduler, dispatcher and HTTP API in one event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from qfarm.api.app import create_app
+from qfarm.controller.service import Controller
+from qfarm.domain.errors import QfarmError
+from qfarm.store import Store
+
+
+@dataclass(frozen=True)
+class ControllerAddresses:
+    """Where a started controller is reached: what ``qfarm controller`` prints."""
+
+    url: str  # its HTTP API, for clients and nodes
+    scheduler: str  # its Dask scheduler, which nodes join
+    dashboard: str | None  # Dask's dashboard, when it was asked for
+
+
+async def serve_controller(
+    store: Store,
+    data_dir: Path,
+    *,
+    host: str,
+    port: int,
+    scheduler: str | None = None,
+    scheduler_port: int = 0,
+    advertise: bool = True,
+    token: str | None = None,
+    dashboard: bool = False,
+    on_ready: Callable[[ControllerAddresses], None] = lambda addresses: None,
+) -> None:
+    """Run a controller until SIGINT or SIGTERM. ``on_ready`` is called once the API
+    answers, with the addresses clients and nodes use. With ``advertise``, it is announced
+    by mDNS on the interfaces it listens on. ``dashboard``: its scheduler serves Dask's
+    dashboard on a free port (it needs bokeh: InvalidRequest without).
+    """
+    advertiser: Any = None
+    controller = await Controller.start(
+        store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port,
+        dashboard=dashboard,
+    )  # fmt: skip
+    try:
+        config = uvicorn.Config(
+            create_app(controller, token),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+        )
+        server = uvicorn.Server(config)
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            if serving.done():
+                serving.result()  # the port was taken, say: raise what uvicorn raised
+                raise QfarmError(f"the API could not start on {host}:{port}")
+            await asyncio.sleep(0.02)
+        bound = server.servers[0].sockets[0].getsockname()[1]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        url = f"http://{shown}:{bound}"
+        if advertise:
+            from qfarm.discovery import Advertiser
+
+            # Zeroconf's sync API blocks on its own loop: keep it off ours.
+            advertiser = await asyncio.to_thread(Advertiser, url, host, bound)
+        on_ready(
+            ControllerAddresses(
+                url, controller.engine.scheduler_address, controller.engine.dashboard_url
+            )
+        )
+        assert controller._loop_task is not None
+        await asyncio.wait({serving, controller._loop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if controller._loop_task.done() and not serving.done():
+            server.should_exit = True
+            await serving
+            error = controller._loop_task.exception()
+            raise QfarmError(f"the dispatcher stopped: {error!r}; the controller exits")
+    finally:
+        if advertiser is not None:
+            await asyncio.to_thread(advertiser.close)
+        await controller.close()

@@ -1,0 +1,262 @@
+"""The cluster controller: a store, an engine and a dispatcher in one event loop.
+
+:class:`Controller` accepts planned batches (see :mod:`qfarm.controller.planning`), drives
+the dispatcher, and answers the API; ``qfarm run`` uses it with an embedded local cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qfarm import jobtypes
+from qfarm.config import logs_dir
+from qfarm.controller.dispatcher import Dispatcher
+from qfarm.controller.planning import plan_batch
+from qfarm.controller.storage import ClusterStorage
+from qfarm.domain.model import (
+    FINAL_BATCH_STATES,
+    Batch,
+    BatchRequest,
+    BatchState,
+    JobState,
+    NodeState,
+)
+from qfarm.engine.base import NodeSpec
+from qfarm.engine.dask import Engine
+from qfarm.security.pki import ClusterAuthority, ephemeral
+from qfarm.store import Change, PlannedJob, Store
+
+# Under the data dir's logs folder: what the engine and the libraries under it print, kept
+# off the user's terminal.
+ENGINE_LOG = "engine.log"
+
+
+@dataclass
+class Controller:
+    """The service layer: every action a client can take, in one place for the CLI's
+    embedded runs and for the HTTP API alike.
+    """
+
+    store: Store
+    engine: Engine
+    dispatcher: Dispatcher
+    data_dir: Path
+    # The cluster CA that admits nodes; None for an embedded cluster or an external scheduler.
+    authority: ClusterAuthority | None = None
+    _loop_task: asyncio.Task[None] | None = None
+    _listeners: set[asyncio.Queue[list[Change]]] = field(default_factory=set)
+
+    @classmethod
+    async def embedded(
+        cls,
+        store: Store,
+        data_dir: Path,
+        nodes: Iterable[NodeSpec],
+        *,
+        only_own_batches: bool = True,
+    ) -> Controller:
+        """A controller with its own local cluster, as ``qfarm run`` starts it: its
+        processes share keys that only they hold, so nothing else joins or connects."""
+        logs_dir(data_dir).mkdir(parents=True, exist_ok=True)
+        engine = await Engine.start_local(
+            list(nodes),
+            local_directory=data_dir / "workers",
+            tls=ephemeral(),
+            log_path=logs_dir(data_dir) / ENGINE_LOG,
+        )
+        return cls._with(store, engine, data_dir, set() if only_own_batches else None)
+
+    @classmethod
+    async def start(
+        cls,
+        store: Store,
+        data_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        scheduler: str | None = None,
+        scheduler_port: int = 0,
+        dashboard: bool = False,
+    ) -> Controller:
+        """A cluster controller whose nodes join from outside: a Dask scheduler in this
+        process on ``host:scheduler_port``, which takes only nodes holding a certificate of
+        the cluster CA (made here at the first start), or an existing one at ``scheduler``.
+        ``dashboard``: the scheduler serves Dask's dashboard on a free port of ``host``
+        (``controller.engine.dashboard_url``); off by default, it takes no port at all.
+        """
+        # Whatever a previous controller process left out on nodes is lost to us: queue it
+        # again before anything is dispatched.
+        store.requeue_active("the controller restarted")
+        authority = None
+        if scheduler:
+            engine = await Engine.connect(scheduler)
+        else:
+            authority = ClusterAuthority.open(data_dir)
+            engine = await Engine.start_local(
+                [],
+                host=host,
+                port=scheduler_port,
+                local_directory=data_dir / "workers",
+                tls=authority.controller_files(),
+                dashboard=dashboard,
+            )
+        controller = cls._with(store, engine, data_dir, None)
+        controller.authority = authority
+        return controller
+
+    @classmethod
+    def _with(
+        cls, store: Store, engine: Engine, data_dir: Path, batch_ids: set[int] | None
+    ) -> Controller:
+        dispatcher = Dispatcher(store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids)
+        controller = cls(store, engine, dispatcher, data_dir)
+        dispatcher.on_changes = controller._broadcast
+        controller._loop_task = asyncio.create_task(dispatcher.run())
+        return controller
+
+    # ------------------------------------------------------------------ actions
+
+    def farm_instances(self) -> dict[str, int]:
+        """Service -> instances on the nodes that take work now."""
+        total: Counter[str] = Counter()
+        for name, node in self.dispatcher.nodes.items():
+            if name not in self.dispatcher.disabled:
+                total.update(node.services)
+        return dict(total)
+
+    def plan(self, request: BatchRequest) -> list[PlannedJob]:
+        """Plan a batch for this farm (may read media files: call it off the event loop)."""
+        return plan_batch(request, self.farm_instances())
+
+    def submit(self, request: BatchRequest, planned: list[PlannedJob] | None = None) -> int:
+        """Store a batch (planned here unless the caller already did) and queue it."""
+        if planned is None:
+            planned = self.plan(request)
+        batch_id = self.store.add_batch(request, planned)
+        self.dispatcher.watch(batch_id)
+        self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])
+        return batch_id
+
+    def adopt(self, batch_id: int) -> None:
+        """Run a batch already in the store (a `qfarm run` stored or reopened it)."""
+        self.dispatcher.watch(batch_id)
+        self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])
+
+    async def cancel(self, batch_id: int, reason: str = "canceled") -> None:
+        await self.dispatcher.cancel_batch(batch_id, reason)
+
+    def pause(self, batch_id: int) -> None:
+        self._after(self.store.pause_batch(batch_id))
+
+    def resume(self, batch_id: int) -> None:
+        self._after(self.store.resume_batch(batch_id))
+
+    def resubmit(self, batch_id: int) -> None:
+        self._after(self.store.resubmit_batch(batch_id))
+
+    def set_priority(self, batch_id: int, priority: int) -> None:
+        self.store.set_priority(batch_id, priority)
+        self.dispatcher.poke()
+
+    def set_node_enabled(self, name: str, enabled: bool) -> None:
+        """Drain a node (running segments finish, no new ones) or take it back."""
+        self.store.set_node_state(name, NodeState.ONLINE if enabled else NodeState.DISABLED)
+        self.dispatcher.set_disabled(name, not enabled)
+
+    @property
+    def storage(self) -> ClusterStorage:
+        """Cluster storage: uploads and outputs for nodes without a shared disk."""
+        return ClusterStorage(self.data_dir / "storage")
+
+    async def remove(self, batch_id: int) -> None:
+        """Forget an ended batch: its records, its logs, its cluster-storage outputs and the
+        uploads that only it used. A batch still going must be canceled first."""
+        uploads = self.store.remove_batch(batch_id)
+        if self.dispatcher.batch_ids is not None:
+            self.dispatcher.batch_ids.discard(batch_id)
+        logs = logs_dir(self.data_dir) / f"batch-{batch_id}"
+        # Outputs can be large: delete them off the event loop.
+        await asyncio.to_thread(shutil.rmtree, logs, True)
+        await asyncio.to_thread(self.storage.remove_batch_files, batch_id, uploads)
+        self._broadcast([Change("batch", batch_id, "removed", batch_id)])
+
+    def waiting(self, batch_id: int) -> dict[int, str]:
+        """Why jobs of a batch with queued segments do not run them, for those that wait on
+        more than a free instance: a job they depend on, or no node that may run them (no
+        node with the service, the tools or the pinned versions; every one blocklisted).
+        A held, paused or not-yet-started batch says so itself, and gets nothing here."""
+        batch = self.store.batch(batch_id)
+        if batch.state not in (BatchState.QUEUED, BatchState.RUNNING):
+            return {}
+        if batch.start_at is not None and batch.start_at > time.time():
+            return {}
+        jobs = self.store.jobs(batch_id)
+        by_id = {job.id: job for job in jobs}
+        queued = self.store.jobs_with_queued(batch_id)
+        reasons: dict[int, str] = {}
+        for job in jobs:
+            if job.id not in queued:
+                continue
+            pending = [by_id[d].name for d in job.depends_on if by_id[d].state is not JobState.DONE]
+            if pending:
+                reasons[job.id] = f"waits for {', '.join(pending)} to finish"
+                continue
+            tools = jobtypes.get(job.job_type).required_tools(job.spec)
+            found = self.dispatcher.eligible(job.id, job.service, tools, job.failed_nodes)
+            if not found.nodes:
+                reasons[job.id] = found.why_not
+        return reasons
+
+    def _after(self, changes: list[Change]) -> None:
+        self._broadcast(changes)
+        self.dispatcher.poke()
+
+    # ------------------------------------------------------------------- events
+
+    def subscribe(self) -> asyncio.Queue[list[Change]]:
+        """A queue that receives every list of state changes from now on."""
+        queue: asyncio.Queue[list[Change]] = asyncio.Queue(maxsize=1000)
+        self._listeners.add(queue)
+        return queue
+
+    def listening(self, queue: asyncio.Queue[list[Change]]) -> bool:
+        """False once a listener fell too far behind and was dropped."""
+        return queue in self._listeners
+
+    def unsubscribe(self, queue: asyncio.Queue[list[Change]]) -> None:
+        self._listeners.discard(queue)
+
+    def _broadcast(self, changes: list[Change]) -> None:
+        if not changes:
+            return
+        for queue in list(self._listeners):
+            if queue.full():  # a listener that stopped reading loses its stream
+                self._listeners.discard(queue)
+                continue
+            queue.put_nowait(changes)
+
+    # -------------------------------------------------------------------- state
+
+    async def wait(self, batch_id: int, poll: float = 0.1) -> Batch:
+        """Until the batch ends. Raises whatever stopped the dispatcher loop."""
+        while True:
+            batch = self.store.batch(batch_id)
+            if batch.state in FINAL_BATCH_STATES:
+                return batch
+            if self._loop_task is not None and self._loop_task.done():
+                self._loop_task.result()
+                raise RuntimeError("the dispatcher stopped before the batch ended")
+            await asyncio.sleep(poll)
+
+    async def close(self) -> None:
+        self.dispatcher.stop()
+        if self._loop_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._loop_task, 10)
+        await self.engine.close()

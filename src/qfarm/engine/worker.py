@@ -1,0 +1,253 @@
+"""The node side of the engine: what runs inside a Dask worker of a service node.
+
+The Dask task that runs one segment attempt (reporting its start, progress and end as Dask
+events), the worker plugin that ends a worker's segments when it closes and adds its host's
+load to each heartbeat, and the nanny that keeps a node's worker alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+# Workers are spawned processes that read Dask's logging level from the environment.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+import dask
+from distributed import Nanny, Worker, WorkerPlugin, get_worker
+from distributed.security import Security
+
+from qfarm.engine.base import NodeSpec
+from qfarm.node import facts as node_facts
+from qfarm.node import runner as node_runner
+from qfarm.security.pki import TlsFiles
+
+EVENT_TOPIC = "qfarm-segment"
+PROGRESS_INTERVAL = 0.5  # seconds between progress events from one segment
+
+
+def run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
+    """The Dask task: runs on a worker thread of the chosen node."""
+    worker = get_worker()
+    key = payload["key"]
+    last_progress = [0.0]
+
+    def on_start(pid: int) -> None:
+        worker.log_event(
+            EVENT_TOPIC, {"key": key, "kind": "started", "pid": pid, "at": time.time()}
+        )
+
+    def on_progress(fraction: float) -> None:
+        # The end of a segment reaches the controller as its result; no report needed.
+        now = time.monotonic()
+        if fraction >= 1.0 or now - last_progress[0] < PROGRESS_INTERVAL:
+            return
+        last_progress[0] = now
+        worker.log_event(
+            EVENT_TOPIC,
+            {"key": key, "kind": "progress", "fraction": fraction, "at": time.time()},
+        )
+
+    result = node_runner.run_segment(payload, on_start, on_progress, node_name=str(worker.name))
+    # The result travels as an event too: it reaches the controller with the start and
+    # progress reports, with no request per task. The task's own result is the fallback.
+    worker.log_event(EVENT_TOPIC, {"key": key, "kind": "ended", "result": result})
+    return result
+
+
+# Heartbeat metrics of a node's host, added by the worker plugin below.
+HOST_CPU = "qfarm_host_cpu_percent"
+HOST_MEMORY = "qfarm_host_memory_used"
+
+
+def kill_on_node(key: str) -> bool:
+    return node_runner.kill_segment(key)
+
+
+def facts_of_node(with_tools: bool = True) -> dict[str, Any]:
+    if with_tools:
+        return node_facts.node_facts()
+    return _facts_without_tools()
+
+
+def _facts_without_tools() -> dict[str, Any]:
+    """A node's facts with no tool in its fingerprint, for a local node of an embedded
+    cluster that offers no service needing one: asking each renderer its version costs
+    more than the rest of a short run's start-up, and no job it can run looks at them."""
+    import platform
+    import socket
+
+    import psutil
+
+    from qfarm import __version__
+
+    return {
+        "host": socket.gethostname(),
+        "cores": os.cpu_count() or 1,
+        "memory": int(psutil.virtual_memory().total),
+        "version": __version__,
+        "fingerprint": {"qfarm": __version__, "python": platform.python_version()},
+    }
+
+
+def needs_tools(services: dict[str, int]) -> bool:
+    return any(node_facts.SERVICE_TOOLS.get(name) for name in services)
+
+
+class _EndSegmentsOnClose(WorkerPlugin):
+    """Ends the worker's segment processes when the worker closes (its scheduler went
+    away, say). Without it a worker would wait on the threads that wait on those
+    processes, and the processes would go on writing for a controller that is gone.
+
+    It also adds the node's host load to the metrics each heartbeat carries: the worker's
+    own CPU and memory say nothing of the segment processes it runs.
+    """
+
+    name = "qfarm-end-segments-on-close"
+
+    def setup(self, worker: Any) -> None:
+        worker.metrics[HOST_CPU] = lambda _worker: node_facts.host_load()["cpu_percent"]
+        worker.metrics[HOST_MEMORY] = lambda _worker: node_facts.host_load()["memory_used"]
+
+    def teardown(self, worker: Any) -> None:
+        node_runner.kill_all_segments()
+
+
+class _LocalWorker(Worker):
+    """The worker of an embedded cluster's node, a child of the `qfarm run` process.
+
+    It shares the terminal's process group, so a Ctrl-C reaches it too: it ignores SIGINT
+    (the parent cancels the batch and closes the cluster, which ends the worker) instead of
+    dying with a KeyboardInterrupt traceback. With ``log_path`` its stdout and stderr go to
+    that file: Dask's warnings and anything else a library prints stay off the terminal
+    (and out of ``--json`` output).
+    """
+
+    def __init__(self, *args: Any, log_path: str | None = None, **kwargs: Any) -> None:
+        _detach_from_terminal(log_path)
+        super().__init__(*args, **kwargs)
+
+
+def _detach_from_terminal(log_path: str | None = None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A forked child inherits its parent's asyncio wake-up descriptor: a signal here must
+    # not wake the parent's loop as if it were the parent's own.
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+    if log_path is None:
+        return
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+# Set while the first workers of an embedded cluster are being forked (see forked_start).
+_forking_workers = False
+
+
+def _after_fork_in_child() -> None:
+    # At once, before anything of Dask runs in the child: a Ctrl-C in the fork's first
+    # moments must neither kill it with a traceback nor wake its parent's loop.
+    if _forking_workers:
+        _detach_from_terminal()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@contextlib.contextmanager
+def forked_start() -> Iterator[None]:
+    """Start worker processes by fork, while this process has no thread of its own yet
+    (`qfarm run` before its progress bar: Dask's process-watching threads aside). A fork
+    imports nothing: a spawned worker imports qfarm, Dask and the main script afresh,
+    about 0.8 s of CPU each, which is most of `qfarm run`'s start-up on two cores. Dask's
+    threads are made for this (they fork, and nothing else holds a lock meanwhile); a
+    process that runs threads of its own (a test runner, an API server) spawns as before.
+    A nanny that restarts a worker later spawns it: by then this process has threads."""
+    global _forking_workers
+    if threading.active_count() > 1:
+        yield
+        return
+    _forking_workers = True
+    try:
+        with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+            yield
+    finally:
+        _forking_workers = False
+
+
+def security(tls: TlsFiles | None) -> Security:
+    """Dask's TLS settings for our cluster keys: every role (scheduler, worker, client)
+    presents the certificate it was given and requires one from the same CA of its peer.
+    Without keys (an external scheduler), whatever Dask's own configuration says."""
+    if tls is None:
+        return Security()
+    return Security(
+        require_encryption=True,
+        tls_ca_file=tls.ca,
+        tls_scheduler_cert=tls.cert,
+        tls_scheduler_key=tls.key,
+        tls_worker_cert=tls.cert,
+        tls_worker_key=tls.key,
+        tls_client_cert=tls.cert,
+        tls_client_key=tls.key,
+    )
+
+
+def make_nanny(
+    scheduler_address: str,
+    spec: NodeSpec,
+    host: str,
+    local_directory: Path | None,
+    tls: TlsFiles | None,
+    log_path: Path | None = None,
+    local: bool = False,
+) -> Any:
+    """A nanny for one node; ``local``: a node of an embedded cluster (see _LocalWorker)."""
+    extra: dict[str, Any] = {}
+    if local:
+        extra = {
+            "worker_class": _LocalWorker,
+            "log_path": str(log_path) if log_path else None,
+        }
+    return Nanny(
+        scheduler_address,
+        security=security(tls),
+        host=host,
+        name=spec.name,
+        nthreads=max(1, sum(spec.services.values())),
+        resources=dict(spec.services),
+        local_directory=str(local_directory) if local_directory else None,
+        dashboard=False,
+        plugins=(_EndSegmentsOnClose(),),
+        **extra,
+    )
+
+
+async def run_node(
+    scheduler_address: str,
+    spec: NodeSpec,
+    *,
+    host: str,
+    local_directory: Path | None,
+    tls: TlsFiles | None = None,
+) -> None:
+    """Be one service node of the scheduler at ``scheduler_address`` until it goes away.
+
+    The worker runs under a nanny, which restarts it if it dies; this returns when the nanny
+    closes: the scheduler went away, or the controller told the node to leave.
+    """
+    nanny = make_nanny(scheduler_address, spec, host, local_directory, tls)
+    await nanny.start()
+    try:
+        await nanny.finished()
+    finally:
+        with contextlib.suppress(Exception):
+            await nanny.close()

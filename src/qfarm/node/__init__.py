@@ -1,0 +1,1 @@
+"""The service node side: running segments, scratch space, path mapping, facts, serving."""

@@ -1,0 +1,82 @@
+"""What a service node says about itself: its host, cores, memory, load and tool versions (the
+fingerprint that says which nodes can run a job), and which services it can offer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from typing import Any
+
+
+def node_facts() -> dict[str, Any]:
+    """What a node tells the controller about itself, its tools' versions included."""
+    import platform
+
+    import psutil
+
+    from qfarm import __version__
+
+    return {
+        "host": socket.gethostname(),
+        "cores": os.cpu_count() or 1,
+        "memory": int(psutil.virtual_memory().total),
+        "version": __version__,
+        "fingerprint": {
+            "qfarm": __version__,
+            "python": platform.python_version(),
+            **tool_versions(),
+        },
+    }
+
+
+def host_load() -> dict[str, float]:
+    """This machine's CPU use (percent of all cores, since the last call) and memory in use."""
+    import psutil
+
+    return {
+        "cpu_percent": float(psutil.cpu_percent(interval=None)),
+        "memory_used": float(psutil.virtual_memory().used),
+    }
+
+
+def tool_versions() -> dict[str, str]:
+    """The versions of the tools this node's job types run, for its fingerprint."""
+    from qfarm import renderers
+    from qfarm.media.tool import ToolMissing, ffmpeg
+
+    versions: dict[str, str] = {}
+    with contextlib.suppress(ToolMissing):
+        versions["ffmpeg"] = ffmpeg().version
+    versions.update(renderers.fingerprint())  # versions, and features (blender+gpu)
+    return versions
+
+
+# Services that need a tool: the fingerprint entries of which at least one must be here.
+SERVICE_TOOLS = {"transcode": ("ffmpeg",), "render": ("blender", "povray")}
+
+
+def offerable_services(requested: dict[str, int] | None) -> tuple[dict[str, int], list[str]]:
+    """The services this node can offer, and why any asked for are dropped. ``None`` asks
+    for the defaults: ``command`` with one instance per core, and ``transcode`` and
+    ``render`` with one each (ffmpeg and renderers use every core themselves) when their
+    tools run here.
+    """
+    tools = tool_versions()
+    if requested is None:
+        requested = {"command": os.cpu_count() or 1, "transcode": 1, "render": 1}
+        quiet = True
+    else:
+        quiet = False
+    offered: dict[str, int] = {}
+    dropped: list[str] = []
+    for service, count in requested.items():
+        needed = SERVICE_TOOLS.get(service, ())
+        if needed and not any(tool in tools for tool in needed):
+            if not quiet:
+                names = " or ".join(needed)
+                dropped.append(f"{service} is not offered: {names} does not run on this node")
+            continue
+        offered[service] = count
+    return offered, dropped

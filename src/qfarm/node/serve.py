@@ -1,0 +1,130 @@
+"""``qfarm node``: a service node that joins a controller's cluster with a join token, checks
+that its version matches, and serves until the controller lets it go.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from qfarm import __version__
+from qfarm.client import TOKEN_ENV, Client, ControllerError
+from qfarm.domain.errors import JoinRefused, QfarmError
+from qfarm.engine.base import NodeSpec
+from qfarm.engine.worker import run_node
+from qfarm.jobtypes.supervisor import RECORD_DIR_ENV, reap_leftovers
+from qfarm.node import pathmap, scratch
+from qfarm.security import pki
+
+
+def parse_services(text: str) -> dict[str, int] | None:
+    """``command=4,transcode=2`` -> {"command": 4, "transcode": 2}; ``auto`` -> the node's
+    defaults (see :func:`qfarm.node.offerable_services`)."""
+    if text.strip() in ("", "auto"):
+        return None
+    services: dict[str, int] = {}
+    for part in text.split(","):
+        name, sep, count = part.strip().partition("=")
+        if not sep or not name or not count.isdigit() or int(count) < 1:
+            raise QfarmError(
+                f"--services part {part.strip()!r} is not SERVICE=INSTANCES, e.g. command=4"
+            )
+        services[name] = int(count)
+    return services
+
+
+async def serve_node(
+    controller_url: str,
+    *,
+    name: str | None,
+    services: dict[str, int],
+    host: str,
+    data_dir: Path,
+    token: str | None = None,
+    join_token: pki.JoinToken | None = None,
+    on_joined: Callable[[str, str], None] = lambda name, scheduler: None,
+    on_waiting: Callable[[str], None] = lambda why: None,
+    path_map: dict[str, str] | None = None,
+) -> None:
+    """Be a service node of the controller at ``controller_url``, for good.
+
+    The node outlives its Dask worker: when the worker ends (the controller went away, or
+    the worker process died), the node ends every process group the worker left behind, so
+    nothing goes on writing, then waits for the controller to answer again and rejoins
+    (with a fresh certificate). A controller of another qfarm version, a wrong join token
+    and a controller that is not the one the token names are refused at once.
+    """
+    node_name = name or socket.gethostname()
+    home = data_dir / "node" / node_name
+    records = home / "running"
+    records.mkdir(parents=True, exist_ok=True)
+    # Workers are spawned processes: they inherit where to record their process groups.
+    os.environ[RECORD_DIR_ENV] = str(records)
+    os.environ[pathmap.PATH_MAP_ENV] = pathmap.encode(path_map or {})
+    os.environ[scratch.CONTROLLER_ENV] = controller_url
+    if token:
+        os.environ[TOKEN_ENV] = token  # for the workers' cluster-storage requests
+    os.environ[scratch.SCRATCH_ENV] = str(home / "scratch")
+    client = Client(controller_url, token=token)
+    delay = 0.5
+    while True:
+        reap_leftovers(records)
+        try:
+            scheduler, tls = await asyncio.to_thread(
+                _join, client, node_name, join_token, home / "tls"
+            )
+        except ControllerError as exc:
+            on_waiting(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+            continue
+        delay = 0.5
+        on_joined(node_name, scheduler)
+        with contextlib.suppress(OSError):  # the scheduler went away while we joined
+            await run_node(
+                scheduler, NodeSpec(node_name, services), host=host, local_directory=home,
+                tls=tls,
+            )  # fmt: skip
+        ended = reap_leftovers(records)
+        on_waiting(
+            f"the worker ended; {len(ended)} left-over process group(s) ended"
+            if ended
+            else "the worker ended"
+        )
+
+
+def _join(
+    client: Client, name: str, join_token: pki.JoinToken | None, folder: Path
+) -> tuple[str, pki.TlsFiles | None]:
+    """Ask the controller to admit this node: the scheduler's address, and the TLS files to
+    join it with (None where the controller issues none: an external scheduler)."""
+    if join_token is None:
+        info = client.info()
+        _same_version(client, info["version"])
+        if info.get("join"):
+            raise JoinRefused(
+                f"the controller at {client.url} admits only nodes with its join token: run "
+                "`qfarm join-token` on its machine and give it with --join-token or "
+                "QFARM_JOIN_TOKEN"
+            )
+        return info["scheduler"], None
+    key = pki.node_key(folder)
+    csr = pki.make_csr(key, name)
+    answer = client.join(name, csr, pki.join_proof(join_token.secret, csr))
+    _same_version(client, answer["version"])
+    if not answer.get("certificate"):
+        return answer["scheduler"], None
+    pki.check_issued(answer["ca"], join_token.fingerprint, answer["certificate"], key)
+    return answer["scheduler"], pki.save_node_files(folder, answer["ca"], answer["certificate"])
+
+
+def _same_version(client: Client, version: str) -> None:
+    if version != __version__:
+        raise QfarmError(
+            f"this node runs qfarm {__version__} but the controller at {client.url} "
+            f"runs {version}: every machine of a cluster needs the same version"
+        )
