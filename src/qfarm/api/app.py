@@ -62,7 +62,7 @@ STREAM_PATHS = ("/events", "/follow")
 JOIN_PATH = f"{API}/join"
 LOG_CHUNK = 64 * 1024
 LOG_POLL_SECONDS = 0.5
-WEB_DIR = Path(__file__).parent / "web"
+WEB_DIR = Path(__file__).parent.parent / "web"
 
 # Errors users can cause, by HTTP status; the first class that matches wins.
 ERROR_STATUS: dict[type[Exception], int] = {
