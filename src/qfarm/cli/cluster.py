@@ -148,7 +148,7 @@ def controller(
     listens beyond loopback (or is given --require-token) requires client tokens: at its
     first start it makes one and prints it, once; `qfarm token` makes more and revokes them.
     """
-    from qfarm.controller.serve import ControllerAddresses, serve_controller
+    from qfarm.api.serve import ControllerAddresses, serve_controller
     from qfarm.store import Store
 
     try:

@@ -1,4 +1,8 @@
-"""``qfarm controller``: the store, scheduler, dispatcher and HTTP API in one event loop."""
+"""``qfarm controller`` served: the store, scheduler, dispatcher and HTTP API in one event loop.
+
+It lives with the API because it composes the controller (below) with the app (here);
+the controller package itself knows nothing of HTTP.
+"""
 
 from __future__ import annotations
 
