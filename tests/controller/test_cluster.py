@@ -400,7 +400,7 @@ def test_a_drained_node_gets_no_new_segments(cluster: Cluster, tmp_path: Path) -
 def test_a_node_of_another_version_is_refused(cluster: Cluster, tmp_path: Path) -> None:
     code = (
         "import sys, qfarm; qfarm.__version__ = '0.0.0-other'\n"
-        "from qfarm.cli import main\n"
+        "from qfarm.cli.main import main\n"
         "sys.argv = ['qfarm', 'node', '-c', sys.argv[1], '--name', 'impostor']\n"
         "main()\n"
     )
