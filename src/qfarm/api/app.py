@@ -33,6 +33,7 @@ from pydantic import BaseModel, Field
 
 from qfarm import __version__
 from qfarm.controller.service import Controller
+from qfarm.domain.actions import batch_actions
 from qfarm.domain.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
 from qfarm.domain.model import (
     Attempt,
@@ -146,6 +147,8 @@ def batch_json(controller: Controller, batch: Batch) -> dict[str, Any]:
         "started_at": batch.started_at,
         "finished_at": batch.finished_at,
         "segments": asdict(counts),
+        # What the batch allows now (qfarm.domain.actions): the page shows only these.
+        "actions": batch_actions(batch),
     }
 
 
