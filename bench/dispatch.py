@@ -45,7 +45,7 @@ from qfarm.client import Client  # noqa: E402
 from qfarm.controller.service import Controller  # noqa: E402
 from qfarm.domain.model import BatchRequest, BatchState, JobRequest  # noqa: E402
 from qfarm.engine.base import NodeSpec  # noqa: E402
-from qfarm.engine.dask import Engine  # noqa: E402
+from qfarm.engine.dask import DaskEngine as Engine  # noqa: E402
 from qfarm.security import pki  # noqa: E402
 from qfarm.store import Store, attempts  # noqa: E402
 

@@ -19,7 +19,7 @@ import pytest
 
 from qfarm.controller.service import Controller
 from qfarm.domain.errors import InvalidRequest
-from qfarm.engine.dask import Engine
+from qfarm.engine.dask import DaskEngine
 from qfarm.store import Store
 
 pytestmark = pytest.mark.integration
@@ -66,13 +66,13 @@ def test_a_controller_takes_no_dashboard_port_and_serves_nothing_over_plain_http
 @pytest.mark.skipif(importlib.util.find_spec("bokeh") is not None, reason="bokeh is installed")
 def test_the_dashboard_asked_for_without_bokeh_is_refused_with_the_fix(tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="needs bokeh: pip install"):
-        asyncio.run(Engine.start_local([], local_directory=tmp_path, dashboard=True))
+        asyncio.run(DaskEngine.start_local([], local_directory=tmp_path, dashboard=True))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("bokeh") is None, reason="needs bokeh")
 def test_the_dashboard_asked_for_is_served_on_a_free_port(tmp_path: Path) -> None:
     async def main() -> None:
-        engine = await Engine.start_local([], local_directory=tmp_path, dashboard=True)
+        engine = await DaskEngine.start_local([], local_directory=tmp_path, dashboard=True)
         try:
             assert engine.dashboard_url is not None
             assert ":8787/" not in engine.dashboard_url

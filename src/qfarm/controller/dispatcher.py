@@ -27,8 +27,7 @@ from typing import Any
 
 from qfarm import __version__, jobtypes
 from qfarm.domain.model import FINAL_JOB_STATES, Node, NodeState
-from qfarm.engine.base import NODE_TIMEOUT_SECONDS, EngineNode, TaskEnd, TaskEvent
-from qfarm.engine.dask import Engine
+from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
 NODE_REFRESH_SECONDS = 1.0

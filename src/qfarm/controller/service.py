@@ -28,8 +28,8 @@ from qfarm.domain.model import (
     JobState,
     NodeState,
 )
-from qfarm.engine.base import NodeSpec
-from qfarm.engine.dask import Engine
+from qfarm.engine.base import Engine, NodeSpec
+from qfarm.engine.dask import DaskEngine
 from qfarm.security.pki import ClusterAuthority, ephemeral
 from qfarm.store import Change, PlannedJob, Store
 
@@ -65,7 +65,7 @@ class Controller:
         """A controller with its own local cluster, as ``qfarm run`` starts it: its
         processes share keys that only they hold, so nothing else joins or connects."""
         logs_dir(data_dir).mkdir(parents=True, exist_ok=True)
-        engine = await Engine.start_local(
+        engine = await DaskEngine.start_local(
             list(nodes),
             local_directory=data_dir / "workers",
             tls=ephemeral(),
@@ -95,10 +95,10 @@ class Controller:
         store.requeue_active("the controller restarted")
         authority = None
         if scheduler:
-            engine = await Engine.connect(scheduler)
+            engine = await DaskEngine.connect(scheduler)
         else:
             authority = ClusterAuthority.open(data_dir)
-            engine = await Engine.start_local(
+            engine = await DaskEngine.start_local(
                 [],
                 host=host,
                 port=scheduler_port,

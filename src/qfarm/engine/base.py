@@ -1,13 +1,15 @@
-"""What the controller and the engine say to each other: nodes as the engine sees them, and
-the ends and events of the tasks it runs. No Dask here, so the dispatcher and its tests can
-read these without starting a cluster.
+"""What the controller and the engine say to each other: the :class:`Engine` protocol, nodes
+as the engine sees them, and the ends and events of the tasks it runs. No Dask here, so the
+dispatcher and its tests can use these (and a fake engine) without starting a cluster.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 # Workers are spawned processes that read Dask's logging level from the environment.
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -59,3 +61,50 @@ class TaskEvent:
 # dispatcher acts on it itself: Dask, whose workers have nannies, first spends half a minute
 # trying to restart a silent worker through its nanny (just as silent, if its host is cut off).
 NODE_TIMEOUT_SECONDS = 15
+
+
+class Engine(Protocol):
+    """What the dispatcher and the controller ask of an engine: which nodes are live, run a
+    task pinned to one of them, hand back the ends and reports of the tasks it ran, kill or
+    withdraw one, close. :class:`qfarm.engine.dask.DaskEngine` is the real one; the
+    controller's unit tests drive a fake (tests/controller/fake_engine.py) through the same
+    members, so placement, retries and node loss are tested without a cluster.
+    """
+
+    # Start and progress reports of running tasks, taken by the dispatcher once per tick.
+    events: asyncio.Queue[TaskEvent]
+    # Set whenever something arrived (a report, an end) or the dispatcher was poked.
+    wakeup: asyncio.Event
+
+    @property
+    def scheduler_address(self) -> str:
+        """Where nodes join (what the controller tells a joining node)."""
+        ...
+
+    @property
+    def dashboard_url(self) -> str | None:
+        """Where the engine's own dashboard is served, if it serves one."""
+        ...
+
+    async def nodes(self) -> list[EngineNode]:
+        """The live nodes, with their facts, load and time since their last heartbeat."""
+        ...
+
+    def submit(self, tasks: Sequence[tuple[dict[str, Any], str, str]]) -> None:
+        """Run each ``(payload, address, service)`` on the node at ``address``, using one
+        instance of ``service``; never retried and never moved by the engine."""
+        ...
+
+    async def collect(self) -> list[TaskEnd]:
+        """The ends of the tasks that ended since the last call (lost ones included)."""
+        ...
+
+    async def kill(self, key: str, address: str) -> bool:
+        """End a running task's processes on its node; its end still comes via collect."""
+        ...
+
+    async def withdraw(self, key: str) -> None:
+        """Take back a task that will not report (its node is gone); it ends as lost."""
+        ...
+
+    async def close(self) -> None: ...

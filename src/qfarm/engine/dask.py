@@ -82,7 +82,7 @@ def _dashboard_on(host: str) -> dict[str, Any]:
     return {"dashboard": True, "dashboard_address": f"{host}:0"}
 
 
-class Engine:
+class DaskEngine:
     """A connection to a Dask scheduler, and the local cluster parts it started, if any."""
 
     def __init__(self, client: Any, owned: Sequence[Any] = ()) -> None:
@@ -113,7 +113,7 @@ class Engine:
         tls: TlsFiles | None = None,
         log_path: Path | None = None,
         dashboard: bool = False,
-    ) -> Engine:
+    ) -> DaskEngine:
         """A scheduler in this process, listening on ``host:port``, and one nanny-managed
         worker process per local node (none for a controller whose nodes join from outside).
         With ``tls``, every connection to it is mutual TLS with those keys' CA. The local
@@ -161,7 +161,7 @@ class Engine:
         return engine
 
     @classmethod
-    async def connect(cls, address: str) -> Engine:
+    async def connect(cls, address: str) -> DaskEngine:
         """An engine on an existing Dask scheduler, started elsewhere (its TLS settings, if
         any, come from Dask's configuration, as its deployment set them)."""
         client = await Client(address, asynchronous=True, security=security(None))
