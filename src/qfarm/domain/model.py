@@ -61,6 +61,38 @@ class NodeState(enum.StrEnum):
     OFFLINE = "offline"
 
 
+class CancelState(enum.StrEnum):
+    """Whether a batch's cancel is under way: beside its :class:`BatchState`, not one of them.
+
+    A cancel ends queued work at once but must wait for the kills of running segments to
+    report back; meanwhile the batch keeps the state people see (running, paused) and no
+    report may requeue one of its segments. Stored as ``batches.canceling``.
+    """
+
+    NONE = "none"
+    CANCELING = "canceling"
+
+
+class NodeAdmission(enum.StrEnum):
+    """Whether the dispatcher gives a live node work, beside its :class:`NodeState`.
+
+    A node is refused while it runs another qfarm version, has not told its version, or
+    keeps crashing; it is admitted again when that is no longer so (or it is enabled).
+    """
+
+    ADMITTED = "admitted"
+    REFUSED = "refused"
+
+
+class AttemptOutcome(enum.StrEnum):
+    """How an attempt ended. The values are what ``attempts.outcome`` stores."""
+
+    DONE = "done"
+    FAILED = "failed"  # counts against the job's retries
+    CANCELED = "canceled"  # killed on purpose: never retried
+    LOST = "lost"  # its node went away: requeued, not counted against retries
+
+
 class SegmentKind(enum.StrEnum):
     WORK = "work"
     ASSEMBLE = "assemble"  # runs once every work segment of its job is done
@@ -109,6 +141,19 @@ NODE_TRANSITIONS: Mapping[NodeState, frozenset[NodeState]] = {
     N.OFFLINE: frozenset({N.ONLINE, N.DISABLED}),
 }
 
+# Cancel while canceling is no move: the cancel is repeated (its kills sent again) instead.
+CANCEL_TRANSITIONS: Mapping[CancelState, frozenset[CancelState]] = {
+    CancelState.NONE: frozenset({CancelState.CANCELING}),
+    # canceling -> none: a resubmit, or a reopen that forgets a cancel its process did not
+    # live to finish.
+    CancelState.CANCELING: frozenset({CancelState.NONE}),
+}
+
+NODE_ADMISSION_TRANSITIONS: Mapping[NodeAdmission, frozenset[NodeAdmission]] = {
+    NodeAdmission.ADMITTED: frozenset({NodeAdmission.REFUSED}),
+    NodeAdmission.REFUSED: frozenset({NodeAdmission.ADMITTED}),
+}
+
 FINAL_SEGMENT_STATES = frozenset({S.DONE, S.FAILED, S.CANCELED})
 FINAL_JOB_STATES = frozenset({J.DONE, J.FAILED, J.CANCELED})
 FINAL_BATCH_STATES = frozenset({B.DONE, B.FAILED, B.CANCELED})
@@ -119,6 +164,8 @@ _TABLES: dict[type[enum.Enum], tuple[str, Mapping[Any, frozenset[Any]]]] = {
     JobState: ("job", JOB_TRANSITIONS),
     BatchState: ("batch", BATCH_TRANSITIONS),
     NodeState: ("node", NODE_TRANSITIONS),
+    CancelState: ("batch cancel", CANCEL_TRANSITIONS),
+    NodeAdmission: ("node admission", NODE_ADMISSION_TRANSITIONS),
 }
 
 
@@ -247,7 +294,7 @@ class Attempt:
     started_at: float | None = None
     ended_at: float | None = None
     exit_code: int | None = None
-    outcome: str | None = None  # done, failed, canceled, lost
+    outcome: AttemptOutcome | None = None
     error: str = ""
     log_tail: str = ""
     log_path: str = ""
