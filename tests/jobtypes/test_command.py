@@ -16,7 +16,8 @@ from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes import get, plan_job
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
-from qfarm.jobtypes.command import COMMAND, fill, temporary_name
+from qfarm.jobtypes.command import COMMAND, fill
+from qfarm.jobtypes.outputs import temporary_name
 from qfarm.jobtypes.supervisor import Supervisor
 
 PY = sys.executable
@@ -34,7 +35,9 @@ def plan(spec: Mapping[str, Any]) -> list[SegmentPlan]:
 
 
 def validated(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return COMMAND.validate(spec)
+    """The spec as the controller stores it: validated by the job type, with the farm's own
+    options (``storage``) carried by the registry."""
+    return plan_job("command", spec)[0]
 
 
 def run_all(

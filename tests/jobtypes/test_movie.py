@@ -11,7 +11,7 @@ import pytest
 from qfarm.controller.planning import plan_batch
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest, BatchState, JobRequest, JobState
-from qfarm.jobtypes.movie import MOVIE, frame_pattern
+from qfarm.jobtypes.movie import MOVIE
 from qfarm.media.probe import probe
 from qfarm.media.tool import ffmpeg
 from tests.helpers import embedded
@@ -29,15 +29,6 @@ def make_frames(folder: Path, frames: range, name: str = "shot") -> None:
              "-frames:v", "1", str(folder / f"{name}_{number:04d}.png")],
             check=True,
         )  # fmt: skip
-
-
-def test_frame_patterns_in_printf_and_python_form() -> None:
-    assert frame_pattern("out/shot_%04d.png").format(frame=7) == "out/shot_0007.png"
-    assert frame_pattern("out/shot_%d.png").format(frame=7) == "out/shot_7.png"
-    assert frame_pattern("out/{frame:05d}.png").format(frame=7) == "out/00007.png"
-    assert frame_pattern("a{b}/f_%03d.png").format(frame=7) == "a{b}/f_007.png"
-    with pytest.raises(InvalidRequest, match="needs one frame number"):
-        frame_pattern("out/shot.png")
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from qfarm.jobtypes.base import SegmentContext
-from qfarm.jobtypes.render import RENDER, frame_path
+from qfarm.jobtypes.frames import frame_path
+from qfarm.jobtypes.render import RENDER
 from tests.jobtypes.test_render import need
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from typing import Any
 
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import SegmentPlan
-from qfarm.jobtypes.base import JobType, SegmentContext, SegmentOutcome
+from qfarm.jobtypes.base import CLUSTER_OPTIONS, JobType, SegmentContext, SegmentOutcome
 from qfarm.jobtypes.command import COMMAND
 from qfarm.jobtypes.composite import COMPOSITE
 from qfarm.jobtypes.movie import MOVIE
@@ -52,6 +52,10 @@ def plan_job(
     if getattr(job_type, "wants_farm_size", False) and not spec.get("instances"):
         spec = {**spec, "instances": (instances or {}).get(job_type.service, 1)}
     normalised = job_type.validate(spec)
+    # Options of the farm's own (cluster storage), the same for every job type: carried
+    # here, where nodes find them in the job's spec, rather than by each job type.
+    for option in sorted(CLUSTER_OPTIONS):
+        normalised[option] = spec.get(option)
     plans = job_type.plan(normalised)
     if not plans:
         raise InvalidRequest(f"{name} job plans no segments")

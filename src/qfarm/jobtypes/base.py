@@ -129,8 +129,18 @@ def job_path(cwd: str, value: object) -> str:
     return os.path.normpath(os.path.join(cwd, os.path.expanduser(str(value))))
 
 
+# Options the farm itself sets on a job of any type, which no job type reads: ``storage``
+# (``{"upload": ID, "path": FOLDER}``, set by ``--upload``) says the job's files are in
+# cluster storage, for the node to fetch them into its scratch folder (qfarm.node.scratch)
+# and send the outputs back. :func:`qfarm.jobtypes.plan_job` carries them into the
+# validated spec, so job types neither list nor copy them.
+CLUSTER_OPTIONS = frozenset({"storage"})
+
+
 def refuse_unknown(spec: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:
-    """Raise InvalidRequest naming the first option of ``spec`` that ``what`` does not take."""
+    """Raise InvalidRequest naming the first option of ``spec`` that ``what`` does not take
+    (the :data:`CLUSTER_OPTIONS` every job takes aside)."""
+    allowed = allowed | CLUSTER_OPTIONS
     unknown = sorted(set(spec) - allowed)
     if unknown:
         raise InvalidRequest(

@@ -22,7 +22,6 @@ Placeholders (Python format fields, so ``{frame:04d}`` pads; write ``{{`` for a 
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
 import shlex
@@ -41,6 +40,7 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
     segment_size,
 )
+from qfarm.jobtypes.outputs import discard, temporary_name
 
 PLACEHOLDERS = frozenset({"start", "end", "step", "frame", "segment", "input", "stem", "output"})
 FRAME_PLACEHOLDERS = frozenset({"start", "end", "step", "frame"})
@@ -114,7 +114,7 @@ class CommandJobType:
 
     options = frozenset(
         {"command", "frames", "segment_size", "each", "output", "cwd", "env", "ok_exit",
-         "preflight", "storage"}
+         "preflight"}
     )  # fmt: skip
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -218,8 +218,6 @@ class CommandJobType:
             "ok_exit": ok_exit,
             "preflight": preflight,
             "per_frame": "frame" in used,
-            # Set by `qfarm submit --upload`: the job's files are in cluster storage.
-            "storage": spec.get("storage"),
         }
 
     def describe(self, spec: Mapping[str, Any]) -> list[str]:
@@ -334,18 +332,6 @@ class CommandJobType:
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}{'s' * (count != 1)}"
-
-
-def temporary_name(final: str, key: str) -> str:
-    """A hidden name beside ``final`` that keeps its extension, so tools pick the same format."""
-    path = Path(final)
-    return str(path.with_name(f".qfarm-{key}.{path.name}"))
-
-
-def discard(path: str | None) -> None:
-    if path:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 COMMAND = CommandJobType()

@@ -32,9 +32,8 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
     segment_size,
 )
-from qfarm.jobtypes.movie import frame_pattern, frame_size
-from qfarm.jobtypes.render import place
-from qfarm.jobtypes.transcode import write_concat_list
+from qfarm.jobtypes.frames import frame_path, frame_size, input_pattern
+from qfarm.jobtypes.outputs import place, write_concat_list
 from qfarm.media import timecode
 from qfarm.media.progress import watch_progress
 from qfarm.media.tool import ToolMissing, ffmpeg, image_pattern
@@ -55,7 +54,7 @@ class CompositeJobType:
 
     options = frozenset(
         {"input", "frames", "segment_size", "output", "name", "scale", "lut", "logo",
-         "logo_position", "timecode", "timecode_start", "rate", "filter", "cwd", "storage"}
+         "logo_position", "timecode", "timecode_start", "rate", "filter", "cwd"}
     )  # fmt: skip
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -68,7 +67,7 @@ class CompositeJobType:
         raw = spec.get("input")
         if not isinstance(raw, str) or not raw:
             raise InvalidRequest("a composite job needs its frames' pattern, e.g. in/shot_%04d.png")
-        pattern = frame_pattern(job_path(cwd, raw))
+        pattern = input_pattern(job_path(cwd, raw))
         if not spec.get("frames"):
             raise InvalidRequest("a composite job needs the frame list, e.g. 1-240")
         runs = parse_frames(str(spec["frames"]))
@@ -126,12 +125,9 @@ class CompositeJobType:
             "rate": str(rate),
             "filter": custom,
             "cwd": cwd,
-            "storage": spec.get("storage"),
         }
 
     def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
-        from qfarm.jobtypes.render import frame_path
-
         runs = [FrameRun(*r) for r in spec["frames"]]
         plans = []
         for index, chunk in enumerate(chunk_runs(runs, spec["segment_size"]), start=1):
@@ -149,8 +145,6 @@ class CompositeJobType:
     def run(
         self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
     ) -> SegmentOutcome:
-        from qfarm.jobtypes.render import frame_path
-
         try:
             tool = ffmpeg()
         except ToolMissing as exc:

@@ -12,7 +12,6 @@ short work next to rendering them.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
@@ -28,39 +27,20 @@ from qfarm.jobtypes.base import (
     job_path,
     refuse_unknown,
 )
-from qfarm.jobtypes.command import discard, temporary_name
-from qfarm.jobtypes.transcode import check_encoders, check_output, write_concat_list
+from qfarm.jobtypes.frames import frame_size, input_pattern
+from qfarm.jobtypes.outputs import discard, temporary_name, write_concat_list
+from qfarm.jobtypes.transcode import check_encoders, check_output
 from qfarm.media import presets as presets_mod
 from qfarm.media.presets import Preset
 from qfarm.media.progress import watch_progress
 from qfarm.media.tool import ToolMissing, ffmpeg
-
-_PRINTF = re.compile(r"%(0?)(\d*)d")
-
-
-def frame_pattern(pattern: str) -> str:
-    """``shot_%04d.png`` or ``shot_{frame:04d}.png`` as a Python format with {frame}."""
-    if "{frame" in pattern:
-        try:
-            pattern.format(frame=1)
-        except (ValueError, KeyError, IndexError) as exc:
-            raise InvalidRequest(f"frame pattern {pattern!r}: {exc}") from None
-        return pattern
-    matches = _PRINTF.findall(pattern)
-    if len(matches) != 1:
-        raise InvalidRequest(
-            f"frame pattern {pattern!r} needs one frame number: %04d or {{frame:04d}}"
-        )
-    zero, width = matches[0]
-    spec = f":{zero}{width}d" if width else ""
-    return _PRINTF.sub("{frame" + spec + "}", pattern.replace("{", "{{").replace("}", "}}"))
 
 
 class MovieJobType:
     name = "movie"
     service = "transcode"
 
-    options = frozenset({"input", "frames", "rate", "preset", "output", "cwd", "storage"})
+    options = frozenset({"input", "frames", "rate", "preset", "output", "cwd"})
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
         return ("ffmpeg",)
@@ -71,7 +51,7 @@ class MovieJobType:
         raw = spec.get("input")
         if not isinstance(raw, str) or not raw:
             raise InvalidRequest("a movie job needs the frames' pattern, e.g. frames/shot_%04d.png")
-        pattern = frame_pattern(job_path(cwd, raw))
+        pattern = input_pattern(job_path(cwd, raw))
         if not spec.get("frames"):
             raise InvalidRequest("a movie job needs the frame list, e.g. 1-240")
         runs = parse_frames(str(spec["frames"]))
@@ -103,7 +83,6 @@ class MovieJobType:
             "preset": preset.to_dict(),
             "output": output,
             "cwd": cwd,
-            "storage": spec.get("storage"),
             "expected": {
                 "frames": count,
                 "exact_frames": True,
@@ -171,15 +150,6 @@ class MovieJobType:
             discard(temp)
             listing.unlink(missing_ok=True)
             progress.unlink(missing_ok=True)
-
-
-def frame_size(path: str) -> tuple[int, int]:
-    """Width and height of an image (or a video's first stream)."""
-    import av
-
-    with av.open(path) as container:
-        stream = container.streams.video[0]
-        return int(stream.codec_context.width), int(stream.codec_context.height)
 
 
 MOVIE = MovieJobType()

@@ -10,7 +10,6 @@ path. Progress is the share of the segment's frames already written.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
@@ -30,6 +29,9 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
     segment_size,
 )
+from qfarm.jobtypes.frames import frame_path
+from qfarm.jobtypes.frames import frame_pattern as frame_pattern  # for qfarm render --movie
+from qfarm.jobtypes.outputs import place
 from qfarm.media.progress import reporting_progress
 from qfarm.renderers.base import RendererMissing
 
@@ -42,7 +44,7 @@ class RenderJobType:
 
     common = frozenset(
         {"scene", "renderer", "frames", "segment_size", "width", "height", "output", "name",
-         "cwd", "storage"}
+         "cwd"}
     )  # fmt: skip
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -116,7 +118,6 @@ class RenderJobType:
             "name": name,
             "padding": max(4, len(str(last))),
             "cwd": cwd,
-            "storage": spec.get("storage"),
             **dims,
             **options,
             **scene_settings.job,
@@ -196,24 +197,6 @@ class RenderJobType:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def frame_path(job: Mapping[str, Any], frame: int) -> str:
-    """Where frame ``frame`` of a render job ends up: OUTPUT/NAME_0001.png, or the scene's
-    own naming (``shot_0001_v2.jpg``, POV-Ray's ``orbit01.png``) where the job keeps it."""
-    return os.path.join(job["output"], frame_pattern(job).format(frame=frame))
-
-
-def frame_pattern(job: Mapping[str, Any]) -> str:
-    """The frames' file name with ``{frame:04d}`` for the number (movie jobs read it)."""
-    prefix = job.get("frame_prefix")
-    prefix = f"{job['name']}_" if prefix is None else str(prefix)
-    suffix = str(job.get("frame_suffix") or "") + str(job["extension"])
-    return f"{_literal(prefix)}{{frame:0{job['padding']}d}}{_literal(suffix)}"
-
-
-def _literal(text: str) -> str:
-    return text.replace("{", "{{").replace("}", "}}")
-
-
 def feature_tool(renderer: str, feature: str) -> str:
     """The fingerprint entry of a renderer feature: ``blender+denoiser``."""
     return f"{renderer}+{feature}"
@@ -230,19 +213,6 @@ def _check_bounds(runs: list[FrameRun], bounds: tuple[int, int] | None, scene: s
             raise InvalidRequest(
                 f"frame {outside} is not a frame of {scene}'s animation ({low}-{high})"
             )
-
-
-def place(staged: Path, final: Path) -> None:
-    """Move a finished file to its final name in one step, across file systems too (there it
-    is copied beside the final name first)."""
-    try:
-        os.replace(staged, final)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        temp = final.with_name(f".qfarm-part-{final.name}")
-        shutil.copyfile(staged, temp)
-        os.replace(temp, final)
 
 
 RENDER = RenderJobType()

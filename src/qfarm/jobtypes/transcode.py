@@ -44,7 +44,7 @@ from qfarm.jobtypes.base import (
     job_path,
     refuse_unknown,
 )
-from qfarm.jobtypes.command import discard, temporary_name
+from qfarm.jobtypes.outputs import discard, temporary_name, write_concat_list
 from qfarm.jobtypes.supervisor import ProcessResult
 from qfarm.media import presets as presets_mod
 from qfarm.media import sources as sources_mod
@@ -135,7 +135,7 @@ class TranscodeJobType:
 
     options = frozenset(
         {"input", "preset", "output", "output_dir", "cwd", "segment_seconds", "instances",
-         "verify", "storage", "deinterlace", "rate"}
+         "verify", "deinterlace", "rate"}
     )  # fmt: skip
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
@@ -198,7 +198,6 @@ class TranscodeJobType:
             ],
             "verify": verify,
             "segment_seconds": seconds,
-            "storage": spec.get("storage"),
             "deinterlace": deinterlace,
             # Where idet found interlaced pictures that are not flagged: their field order.
             "field_order": field_order,
@@ -1018,17 +1017,6 @@ def _outcome(result: ProcessResult, target: str) -> SegmentOutcome:
     if not os.path.exists(target):
         return SegmentOutcome(ok=False, exit_code=0, error=f"ffmpeg exited 0 but wrote no {target}")
     return SegmentOutcome(ok=True, exit_code=0)
-
-
-def write_concat_list(listing: Path, entries: list[tuple[str, float]]) -> None:
-    """An ffconcat list: each file, and how long it lasts (which places the next one)."""
-    lines = ["ffconcat version 1.0"]
-    for path, duration in entries:
-        if "\n" in path or "\r" in path:
-            raise ValueError(f"a file name with a line break cannot be listed: {path!r}")
-        # Single quotes, each ' written '\''.
-        lines += ["file '" + path.replace("'", "'\\''") + "'", f"duration {duration:.9f}"]
-    listing.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 TRANSCODE = TranscodeJobType()
