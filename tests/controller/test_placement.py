@@ -10,11 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from qfarm import __version__
-from qfarm.controller.dispatcher import (
-    BLOCKLIST_AFTER,
-    CRASH_WINDOW_SECONDS,
-    MAX_NODE_RESTARTS,
-)
+from qfarm.controller.dispatcher import CRASH_WINDOW_SECONDS, MAX_NODE_RESTARTS
+from qfarm.controller.placement import BLOCKLIST_AFTER
 from qfarm.controller.planning import plan_batch
 from qfarm.domain.model import BatchRequest, BatchState, JobRequest, JobState, SegmentState
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS
@@ -275,5 +272,34 @@ def test_a_crash_looping_node_is_taken_out_until_enabled(tmp_path: Path) -> None
         assert farm.engine.out("a")
         lost = [a for s in farm.store.segments(batch_id) for a in farm.store.attempts(s.id)]
         assert sum(a.outcome == "lost" for a in lost) == MAX_NODE_RESTARTS + 1
+
+    on_farm(tmp_path, scenario)
+
+
+def test_a_job_waiting_on_another_says_so_until_it_runs(tmp_path: Path) -> None:
+    from qfarm.controller.service import Controller
+
+    async def scenario(farm: Farm) -> None:
+        farm.engine.add_node("a", {"command": 1})
+        controller = Controller(farm.store, farm.engine, farm.dispatcher, tmp_path)
+        first = JobRequest("command", {"command": ["true"], "cwd": str(tmp_path)}, name="plates")
+        second = JobRequest(
+            "command", {"command": ["true"], "cwd": str(tmp_path)}, name="comp",
+            depends_on=("plates",),
+        )  # fmt: skip
+        batch_id = controller.submit(BatchRequest(jobs=(first, second)))
+        comp = farm.store.jobs(batch_id)[1].id
+        await farm.tick()
+        [plates] = farm.engine.out()
+        farm.engine.start(plates)
+        await farm.tick()
+        assert controller.waiting(batch_id) == {comp: "waits for plates to finish"}
+        farm.engine.finish(plates)
+        await farm.tick()
+        assert controller.waiting(batch_id) == {}
+        farm.engine.finish_all()
+        await farm.tick()
+        assert farm.store.batch(batch_id).state is BatchState.DONE
+        assert controller.waiting(batch_id) == {}
 
     on_farm(tmp_path, scenario)

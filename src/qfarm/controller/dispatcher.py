@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from qfarm import __version__, jobtypes
+from qfarm.controller import placement
+from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
 from qfarm.domain.model import FINAL_JOB_STATES, Node, NodeState
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
@@ -39,8 +41,6 @@ IDLE_TICK_SECONDS = 0.5
 BUSY_IN_FLIGHT = 2
 MIN_TICK_SECONDS = 0.02
 MAX_TICK_PAUSE_SECONDS = 0.05
-# A node on which one segment failed this many times is blocklisted for the segment's job.
-BLOCKLIST_AFTER = 3
 # A node that goes down more than this many times in the window is taken out of service
 # (Qmaster restarted a crashed service up to four times).
 MAX_NODE_RESTARTS = 4
@@ -55,20 +55,12 @@ class InFlight:
 
     key: str
     segment_id: int
+    job_id: int
     batch_id: int
     attempt: int
     node: str
     address: str
     service: str
-
-
-@dataclass(frozen=True)
-class Eligible:
-    """The nodes that may run a job's segments, or, when there are none, why."""
-
-    nodes: list[str]
-    why_not: str = ""
-    repin: bool = False  # the job's tool pin is to be dropped: no node with it may run it
 
 
 class Dispatcher:
@@ -98,10 +90,15 @@ class Dispatcher:
         # Tool versions each job is pinned to (job id -> tool -> version), so the segments
         # of one job, which are joined together, all come from the same ffmpeg.
         self.pins: dict[int, dict[str, str]] = {}
-        self.confirmed_pins: set[int] = set()
+        # What placement needs of each job's past (see placement.JobHistory), read from the
+        # store outside its dispatch transaction and again after each result of the job.
+        self.histories: dict[int, JobHistory] = {}
+        # Fingerprints of every node the store knows, offline ones too (for pins).
+        self.fingerprints: dict[str, dict[str, str]] = {}
         self.busy: dict[str, Counter[str]] = {}
         self.killing: set[str] = set()
-        self._lost: list[Result] = []  # attempts of lost nodes, recorded at the next tick
+        # Attempts of lost nodes (with their job ids), recorded at the next tick.
+        self._lost: list[tuple[int, Result]] = []
         self._stopping = False
         self._last_refresh = 0.0
 
@@ -186,7 +183,7 @@ class Dispatcher:
         for change in changes:
             if change.kind == "job" and change.state in FINAL_JOB_STATES:
                 self.pins.pop(change.id, None)
-                self.confirmed_pins.discard(change.id)
+                self.histories.pop(change.id, None)
         if changes and self.on_changes is not None:
             self.on_changes(changes)
 
@@ -208,14 +205,22 @@ class Dispatcher:
             elif ev.kind == "progress":
                 progress[ev.key] = Progress(flight.segment_id, flight.attempt, ev.fraction, ev.at)
 
-        results, self._lost = self._lost, []
+        lost, self._lost = self._lost, []
+        results = [result for _, result in lost]
+        jobs = {job_id for job_id, _ in lost}
         for end in ends:
             flight = self.in_flight.pop(end.key, None)
             if flight is None:
                 continue  # a task of a node already given up: reported as lost then
             results.append(self._result(flight, end))
+            jobs.add(flight.job_id)
             self._release(flight)
-        return self.store.record_reports(started, list(progress.values()), results)
+        changes = self.store.record_reports(started, list(progress.values()), results)
+        # A result may blocklist a node for its job or confirm its pin: the histories of the
+        # jobs that had results are read again, before the next dispatch transaction.
+        for job_id in jobs & set(self.histories):
+            self.histories[job_id] = self._read_history(job_id)
+        return changes
 
     def _release(self, flight: InFlight) -> None:
         busy = self.busy.get(flight.node)
@@ -310,7 +315,9 @@ class Dispatcher:
                 self.busy.pop(name, None)
                 self.store.mark_offline(name)
         self.nodes = live
-        self.disabled = {n.name for n in self.store.nodes() if n.state is NodeState.DISABLED}
+        stored = self.store.nodes()
+        self.fingerprints = {n.name: dict(n.fingerprint) for n in stored}
+        self.disabled = {n.name for n in stored if n.state is NodeState.DISABLED}
         self.disabled |= set(self.refused)
 
     def _crash_looping(self, name: str) -> bool:
@@ -334,9 +341,8 @@ class Dispatcher:
             log.warning("node %s went away while running %s", node.name, flight.key)
             del self.in_flight[flight.key]
             self.killing.discard(flight.key)
-            self._lost.append(
-                self._result(flight, TaskEnd(flight.key, None, lost=True, error="node lost"))
-            )
+            end = TaskEnd(flight.key, None, lost=True, error="node lost")
+            self._lost.append((flight.job_id, self._result(flight, end)))
             await self.engine.withdraw(flight.key)
 
     def _free(self) -> dict[str, dict[str, int]]:
@@ -350,18 +356,68 @@ class Dispatcher:
         return free
 
     def _dispatch(self) -> list[Change]:
+        """Hand out queued segments for the free instances, in one dispatch transaction;
+        in two when some candidate's job has no history read yet (a new job): placement
+        reads nothing inside the transaction, so the first stops at that candidate (the
+        order of priority holds), the histories are read, and the second goes on."""
         free = self._free()
+        farm = self._farm()
+        picked, changes, missing = self._dispatch_pass(free, farm)
+        if missing:
+            for job_id in missing:
+                self.histories[job_id] = self._read_history(job_id)
+            more, more_changes, _ = self._dispatch_pass(free, farm)
+            picked += more
+            changes += more_changes
+        keys = []
+        for cand, name in picked:
+            node = self.nodes[name]
+            attempt = cand.attempts + 1
+            key = f"qfarm-b{cand.batch_id}-s{cand.segment_id}-a{attempt}"
+            self.in_flight[key] = InFlight(
+                key, cand.segment_id, cand.job_id, cand.batch_id, attempt, name, node.address,
+                cand.service,
+            )  # fmt: skip
+            self.busy[name][cand.service] += 1
+            keys.append(key)
+        # Payloads once every pick of this tick is counted busy: each segment's share of its
+        # host's cores counts the segments that start beside it.
+        self.engine.submit(
+            [
+                (self._payload(cand, key, cand.attempts + 1, name, farm),
+                 self.nodes[name].address, cand.service)
+                for (cand, name), key in zip(picked, keys, strict=True)
+            ]
+        )  # fmt: skip
+        return changes
+
+    def _dispatch_pass(
+        self, free: dict[str, dict[str, int]], farm: placement.Farm
+    ) -> tuple[list[tuple[Candidate, str]], list[Change], set[int]]:
         by_service: Counter[str] = Counter()
         for services in free.values():
             by_service.update(services)
         if not by_service:
-            return []
+            return [], [], set()
+        missing: set[int] = set()
 
         def choose(cand: Candidate) -> str | None:
-            name = self._pick_node(cand, free)
-            if name is not None:
-                free[name][cand.service] -= 1
-            return name
+            # Called inside the store's transaction: reads only what was gathered before.
+            tools = jobtypes.get(cand.job_type).required_tools(cand.job_spec)
+            if (tools or cand.failed_nodes) and cand.job_id not in self.histories:
+                missing.add(cand.job_id)
+            if missing:
+                return None
+            history = self.histories.get(cand.job_id, JobHistory())
+            pin = self.pins.get(cand.job_id) or placement.pin_from_history(history, tools, farm)
+            choice = placement.choose(cand, tools, farm, free, pin, history)
+            if choice.pin is None:
+                self.pins.pop(cand.job_id, None)
+            else:
+                self.pins[cand.job_id] = choice.pin
+            if choice.node is not None:
+                free[choice.node][cand.service] -= 1
+            return choice.node
 
         picked, changes = self.store.dispatch(
             dict(by_service),
@@ -370,119 +426,44 @@ class Dispatcher:
             choose,
             log_path=lambda cand: str(self._log_path(cand, cand.attempts + 1)),
         )
-        keys = []
-        for cand, name in picked:
-            node = self.nodes[name]
-            attempt = cand.attempts + 1
-            key = f"qfarm-b{cand.batch_id}-s{cand.segment_id}-a{attempt}"
-            self.in_flight[key] = InFlight(
-                key, cand.segment_id, cand.batch_id, attempt, name, node.address, cand.service
-            )
-            self.busy[name][cand.service] += 1
-            keys.append(key)
-        # Payloads once every pick of this tick is counted busy: each segment's share of its
-        # host's cores counts the segments that start beside it.
-        self.engine.submit(
-            [
-                (self._payload(cand, key, cand.attempts + 1, name), self.nodes[name].address,
-                 cand.service)
-                for (cand, name), key in zip(picked, keys, strict=True)
-            ]
-        )  # fmt: skip
-        return changes
+        return picked, changes, missing
 
-    def _pick_node(self, cand: Candidate, free: dict[str, dict[str, int]]) -> str | None:
-        """The least busy free node for a segment, among those that may run it (see
-        :meth:`eligible`): while some node that has not failed the job may, the segment
-        waits for it rather than going back to a node that failed.
-        """
-        tools = jobtypes.get(cand.job_type).required_tools(cand.job_spec)
-        found = self.eligible(cand.job_id, cand.service, tools, cand.failed_nodes)
-        if found.repin:
-            # Nothing of the job is done yet, and every node with the pinned versions
-            # failed it (a build without an encoder, say): pin anew.
-            del self.pins[cand.job_id]
-        fresh = [name for name in found.nodes if name not in cand.failed_nodes]
-        pool = fresh if fresh else found.nodes
-        ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
-        if not ready:
-            return None
-        chosen = max(ready, key=lambda name: (free[name][cand.service], name))
-        if tools and cand.job_id not in self.pins:
-            self.pins[cand.job_id] = self._versions(chosen, tools)
-        return chosen
+    def _farm(self) -> placement.Farm:
+        """The live nodes as placement sees them (see placement.Farm)."""
+        return placement.Farm(
+            nodes={
+                name: placement.NodeView(
+                    name,
+                    dict(node.services),
+                    fingerprint=dict(node.facts.get("fingerprint") or {}),
+                    host=str(node.facts.get("host") or node.host),
+                    cores=int(node.facts.get("cores") or 1),
+                )
+                for name, node in self.nodes.items()
+            },
+            disabled=frozenset(self.disabled),
+            fingerprints=self.fingerprints,
+        )
+
+    def _read_history(self, job_id: int) -> JobHistory:
+        """What the store knows of a job's past that placement needs (outside any
+        transaction of the dispatcher's)."""
+        done = self.store.job_nodes(job_id, done=True)
+        return JobHistory(
+            nodes=tuple(done or self.store.job_nodes(job_id)),
+            done=bool(done),
+            blocklisted=frozenset(self.store.blocklisted_nodes(job_id, BLOCKLIST_AFTER)),
+        )
 
     def eligible(
         self, job_id: int, service: str, tools: tuple[str, ...], failed_nodes: tuple[str, ...]
     ) -> Eligible:
-        """The nodes that may run a segment of a job, busy or not, or none and why not.
-
-        A node may if it takes work and offers the service; if it has the job's tools, in
-        the versions the job is pinned to; and unless one segment of the job failed on it
-        BLOCKLIST_AFTER times. Nothing here changes state: a pin that is to be dropped is
-        only reported (``repin``).
-        """
-        offering = [name for name, node in self.nodes.items() if node.services.get(service, 0) > 0]
-        if not offering:
-            return Eligible([], f"no online node offers the {service} service")
-        offering = [name for name in offering if name not in self.disabled]
-        if not offering:
-            return Eligible([], f"every node that offers {service} is disabled or refused")
-        repin = False
-        if tools:
-            offering = [n for n in offering if all(self._versions(n, tools).values())]
-            if not offering:
-                return Eligible([], f"no online {service} node has {' and '.join(tools)}")
-            pin = self._pin(job_id, tools)
-            if pin:
-                matching = [n for n in offering if self._versions(n, tools) == pin]
-                if self._pin_confirmed(job_id) or any(n not in failed_nodes for n in matching):
-                    offering = matching
-                else:
-                    repin = True
-                if not offering:
-                    versions = ", ".join(f"{tool} {version}" for tool, version in pin.items())
-                    return Eligible(
-                        [],
-                        f"waits for a node with {versions}, the version its first segments "
-                        "ran with (every segment of a job runs with the same tools)",
-                    )
-        if failed_nodes:
-            blocked = self.store.blocklisted_nodes(job_id, BLOCKLIST_AFTER)
-            offering = [n for n in offering if n not in blocked]
-            if not offering:
-                return Eligible(
-                    [],
-                    f"every node that could run it is blocklisted for this job (a segment "
-                    f"failed {BLOCKLIST_AFTER} times on each)",
-                    repin,
-                )
-        return Eligible(offering, "", repin)
-
-    def _versions(self, name: str, tools: tuple[str, ...]) -> dict[str, str]:
-        node = self.nodes.get(name)
-        fingerprint = (node.facts.get("fingerprint") or {}) if node is not None else {}
-        return {tool: str(fingerprint.get(tool, "")) for tool in tools}
-
-    def _pin(self, job_id: int, tools: tuple[str, ...]) -> dict[str, str] | None:
-        """The tool versions a job's segments must run with: those of the node its first
-        done attempt ran on, else of the first node it went to (read back from the store,
-        so a restarted controller keeps the pin)."""
-        if job_id not in self.pins:
-            fingerprints = {n.name: n.fingerprint for n in self.store.nodes()}
-            names = self.store.job_nodes(job_id, done=True) or self.store.job_nodes(job_id)
-            for name in names:
-                if name in fingerprints:
-                    known = fingerprints[name]
-                    self.pins[job_id] = {tool: str(known.get(tool, "")) for tool in tools}
-                    break
-        return self.pins.get(job_id)
-
-    def _pin_confirmed(self, job_id: int) -> bool:
-        """Whether some segment of the job is done: from then on its pin holds for good."""
-        if job_id not in self.confirmed_pins and self.store.job_nodes(job_id, done=True):
-            self.confirmed_pins.add(job_id)
-        return job_id in self.confirmed_pins
+        """The nodes that may run a segment of a job, busy or not, or none and why not (see
+        placement.eligible), from what is known now. Changes nothing."""
+        history = self.histories.get(job_id) or self._read_history(job_id)
+        farm = self._farm()
+        pin = self.pins.get(job_id) or placement.pin_from_history(history, tools, farm)
+        return placement.eligible(farm, service, tools, failed_nodes, pin, history)
 
     def _log_path(self, cand: Candidate, attempt: int) -> Path:
         return (
@@ -492,7 +473,9 @@ class Dispatcher:
             / f"segment-{cand.index:04d}-attempt-{attempt}.log"
         )
 
-    def _payload(self, cand: Candidate, key: str, attempt: int, node_name: str) -> dict[str, Any]:
+    def _payload(
+        self, cand: Candidate, key: str, attempt: int, node_name: str, farm: placement.Farm
+    ) -> dict[str, Any]:
         log_path = self._log_path(cand, attempt)
         return {
             "key": key,
@@ -505,24 +488,5 @@ class Dispatcher:
             "segment": cand.segment_spec,
             "timeout": cand.timeout,
             "log_path": str(log_path),
-            "threads": self._threads(node_name, cand.service),
+            "threads": placement.threads(farm, self.busy, node_name, cand.service),
         }
-
-    def _threads(self, name: str, service: str) -> int:
-        """Cores a segment of ``service`` starting on node ``name`` may use, for tools that
-        thread themselves (ffmpeg): its host's cores shared among the segments of that
-        service running there now, this one included. Local nodes of an embedded cluster
-        share one host. A lone segment gets every core; segments that start together split
-        them, as independent single-threaded encodes use cores better than threads do.
-        """
-        node = self.nodes.get(name)
-        if node is None:
-            return 1
-        host = node.facts.get("host") or node.host
-        cores = int(node.facts.get("cores") or 1)
-        running = sum(
-            self.busy.get(other, Counter())[service]
-            for other, other_node in self.nodes.items()
-            if (other_node.facts.get("host") or other_node.host) == host
-        )
-        return max(1, cores // max(1, running))
