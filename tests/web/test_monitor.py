@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
@@ -88,12 +89,25 @@ def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.on("dialog", lambda dialog: dialog.accept())  # every action is confirmed: say yes
+    # Errors the page's own code threw or logged (a resource that failed to load is the
+    # browser's line, not ours): a test that passes with them hides a broken page.
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error" and not message.text.startswith("Failed to load resource")
+            else None
+        ),
+    )
     try:
         yield page
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
         context.close()
+    assert errors == [], errors
 
 
 def submit_sleepers(farm: Farm, seconds: float, frames: str, cwd: Path) -> int:
@@ -281,18 +295,33 @@ def test_asks_for_the_token_when_the_cluster_needs_one(browser: Any, tmp_path: P
 def test_page_and_static_files_are_served_by_the_controller(farm: Farm) -> None:
     import httpx
 
-    for path, kind in [("/", "text/html"), ("/static/app.js", "javascript"),
+    for path, kind in [("/", "text/html"), ("/static/js/main.js", "javascript"),
                        ("/static/style.css", "text/css")]:  # fmt: skip
         response = httpx.get(farm.url + path)
         assert response.status_code == 200 and kind in response.headers["content-type"]
-    assert "qfarm Batch Monitor" in httpx.get(farm.url + "/").text
+    index = httpx.get(farm.url + "/").text
+    assert "qfarm Batch Monitor" in index
+    assert '<script type="module" src="/static/js/main.js">' in index
+    # Every module main.js imports, and theirs, in subfolders too: served as JavaScript (a
+    # browser refuses a module of any other type) and all of our own, none from elsewhere.
+    todo, seen = ["/static/js/main.js"], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        response = httpx.get(farm.url + path)
+        assert response.status_code == 200, path
+        assert "javascript" in response.headers["content-type"], path
+        for target in re.findall(r'^(?:import|export)[^"\n]*from "([^"]+)"', response.text, re.M):
+            assert target.startswith("."), f"{path} imports {target}"
+            todo.append(urljoin(path, target))
+    assert "/static/js/views/batch.js" in seen and len(seen) >= 8, seen
 
 
 def test_the_api_docs_page_works_on_an_offline_farm(farm: Farm, page: Any) -> None:
     """/docs draws Swagger UI with every request kept on the controller: anything else is
     aborted, as it would fail on a farm with no way out."""
-    from urllib.parse import urlsplit
-
     controller = urlsplit(farm.url).netloc
     elsewhere: list[str] = []
 
@@ -386,3 +415,72 @@ def test_a_job_waiting_for_another_says_why_on_the_page_and_in_the_cli(
         go.touch()
     expect(page.locator("#batch-summary")).to_contain_text("done")
     expect(comp).not_to_contain_text("waiting")
+
+
+def api_requests(page: Any) -> list[str]:
+    """The paths (and queries) of the API requests ``page`` makes from now on."""
+    seen: list[str] = []
+
+    def note(request: Any) -> None:
+        url = urlsplit(request.url)
+        if url.path.startswith("/api/v1/"):
+            seen.append(url.path.removeprefix("/api/v1") + (f"?{url.query}" if url.query else ""))
+
+    page.on("request", note)
+    return seen
+
+
+def test_an_event_updates_what_it_names_and_reads_only_that(
+    farm: Farm, page: Any, tmp_path: Path
+) -> None:
+    """A segment that ends changes its cell and the batch's summary: the page reads the
+    batch and that segment's attempts, not every segment and attempt of the batch; in the
+    batch list it reads that batch alone. The action buttons are the ones the API lists."""
+    from playwright.sync_api import expect
+
+    wait = f"while [ ! -e {tmp_path}/go-{{start}} ]; do sleep 0.05; done; echo ran {{start}}"
+    job = {"type": "command", "spec": {"command": ["sh", "-c", wait], "frames": "1-4",
+                                       "segment_size": 1, "cwd": str(tmp_path)},
+           "retries": 0}  # fmt: skip
+    batch_id = farm.client.submit({"jobs": [job], "name": "one by one"}).id
+    try:
+        page.goto(f"{farm.url}/#/batch/{batch_id}")
+        cells = page.locator("#segment-grid .cell")
+        expect(page.locator("#segment-grid .cell.running")).to_have_count(2)  # one per node
+        expect(page.get_by_role("button", name="Pause")).to_be_visible()
+        expect(page.get_by_role("button", name="Remove")).to_have_count(0)
+        # Paused, the two queued segments stay queued: only the one let go moves next.
+        farm.client.action(batch_id, "pause")
+        expect(page.get_by_role("button", name="Resume")).to_be_visible()
+        expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+        expect(page.locator("#batch-summary")).to_contain_text("paused")
+        segments = {s["index"]: s for s in farm.client.segments(batch_id)}
+        first = next(s for s in segments.values() if s["state"] == "running")
+        page.wait_for_timeout(500)  # what the pause set off has been read
+
+        seen = api_requests(page)
+        (tmp_path / f"go-{first['label'].split()[-1]}").touch()  # "frames N"
+        cell = page.locator(f"#segment-grid .cell[data-segment='{first['id']}']")
+        expect(cell).to_have_attribute("data-state", "done")
+        expect(page.locator("#batch-summary")).to_contain_text("1 done")
+        expect(page.locator("#segment-grid .cell.running")).to_have_count(1)
+        expect(cells).to_have_count(4)
+        page.wait_for_timeout(500)  # anything else the event would set off
+        base = f"/batches/{batch_id}"
+        assert sorted(set(seen)) == [base, f"{base}/segments/{first['id']}/attempts"], seen
+        assert len(seen) <= 4, seen  # the segment's attempt may report in two ticks
+
+        # The batch list reads the one batch an event names, not the list.
+        page.goto(f"{farm.url}/#/batches")
+        row = page.locator(f"tr[data-batch='{batch_id}']")
+        expect(row).to_contain_text("25%")
+        page.wait_for_timeout(500)
+        seen.clear()
+        farm.client.action(batch_id, "resume")
+        expect(row).to_contain_text("running")
+        page.wait_for_timeout(500)
+        assert seen and set(seen) == {base}, seen
+    finally:
+        for frame in range(1, 5):
+            (tmp_path / f"go-{frame}").touch()
+    wait_until_sync(lambda: farm.client.batch(batch_id).finished, timeout=60, what="batch done")
