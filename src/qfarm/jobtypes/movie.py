@@ -28,8 +28,8 @@ from qfarm.jobtypes.base import (
     refuse_unknown,
 )
 from qfarm.jobtypes.frames import frame_size, input_pattern
-from qfarm.jobtypes.outputs import discard, temporary_name, write_concat_list
-from qfarm.jobtypes.transcode import check_encoders, check_output
+from qfarm.jobtypes.outputs import check_output, discard, temporary_name, write_concat_list
+from qfarm.jobtypes.transcode import check_encoders
 from qfarm.media import presets as presets_mod
 from qfarm.media.presets import Preset
 from qfarm.media.progress import watch_progress
