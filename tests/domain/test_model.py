@@ -13,13 +13,17 @@ import pytest
 
 from qfarm.domain.model import (
     BATCH_TRANSITIONS,
+    CANCEL_TRANSITIONS,
     DEFAULT_PRIORITY,
     JOB_TRANSITIONS,
+    NODE_ADMISSION_TRANSITIONS,
     NODE_TRANSITIONS,
     SEGMENT_TRANSITIONS,
     BatchState,
+    CancelState,
     IllegalTransition,
     JobState,
+    NodeAdmission,
     NodeState,
     Segment,
     SegmentKind,
@@ -84,11 +88,27 @@ EXPECTED_NODE: dict[NodeState, set[NodeState]] = {
     N.OFFLINE: {N.ONLINE, N.DISABLED},
 }
 
+# Beside a batch's state: a cancel under way (its kills have not all reported back), left on a
+# resubmit or a reopen. Cancel while canceling is no move: the cancel is repeated instead.
+EXPECTED_CANCEL: dict[CancelState, set[CancelState]] = {
+    CancelState.NONE: {CancelState.CANCELING},
+    CancelState.CANCELING: {CancelState.NONE},
+}
+
+# Beside a node's state: whether the dispatcher gives it work (refused: another version, no
+# version told, crash-looping).
+EXPECTED_ADMISSION: dict[NodeAdmission, set[NodeAdmission]] = {
+    NodeAdmission.ADMITTED: {NodeAdmission.REFUSED},
+    NodeAdmission.REFUSED: {NodeAdmission.ADMITTED},
+}
+
 EXPECTED: dict[str, tuple[type[enum.Enum], dict, object]] = {
     "segment": (SegmentState, EXPECTED_SEGMENT, SEGMENT_TRANSITIONS),
     "job": (JobState, EXPECTED_JOB, JOB_TRANSITIONS),
     "batch": (BatchState, EXPECTED_BATCH, BATCH_TRANSITIONS),
     "node": (NodeState, EXPECTED_NODE, NODE_TRANSITIONS),
+    "batch cancel": (CancelState, EXPECTED_CANCEL, CANCEL_TRANSITIONS),
+    "node admission": (NodeAdmission, EXPECTED_ADMISSION, NODE_ADMISSION_TRANSITIONS),
 }
 
 
@@ -128,7 +148,8 @@ def test_transition_table_matches_written_spec(kind: str) -> None:
 
 
 def test_every_pair_is_checked() -> None:
-    total = sum(len(t) ** 2 for t in (SegmentState, JobState, BatchState, NodeState))
+    types = (SegmentState, JobState, BatchState, NodeState, CancelState, NodeAdmission)
+    total = sum(len(t) ** 2 for t in types)
     assert len(LEGAL_PAIRS) + len(ILLEGAL_PAIRS) == total
 
 
