@@ -23,6 +23,7 @@ from qfarm.domain.lifecycle import (
     end_attempt,
     is_current,
     job_end,
+    node_admission,
     node_reported,
     node_went_away,
     on_started,
@@ -38,6 +39,7 @@ from qfarm.domain.model import (
     BatchState,
     CancelState,
     JobState,
+    NodeAdmission,
     NodeState,
     SegmentKind,
     SegmentState,
@@ -471,3 +473,12 @@ def test_node_rules_make_only_legal_moves(stored: NodeState, reported: NodeState
     for new in (node_went_away(stored), node_reported(stored, reported)):
         if new is not None:
             check_transition("n", stored, new)
+
+
+def test_a_node_is_refused_unless_it_runs_the_controllers_version_and_is_not_crashing() -> None:
+    assert node_admission("1.2", "1.2", crash_looping=False) is NodeAdmission.ADMITTED
+    assert node_admission(None, "1.2", crash_looping=False) is NodeAdmission.REFUSED
+    assert node_admission("1.1", "1.2", crash_looping=False) is NodeAdmission.REFUSED
+    assert node_admission("1.2", "1.2", crash_looping=True) is NodeAdmission.REFUSED
+    check_transition("n", NodeAdmission.ADMITTED, NodeAdmission.REFUSED)
+    check_transition("n", NodeAdmission.REFUSED, NodeAdmission.ADMITTED)

@@ -23,6 +23,7 @@ from qfarm.domain.model import (
     BatchState,
     CancelState,
     JobState,
+    NodeAdmission,
     NodeState,
     SegmentKind,
     SegmentState,
@@ -238,3 +239,14 @@ def node_reported(stored: NodeState, reported: NodeState) -> NodeState | None:
     if stored is NodeState.OFFLINE and reported is NodeState.ONLINE:
         return NodeState.ONLINE
     return None
+
+
+def node_admission(
+    version: str | None, controller_version: str, crash_looping: bool
+) -> NodeAdmission:
+    """Whether a live node is given work: refused while it has not told its version, runs
+    another qfarm than the controller (the segments of one job must join seamlessly), or
+    keeps going down; admitted otherwise. The dispatcher words the reason."""
+    if version is None or version != controller_version or crash_looping:
+        return NodeAdmission.REFUSED
+    return NodeAdmission.ADMITTED
