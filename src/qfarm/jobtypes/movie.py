@@ -29,7 +29,6 @@ from qfarm.jobtypes.base import (
 )
 from qfarm.jobtypes.frames import frame_size, input_pattern
 from qfarm.jobtypes.outputs import check_output, discard, temporary_name, write_concat_list
-from qfarm.jobtypes.transcode import check_encoders
 from qfarm.media import presets as presets_mod
 from qfarm.media.presets import Preset
 from qfarm.media.progress import watch_progress
@@ -67,7 +66,7 @@ class MovieJobType:
                 f"preset {preset.name!r} does not make a movie: use a video preset "
                 "(h264, hevc, prores-422, vp9, ...)"
             )
-        check_encoders(preset)
+        presets_mod.check_encoders(preset)
         output = spec.get("output")
         if not output:
             raise InvalidRequest("a movie job needs an output file")

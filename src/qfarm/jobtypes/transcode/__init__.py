@@ -43,7 +43,6 @@ from qfarm.jobtypes.transcode.check import VERIFY_MODES, expected_of
 from qfarm.jobtypes.transcode.chunk import ChunkRunner
 from qfarm.jobtypes.transcode.plan import cut_points, parts_dir, plan_segments, segment_count
 from qfarm.jobtypes.transcode.source import (
-    check_encoders,
     check_ffmpeg_reads,
     check_streams,
     deinterlace_choice,
@@ -56,7 +55,7 @@ from qfarm.jobtypes.transcode.source import (
 from qfarm.media import presets as presets_mod
 from qfarm.media import sources as sources_mod
 from qfarm.media import streams as streams_mod
-from qfarm.media.presets import Preset
+from qfarm.media.presets import Preset, check_encoders
 from qfarm.media.tool import ToolMissing, ffmpeg
 
 

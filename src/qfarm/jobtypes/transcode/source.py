@@ -130,21 +130,6 @@ def positive_float(value: Any, what: str) -> float | None:
     return number
 
 
-def check_encoders(preset: Preset) -> None:
-    """Refuse a preset whose encoders this cluster's ffmpeg lacks (every node runs the same
-    one). A controller without a working ffmpeg leaves the check to the nodes."""
-    try:
-        tool = ffmpeg()
-    except ToolMissing:
-        return
-    missing = [e for e in preset.encoders() if e not in tool.encoders]
-    if missing:
-        raise InvalidRequest(
-            f"preset {preset.name!r} needs the {missing[0]} encoder, which ffmpeg "
-            f"{tool.version} does not have"
-        )
-
-
 def check_ffmpeg_reads(media: MediaSource) -> None:
     """Refuse a source the cluster's ffmpeg cannot decode (PyAV, which planned it, links
     its own FFmpeg): a tenth of a second of every stream is decoded, once per file version
