@@ -290,8 +290,6 @@ class CommandJobType:
             seg = {"segment": 1}
             outputs = [out_path(seg)] if output else []
             plans.append(SegmentPlan(index=1, spec=seg, label="whole job", outputs=tuple(outputs)))
-        for plan in plans:
-            plan.spec["outputs"] = list(plan.outputs)
         return plans
 
     def run(
