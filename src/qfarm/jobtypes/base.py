@@ -107,6 +107,8 @@ class JobType(Protocol):
 
     def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """Check a job's spec and return it normalised (absolute paths, defaults filled).
+        The farm's own :data:`CLUSTER_OPTIONS` are accepted (by :func:`refuse_unknown`) and
+        left out: :func:`qfarm.jobtypes.plan_job` adds them to what this returns.
 
         Raises :class:`qfarm.errors.InvalidRequest` with a one-line message.
         """

@@ -23,7 +23,8 @@ Parts of a job, by the ``part`` of each segment's spec: ``video``, ``audio``, ``
 assembly succeeds, so a resubmit redoes only the chunks that failed.
 
 The package's modules: :mod:`.plan` (cutting into segments), :mod:`.source` (checking the
-source and the preset), :mod:`.check` (what the output must measure, and verifying it),
+source and the preset), :mod:`.check` (what the output must measure, which
+:func:`qfarm.jobtypes.outputs.check_output` verifies),
 :mod:`.runner` (what every segment's ffmpeg shares), :mod:`.chunk` (the encoding segments)
 and :mod:`.assemble` (joining a split output).
 """
@@ -187,6 +188,8 @@ class TranscodeJobType:
 
 TRANSCODE = TranscodeJobType()
 
+# What other modules import from here (check_encoders, check_output and write_concat_list
+# now live in qfarm.media.presets and qfarm.jobtypes.outputs, shared with movie jobs).
 __all__ = [
     "TRANSCODE",
     "TranscodeJobType",

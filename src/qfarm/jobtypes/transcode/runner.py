@@ -186,6 +186,8 @@ class Runner:
 
 
 def ffmpeg_outcome(result: ProcessResult, target: str) -> SegmentOutcome:
+    """How an ffmpeg run that writes ``target`` went: exit status 0 is not enough, the
+    file must be there too."""
     if not result.succeeded():
         return describe_process_failure(result, "ffmpeg")
     if not os.path.exists(target):
