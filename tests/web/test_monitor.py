@@ -484,3 +484,20 @@ def test_an_event_updates_what_it_names_and_reads_only_that(
         for frame in range(1, 5):
             (tmp_path / f"go-{frame}").touch()
     wait_until_sync(lambda: farm.client.batch(batch_id).finished, timeout=60, what="batch done")
+
+
+def test_a_batch_removed_elsewhere_takes_the_page_back_to_the_list(
+    farm: Farm, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    batch_id = submit_sleepers(farm, 0, "1", tmp_path)
+    wait_until_sync(lambda: farm.client.batch(batch_id).finished, timeout=60, what="batch done")
+    page.goto(f"{farm.url}/#/batch/{batch_id}")
+    expect(page.get_by_role("button", name="Remove")).to_be_visible()
+    expect(page.get_by_role("button", name="Cancel")).to_have_count(0)
+    expect(page.locator("#batch-priority")).to_be_hidden()  # an ended batch has none to set
+    farm.client.remove(batch_id)  # by someone else: the page learns it from the event
+    expect(page).to_have_url(re.compile(r"#/batches$"))
+    expect(page.locator("#message")).to_have_text(f"Batch {batch_id} was removed.")
+    expect(page.locator(f"tr[data-batch='{batch_id}']")).to_have_count(0)

@@ -113,7 +113,7 @@ export async function apply(changes) {
       updateCell(segment);
     });
   }
-  if (view.selected !== null && (whole || named.some((c) => c.id === view.selected))) {
+  if (view.segments.has(view.selected) && (whole || named.some((c) => c.id === view.selected))) {
     await renderDetail();
   }
   redrawTimeline();
