@@ -71,7 +71,7 @@ def test_the_each_example_of_the_help_works_on_a_file_name_with_a_space(
 
 
 def test_the_exit_codes_are_documented_in_the_help_as_defined(tmp_path: Path) -> None:
-    from qfarm.cli.main import ExitCode
+    from qfarm.cli.common import ExitCode
 
     result = qfarm("--help", data_dir=tmp_path)
     assert result.returncode == ExitCode.DONE
@@ -117,7 +117,7 @@ def counts(**given: int) -> Any:
 def test_the_progress_bar_shows_done_failed_and_canceled_apart(
     given: dict[str, int], shown: str
 ) -> None:
-    from qfarm.cli.main import segments_text
+    from qfarm.cli.progress import segments_text
 
     assert shown in segments_text(counts(**given)).plain
 
@@ -309,10 +309,9 @@ def command_paths() -> list[tuple[str, ...]]:
     """Every command of ``qfarm``, as the words that name it: ("node", "enable")."""
     import typer
 
-    import qfarm.cli.access
-    import qfarm.cli.cluster
-    import qfarm.cli.transcode  # noqa: F401  (they register their commands on import)
-    from qfarm.cli.main import app
+    from qfarm.cli.main import app, register_commands
+
+    register_commands([])  # every command module, as `qfarm --help` loads them
 
     def commands(group: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
         found = [path] if path else []

@@ -15,7 +15,9 @@ import typer
 from rich.table import Table
 
 from qfarm import config
-from qfarm.cli.main import FLAG, JsonOpt, app, fail_usage, out, print_json
+from qfarm.cli.app import app
+from qfarm.cli.common import FLAG, fail_usage, out, print_json
+from qfarm.cli.options import JsonOpt
 from qfarm.domain.errors import InvalidRequest
 from qfarm.security import tokens
 
@@ -77,10 +79,8 @@ def token_list(
         return
     table = Table("id", "name", "created", "last used", "revoked")
     for row in rows:
-        table.add_row(
-            str(row["id"]), row["name"], _when(row["created_at"]),
-            _when(row["last_used_at"]), _when(row["revoked_at"]),
-        )  # fmt: skip
+        times = (_when(row[at]) for at in ("created_at", "last_used_at", "revoked_at"))
+        table.add_row(str(row["id"]), row["name"], *times)
     out.print(table)
 
 

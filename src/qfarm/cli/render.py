@@ -3,6 +3,7 @@ scene, rendered in segments across the service nodes."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -10,27 +11,21 @@ from typing import Annotated, Any
 
 import typer
 
-from qfarm.cli.cluster import ControllerOpt, TokenOpt, connect, parse_start_at
-from qfarm.cli.main import (
+from qfarm.cli.app import JobCommandLine, single_command_app
+from qfarm.cli.common import err, fail_usage, out, print_json
+from qfarm.cli.embedded import run_request
+from qfarm.cli.options import (
+    Connection,
     DataDirOpt,
     DbOpt,
     FramesOpt,
-    HoldOpt,
+    JobOptions,
     JsonOpt,
-    NameOpt,
     NodesOpt,
-    PriorityOpt,
+    OptionSet,
     QuietOpt,
-    RetriesOpt,
-    StartAtOpt,
-    TimeoutOpt,
-    err,
-    fail_usage,
-    invoke_single,
-    out,
-    print_json,
-    run_request,
-    single_command_app,
+    Schedule,
+    with_option_sets,
 )
 from qfarm.controller.planning import plan_batch
 from qfarm.domain.errors import InvalidRequest
@@ -44,55 +39,94 @@ SceneArg = Annotated[
     Path,
     typer.Argument(metavar="SCENE", help="The scene: a .blend, .pov or POV-Ray .ini file."),
 ]
-RendererOpt = Annotated[
-    str | None,
-    typer.Option("--renderer", "-r", help="blender or povray [default: from the extension]."),
-]
-SegmentSizeOpt = Annotated[int, typer.Option("--segment-size", "-s", help="Frames per segment.")]
-OutputOpt = Annotated[
-    Path | None,
-    typer.Option("--output", "-o", help="Folder for the frames [default: the scene's name]."),
-]
-FrameNameOpt = Annotated[
-    str | None,
-    typer.Option("--frame-name", help="Frames are NAME_0001.png [default: the scene's name]."),
-]
-WidthOpt = Annotated[int | None, typer.Option("--width", help="Frame width in pixels.")]
-HeightOpt = Annotated[int | None, typer.Option("--height", help="Frame height in pixels.")]
-EngineOpt = Annotated[
-    str | None, typer.Option("--engine", help="Blender: cycles, eevee or workbench.")
-]
-SamplesOpt = Annotated[int | None, typer.Option("--samples", help="Blender: render samples.")]
-PercentageOpt = Annotated[
-    int | None, typer.Option("--percentage", help="Blender: resolution percentage.")
-]
-FormatOpt = Annotated[
-    str | None, typer.Option("--format", help="Blender: png (default), jpeg or exr.")
-]
-MovieOpt = Annotated[
-    str | None,
-    typer.Option("--movie", help="Also encode the frames into a movie with this preset, once "
-                 "they are all rendered: e.g. h264, prores-422."),
-]  # fmt: skip
-RateOpt = Annotated[str, typer.Option("--rate", help="The movie's frame rate.")]
-AntialiasOpt = Annotated[
-    float | None, typer.Option("--antialias", help="POV-Ray: antialiasing threshold, e.g. 0.3.")
-]
-BlendSceneOpt = Annotated[
-    str | None,
-    typer.Option("--scene", help="Blender: the scene of the file to render (Blender's -S) "
-                 "[default: the file's active scene]."),
-]  # fmt: skip
-AllowMissingOpt = Annotated[
-    list[str] | None,
-    typer.Option("--allow-missing", help="Blender: render without a feature the scene uses "
-                 "and nodes may lack, on every node alike: denoiser, optix or gpu."),
-]  # fmt: skip
-AnimationOpt = Annotated[
-    str | None,
-    typer.Option("--animation", help="POV-Ray .pov: the whole animation's frames, e.g. 1-240 "
-                 "(the clock runs 0-1 over them); --frames then picks frames of it."),
-]  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderOptions(OptionSet):
+    """What to render and how: the options of ``qfarm run render`` and ``submit render``."""
+
+    frames: FramesOpt = None
+    segment_size: Annotated[
+        int, typer.Option("--segment-size", "-s", help="Frames per segment.")
+    ] = 10
+    renderer: Annotated[
+        str | None,
+        typer.Option("--renderer", "-r", help="blender or povray [default: from the extension]."),
+    ] = None
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="Folder for the frames [default: the scene's name]."),
+    ] = None
+    frame_name: Annotated[
+        str | None,
+        typer.Option("--frame-name", help="Frames are NAME_0001.png [default: the scene's name]."),
+    ] = None
+    width: Annotated[int | None, typer.Option("--width", help="Frame width in pixels.")] = None
+    height: Annotated[int | None, typer.Option("--height", help="Frame height in pixels.")] = None
+    engine: Annotated[
+        str | None, typer.Option("--engine", help="Blender: cycles, eevee or workbench.")
+    ] = None
+    samples: Annotated[
+        int | None,
+        typer.Option("--samples", help="Blender: render samples."),
+    ] = None
+    percentage: Annotated[
+        int | None, typer.Option("--percentage", help="Blender: resolution percentage.")
+    ] = None
+    image_format: Annotated[
+        str | None, typer.Option("--format", help="Blender: png (default), jpeg or exr.")
+    ] = None
+    antialias: Annotated[
+        float | None,
+        typer.Option("--antialias", help="POV-Ray: antialiasing threshold, e.g. 0.3."),
+    ] = None
+    animation: Annotated[
+        str | None,
+        typer.Option(
+            "--animation",
+            help="POV-Ray .pov: the whole animation's frames, e.g. 1-240 (the clock runs 0-1 "
+            "over them); --frames then picks frames of it.",
+        ),
+    ] = None
+    blend_scene: Annotated[
+        str | None,
+        typer.Option(
+            "--scene",
+            help="Blender: the scene of the file to render (Blender's -S) [default: the "
+            "file's active scene].",
+        ),
+    ] = None
+    allow_missing: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-missing",
+            help="Blender: render without a feature the scene uses and nodes may lack, on "
+            "every node alike: denoiser, optix or gpu.",
+        ),
+    ] = None
+    movie: Annotated[
+        str | None,
+        typer.Option(
+            "--movie",
+            help="Also encode the frames into a movie with this preset, once they are all "
+            "rendered: e.g. h264, prores-422.",
+        ),
+    ] = None
+    rate: Annotated[str, typer.Option("--rate", help="The movie's frame rate.")] = "24"
+
+    def renderer_options(self) -> dict[str, Any]:
+        """The options of the renderer, by their names in the job's spec (None: not given)."""
+        return {
+            "engine": self.engine,
+            "samples": self.samples,
+            "percentage": self.percentage,
+            "format": self.image_format,
+            "antialias": self.antialias,
+            "animation": self.animation,
+            "scene_name": self.blend_scene,
+            "allow_missing": self.allow_missing or None,
+        }
+
 
 RUN_EPILOG = """
 **Examples**
@@ -116,40 +150,34 @@ SUBMIT_EPILOG = """
 
 
 def render_batch(
-    *,
     scene: Path,
-    renderer: str | None,
-    frames: str | None,
-    segment_size: int,
-    output: Path | None,
-    frame_name: str | None,
-    width: int | None,
-    height: int | None,
-    options: dict[str, Any],
-    name: str,
-    priority: str,
-    retries: int,
-    timeout: float | None,
-    movie: str | None = None,
-    rate: str = "24",
+    render: RenderOptions,
+    job: JobOptions,
+    *,
     hold: bool = False,
     start_at: float | None = None,
 ) -> BatchRequest:
-    """A batch of one render job, and with ``movie`` a movie job of its frames that starts
+    """A batch of one render job, and with ``--movie`` a movie job of its frames that starts
     when the render is done. Raises InvalidRequest."""
     cwd = Path.cwd()
     spec: dict[str, Any] = {
         "scene": str((cwd / scene).resolve()),
-        "frames": frames,
-        "segment_size": segment_size,
+        "frames": render.frames,
+        "segment_size": render.segment_size,
         "cwd": str(cwd),
     }
-    if output is not None:
-        spec["output"] = str((cwd / output).resolve())
-    given = {"renderer": renderer, "name": frame_name, "width": width, "height": height}
-    spec.update({k: v for k, v in {**given, **options}.items() if v is not None})
+    if render.output is not None:
+        spec["output"] = str((cwd / render.output).resolve())
+    given = {
+        "renderer": render.renderer,
+        "name": render.frame_name,
+        "width": render.width,
+        "height": render.height,
+        **render.renderer_options(),
+    }
+    spec.update({k: v for k, v in given.items() if v is not None})
     try:
-        level = parse_priority(priority)
+        level = parse_priority(job.priority)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
     # Read the scene here, once: its own frames, output and needs (and a bad job is refused
@@ -157,29 +185,32 @@ def render_batch(
     rendered = RENDER.validate(spec)
     if rendered.get("blend"):
         spec["blend"] = rendered["blend"]  # read here, where Blender is; not again
-    jobs = [JobRequest("render", spec, name="render", retries=retries, timeout=timeout)]
-    if movie:
+    retries = job.retries
+    jobs = [JobRequest("render", spec, name="render", retries=retries, timeout=job.timeout)]
+    if render.movie:
         # The render job's own planning says where its frames land and how they are named.
         pattern = os.path.join(rendered["output"], frame_pattern(rendered))
-        preset = presets.for_request(movie)
+        preset = presets.for_request(render.movie)
         preset_name = preset if isinstance(preset, str) else preset["name"]
-        folder = Path(rendered["output"])
+        movie_name = f"{rendered['name']}-{preset_name}{presets.resolve(preset).extension}"
         movie_spec = {
             "input": pattern,
             "frames": ",".join(format_run(FrameRun(*run)) for run in rendered["frames"]),
-            "rate": rate,
+            "rate": render.rate,
             "preset": preset,
-            "output": str(folder.parent / f"{rendered['name']}-{preset_name}"
-                          f"{presets.resolve(preset).extension}"),
+            "output": str(Path(rendered["output"]).parent / movie_name),
             "cwd": str(cwd),
-        }  # fmt: skip
+        }
         jobs.append(
             JobRequest("movie", movie_spec, name="movie", retries=retries, depends_on=("render",))
         )
     return BatchRequest(
-        jobs=tuple(jobs), name=name or f"render {scene.name}", priority=level, hold=hold,
+        jobs=tuple(jobs),
+        name=job.name or f"render {scene.name}",
+        priority=level,
+        hold=hold,
         start_at=start_at,
-    )  # fmt: skip
+    )
 
 
 run_app = single_command_app()
@@ -187,29 +218,11 @@ submit_app = single_command_app()
 
 
 @run_app.command(epilog=RUN_EPILOG)
+@with_option_sets
 def run_render(
     scene: SceneArg,
-    frames: FramesOpt = None,
-    segment_size: SegmentSizeOpt = 10,
-    renderer: RendererOpt = None,
-    output: OutputOpt = None,
-    frame_name: FrameNameOpt = None,
-    width: WidthOpt = None,
-    height: HeightOpt = None,
-    engine: EngineOpt = None,
-    samples: SamplesOpt = None,
-    percentage: PercentageOpt = None,
-    image_format: FormatOpt = None,
-    antialias: AntialiasOpt = None,
-    animation: AnimationOpt = None,
-    blend_scene: BlendSceneOpt = None,
-    allow_missing: AllowMissingOpt = None,
-    movie: MovieOpt = None,
-    rate: RateOpt = "24",
-    name: NameOpt = "",
-    priority: PriorityOpt = "medium",
-    retries: RetriesOpt = 2,
-    timeout: TimeoutOpt = None,
+    render: RenderOptions,
+    job: JobOptions,
     nodes: NodesOpt = None,
     data_dir: DataDirOpt = None,
     db: DbOpt = None,
@@ -222,71 +235,44 @@ def run_render(
     each frame lands as NAME_0001.png in the output folder once its segment has written every
     frame it was given.
     """
-    options = _renderer_options(engine, samples, percentage, image_format, antialias, animation)
-    options.update(scene_name=blend_scene, allow_missing=allow_missing or None)
     try:
-        request = render_batch(
-            scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
-            output=output, frame_name=frame_name, width=width, height=height, options=options,
-            name=name, priority=priority, retries=retries, timeout=timeout, movie=movie,
-            rate=rate,
-        )  # fmt: skip
+        request = render_batch(scene, render, job)
         plan_batch(request)  # the whole batch is refused before a word about the scene
         check_features(request, lambda: [local_fingerprint()], "this machine's")
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
     if not (quiet or as_json):
         say_what_was_read(request)
-    raise typer.Exit(
-        run_request(
-            request, nodes=nodes, instances=None, data_dir=data_dir, db=db, as_json=as_json,
-            quiet=quiet,
-        )
-    )  # fmt: skip
+    code = run_request(
+        request,
+        nodes=nodes,
+        instances=None,
+        data_dir=data_dir,
+        db=db,
+        as_json=as_json,
+        quiet=quiet,
+    )
+    raise typer.Exit(code)
 
 
 @submit_app.command(epilog=SUBMIT_EPILOG)
+@with_option_sets
 def submit_render(
+    *,
     scene: SceneArg,
-    frames: FramesOpt = None,
-    segment_size: SegmentSizeOpt = 10,
-    renderer: RendererOpt = None,
-    output: OutputOpt = None,
-    frame_name: FrameNameOpt = None,
-    width: WidthOpt = None,
-    height: HeightOpt = None,
-    engine: EngineOpt = None,
-    samples: SamplesOpt = None,
-    percentage: PercentageOpt = None,
-    image_format: FormatOpt = None,
-    antialias: AntialiasOpt = None,
-    animation: AnimationOpt = None,
-    blend_scene: BlendSceneOpt = None,
-    allow_missing: AllowMissingOpt = None,
-    movie: MovieOpt = None,
-    rate: RateOpt = "24",
-    name: NameOpt = "",
-    priority: PriorityOpt = "medium",
-    retries: RetriesOpt = 2,
-    timeout: TimeoutOpt = None,
-    hold: HoldOpt = False,
-    start_at: StartAtOpt = None,
-    controller: ControllerOpt = None,
-    token: TokenOpt = None,
+    render: RenderOptions,
+    job: JobOptions,
+    schedule: Schedule,
+    remote: Connection,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit a render job to a controller and print the new batch's id. The scene and the
     output folder must be on storage the nodes share."""
-    options = _renderer_options(engine, samples, percentage, image_format, antialias, animation)
-    options.update(scene_name=blend_scene, allow_missing=allow_missing or None)
     try:
         request = render_batch(
-            scene=scene, renderer=renderer, frames=frames, segment_size=segment_size,
-            output=output, frame_name=frame_name, width=width, height=height, options=options,
-            name=name, priority=priority, retries=retries, timeout=timeout, movie=movie,
-            rate=rate, hold=hold, start_at=parse_start_at(start_at),
-        )  # fmt: skip
-        client = connect(controller, token)
+            scene, render, job, hold=schedule.hold, start_at=schedule.start_time()
+        )
+        client = remote.client()
         check_features(request, lambda: farm_fingerprints(client.nodes()), "any online node's")
         handle = client.submit(request)
     except InvalidRequest as exc:
@@ -342,24 +328,4 @@ def say_what_was_read(request: BatchRequest) -> None:
         err.print(f"read {description}", highlight=False)
 
 
-def _renderer_options(
-    engine: str | None,
-    samples: int | None,
-    percentage: int | None,
-    image_format: str | None,
-    antialias: float | None,
-    animation: str | None,
-) -> dict[str, Any]:
-    return {
-        "engine": engine,
-        "samples": samples,
-        "percentage": percentage,
-        "format": image_format,
-        "antialias": antialias,
-        "animation": animation,
-    }
-
-
-def invoke(mode: str, args: list[str]) -> int:
-    """Run ``qfarm run render ARGS`` or ``qfarm submit render ARGS``; the exit code."""
-    return invoke_single(run_app if mode == "run" else submit_app, args, f"qfarm {mode} render")
+COMMAND_LINE = JobCommandLine(run=run_app, submit=submit_app)

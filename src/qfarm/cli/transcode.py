@@ -11,79 +11,112 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from qfarm.cli.cluster import ControllerOpt, TokenOpt, connect, parse_start_at
-from qfarm.cli.main import (
+from qfarm.cli.app import JobCommandLine, single_command_app
+from qfarm.cli.common import err, fail_usage, out, print_json
+from qfarm.cli.embedded import run_request
+from qfarm.cli.options import (
+    Connection,
     DataDirOpt,
     DbOpt,
     FreshOpt,
-    HoldOpt,
+    JobOptions,
     JsonOpt,
-    NameOpt,
     NodesOpt,
-    PriorityOpt,
+    OptionSet,
+    PresetFileOpt,
     QuietOpt,
-    RetriesOpt,
-    StartAtOpt,
-    TimeoutOpt,
-    app,
-    err,
-    fail_usage,
-    invoke_single,
-    out,
-    print_json,
-    run_request,
-    single_command_app,
+    Schedule,
+    with_option_sets,
 )
-from qfarm.client import Client
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest, JobRequest, parse_priority
 from qfarm.media import presets as presets_mod
 from qfarm.media import sources as sources_mod
 from qfarm.media.sources import Expansion
 
-InputsArg = Annotated[
-    list[str],
-    typer.Argument(
-        help="Source files, globs like 'clips/*.mov', folders, or image sequences: "
-        "'shot_%04d.png', 'shot_####.exr', a folder or glob of frames (one movie at --rate).",
-        show_default=False,
-        metavar="INPUT",
-    ),
-]
-PresetOpt = Annotated[
-    list[str] | None,
-    typer.Option("--preset", "-p", help="A preset name (qfarm presets). Repeatable.",
-                 show_default=False),
-]  # fmt: skip
-OutputDirOpt = Annotated[
-    Path | None,
-    typer.Option("--output", "-o", help="Folder for the outputs [default: here]. Each is "
-                 "named SOURCE-PRESET.EXT."),
-]  # fmt: skip
-SegmentSecondsOpt = Annotated[
-    float | None,
-    typer.Option("--segment-seconds", help="Seconds of video per segment [default: from the "
-                 "source's length and the free instances; short sources are not split]."),
-]  # fmt: skip
-PresetFileOpt = Annotated[
-    list[Path] | None,
-    typer.Option("--presets", help="A TOML file of presets of your own. Repeatable."),
-]
-RateOpt = Annotated[
-    str | None,
-    typer.Option("--rate", help="Frames per second of image sequence sources (24, 25, "
-                 "30000/1001) [default: 24]. Movies keep their own.", show_default=False),
-]  # fmt: skip
-VerifyOpt = Annotated[
-    str,
-    typer.Option("--verify", help="Check outputs: seams (decode around every seam), full "
-                 "(decode everything), or none."),
-]  # fmt: skip
+if TYPE_CHECKING:
+    from qfarm.client import Client
+
+
+@dataclasses.dataclass(frozen=True)
+class TranscodeOptions(OptionSet):
+    """The sources, presets and checks: the options of ``qfarm run transcode`` and ``submit
+    transcode``."""
+
+    inputs: Annotated[
+        list[str],
+        typer.Argument(
+            help="Source files, globs like 'clips/*.mov', folders, or image sequences: "
+            "'shot_%04d.png', 'shot_####.exr', a folder or glob of frames (one movie at --rate).",
+            show_default=False,
+            metavar="INPUT",
+        ),
+    ]
+    preset: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--preset", "-p", help="A preset name (qfarm presets). Repeatable.", show_default=False
+        ),
+    ] = None
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Folder for the outputs [default: here]. Each is named SOURCE-PRESET.EXT.",
+        ),
+    ] = None
+    segment_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--segment-seconds",
+            help="Seconds of video per segment [default: from the source's length and the "
+            "free instances; short sources are not split].",
+        ),
+    ] = None
+    preset_files: PresetFileOpt = None
+    verify: Annotated[
+        str,
+        typer.Option(
+            "--verify",
+            help="Check outputs: seams (decode around every seam), full (decode everything), "
+            "or none.",
+        ),
+    ] = "seams"
+    rate: Annotated[
+        str | None,
+        typer.Option(
+            "--rate",
+            help="Frames per second of image sequence sources (24, 25, 30000/1001) [default: "
+            "24]. Movies keep their own.",
+            show_default=False,
+        ),
+    ] = None
+
+    def batch(
+        self, job: JobOptions, *, hold: bool = False, start_at: float | None = None
+    ) -> BatchRequest:
+        """The batch of these sources and presets (:func:`transcode_batch`)."""
+        return transcode_batch(
+            inputs=self.inputs,
+            presets=self.preset or [],
+            output=self.output,
+            segment_seconds=self.segment_seconds,
+            preset_files=self.preset_files,
+            verify=self.verify,
+            name=job.name,
+            priority=job.priority,
+            retries=job.retries,
+            timeout=job.timeout,
+            hold=hold,
+            start_at=start_at,
+            rate=self.rate,
+        )
+
 
 RUN_EPILOG = """
 **Examples**
@@ -135,8 +168,8 @@ def transcode_batch(
     chosen = [presets_mod.for_request(p, preset_files or []) for p in presets]
     expansion = expand_inputs(inputs, cwd, rate)
     if expansion.skipped:
-        err.print(f"skipped {len(expansion.skipped)} files that are not media: "
-                  + ", ".join(expansion.skipped))  # fmt: skip
+        skipped = ", ".join(expansion.skipped)
+        err.print(f"skipped {len(expansion.skipped)} files that are not media: {skipped}")
     try:
         level = parse_priority(priority)
     except ValueError as exc:
@@ -161,12 +194,8 @@ def transcode_batch(
             }
             if source.is_sequence:
                 spec["rate"] = str(source.rate)
-            jobs.append(
-                JobRequest(
-                    job_type="transcode", spec=spec, name=job_name, retries=retries,
-                    timeout=timeout,
-                )
-            )  # fmt: skip
+            job = JobRequest("transcode", spec, name=job_name, retries=retries, timeout=timeout)
+            jobs.append(job)
     label = name or (jobs[0].name if len(jobs) == 1 else f"transcode {len(jobs)} jobs")
     return BatchRequest(jobs=tuple(jobs), name=label, priority=level, hold=hold, start_at=start_at)
 
@@ -176,18 +205,10 @@ submit_app = single_command_app()
 
 
 @run_app.command(epilog=RUN_EPILOG)
+@with_option_sets
 def run_transcode(
-    inputs: InputsArg,
-    preset: PresetOpt = None,
-    output: OutputDirOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
-    preset_files: PresetFileOpt = None,
-    verify: VerifyOpt = "seams",
-    rate: RateOpt = None,
-    name: NameOpt = "",
-    priority: PriorityOpt = "medium",
-    retries: RetriesOpt = 2,
-    timeout: TimeoutOpt = None,
+    media: TranscodeOptions,
+    job: JobOptions,
     nodes: NodesOpt = None,
     instances: Annotated[
         int | None, typer.Option("--instances", help="Transcode instances per node [default: 1].")
@@ -206,36 +227,29 @@ def run_transcode(
     its final name.
     """
     try:
-        request = transcode_batch(
-            inputs=inputs, presets=preset or [], output=output, segment_seconds=segment_seconds,
-            preset_files=preset_files, verify=verify, name=name, priority=priority,
-            retries=retries, timeout=timeout, rate=rate,
-        )  # fmt: skip
+        request = media.batch(job)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
-    raise typer.Exit(
-        run_request(
-            request, nodes=nodes, instances=instances, data_dir=data_dir, db=db,
-            as_json=as_json, quiet=quiet, fresh=fresh,
-        )
-    )  # fmt: skip
+    code = run_request(
+        request,
+        nodes=nodes,
+        instances=instances,
+        data_dir=data_dir,
+        db=db,
+        as_json=as_json,
+        quiet=quiet,
+        fresh=fresh,
+    )
+    raise typer.Exit(code)
 
 
 @submit_app.command(epilog=SUBMIT_EPILOG)
+@with_option_sets
 def submit_transcode(
-    inputs: InputsArg,
-    preset: PresetOpt = None,
-    output: OutputDirOpt = None,
-    segment_seconds: SegmentSecondsOpt = None,
-    preset_files: PresetFileOpt = None,
-    verify: VerifyOpt = "seams",
-    rate: RateOpt = None,
-    name: NameOpt = "",
-    priority: PriorityOpt = "medium",
-    retries: RetriesOpt = 2,
-    timeout: TimeoutOpt = None,
-    hold: HoldOpt = False,
-    start_at: StartAtOpt = None,
+    *,
+    media: TranscodeOptions,
+    job: JobOptions,
+    schedule: Schedule,
     upload: Annotated[
         bool,
         typer.Option(
@@ -244,8 +258,7 @@ def submit_transcode(
             "the outputs with qfarm fetch.",
         ),
     ] = False,
-    controller: ControllerOpt = None,
-    token: TokenOpt = None,
+    remote: Connection,
     as_json: JsonOpt = False,
 ) -> None:
     """Submit transcode jobs to a controller and print the new batch's id.
@@ -254,16 +267,13 @@ def submit_transcode(
     qfarm node), or sent with --upload.
     """
     try:
-        if upload and output is not None:
-            raise InvalidRequest("--upload keeps outputs on the controller: fetch them with "
-                                 "qfarm fetch -o DIR instead of giving --output")  # fmt: skip
-        request = transcode_batch(
-            inputs=inputs, presets=preset or [], output=output, segment_seconds=segment_seconds,
-            preset_files=preset_files, verify=verify, name=name, priority=priority,
-            retries=retries, timeout=timeout, hold=hold, start_at=parse_start_at(start_at),
-            rate=rate,
-        )  # fmt: skip
-        client = connect(controller, token)
+        if upload and media.output is not None:
+            raise InvalidRequest(
+                "--upload keeps outputs on the controller: fetch them with qfarm fetch -o DIR "
+                "instead of giving --output"
+            )
+        request = media.batch(job, hold=schedule.hold, start_at=schedule.start_time())
+        client = remote.client()
         if upload:
             request = uploaded(client, request)
         handle = client.submit(request)
@@ -319,73 +329,4 @@ def _files_of(spec: Mapping[str, Any]) -> list[Path]:
     return [Path(media.frame_path(n)) for n in range(int(media.first or 0), media.last + 1)]
 
 
-def invoke(mode: str, args: list[str]) -> int:
-    """Run ``qfarm run transcode ARGS`` or ``qfarm submit transcode ARGS``; the exit code."""
-    return invoke_single(run_app if mode == "run" else submit_app, args, f"qfarm {mode} transcode")
-
-
-def _video_cell(row: dict[str, Any]) -> str:
-    video = str(row["video_codec"] or "-")
-    if row["crf"] is not None:
-        video += f" crf {row['crf']}"
-    if row["bitrate"]:
-        video += f" {row['bitrate']}" + (" 2-pass" if row["two_pass"] else "")
-    if row["height"] or row["width"]:
-        video += f" {row['width'] or ''}x{row['height'] or ''}"
-    return video
-
-
-def _audio_cell(row: dict[str, Any]) -> str:
-    audio = str(row["audio_codec"] or "-")
-    if row["audio_bitrate"]:
-        audio += f" {row['audio_bitrate']}"
-    return audio
-
-
-@app.command(
-    epilog="""**Examples**
-
-    qfarm presets
-
-    qfarm presets --presets studio.toml --json
-"""
-)
-def presets(
-    preset_files: PresetFileOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """List the transcode presets: built in, and yours (from the config folder's
-    presets/*.toml, QFARM_PRESETS, and --presets files)."""
-    try:
-        rows = presets_mod.presets_for_listing(preset_files or [])
-    except InvalidRequest as exc:
-        raise fail_usage(str(exc)) from None
-    if as_json:
-        print_json(rows)
-        return
-    # Readable at 80 columns: names never cut, the codec columns only where there is room
-    # (the description says the same in words), the source only when a preset is yours.
-    wide = out.width >= 110
-    mine = any(row["source"] != "built in" for row in rows)
-    table = Table(box=None, pad_edge=False)
-    table.add_column("preset", no_wrap=True)
-    table.add_column("container", no_wrap=True)
-    if wide:
-        table.add_column("video", no_wrap=True)
-        table.add_column("audio", no_wrap=True)
-    table.add_column("description", ratio=1, min_width=24)
-    if mine:
-        table.add_column("from", no_wrap=True)  # the file's name; --json gives its path
-    for row in rows:
-        note = row["description"]
-        if not row["available"]:
-            note += f" (unavailable: no {', '.join(row['missing_encoders'])})"
-        cells = [row["name"], f"{row['container']} {row['kind']}"]
-        if wide:
-            cells += [_video_cell(row), _audio_cell(row)]
-        cells.append(note)
-        if mine:
-            built_in = row["source"] == "built in"
-            cells.append("" if built_in else Path(row["source"]).name)
-        table.add_row(*cells)
-    out.print(table)
+COMMAND_LINE = JobCommandLine(run=run_app, submit=submit_app)

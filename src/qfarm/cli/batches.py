@@ -1,0 +1,412 @@
+"""The client commands: a batch submitted to a controller over its HTTP API, then watched
+(``batches``, ``show``, ``wait``, ``logs``), moved (``cancel``, ``pause``, ``resume``,
+``resubmit``, ``priority``) and removed; the outputs fetched; the nodes and the
+controllers on the network listed.
+
+Each names its controller with ``--controller URL`` or ``$QFARM_CONTROLLER``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from qfarm.cli import batchfile
+from qfarm.cli.app import app
+from qfarm.cli.command_job import CommandJob
+from qfarm.cli.common import FLAG, ExitCode, err, fail_usage, out, print_json
+from qfarm.cli.job_commands import invoke_job_command, is_job_command
+from qfarm.cli.options import BatchArg, Connection, JsonOpt, QuietOpt, Schedule, with_option_sets
+from qfarm.cli.progress import BatchProgress
+from qfarm.cli.report import api_report, print_report, print_summaries
+from qfarm.client import BatchStatus, Client
+from qfarm.domain.errors import InvalidRequest, NotFound
+from qfarm.domain.model import BatchCounts, BatchRequest, priority_label
+from qfarm.domain.units import duration
+
+
+@app.command(
+    context_settings={"allow_interspersed_args": False},
+    epilog="""**Examples**
+
+    qfarm submit --frames 1-240 --segment-size 10 -- blender -b shot.blend -s {start} -e {end} -a
+
+    qfarm submit --priority high --hold --name nightly -- ./build-proxies.sh
+
+    qfarm submit shot12.toml        # a batch file: several jobs, with depends_on
+
+    qfarm submit transcode /mnt/shared/ep101.mov -p h264-1080p   # qfarm submit transcode --help
+
+    qfarm submit render /mnt/shared/shot.blend --frames 1-240    # qfarm submit render --help
+""",
+)
+@with_option_sets
+def submit(
+    *,
+    job: CommandJob,
+    schedule: Schedule,
+    upload: Annotated[
+        bool,
+        typer.Option(
+            "--upload",
+            metavar=FLAG,
+            help="Send the inputs (--each files, and files the command names) to the "
+            "controller, for nodes without shared storage; get outputs with qfarm fetch.",
+        ),
+    ] = False,
+    remote: Connection,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a command job, or a batch file of several jobs, and print the new batch's id."""
+    command = job.command
+    if command and is_job_command(command):
+        # `qfarm submit transcode ...`: a job type's own command line.
+        raise typer.Exit(invoke_job_command(command[0], "submit", command[1:]))
+    try:
+        if command and batchfile.is_batch_file(command):
+            request = batchfile.load(command[0])
+        else:
+            request = job.batch(hold=schedule.hold, start_at=schedule.start_time())
+        client = remote.client()
+        if upload:
+            request = _uploaded(client, request)
+        handle = client.submit(request)
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    if as_json:
+        print_json({"batch": handle.id})
+    else:
+        out.print(handle.id)
+
+
+def _uploaded(client: Client, request: BatchRequest) -> BatchRequest:
+    """The request with its one job's inputs sent to cluster storage and its working
+    directory moved there.
+    """
+    if len(request.jobs) != 1:
+        raise InvalidRequest("--upload takes a job from the command line, not a batch file")
+    job = request.jobs[0]
+    base = Path(job.spec["cwd"])
+    files: set[Path] = set()
+    for pattern in job.spec.get("each") or []:
+        matched = (base / p for p in glob.glob(pattern, root_dir=base))
+        files |= {p.resolve() for p in matched if p.is_file()}
+    for arg in job.spec["command"]:
+        with contextlib.suppress(OSError):  # an inline script is not a file name
+            candidate = (base / arg).resolve()
+            if candidate.is_file():
+                files.add(candidate)
+    outside = sorted(str(f) for f in files if not f.resolve().is_relative_to(base))
+    if outside:
+        raise InvalidRequest(f"--upload: {outside[0]} is outside the working directory {base}")
+    if not files:
+        raise InvalidRequest(
+            "--upload found no input files: use --each, or name the files in the command"
+        )
+    upload_id, path = client.upload(sorted(files), base)
+    spec = {**job.spec, "cwd": path, "storage": {"upload": upload_id, "path": path}}
+    return dataclasses.replace(request, jobs=(dataclasses.replace(job, spec=spec),))
+
+
+@app.command(epilog="**Example**\n\n    qfarm fetch 12 -o renders/")
+@with_option_sets
+def fetch(
+    *,
+    batch: BatchArg,
+    dest: Annotated[Path, typer.Option("--output", "-o", help="Where to put them.")] = Path("."),
+    remote: Connection,
+) -> None:
+    """Download a batch's outputs from cluster storage (jobs submitted with --upload)."""
+    written = remote.client().fetch(batch, dest)
+    out.print(f"{len(written)} file(s) from batch {batch} in {dest}", highlight=False)
+
+
+def batch_row(status: BatchStatus) -> list[str]:
+    seg = status.segments
+    raw = status.raw
+    ended = raw.get("finished_at") or time.time()
+    elapsed = duration(ended - raw["started_at"]) if raw.get("started_at") else "-"
+    return [
+        str(status.id),
+        status.name,
+        status.state,
+        priority_label(status.priority),
+        f"{seg['done']}/{seg['total']}",
+        str(seg["running"] + seg["dispatched"]),
+        str(seg["failed"]),
+        elapsed,
+    ]
+
+
+@app.command(epilog="**Example**\n\n    qfarm batches --json | jq '.[].state'")
+@with_option_sets
+def batches(remote: Connection, as_json: JsonOpt = False) -> None:
+    """List the controller's batches."""
+    rows = remote.client().batches()
+    if as_json:
+        print_json([r.raw for r in rows])
+        return
+    table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
+    for status in rows:
+        table.add_row(*batch_row(status))
+    out.print(table)
+
+
+@app.command(epilog="**Example**\n\n    qfarm show 12")
+@with_option_sets
+def show(batch: BatchArg, remote: Connection, as_json: JsonOpt = False) -> None:
+    """Show one batch: its jobs and segments, where they ran and how they ended."""
+    client = remote.client()
+    status = client.batch(batch)
+    segment_rows = client.segments(batch)
+    if as_json:
+        print_json({**status.raw, "segments_list": segment_rows})
+        return
+    table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
+    table.add_row(*batch_row(status))
+    out.print(table)
+    jobs = Table("job", "type", "state", "progress", "error or wait")
+    for job in status.raw["jobs"]:
+        done = f"{job.get('progress', 0.0):.0%}"
+        note = job["error"] or (f"waiting: {job['waiting']}" if job.get("waiting") else "")
+        jobs.add_row(job["name"], job["type"], job["state"], done, note)
+    out.print(jobs)
+    print_summaries(
+        [{**job, "name": job["name"] or job["type"]} for job in status.raw["jobs"]], out
+    )
+    job_names = {job["id"]: job["name"] for job in status.raw["jobs"]}
+    segments = Table("job", "segment", "label", "state", "node", "attempts", "error")
+    for seg in segment_rows:
+        job = job_names.get(seg["job_id"], str(seg["job_id"]))
+        cells = [job, str(seg["index"]), seg["label"], seg["state"], seg["node"] or "-"]
+        segments.add_row(*cells, str(seg["attempts"]), seg["error"])
+    out.print(segments)
+
+
+@app.command(epilog="**Example**\n\n    qfarm wait 12 && echo rendered")
+@with_option_sets
+def wait(batch: BatchArg, remote: Connection, quiet: QuietOpt = False) -> None:
+    """Wait for a batch to end, with a progress bar; exit 0 if it is done, 1 otherwise (3: the
+    controller cannot be reached, 4: no such batch)."""
+    client = remote.client()
+    status = client.batch(batch)
+    if quiet:
+        while not status.finished:
+            time.sleep(0.5)
+            status = client.batch(batch)
+    else:
+        with BatchProgress(batch) as bar:
+            while True:
+                bar.update(BatchCounts(**status.segments))
+                if status.finished:
+                    break
+                time.sleep(0.5)
+                status = client.batch(batch)
+    if status.state == "done":
+        err.print(f"batch {batch} done", highlight=False)
+        raise typer.Exit(ExitCode.DONE)
+    print_report(api_report(client, status))
+    raise typer.Exit(ExitCode.FAILED)
+
+
+# Actions that do nothing to a batch that has ended (resubmit is what moves one).
+ENDED_BATCH_UNMOVED = frozenset({"cancel", "pause", "resume"})
+
+
+def _action(action: str, past: str, help: str) -> None:
+    """Register ``qfarm ACTION BATCH``: one of the batch actions of the API."""
+
+    @with_option_sets
+    def command(batch: BatchArg, remote: Connection) -> None:
+        client = remote.client()
+        if action in ENDED_BATCH_UNMOVED:
+            before = client.batch(batch)
+            if before.finished:
+                # Said plainly: "canceled (done)" read as if the cancel had done something.
+                out.print(
+                    f"batch {batch} is already {before.state}: nothing was {past}",
+                    highlight=False,
+                )
+                return
+        status = client.action(batch, action)
+        out.print(f"batch {batch} {past} ({status.state})", highlight=False)
+
+    app.command(action, help=help, epilog=f"**Example**\n\n    qfarm {action} 12")(command)
+
+
+_action("cancel", "canceled", "Cancel a batch: queued work at once, running processes killed.")
+_action("pause", "paused", "Pause a batch: no new segments start; running ones finish.")
+_action("resume", "resumed", "Resume a paused or held batch.")
+_action("resubmit", "resubmitted", "Run a failed or canceled batch's unfinished segments again.")
+
+
+@app.command(
+    epilog="""**Examples**
+
+    qfarm remove 12
+
+    qfarm remove $(qfarm batches --json | jq '.[] | select(.state == "done") | .id')
+"""
+)
+@with_option_sets
+def remove(
+    batches: Annotated[
+        list[int], typer.Argument(metavar="BATCH", help="The ids of ended batches.")
+    ],
+    remote: Connection,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove ended batches from the controller: their records, logs, outputs in cluster
+    storage and the uploads only they used. A batch still going must be canceled first."""
+    client = remote.client()
+    for batch in batches:
+        client.remove(batch)
+        if not as_json:
+            out.print(f"batch {batch} removed", highlight=False)
+    if as_json:
+        print_json({"removed": batches})
+
+
+@app.command(epilog="**Example**\n\n    qfarm priority 12 high")
+@with_option_sets
+def priority(
+    batch: BatchArg,
+    level: Annotated[str, typer.Argument(metavar="LEVEL", help="high, medium, low or 0-100.")],
+    remote: Connection,
+) -> None:
+    """Change a batch's priority; its queued segments move at once."""
+    status = remote.client().set_priority(batch, level)
+    out.print(f"batch {batch} priority {priority_label(status.priority)}", highlight=False)
+
+
+@app.command(epilog="**Example**\n\n    qfarm nodes --json")
+@with_option_sets
+def nodes(remote: Connection, as_json: JsonOpt = False) -> None:
+    """List the service nodes the controller knows."""
+    rows = remote.client().nodes()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("node", "state", "services", "host", "cores", "version", "tools", "note")
+    for n in rows:
+        fingerprint = dict(n["fingerprint"])
+        fingerprint.pop("python", None)
+        version = fingerprint.pop("qfarm", "?")
+        tools = ", ".join(f"{tool} {v}" for tool, v in sorted(fingerprint.items())) or "-"
+        services = ", ".join(f"{k}={v}" for k, v in n["services"].items())
+        cells = [n["name"], n["state"], services, n["host"], str(n["cores"]), version, tools]
+        table.add_row(*cells, n["refused"])
+    out.print(table)
+
+
+@app.command(epilog="**Examples**\n\n    qfarm logs 12\n\n    qfarm logs 12 --segment 3")
+@with_option_sets
+def logs(
+    *,
+    batch: BatchArg,
+    segment: Annotated[
+        int | None, typer.Option("--segment", "-s", help="Only this segment (its number).")
+    ] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            "-f",
+            metavar=FLAG,
+            help="Keep printing every attempt's output until the batch ends.",
+        ),
+    ] = False,
+    remote: Connection,
+) -> None:
+    """Print the log of each segment's last attempt: the whole file where this machine can
+    read it (shared storage, or the controller's machine), else the tail the controller keeps.
+    """
+    client = remote.client()
+    segments = client.segments(batch)
+    if segment is not None:
+        segments = [s for s in segments if s["index"] == segment]
+        if not segments:
+            raise NotFound(f"batch {batch} has no segment {segment}")
+    if follow:
+        _follow_logs(client, batch, {s["id"]: s for s in segments})
+        return
+    for seg in segments:
+        attempts = client.attempts(batch, seg["id"])
+        if not attempts:
+            continue
+        last = attempts[-1]
+        out.print(
+            f"== segment {seg['index']} ({seg['label']}) attempt {last['number']} "
+            f"on {last['node']}: {last['outcome'] or seg['state']}",
+            style="bold",
+            highlight=False,
+        )
+        path = Path(last["log_path"]) if last["log_path"] else None
+        if path is not None and path.is_file():
+            out.print(path.read_text(errors="replace"), end="", markup=False, highlight=False)
+        elif last["log_tail"]:
+            out.print(last["log_tail"], markup=False, highlight=False)
+
+
+def _follow_logs(client: Client, batch: int, segments: dict[int, dict[str, Any]]) -> None:
+    """Every attempt's output as it is written, each line prefixed with its segment's number;
+    where a log file cannot be read from here, its tail when the attempt ends.
+    """
+    offsets: dict[tuple[int, int], int] = {}
+    finished: set[tuple[int, int]] = set()
+    while True:
+        ended = client.batch(batch).finished  # read before the logs: nothing is missed
+        for segment_id, seg in segments.items():
+            for attempt in client.attempts(batch, segment_id):
+                key = (segment_id, attempt["number"])
+                if key in finished:
+                    continue
+                prefix = f"{seg['index']:>4} | "
+                path = Path(attempt["log_path"]) if attempt["log_path"] else None
+                readable = path is not None and path.is_file()
+                if readable and path is not None:
+                    with open(path, "rb") as fh:
+                        fh.seek(offsets.get(key, 0))
+                        data = fh.read()
+                    offsets[key] = offsets.get(key, 0) + len(data)
+                    for line in data.decode(errors="replace").splitlines():
+                        out.print(prefix + line, highlight=False)
+                if attempt["ended_at"] is not None:
+                    if not readable and attempt["log_tail"]:
+                        for line in attempt["log_tail"].splitlines():
+                            out.print(prefix + line, highlight=False)
+                    out.print(
+                        f"{prefix}== attempt {attempt['number']} on {attempt['node']}: "
+                        f"{attempt['outcome']}",
+                        style="bold",
+                        highlight=False,
+                    )
+                    finished.add(key)
+        if ended:
+            return
+        time.sleep(0.5)
+
+
+@app.command(epilog="**Example**\n\n    qfarm clusters --json")
+def clusters(
+    seconds: Annotated[float, typer.Option("--seconds", help="How long to listen.")] = 1.5,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the controllers that announce themselves on the local network (mDNS)."""
+    from qfarm.discovery import browse
+
+    found = browse(seconds)
+    if as_json:
+        print_json([{"name": f.name, "url": f.url, "version": f.version} for f in found])
+        return
+    table = Table("controller", "url", "version")
+    for f in found:
+        table.add_row(f.name, f.url, f.version)
+    out.print(table)

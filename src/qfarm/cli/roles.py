@@ -1,0 +1,310 @@
+"""The long-running roles of a cluster: ``qfarm controller`` and ``qfarm node`` (with its
+``disable`` and ``enable``, which drain a node through the controller's API)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from qfarm import config
+from qfarm.cli.app import app
+from qfarm.cli.common import FLAG, err, fail_usage, out
+from qfarm.cli.options import Connection, with_option_sets
+from qfarm.domain.errors import InvalidRequest
+from qfarm.node import pathmap
+from qfarm.security import tokens
+
+if TYPE_CHECKING:
+    from qfarm.security.pki import JoinToken
+
+DEFAULT_PORT = 8470
+
+NodeNameArg = Annotated[str, typer.Argument(metavar="NAME", help="The node's name.")]
+
+
+@app.command(
+    epilog="""**Examples**
+
+    qfarm controller --host 0.0.0.0 --port 8470
+
+    qfarm controller --db postgresql+psycopg://qfarm@dbhost/qfarm
+
+    qfarm controller --dashboard     # Dask's dashboard too (needs bokeh)
+"""
+)
+def controller(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="HTTP API port (0: any free one).")] = (
+        DEFAULT_PORT
+    ),
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Use this Dask scheduler (tcp://...) instead of our own."),
+    ] = None,
+    scheduler_port: Annotated[
+        int, typer.Option("--scheduler-port", help="Port of our Dask scheduler (0: any free).")
+    ] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Store and logs [env: QFARM_DATA_DIR].")
+    ] = None,
+    db: Annotated[
+        str | None, typer.Option("--db", help="SQLAlchemy URL [default: SQLite in the data dir].")
+    ] = None,
+    advertise: Annotated[
+        bool,
+        typer.Option(
+            "--advertise/--no-advertise",
+            metavar=FLAG,
+            help="Announce it by mDNS on the interfaces it uses.",
+        ),
+    ] = True,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token", envvar="QFARM_TOKEN", help="Also accept this shared token of clients."
+        ),
+    ] = None,
+    require_token: Annotated[
+        bool,
+        typer.Option(
+            "--require-token",
+            metavar=FLAG,
+            help="Require client tokens even on loopback (beyond it they always are).",
+        ),
+    ] = False,
+    dashboard: Annotated[
+        bool,
+        typer.Option(
+            "--dashboard",
+            metavar=FLAG,
+            help="Serve Dask's dashboard on a free port and print its URL (needs bokeh: "
+            "pip install 'bokeh>=3.1').",
+        ),
+    ] = False,
+) -> None:
+    """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
+
+    It prints the URL that clients and nodes use; stop it with Ctrl-C. A controller that
+    listens beyond loopback (or is given --require-token) requires client tokens: at its
+    first start it makes one and prints it, once; `qfarm token` makes more and revokes them.
+    """
+    from qfarm.api.serve import ControllerAddresses, serve_controller
+    from qfarm.store import Store
+
+    try:
+        if dashboard:
+            check_dashboard(host, scheduler)
+        directory = config.data_dir(data_dir)
+        store = Store(config.database_url(db, directory))
+    except InvalidRequest as exc:
+        raise fail_usage(str(exc)) from None
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    from qfarm.security.pki import ClusterAuthority
+
+    # The first start of a controller that runs its own scheduler makes the cluster CA;
+    # its join token is shown then (and by `qfarm join-token` at any time).
+    new_cluster = scheduler is None and not ClusterAuthority.exists(directory)
+    first_token = None
+    if (require_token or host not in LOOPBACK) and not token and not store.tokens():
+        # The first start of a controller that needs tokens: its first one, shown once.
+        _, first_token = tokens.create(store, "first")
+
+    def ready(addresses: ControllerAddresses) -> None:
+        url = addresses.url
+        out.print(
+            f"qfarm controller at {url} (nodes join {addresses.scheduler})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        if addresses.dashboard:
+            out.print(f"Dask dashboard at {addresses.dashboard}", highlight=False)
+        if first_token:
+            out.print(
+                f"client token, shown only this once (qfarm token create makes more): "
+                f"{first_token}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        if new_cluster:
+            join = ClusterAuthority.existing(directory).join_token()
+            out.print(
+                f"nodes join with (qfarm join-token shows it again): "
+                f"qfarm node -c {url} --join-token {join}",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+    try:
+        serving = serve_controller(
+            store,
+            directory,
+            host=host,
+            port=port,
+            scheduler=scheduler,
+            scheduler_port=scheduler_port,
+            advertise=advertise,
+            token=token,
+            dashboard=dashboard,
+            on_ready=ready,
+        )
+        asyncio.run(serving)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        store.close()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_dashboard(host: str, scheduler: str | None) -> None:
+    """Refuse --dashboard (InvalidRequest) where it cannot be served, before anything is
+    made: a first client token made and then lost with a failed start would never be shown.
+    Without bokeh, the engine's own refusal says how to install it."""
+    if scheduler is not None:
+        raise InvalidRequest(
+            "--dashboard serves the dashboard of the controller's own scheduler: one given "
+            "with --scheduler serves its own"
+        )
+    from qfarm.engine.dask import _dashboard_on
+
+    _dashboard_on(host)
+
+
+def local_join_token(url: str, data_dir: Path) -> JoinToken | None:
+    """The join token of a controller on this machine that shares the node's data dir (all
+    roles on one computer, as one user): no token to copy. None otherwise."""
+    from urllib.parse import urlsplit
+
+    from qfarm.security.pki import ClusterAuthority
+
+    if urlsplit(url).hostname not in LOOPBACK or not ClusterAuthority.exists(data_dir):
+        return None
+    return ClusterAuthority.existing(data_dir).join_token()
+
+
+node_app = typer.Typer(
+    help="Run a service node, or drain one (disable) and take it back (enable).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+    # `qfarm node` alone runs a node: its subcommands are optional.
+    subcommand_metavar="[COMMAND [ARGS]...]",
+)
+app.add_typer(node_app, name="node")
+
+
+@node_app.callback(
+    epilog="""**Examples**
+
+    qfarm node --controller http://farm:8470 --join-token qfj1.... --services command=4
+
+    qfarm node --path-map /Volumes/media=/mnt/media
+
+    qfarm node disable render-07
+"""
+)
+@with_option_sets
+def node(
+    ctx: typer.Context,
+    remote: Connection,
+    services: Annotated[
+        str,
+        typer.Option("--services", help="Service instances: command=4,transcode=2, or auto."),
+    ] = "auto",
+    name: Annotated[
+        str | None, typer.Option("--name", help="The node's name [default: host name].")
+    ] = None,
+    join_token: Annotated[
+        str | None,
+        typer.Option(
+            "--join-token",
+            envvar="QFARM_JOIN_TOKEN",
+            help="The cluster's join token (qfarm join-token on the controller's machine).",
+        ),
+    ] = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address the node listens on for the cluster.")
+    ] = "127.0.0.1",
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Scratch space [env: QFARM_DATA_DIR].")
+    ] = None,
+    path_map: Annotated[
+        list[str] | None,
+        typer.Option("--path-map", help="FROM=TO: shared storage seen here under TO. Repeatable."),
+    ] = None,
+) -> None:
+    """Run a service node that joins a controller and runs its segments.
+
+    A controller that runs its own scheduler admits only nodes given its join token
+    (`qfarm join-token` on the controller's machine prints it); the node then talks to it
+    over TLS, with a certificate of the cluster's CA.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from qfarm.domain.errors import QfarmError
+    from qfarm.node.facts import offerable_services
+    from qfarm.node.serve import parse_services, serve_node
+    from qfarm.security.pki import parse_join_token
+
+    try:
+        mapping = pathmap.parse(path_map or [])
+        offered, dropped = offerable_services(parse_services(services))
+        for why in dropped:
+            err.print(f"qfarm node: {why}", highlight=False, soft_wrap=True)
+        if not offered:
+            raise InvalidRequest("this node can offer none of the services asked for")
+        url = remote.client().url  # names the controller, or says how to
+        directory = config.data_dir(data_dir)
+        joining = parse_join_token(join_token) if join_token else local_join_token(url, directory)
+    except (InvalidRequest, QfarmError) as exc:
+        raise fail_usage(str(exc)) from None
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+
+    def joined(node_name: str, scheduler: str) -> None:
+        shown = ", ".join(f"{k}={v}" for k, v in offered.items())
+        out.print(
+            f"qfarm node {node_name} ({shown}) joining {scheduler}", highlight=False, soft_wrap=True
+        )
+
+    def waiting(why: str) -> None:
+        err.print(
+            f"qfarm node: {why}; waiting for the controller at {url}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        serving = serve_node(
+            url,
+            name=name,
+            services=offered,
+            host=host,
+            data_dir=directory,
+            token=remote.token,
+            join_token=joining,
+            on_joined=joined,
+            on_waiting=waiting,
+            path_map=mapping,
+        )
+        asyncio.run(serving)
+
+
+@node_app.command("disable", epilog="**Example**\n\n    qfarm node disable render-07")
+@with_option_sets
+def node_disable(name: NodeNameArg, remote: Connection) -> None:
+    """Drain a node: its running segments finish, it gets no new ones."""
+    remote.client().set_node_enabled(name, False)
+    out.print(f"node {name} disabled", highlight=False)
+
+
+@node_app.command("enable", epilog="**Example**\n\n    qfarm node enable render-07")
+@with_option_sets
+def node_enable(name: NodeNameArg, remote: Connection) -> None:
+    """Give a disabled node work again."""
+    remote.client().set_node_enabled(name, True)
+    out.print(f"node {name} enabled", highlight=False)
