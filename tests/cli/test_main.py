@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shlex
 import signal
 import socket
@@ -13,7 +12,6 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -96,30 +94,6 @@ def test_run_quick_start_succeeds(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "10 done, 0 failed, 0 canceled of 10" in result.stderr
     assert "10 done of 10 segments" in result.stderr  # the progress bar's last state
-
-
-def counts(**given: int) -> Any:
-    from qfarm.domain.model import BatchCounts
-
-    states = ("queued", "dispatched", "running", "done", "failed", "canceled")
-    return BatchCounts(total=given.pop("total"), **{s: given.pop(s, 0) for s in states})
-
-
-@pytest.mark.parametrize(
-    ("given", "shown"),
-    [
-        ({"total": 4, "queued": 4}, "0 done of 4 segments"),
-        ({"total": 4, "done": 1, "running": 1, "dispatched": 1}, "1 done · 2 running of 4"),
-        ({"total": 4, "done": 2, "failed": 1, "canceled": 1}, "2 done · 1 failed · 1 canceled"),
-        ({"total": 4, "canceled": 4}, "0 done · 4 canceled of 4 segments"),
-    ],
-)
-def test_the_progress_bar_shows_done_failed_and_canceled_apart(
-    given: dict[str, int], shown: str
-) -> None:
-    from qfarm.cli.progress import segments_text
-
-    assert shown in segments_text(counts(**given)).plain
 
 
 def test_a_failed_runs_progress_bar_does_not_count_the_failure_as_done(tmp_path: Path) -> None:
@@ -303,57 +277,6 @@ def test_wrong_types_in_a_batch_file_are_usage_errors(
     result = qfarm("run", "b.toml", data_dir=tmp_path, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("qfarm: error: ") and message in result.stderr
-
-
-def command_paths() -> list[tuple[str, ...]]:
-    """Every command of ``qfarm``, as the words that name it: ("node", "enable")."""
-    import typer
-
-    from qfarm.cli.main import app, register_commands
-
-    register_commands([])  # every command module, as `qfarm --help` loads them
-
-    def commands(group: Any, path: tuple[str, ...]) -> list[tuple[str, ...]]:
-        found = [path] if path else []
-        for name, sub in getattr(group, "commands", {}).items():
-            found += commands(sub, (*path, name))
-        return found
-
-    return commands(typer.main.get_command(app), ())
-
-
-def help_of(path: tuple[str, ...]) -> tuple[int, str]:
-    from typer.testing import CliRunner
-
-    from qfarm.cli.main import app
-
-    shown = CliRunner().invoke(app, [*path, "--help"], terminal_width=120)
-    return shown.exit_code, shown.output
-
-
-def test_every_command_shows_an_example_in_its_help() -> None:
-    paths = command_paths()
-    assert ("remove",) in paths and ("join-token",) in paths and ("node", "enable") in paths
-    missing = []
-    for path in paths:
-        code, text = help_of(path)
-        if code != 0 or "Example" not in text:
-            missing.append(" ".join(path))
-    assert missing == [], f"commands without an example in --help: {missing}"
-
-
-def test_no_flag_shows_a_type_placeholder_in_help(tmp_path: Path) -> None:
-    # Typer 0.29 shows "<bool>" beside a flag unless it has a metavar of its own.
-    shown = {" ".join(path): help_of(path)[1] for path in [(), *command_paths()]}
-    for words in ("run transcode", "run render"):  # single-command apps of their own
-        shown[words] = qfarm(*words.split(), "--help", data_dir=tmp_path).stdout
-    assert "--json" in shown["run"] and "--advertise" in shown["controller"]
-    assert [words for words, text in shown.items() if "<bool>" in text] == []
-    # Usage lines name their arguments once, in capitals: no "{INPUT...}..." or "{scene}".
-    usage = {words: text.split("Usage:")[1].splitlines()[0] for words, text in shown.items()}
-    assert "{INPUT}..." in usage["run transcode"] and "{SCENE}" in usage["run render"]
-    assert "[COMMAND]..." in usage["run"] and "[COMMAND [ARGS]...]" in usage["node"]
-    assert [w for w, line in usage.items() if "...}" in line or re.search(r"\{[a-z]", line)] == []
 
 
 def count_runs(path: Path) -> dict[str, int]:
