@@ -49,7 +49,8 @@ def test_every_command_shows_an_example_in_its_help() -> None:
 def test_no_flag_shows_a_type_placeholder_in_help(tmp_path: Path) -> None:
     # Typer 0.29 shows "<bool>" beside a flag unless it has a metavar of its own.
     shown = {" ".join(path): help_of(path)[1] for path in [(), *command_paths()]}
-    for words in ("run transcode", "run render"):  # single-command apps of their own
+    # The job types' single-command apps of their own, run and submit alike.
+    for words in ("run transcode", "run render", "submit transcode", "submit render"):
         shown[words] = qfarm(*words.split(), "--help", data_dir=tmp_path).stdout
     assert "--json" in shown["run"] and "--advertise" in shown["controller"]
     assert [words for words, text in shown.items() if "<bool>" in text] == []

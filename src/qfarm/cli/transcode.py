@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from qfarm.cli.app import JobCommandLine, single_command_app
-from qfarm.cli.common import err, fail_usage, out, print_json
+from qfarm.cli.common import FLAG, err, fail_usage, out, print_json
 from qfarm.cli.embedded import run_request
 from qfarm.cli.options import (
     Connection,
@@ -254,6 +254,7 @@ def submit_transcode(
         bool,
         typer.Option(
             "--upload",
+            metavar=FLAG,
             help="Send the sources to the controller, for nodes without shared storage; get "
             "the outputs with qfarm fetch.",
         ),
