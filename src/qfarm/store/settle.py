@@ -12,7 +12,13 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, select
 
 from qfarm.domain.lifecycle import JobFacts, batch_end, job_end, settle_dependants
-from qfarm.domain.model import ACTIVE_SEGMENT_STATES, BatchState, JobState, SegmentState
+from qfarm.domain.model import (
+    ACTIVE_SEGMENT_STATES,
+    FINAL_JOB_STATES,
+    BatchState,
+    JobState,
+    SegmentState,
+)
 from qfarm.store.moves import move, move_path
 from qfarm.store.records import Change
 from qfarm.store.tables import batches, jobs, segments
@@ -78,6 +84,8 @@ def _settle_batch(conn: Connection, batch_id: int, now: float, changes: list[Cha
             move(conn, job, JobState.CANCELED, changes, error=decided.reason, finished_at=now)
         else:
             move(conn, job, decided.state, changes)
+    if any(state not in FINAL_JOB_STATES for state in state_of.values()):
+        return  # the common case: no need to read the batch
     batch = conn.execute(select(batches).where(batches.c.id == batch_id)).one()
     ended = batch_end(BatchState(batch.state), list(state_of.values()))
     if ended is not None:
