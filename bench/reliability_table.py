@@ -2,8 +2,8 @@
 
 Run the fault tests, then this script:
 
-    python -m pytest tests/controller/test_reliability.py tests/security/test_security.py tests/security/test_tokens.py \
-        tests/security/test_join.py
+    python -m pytest tests/controller/test_reliability.py tests/security/test_security.py \
+        tests/security/test_tokens.py tests/security/test_join.py
     python bench/reliability_table.py [--record FILE.json] [--write docs/reliability.md]
 
 The tests measure; this only lays their rows out as a table, with the machine and the date.
@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 INTRO = """# Reliability
 
 Faults, bad input and access, each an automated test with real processes
-(`tests/controller/test_reliability.py`, `tests/security/test_security.py`, `tests/security/test_tokens.py`,
-`tests/security/test_join.py`): a
+(`tests/controller/test_reliability.py`, `tests/security/test_security.py`,
+`tests/security/test_tokens.py`, `tests/security/test_join.py`): a
 `qfarm controller` and `qfarm node` processes on loopback, killed, frozen, starved of disk and
 restarted while they work. The goal for every row: nothing lost. "Time to recover" runs from
 the fault to the batch ending done (or, for a frozen node, to the node being given up and its
@@ -35,8 +35,9 @@ work going elsewhere; for a crashed worker, to the node back online).
 OUTRO = """
 A node that fails a job is avoided for that job's retries while another node can take them,
 and a node on which one segment of a job failed three times is blocklisted for that job
-(`tests/controller/test_dispatcher.py`). Every connection between nodes and the controller's scheduler is
-mutual TLS with the cluster's CA; what that does and does not protect is in `SECURITY.md`.
+(`tests/controller/test_placement.py`). Every connection between nodes and the controller's
+scheduler is mutual TLS with the cluster's CA; what that does and does not protect is in
+`SECURITY.md`.
 """
 
 
