@@ -16,6 +16,7 @@ from typing import Any
 
 from qfarm import __version__
 from qfarm.controller.dispatcher import Dispatcher
+from qfarm.domain.messages import AttemptResult, SegmentTask
 from qfarm.engine.base import EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Store
 
@@ -24,7 +25,7 @@ from qfarm.store import Store
 class FakeTask:
     """A task handed to the fake engine: what the dispatcher sent, and where."""
 
-    payload: dict[str, Any]
+    task: SegmentTask
     address: str
     service: str
     node: str
@@ -114,18 +115,17 @@ class FakeEngine:
         """The task's segment ended on its node, with this result."""
         self.running.pop(key)
         now = time.time()
-        result = {
-            "key": key,
-            "ok": ok,
-            "exit_code": (0 if ok else 1) if exit_code is None else exit_code,
-            "error": error,
-            "timed_out": False,
-            "killed": killed,
-            "pid": 4242,
-            "started_at": now,
-            "ended_at": now,
-            "log_tail": log_tail,
-        }
+        result = AttemptResult(
+            key=key,
+            ok=ok,
+            exit_code=(0 if ok else 1) if exit_code is None else exit_code,
+            error=error,
+            killed=killed,
+            pid=4242,
+            started_at=now,
+            ended_at=now,
+            log_tail=log_tail,
+        )
         self._ends.append(TaskEnd(key, result))
         self.wakeup.set()
 
@@ -142,12 +142,12 @@ class FakeEngine:
     async def nodes(self) -> list[EngineNode]:
         return list(self.live.values())
 
-    def submit(self, tasks: Sequence[tuple[dict[str, Any], str, str]]) -> None:
+    def submit(self, tasks: Sequence[tuple[SegmentTask, str, str]]) -> None:
         by_address = {n.address: n.name for n in self.live.values()}
-        for payload, address, service in tasks:
-            task = FakeTask(payload, address, service, by_address[address])
-            self.running[payload["key"]] = task
-            self.submitted.append(task)
+        for task, address, service in tasks:
+            sent = FakeTask(task, address, service, by_address[address])
+            self.running[task.key] = sent
+            self.submitted.append(sent)
 
     async def collect(self) -> list[TaskEnd]:
         ends, self._ends = self._ends, []

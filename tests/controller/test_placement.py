@@ -75,10 +75,10 @@ def test_the_task_names_its_attempt_and_the_log_under_the_logs_folder(tmp_path: 
         await farm.tick()
         [task] = farm.engine.running.values()
         [seg] = farm.store.segments(batch_id)
-        assert task.payload["key"] == f"qfarm-b{batch_id}-s{seg.id}-a1"
-        assert task.payload["attempt"] == 1 and task.service == "command"
-        assert task.payload["log_path"].startswith(str(tmp_path / "logs" / f"batch-{batch_id}"))
-        assert farm.store.attempts(seg.id)[0].log_path == task.payload["log_path"]
+        assert task.task.key == f"qfarm-b{batch_id}-s{seg.id}-a1"
+        assert task.task.attempt == 1 and task.service == "command"
+        assert task.task.log_path.startswith(str(tmp_path / "logs" / f"batch-{batch_id}"))
+        assert farm.store.attempts(seg.id)[0].log_path == task.task.log_path
 
     on_farm(tmp_path, scenario)
 
@@ -92,8 +92,8 @@ def test_higher_priority_batch_runs_first(tmp_path: Path) -> None:
         for _ in range(6):
             await farm.tick()
             [task] = farm.engine.running.values()
-            order.append(task.payload["batch_id"])
-            farm.engine.finish(task.payload["key"])
+            order.append(task.task.batch_id)
+            farm.engine.finish(task.task.key)
         await farm.tick()
         assert order == [high] * 3 + [low] * 3
         assert farm.store.batch(low).state is BatchState.DONE
@@ -108,12 +108,12 @@ def test_failed_segment_is_retried_on_another_node(tmp_path: Path) -> None:
         batch_id = add(farm, command_batch(tmp_path))
         await farm.tick()
         [first] = farm.engine.running.values()
-        farm.engine.finish(first.payload["key"], ok=False, exit_code=3, error="exit 3")
+        farm.engine.finish(first.task.key, ok=False, exit_code=3, error="exit 3")
         await farm.tick()
         [second] = farm.engine.running.values()
         assert second.node != first.node, "the retry went back to the node that failed"
-        assert second.payload["attempt"] == 2
-        farm.engine.finish(second.payload["key"])
+        assert second.task.attempt == 2
+        farm.engine.finish(second.task.key)
         await farm.tick()
         assert farm.store.batch(batch_id).state is BatchState.DONE
         [seg] = farm.store.segments(batch_id)

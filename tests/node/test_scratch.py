@@ -7,9 +7,10 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
+from qfarm.domain.messages import SegmentTask
 from qfarm.node import scratch
+from qfarm.node.config import NodeConfig
 
 HOUR = 3600.0
 
@@ -27,13 +28,13 @@ def scratch_upload(root: Path, name: str, idle_for: float) -> Path:
     return folder
 
 
-def payload(upload: str) -> dict[str, Any]:
+def task(upload: str) -> SegmentTask:
     path = f"/controller/storage/uploads/{upload}"
-    return {
-        "batch_id": 1,
-        "job": {"storage": {"upload": upload, "path": path}, "cwd": path},
-        "segment": {"outputs": [f"{path}/out.mp4"]},
-    }
+    return SegmentTask(
+        key="qfarm-b1-s1-a1", batch_id=1, job_id=1, segment_id=1, attempt=1,
+        job_type="command", job={"storage": {"upload": upload, "path": path}, "cwd": path},
+        segment={"outputs": [f"{path}/out.mp4"]}, log_path="/dev/null",
+    )  # fmt: skip
 
 
 def test_idle_uploads_are_evicted_and_recent_or_busy_ones_kept(tmp_path: Path) -> None:
@@ -58,9 +59,13 @@ def test_an_upload_in_use_is_never_evicted_and_is_marked_used_after(tmp_path: Pa
     release = threading.Event()
 
     def long_segment() -> None:
-        with scratch.using_upload(payload("long-render"), tmp_path) as local:
-            assert local["job"]["cwd"] == str(held)
-            assert local["segment"]["outputs"] == [str(held / "out.mp4")]
+        with scratch.using_upload(task("long-render"), NodeConfig(scratch_root=tmp_path)) as (
+            local,
+            folder,
+        ):
+            assert folder == held
+            assert local.job["cwd"] == str(held)
+            assert local.segment["outputs"] == [str(held / "out.mp4")]
             then = time.time() - scratch.SCRATCH_KEEP_SECONDS - HOUR
             os.utime(held / scratch.USED_MARK, (then, then))  # it has run for hours
             inside.set()
@@ -71,7 +76,7 @@ def test_an_upload_in_use_is_never_evicted_and_is_marked_used_after(tmp_path: Pa
     try:
         assert inside.wait(30)
         scratch_upload(tmp_path, "next-job", idle_for=0)
-        with scratch.using_upload(payload("next-job"), tmp_path):
+        with scratch.using_upload(task("next-job"), NodeConfig(scratch_root=tmp_path)):
             names = sorted(p.name for p in tmp_path.iterdir())
         assert names == ["long-render", "next-job"]  # the stale one went, the held one stayed
     finally:

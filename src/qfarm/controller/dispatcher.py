@@ -7,7 +7,9 @@ It works in ticks, each a handful of store transactions whatever the number of s
 2. every second or so, refresh the node list: new workers become nodes, vanished ones go
    offline and their segments are requeued;
 3. ask the store for as many queued segments as there are free instances of each service,
-   in priority order, pick a node for each, record the dispatch, then hand them to the engine.
+   in priority order, pick a node for each (qfarm.controller.placement, pure functions over
+   what was read before the store's transaction), record the dispatch, then hand them to
+   the engine (any that keeps the qfarm.engine.base.Engine protocol).
 
 Queued work never leaves the store before an instance is free for it, so a priority change,
 a pause or a cancel acts on everything not yet running at once.
@@ -23,11 +25,11 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from qfarm import __version__, jobtypes
 from qfarm.controller import placement
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
+from qfarm.domain.messages import SegmentTask
 from qfarm.domain.model import FINAL_JOB_STATES, Node, NodeState
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
@@ -240,21 +242,21 @@ class Dispatcher:
                 error=f"node {flight.node} lost the segment ({end.error})",
             )
         r = end.result
-        canceled = bool(r.get("killed")) and flight.key in self.killing
+        canceled = r.killed and flight.key in self.killing
         return Result(
             segment_id=flight.segment_id,
             attempt=flight.attempt,
-            ok=bool(r["ok"]),
+            ok=r.ok,
             node=flight.node,
-            exit_code=r.get("exit_code"),
-            error="canceled" if canceled else str(r.get("error") or ""),
+            exit_code=r.exit_code,
+            error="canceled" if canceled else r.error,
             canceled=canceled,
-            started_at=r.get("started_at"),
-            ended_at=r.get("ended_at"),
-            pid=r.get("pid"),
-            # Not the node's word for where the log is: the store keeps the path chosen at
-            # dispatch, under the controller's logs folder, which is the only one it reads.
-            log_tail=str(r.get("log_tail") or ""),
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            pid=r.pid,
+            # The store keeps the log's path chosen at dispatch, under the controller's logs
+            # folder, which is the only one it reads; the node sends only its tail.
+            log_tail=r.log_tail,
         )
 
     async def refresh_nodes(self) -> None:
@@ -384,7 +386,7 @@ class Dispatcher:
         # host's cores counts the segments that start beside it.
         self.engine.submit(
             [
-                (self._payload(cand, key, cand.attempts + 1, name, farm),
+                (self._task(cand, key, cand.attempts + 1, name, farm),
                  self.nodes[name].address, cand.service)
                 for (cand, name), key in zip(picked, keys, strict=True)
             ]
@@ -473,20 +475,19 @@ class Dispatcher:
             / f"segment-{cand.index:04d}-attempt-{attempt}.log"
         )
 
-    def _payload(
+    def _task(
         self, cand: Candidate, key: str, attempt: int, node_name: str, farm: placement.Farm
-    ) -> dict[str, Any]:
-        log_path = self._log_path(cand, attempt)
-        return {
-            "key": key,
-            "batch_id": cand.batch_id,
-            "job_id": cand.job_id,
-            "segment_id": cand.segment_id,
-            "attempt": attempt,
-            "job_type": cand.job_type,
-            "job": cand.job_spec,
-            "segment": cand.segment_spec,
-            "timeout": cand.timeout,
-            "log_path": str(log_path),
-            "threads": placement.threads(farm, self.busy, node_name, cand.service),
-        }
+    ) -> SegmentTask:
+        return SegmentTask(
+            key=key,
+            batch_id=cand.batch_id,
+            job_id=cand.job_id,
+            segment_id=cand.segment_id,
+            attempt=attempt,
+            job_type=cand.job_type,
+            job=cand.job_spec,
+            segment=cand.segment_spec,
+            timeout=cand.timeout,
+            log_path=str(self._log_path(cand, attempt)),
+            threads=placement.threads(farm, self.busy, node_name, cand.service),
+        )

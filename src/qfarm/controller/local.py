@@ -14,7 +14,7 @@ from qfarm.controller.planning import request_digest
 from qfarm.domain.model import (
     BatchRequest,
 )
-from qfarm.engine.base import NodeSpec
+from qfarm.engine.base import NodeRunner, NodeSpec
 from qfarm.jobtypes.supervisor import reap_leftovers
 from qfarm.store import PlannedJob, Store
 
@@ -119,6 +119,16 @@ def default_local_nodes(
         wanted = {name: n for name, n in wanted.items() if name in set(services)}
     offered = dict(wanted) if _needs_no_tools(wanted) else _offerable(wanted)
     return [NodeSpec(name=f"local-{i + 1}", services=dict(offered)) for i in range(count)]
+
+
+def local_runner() -> NodeRunner:
+    """What the local nodes of an embedded cluster run segments with: no controller to
+    fetch cluster storage from (its jobs use the folders they name), no path map, and facts
+    without tool versions where no service needs a tool."""
+    from qfarm.node.config import NodeConfig
+    from qfarm.node.runner import SegmentRunner
+
+    return SegmentRunner(NodeConfig(local=True))
 
 
 def _needs_no_tools(services: Mapping[str, int]) -> bool:

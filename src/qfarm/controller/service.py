@@ -18,6 +18,7 @@ from pathlib import Path
 from qfarm import jobtypes
 from qfarm.config import logs_dir
 from qfarm.controller.dispatcher import Dispatcher
+from qfarm.controller.local import local_runner
 from qfarm.controller.planning import plan_batch
 from qfarm.controller.storage import ClusterStorage
 from qfarm.domain.model import (
@@ -70,6 +71,7 @@ class Controller:
             local_directory=data_dir / "workers",
             tls=ephemeral(),
             log_path=logs_dir(data_dir) / ENGINE_LOG,
+            runner=local_runner(),
         )
         return cls._with(store, engine, data_dir, set() if only_own_batches else None)
 

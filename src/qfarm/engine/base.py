@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from qfarm.domain.messages import AttemptResult, SegmentTask
 
 # Workers are spawned processes that read Dask's logging level from the environment.
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
@@ -38,10 +40,10 @@ class EngineNode:
 
 @dataclass(frozen=True)
 class TaskEnd:
-    """A task ended: its result dict from the node, or the reason it has none."""
+    """A task ended: its result from the node, or the reason it has none."""
 
     key: str
-    result: dict[str, Any] | None
+    result: AttemptResult | None
     lost: bool = False  # the engine lost it (its worker died); no verdict on the segment
     error: str = ""
 
@@ -90,8 +92,8 @@ class Engine(Protocol):
         """The live nodes, with their facts, load and time since their last heartbeat."""
         ...
 
-    def submit(self, tasks: Sequence[tuple[dict[str, Any], str, str]]) -> None:
-        """Run each ``(payload, address, service)`` on the node at ``address``, using one
+    def submit(self, tasks: Sequence[tuple[SegmentTask, str, str]]) -> None:
+        """Run each ``(task, address, service)`` on the node at ``address``, using one
         instance of ``service``; never retried and never moved by the engine."""
         ...
 
@@ -108,3 +110,36 @@ class Engine(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+class NodeRunner(Protocol):
+    """What runs segments on a node, given to the engine by whoever starts the node
+    (``qfarm node``: qfarm.node.serve; an embedded cluster: qfarm.controller.local). The
+    engine's worker plugin carries it, pickled, into the worker process, so the node's
+    configuration travels as data, and the engine needs nothing of the node package.
+    """
+
+    def run(
+        self,
+        task: SegmentTask,
+        on_start: Callable[[int], None],
+        on_progress: Callable[[float], None],
+    ) -> AttemptResult:
+        """Run one attempt to its end; never raises."""
+        ...
+
+    def kill(self, key: str) -> bool:
+        """End the processes of one attempt on this node."""
+        ...
+
+    def kill_all(self) -> int:
+        """End every segment process of this node (its worker is closing)."""
+        ...
+
+    def facts(self, services: dict[str, int]) -> dict[str, Any]:
+        """What the node tells the controller of itself (version, fingerprint, cores)."""
+        ...
+
+    def host_load(self) -> dict[str, float]:
+        """The node's host CPU percent and memory in use, for each heartbeat."""
+        ...

@@ -29,7 +29,15 @@ import dask
 from distributed import Client, Scheduler
 
 from qfarm.domain.errors import InvalidRequest
-from qfarm.engine.base import NODE_TIMEOUT_SECONDS, EngineNode, NodeSpec, TaskEnd, TaskEvent
+from qfarm.domain.messages import AttemptResult, SegmentTask
+from qfarm.engine.base import (
+    NODE_TIMEOUT_SECONDS,
+    EngineNode,
+    NodeRunner,
+    NodeSpec,
+    TaskEnd,
+    TaskEvent,
+)
 from qfarm.engine.worker import (
     EVENT_TOPIC,
     HOST_CPU,
@@ -38,7 +46,6 @@ from qfarm.engine.worker import (
     forked_start,
     kill_on_node,
     make_nanny,
-    needs_tools,
     run_on_node,
     security,
 )
@@ -91,15 +98,13 @@ class DaskEngine:
         self.events: asyncio.Queue[TaskEvent] = asyncio.Queue()
         self.wakeup = asyncio.Event()
         self._futures: dict[str, Any] = {}  # key -> future of every task still out
-        self._ended: dict[str, dict[str, Any]] = {}  # key -> result, from "ended" events
+        self._ended: dict[str, AttemptResult] = {}  # key -> result, from "ended" events
         self._withdrawn: dict[str, str] = {}  # key -> why, for tasks we took back
         self._finished_at: dict[str, float] = {}  # finished in the engine, event not seen
         self._last_sweep = 0.0
         self._facts: dict[str, dict[str, Any]] = {}
         # Where Dask's dashboard is served, when this engine's scheduler serves it.
         self.dashboard_url: str | None = None
-        # Its workers are local nodes that it started (an embedded cluster).
-        self.local_nodes = False
         client.subscribe_topic(EVENT_TOPIC, self._on_event)
 
     @classmethod
@@ -113,12 +118,14 @@ class DaskEngine:
         tls: TlsFiles | None = None,
         log_path: Path | None = None,
         dashboard: bool = False,
+        runner: NodeRunner | None = None,
     ) -> DaskEngine:
         """A scheduler in this process, listening on ``host:port``, and one nanny-managed
         worker process per local node (none for a controller whose nodes join from outside).
         With ``tls``, every connection to it is mutual TLS with those keys' CA. The local
         workers write what they print to ``log_path``. ``dashboard``: serve Dask's dashboard
-        on a free port of ``host`` (:attr:`dashboard_url`); it needs bokeh.
+        on a free port of ``host`` (:attr:`dashboard_url`); it needs bokeh. The local nodes
+        run their segments with ``runner`` (without one, they run none: a bare cluster).
         """
         settings: dict[str, Any] = {
             "distributed.scheduler.work-stealing": False,
@@ -140,7 +147,14 @@ class DaskEngine:
         try:
             nannies = [
                 make_nanny(
-                    scheduler.address, spec, "127.0.0.1", local_directory, tls, log_path, True
+                    scheduler.address,
+                    spec,
+                    "127.0.0.1",
+                    local_directory,
+                    tls,
+                    log_path,
+                    local=True,
+                    runner=runner,
                 )
                 for spec in nodes
             ]
@@ -154,7 +168,6 @@ class DaskEngine:
                     await part.close()
             raise
         engine = cls(client, owned)
-        engine.local_nodes = bool(nodes)
         if dashboard:
             server = scheduler.services["dashboard"]
             engine.dashboard_url = f"http://{host}:{server.port}/status"
@@ -187,9 +200,8 @@ class DaskEngine:
             metrics = info.get("metrics") or {}
             services = {k: int(v) for k, v in (info.get("resources") or {}).items()}
             if address not in self._facts:
-                with_tools = not self.local_nodes or needs_tools(services)
                 with contextlib.suppress(Exception):
-                    facts = await self.client.run(facts_of_node, with_tools, workers=[address])
+                    facts = await self.client.run(facts_of_node, services, workers=[address])
                     self._facts[address] = facts.get(address, {})
             found.append(
                 EngineNode(
@@ -207,8 +219,8 @@ class DaskEngine:
             )
         return found
 
-    def submit(self, tasks: Sequence[tuple[dict[str, Any], str, str]]) -> None:
-        """Run segment attempts: each ``(payload, address, service)`` on the worker at
+    def submit(self, tasks: Sequence[tuple[SegmentTask, str, str]]) -> None:
+        """Run segment attempts: each ``(task, address, service)`` on the worker at
         ``address``, using one ``service`` instance. Their ends are returned by
         :meth:`collect` once they finish.
 
@@ -216,8 +228,8 @@ class DaskEngine:
         dispatches many segments costs one message per node.
         """
         groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for payload, address, service in tasks:
-            groups.setdefault((address, service), []).append(payload)
+        for task, address, service in tasks:
+            groups.setdefault((address, service), []).append(task.to_dict())
         for (address, service), payloads in groups.items():
             futures = self.client.map(
                 run_on_node,
@@ -275,7 +287,7 @@ class DaskEngine:
                 if now - first_seen < RESULT_GRACE_SECONDS:
                     continue  # its "ended" event is probably on its way
                 try:
-                    ends.append(TaskEnd(key, await future))
+                    ends.append(TaskEnd(key, AttemptResult.from_dict(await future)))
                 except Exception as exc:
                     ends.append(TaskEnd(key, None, lost=True, error=repr(exc)))
             elif status == "cancelled":
@@ -295,7 +307,7 @@ class DaskEngine:
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
         _, msg = event
         if msg["kind"] == "ended":
-            self._ended[msg["key"]] = msg["result"]
+            self._ended[msg["key"]] = AttemptResult.from_dict(msg["result"])
             self.wakeup.set()
             return
         self.events.put_nowait(

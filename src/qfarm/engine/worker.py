@@ -1,8 +1,11 @@
 """The node side of the engine: what runs inside a Dask worker of a service node.
 
 The Dask task that runs one segment attempt (reporting its start, progress and end as Dask
-events), the worker plugin that ends a worker's segments when it closes and adds its host's
-load to each heartbeat, and the nanny that keeps a node's worker alive.
+events), the worker plugin that carries the node's runner into the worker process (ending
+its segments when the worker closes, adding its host's load to each heartbeat), and the
+nanny that keeps a node's worker alive. The runner (see engine.base.NodeRunner) is given by
+whoever starts the node; nothing here imports the node package. Tasks and results cross
+Dask as plain dicts, converted here and in engine.dask only.
 """
 
 from __future__ import annotations
@@ -23,19 +26,20 @@ import dask
 from distributed import Nanny, Worker, WorkerPlugin, get_worker
 from distributed.security import Security
 
-from qfarm.engine.base import NodeSpec
-from qfarm.node import facts as node_facts
-from qfarm.node import runner as node_runner
+from qfarm.domain.messages import SegmentTask
+from qfarm.engine.base import NodeRunner, NodeSpec
 from qfarm.security.pki import TlsFiles
 
 EVENT_TOPIC = "qfarm-segment"
 PROGRESS_INTERVAL = 0.5  # seconds between progress events from one segment
+PLUGIN_NAME = "qfarm-node"
 
 
 def run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
     """The Dask task: runs on a worker thread of the chosen node."""
     worker = get_worker()
-    key = payload["key"]
+    task = SegmentTask.from_dict(payload)
+    key = task.key
     last_progress = [0.0]
 
     def on_start(pid: int) -> None:
@@ -54,11 +58,20 @@ def run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
             {"key": key, "kind": "progress", "fraction": fraction, "at": time.time()},
         )
 
-    result = node_runner.run_segment(payload, on_start, on_progress, node_name=str(worker.name))
+    attempt = _runner(worker).run(task, on_start, on_progress)
+    result = attempt.to_dict()
     # The result travels as an event too: it reaches the controller with the start and
     # progress reports, with no request per task. The task's own result is the fallback.
     worker.log_event(EVENT_TOPIC, {"key": key, "kind": "ended", "result": result})
     return result
+
+
+def _runner(worker: Any) -> NodeRunner:
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    if plugin is None or plugin.runner is None:
+        raise RuntimeError(f"worker {worker.name} was started without a qfarm node runner")
+    runner: NodeRunner = plugin.runner
+    return runner
 
 
 # Heartbeat metrics of a node's host, added by the worker plugin below.
@@ -66,57 +79,41 @@ HOST_CPU = "qfarm_host_cpu_percent"
 HOST_MEMORY = "qfarm_host_memory_used"
 
 
-def kill_on_node(key: str) -> bool:
-    return node_runner.kill_segment(key)
+def kill_on_node(key: str, dask_worker: Any = None) -> bool:
+    """Run by the controller on one worker (Dask passes ``dask_worker``)."""
+    return _runner(dask_worker).kill(key)
 
 
-def facts_of_node(with_tools: bool = True) -> dict[str, Any]:
-    if with_tools:
-        return node_facts.node_facts()
-    return _facts_without_tools()
+def facts_of_node(services: dict[str, int], dask_worker: Any = None) -> dict[str, Any]:
+    """Run by the controller on one worker (Dask passes ``dask_worker``)."""
+    return _runner(dask_worker).facts(services)
 
 
-def _facts_without_tools() -> dict[str, Any]:
-    """A node's facts with no tool in its fingerprint, for a local node of an embedded
-    cluster that offers no service needing one: asking each renderer its version costs
-    more than the rest of a short run's start-up, and no job it can run looks at them."""
-    import platform
-    import socket
-
-    import psutil
-
-    from qfarm import __version__
-
-    return {
-        "host": socket.gethostname(),
-        "cores": os.cpu_count() or 1,
-        "memory": int(psutil.virtual_memory().total),
-        "version": __version__,
-        "fingerprint": {"qfarm": __version__, "python": platform.python_version()},
-    }
-
-
-def needs_tools(services: dict[str, int]) -> bool:
-    return any(node_facts.SERVICE_TOOLS.get(name) for name in services)
-
-
-class _EndSegmentsOnClose(WorkerPlugin):
-    """Ends the worker's segment processes when the worker closes (its scheduler went
-    away, say). Without it a worker would wait on the threads that wait on those
+class NodePlugin(WorkerPlugin):
+    """Carries the node's runner (and with it the node's configuration) into the worker
+    process. It ends the worker's segment processes when the worker closes (its scheduler
+    went away, say): without that a worker would wait on the threads that wait on those
     processes, and the processes would go on writing for a controller that is gone.
 
     It also adds the node's host load to the metrics each heartbeat carries: the worker's
     own CPU and memory say nothing of the segment processes it runs.
     """
 
-    name = "qfarm-end-segments-on-close"
+    name = PLUGIN_NAME
+
+    def __init__(self, runner: NodeRunner | None) -> None:
+        self.runner = runner
 
     def setup(self, worker: Any) -> None:
-        worker.metrics[HOST_CPU] = lambda _worker: node_facts.host_load()["cpu_percent"]
-        worker.metrics[HOST_MEMORY] = lambda _worker: node_facts.host_load()["memory_used"]
+        runner = self.runner
+        if runner is None:  # a bare Dask cluster (a benchmark's): nothing of ours runs
+            return
+        worker.metrics[HOST_CPU] = lambda _worker: runner.host_load()["cpu_percent"]
+        worker.metrics[HOST_MEMORY] = lambda _worker: runner.host_load()["memory_used"]
 
     def teardown(self, worker: Any) -> None:
-        node_runner.kill_all_segments()
+        if self.runner is not None:
+            self.runner.kill_all()
 
 
 class _LocalWorker(Worker):
@@ -209,8 +206,10 @@ def make_nanny(
     tls: TlsFiles | None,
     log_path: Path | None = None,
     local: bool = False,
+    runner: NodeRunner | None = None,
 ) -> Any:
-    """A nanny for one node; ``local``: a node of an embedded cluster (see _LocalWorker)."""
+    """A nanny for one node, whose worker runs segments with ``runner``; ``local``: a node
+    of an embedded cluster (see _LocalWorker)."""
     extra: dict[str, Any] = {}
     if local:
         extra = {
@@ -226,7 +225,7 @@ def make_nanny(
         resources=dict(spec.services),
         local_directory=str(local_directory) if local_directory else None,
         dashboard=False,
-        plugins=(_EndSegmentsOnClose(),),
+        plugins=(NodePlugin(runner),),
         **extra,
     )
 
@@ -237,6 +236,7 @@ async def run_node(
     *,
     host: str,
     local_directory: Path | None,
+    runner: NodeRunner,
     tls: TlsFiles | None = None,
 ) -> None:
     """Be one service node of the scheduler at ``scheduler_address`` until it goes away.
@@ -244,7 +244,7 @@ async def run_node(
     The worker runs under a nanny, which restarts it if it dies; this returns when the nanny
     closes: the scheduler went away, or the controller told the node to leave.
     """
-    nanny = make_nanny(scheduler_address, spec, host, local_directory, tls)
+    nanny = make_nanny(scheduler_address, spec, host, local_directory, tls, runner=runner)
     await nanny.start()
     try:
         await nanny.finished()

@@ -31,6 +31,30 @@ def node_facts() -> dict[str, Any]:
     }
 
 
+def facts_without_tools() -> dict[str, Any]:
+    """A node's facts with no tool in its fingerprint, for a local node of an embedded
+    cluster that offers no service needing one: asking each renderer its version costs
+    more than the rest of a short run's start-up, and no job it can run looks at them."""
+    import platform
+
+    import psutil
+
+    from qfarm import __version__
+
+    return {
+        "host": socket.gethostname(),
+        "cores": os.cpu_count() or 1,
+        "memory": int(psutil.virtual_memory().total),
+        "version": __version__,
+        "fingerprint": {"qfarm": __version__, "python": platform.python_version()},
+    }
+
+
+def needs_tools(services: dict[str, int]) -> bool:
+    """Whether some of these services needs a tool (see SERVICE_TOOLS)."""
+    return any(SERVICE_TOOLS.get(name) for name in services)
+
+
 def host_load() -> dict[str, float]:
     """This machine's CPU use (percent of all cores, since the last call) and memory in use."""
     import psutil

@@ -9,12 +9,9 @@ matches only whole folder names (``/Volumes/media2`` is not under ``/Volumes/med
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from qfarm.domain.errors import InvalidRequest
-
-PATH_MAP_ENV = "QFARM_PATH_MAP"  # how `qfarm node` hands the map to its worker processes
 
 
 def parse(pairs: list[str]) -> dict[str, str]:
@@ -28,15 +25,6 @@ def parse(pairs: list[str]) -> dict[str, str]:
             )
         mapping[source.rstrip("/") or "/"] = target.rstrip("/") or "/"
     return mapping
-
-
-def encode(mapping: dict[str, str]) -> str:
-    return "\n".join(f"{source}={target}" for source, target in mapping.items())
-
-
-def from_environment() -> dict[str, str]:
-    text = os.environ.get(PATH_MAP_ENV, "")
-    return parse([line for line in text.splitlines() if line])
 
 
 def map_path(text: str, mapping: dict[str, str]) -> str:

@@ -1,25 +1,29 @@
 """What a service node does with one segment attempt: preflight, run, report.
 
-The engine calls :func:`run_segment` in a worker thread with a plain-dict payload and sends
-the plain-dict result back; neither side needs the other's classes. Nothing here imports
+The engine's worker plugin carries a :class:`SegmentRunner` (the node's configuration with
+it) into each worker process and calls :meth:`SegmentRunner.run` in a worker thread with the
+attempt's :class:`SegmentTask`; the :class:`AttemptResult` goes back. Nothing here imports
 the engine, so the same code runs under any executor.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from qfarm import jobtypes
 from qfarm.domain.errors import QfarmError
+from qfarm.domain.messages import AttemptResult, SegmentTask
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
 from qfarm.jobtypes.supervisor import SUPERVISOR
+from qfarm.node import facts as node_facts
 from qfarm.node import pathmap, scratch
+from qfarm.node.config import NodeConfig
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 4000
@@ -30,39 +34,68 @@ _preflight_lock = threading.Lock()
 _preflights: dict[int, SegmentOutcome] = {}
 
 
+@dataclass(frozen=True)
+class SegmentRunner:
+    """A node's runner (see qfarm.engine.base.NodeRunner): picklable, it is all a worker
+    process needs to know of its node."""
+
+    config: NodeConfig = field(default_factory=NodeConfig)
+
+    def run(
+        self,
+        task: SegmentTask,
+        on_start: Callable[[int], None],
+        on_progress: Callable[[float], None],
+    ) -> AttemptResult:
+        return run_segment(task, on_start, on_progress, self.config)
+
+    def kill(self, key: str) -> bool:
+        return SUPERVISOR.kill(key)
+
+    def kill_all(self) -> int:
+        return SUPERVISOR.kill_all()
+
+    def facts(self, services: dict[str, int]) -> dict[str, Any]:
+        if self.config.local and not node_facts.needs_tools(services):
+            return node_facts.facts_without_tools()
+        return node_facts.node_facts()
+
+    def host_load(self) -> dict[str, float]:
+        return node_facts.host_load()
+
+
 def run_segment(
-    payload: dict[str, Any],
+    task: SegmentTask,
     on_start: Callable[[int], None],
     on_progress: Callable[[float], None],
-    node_name: str = "",
-) -> dict[str, Any]:
-    """Run one attempt. Never raises: every ending is described in the returned dict."""
-    key = payload["key"]
-    log_path = Path(payload["log_path"])
+    config: NodeConfig | None = None,
+) -> AttemptResult:
+    """Run one attempt. Never raises: every ending is described in the result."""
+    config = config or NodeConfig()
+    log_path = Path(task.log_path)
     started_at = time.time()
     ctx = SegmentContext(
-        key=key,
+        key=task.key,
         log_path=log_path,
-        timeout=payload.get("timeout"),
+        timeout=task.timeout,
         on_start=on_start,
         on_progress=on_progress,
-        threads=payload.get("threads"),
+        threads=task.threads,
     )
     try:
-        mapping = pathmap.from_environment()
-        if mapping:
-            payload = {
-                **payload,
-                "job": pathmap.map_all(payload["job"], mapping),
-                "segment": pathmap.map_all(payload["segment"], mapping),
-            }
-        if payload["job"].get("storage"):
-            with scratch.using_upload(payload, scratch.scratch_root()) as local:
+        if config.path_map:
+            task = replace(
+                task,
+                job=pathmap.map_all(task.job, config.path_map),
+                segment=pathmap.map_all(task.segment, config.path_map),
+            )
+        if task.job.get("storage"):
+            with scratch.using_upload(task, config) as (local, folder):
                 outcome = _run(local, ctx)
                 if outcome.ok:
-                    scratch.send_outputs(local)
+                    scratch.send_outputs(local, folder, config)
         else:
-            outcome = _run(payload, ctx)
+            outcome = _run(task, ctx)
     except QfarmError as exc:  # cluster storage could not be reached, say
         ctx.log(str(exc))
         outcome = SegmentOutcome(ok=False, error=str(exc))
@@ -70,49 +103,45 @@ def run_segment(
         ctx.log(traceback.format_exc())
         outcome = SegmentOutcome(ok=False, error=f"{type(exc).__name__}: {exc}")
     finally:
-        SUPERVISOR.forget(key)
-    if outcome.timed_out and payload.get("timeout"):
+        SUPERVISOR.forget(task.key)
+    if outcome.timed_out and task.timeout:
         outcome = SegmentOutcome(
             ok=False,
             exit_code=outcome.exit_code,
-            error=f"timed out after {payload['timeout']:g} s",
+            error=f"timed out after {task.timeout:g} s",
             timed_out=True,
         )
-    return {
-        "key": key,
-        "ok": outcome.ok,
-        "exit_code": outcome.exit_code,
-        "error": outcome.error,
-        "timed_out": outcome.timed_out,
-        "killed": outcome.killed,
-        "node": node_name or socket.gethostname(),
-        "pid": ctx.pid,
-        "started_at": started_at,
-        "ended_at": time.time(),
-        "log_path": str(log_path),
-        "log_tail": log_tail(log_path),
-    }
+    return AttemptResult(
+        key=task.key,
+        ok=outcome.ok,
+        exit_code=outcome.exit_code,
+        error=outcome.error,
+        killed=outcome.killed,
+        pid=ctx.pid,
+        started_at=started_at,
+        ended_at=time.time(),
+        log_tail=log_tail(log_path),
+    )
 
 
-def _run(payload: dict[str, Any], ctx: SegmentContext) -> SegmentOutcome:
-    outcome = _preflight(payload, ctx)
+def _run(task: SegmentTask, ctx: SegmentContext) -> SegmentOutcome:
+    outcome = _preflight(task, ctx)
     if outcome is None:
-        job_type = jobtypes.get(payload["job_type"])
-        outcome = job_type.run(payload["job"], payload["segment"], ctx)
+        outcome = jobtypes.get(task.job_type).run(task.job, task.segment, ctx)
     return outcome
 
 
-def _preflight(payload: dict[str, Any], ctx: SegmentContext) -> SegmentOutcome | None:
+def _preflight(task: SegmentTask, ctx: SegmentContext) -> SegmentOutcome | None:
     """Run the job's preflight once per node; return its failure, or None to go on."""
-    argv = (payload.get("job") or {}).get("preflight") or []
+    argv = task.job.get("preflight") or []
     if not argv:
         return None
-    job_id = int(payload["job_id"])
+    job_id = task.job_id
     with _preflight_lock:
         done = _preflights.get(job_id)
         if done is None:
             ctx.log(f"preflight: {' '.join(argv)}")
-            result = ctx.run(argv, cwd=payload["job"].get("cwd"), env=payload["job"].get("env"))
+            result = ctx.run(argv, cwd=task.job.get("cwd"), env=task.job.get("env"))
             if result.succeeded():
                 done = SegmentOutcome(ok=True)
             else:
@@ -143,13 +172,3 @@ def log_tail(path: Path) -> str:
         return ""
     lines = data.splitlines()[-LOG_TAIL_LINES:]
     return "\n".join(lines)[-LOG_TAIL_CHARS:]
-
-
-def kill_segment(key: str) -> bool:
-    """End the processes of one segment attempt on this node."""
-    return SUPERVISOR.kill(key)
-
-
-def kill_all_segments() -> int:
-    """End every segment process of this node (the worker is closing)."""
-    return SUPERVISOR.kill_all()

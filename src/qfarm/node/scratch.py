@@ -11,31 +11,27 @@ controller has them, and an upload that no segment on the node has used for
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING
 
+from qfarm.domain.messages import SegmentTask
 from qfarm.files import safe_relative
+from qfarm.node.config import NodeConfig
 
-CONTROLLER_ENV = "QFARM_CONTROLLER"  # how `qfarm node` tells its workers where to fetch from
-SCRATCH_ENV = "QFARM_NODE_SCRATCH"  # and where to put what they fetch
+if TYPE_CHECKING:
+    from qfarm.client import Client
 # An upload kept on a node serves the next segments and jobs of that upload without a new
 # download; one unused this long is removed (see evict_idle).
 SCRATCH_KEEP_SECONDS = 6 * 3600
 COMPLETE_MARK = ".qfarm-complete"  # the whole upload is here
 USED_MARK = ".qfarm-used"  # touched whenever a segment starts or ends with the upload
-
-
-def scratch_root() -> Path:
-    import tempfile
-
-    return Path(os.environ.get(SCRATCH_ENV) or Path(tempfile.gettempdir()) / "qfarm-scratch")
 
 
 # ----------------------------------------------------------------- the node's side
@@ -68,15 +64,16 @@ def evict_idle(scratch_root: Path, keep: float, busy: set[str]) -> list[str]:
 
 
 @contextmanager
-def using_upload(payload: dict[str, Any], scratch_root: Path) -> Iterator[dict[str, Any]]:
-    """:func:`prepare` the payload, and hold its upload in this node's scratch while the
+def using_upload(task: SegmentTask, config: NodeConfig) -> Iterator[tuple[SegmentTask, Path]]:
+    """:func:`prepare` the task, and hold its upload in this node's scratch while the
     block runs (uploads idle for long are evicted at each start)."""
-    upload = payload["job"]["storage"]["upload"]
+    scratch_root = config.scratch_root
+    upload = task.job["storage"]["upload"]
     with _download_lock:
         _in_use[upload] += 1
         evict_idle(scratch_root, SCRATCH_KEEP_SECONDS, set(_in_use))
     try:
-        yield prepare(payload, scratch_root)
+        yield prepare(task, config)
     finally:
         with _download_lock:
             _in_use[upload] -= 1
@@ -87,19 +84,24 @@ def using_upload(payload: dict[str, Any], scratch_root: Path) -> Iterator[dict[s
                 (folder / USED_MARK).touch()
 
 
-def prepare(payload: dict[str, Any], scratch_root: Path) -> dict[str, Any]:
-    """For a job in cluster storage: its upload downloaded to this node (once per upload),
-    the earlier outputs the segment ``needs`` fetched, and every path of the payload moved
-    from the controller's folder to the local one.
-    """
+def _client(config: NodeConfig) -> Client:
     from qfarm.client import Client
+
+    return Client(config.controller_url, token=config.token)
+
+
+def prepare(task: SegmentTask, config: NodeConfig) -> tuple[SegmentTask, Path]:
+    """For a job in cluster storage: its upload downloaded to this node (once per upload),
+    the earlier outputs the segment ``needs`` fetched, and every path of the task moved
+    from the controller's folder to the local one; with that local folder.
+    """
     from qfarm.node import pathmap
 
-    storage = payload["job"]["storage"]
-    local = scratch_root / storage["upload"]
+    storage = task.job["storage"]
+    local = config.scratch_root / storage["upload"]
     with _download_lock:
         if not (local / COMPLETE_MARK).exists():
-            client = Client(os.environ.get(CONTROLLER_ENV))
+            client = _client(config)
             for rel in client.upload_files(storage["upload"]):
                 client.download_upload(storage["upload"], rel, local / rel)
             (local / COMPLETE_MARK).touch()
@@ -107,36 +109,33 @@ def prepare(payload: dict[str, Any], scratch_root: Path) -> dict[str, Any]:
     # Outputs of earlier segments of the batch that this one works on (a transcode's chunks,
     # for its assembly): fetched from the controller unless this node made them itself.
     fetcher: Client | None = None
-    for path in payload["segment"].get("needs") or []:
+    for path in task.segment.get("needs") or []:
         rel = PurePosixPath(path).relative_to(storage["path"]).as_posix()
         target = local / safe_relative(rel)
         if not target.exists():
-            fetcher = fetcher or Client(os.environ.get(CONTROLLER_ENV))
-            fetcher.download_output(payload["batch_id"], rel, target)
+            fetcher = fetcher or _client(config)
+            fetcher.download_output(task.batch_id, rel, target)
     mapping = {storage["path"]: str(local)}
-    return {
-        **payload,
-        "job": pathmap.map_all(payload["job"], mapping),
-        "segment": pathmap.map_all(payload["segment"], mapping),
-        "storage_local": str(local),
-    }
+    moved = replace(
+        task,
+        job=pathmap.map_all(task.job, mapping),
+        segment=pathmap.map_all(task.segment, mapping),
+    )
+    return moved, local
 
 
-def send_outputs(payload: dict[str, Any]) -> None:
+def send_outputs(task: SegmentTask, local: Path, config: NodeConfig) -> None:
     """Send a finished segment's outputs to the controller, and have it drop the
     intermediate files this segment used up (``discard``: a transcode's chunks). Each
     output sent is removed from this node's scratch: the controller keeps it now (a later
     segment here that needs it fetches it again)."""
-    from qfarm.client import Client
-
-    local = Path(payload["storage_local"])
-    outputs = [Path(p) for p in payload["segment"].get("outputs") or []]
-    discard = [Path(p) for p in payload["segment"].get("discard") or []]
+    outputs = [Path(p) for p in task.segment.get("outputs") or []]
+    discard = [Path(p) for p in task.segment.get("discard") or []]
     if not outputs and not discard:
         return
-    client = Client(os.environ.get(CONTROLLER_ENV))
+    client = _client(config)
     for path in outputs:
-        client.upload_output(payload["batch_id"], path.relative_to(local).as_posix(), path)
+        client.upload_output(task.batch_id, path.relative_to(local).as_posix(), path)
         path.unlink(missing_ok=True)
     for path in discard:
-        client.delete_output(payload["batch_id"], path.relative_to(local).as_posix())
+        client.delete_output(task.batch_id, path.relative_to(local).as_posix())

@@ -12,12 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from qfarm import __version__
-from qfarm.client import TOKEN_ENV, Client, ControllerError
+from qfarm.client import Client, ControllerError
 from qfarm.domain.errors import JoinRefused, QfarmError
 from qfarm.engine.base import NodeSpec
 from qfarm.engine.worker import run_node
 from qfarm.jobtypes.supervisor import RECORD_DIR_ENV, reap_leftovers
-from qfarm.node import pathmap, scratch
+from qfarm.node.config import NodeConfig
+from qfarm.node.runner import SegmentRunner
 from qfarm.security import pki
 
 
@@ -62,13 +63,18 @@ async def serve_node(
     home = data_dir / "node" / node_name
     records = home / "running"
     records.mkdir(parents=True, exist_ok=True)
-    # Workers are spawned processes: they inherit where to record their process groups.
+    # Workers are spawned processes: they inherit where to record their process groups
+    # (the job types' supervisor reads it there).
     os.environ[RECORD_DIR_ENV] = str(records)
-    os.environ[pathmap.PATH_MAP_ENV] = pathmap.encode(path_map or {})
-    os.environ[scratch.CONTROLLER_ENV] = controller_url
-    if token:
-        os.environ[TOKEN_ENV] = token  # for the workers' cluster-storage requests
-    os.environ[scratch.SCRATCH_ENV] = str(home / "scratch")
+    # The rest of the node's configuration reaches its workers as data, in their runner.
+    runner = SegmentRunner(
+        NodeConfig(
+            controller_url=controller_url,
+            token=token,
+            scratch_root=home / "scratch",
+            path_map=dict(path_map or {}),
+        )
+    )
     client = Client(controller_url, token=token)
     delay = 0.5
     while True:
@@ -87,7 +93,7 @@ async def serve_node(
         with contextlib.suppress(OSError):  # the scheduler went away while we joined
             await run_node(
                 scheduler, NodeSpec(node_name, services), host=host, local_directory=home,
-                tls=tls,
+                runner=runner, tls=tls,
             )  # fmt: skip
         ended = reap_leftovers(records)
         on_waiting(

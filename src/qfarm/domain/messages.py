@@ -1,0 +1,62 @@
+"""The records of a segment attempt's trip: the task the dispatcher hands to a node, and the
+result the node sends back.
+
+One typed record per hop, so the dispatcher, the engine and the node runner agree on the
+fields by name and mypy checks them. They become plain dicts only at the engine's boundary
+(qfarm.engine: what Dask pickles and sends), with :meth:`to_dict` and :meth:`from_dict`:
+a dict of builtins is all a worker of the same qfarm version needs to read, and it prints
+as itself in Dask's logs and dashboards.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SegmentTask:
+    """One attempt of one segment, as a node runs it: what the job type gets (``job`` and
+    ``segment``, the specs as the store keeps them), and where its log goes."""
+
+    key: str  # the engine's task key, unique to the attempt: qfarm-b{batch}-s{segment}-a{n}
+    batch_id: int
+    job_id: int
+    segment_id: int
+    attempt: int
+    job_type: str
+    job: dict[str, Any]
+    segment: dict[str, Any]
+    log_path: str
+    timeout: float | None = None
+    threads: int | None = None  # cores it may use, for tools that thread themselves
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SegmentTask:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass(frozen=True)
+class AttemptResult:
+    """How an attempt ended on its node: every ending, a crash of the job type included, is
+    one of these (a node that died sends none: the engine reports the task lost)."""
+
+    key: str
+    ok: bool
+    exit_code: int | None = None
+    error: str = ""
+    killed: bool = False  # its processes were killed (a cancel, if the dispatcher asked)
+    pid: int | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    log_tail: str = ""  # the last lines of its log, for the store and error messages
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AttemptResult:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})

@@ -1,0 +1,32 @@
+"""A node's configuration as data: what `qfarm node` (or an embedded cluster) tells the
+workers of a node, carried into each worker process inside its runner (see
+qfarm.node.runner.SegmentRunner) rather than through environment variables, so a worker
+reads only what its node was given, and a test can run two differently configured nodes in
+one process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def default_scratch() -> Path:
+    return Path(tempfile.gettempdir()) / "qfarm-scratch"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """How a node's workers run segments."""
+
+    # The controller to fetch cluster-storage uploads from and send outputs to (None: the
+    # node has none, as in an embedded cluster, whose jobs use shared folders).
+    controller_url: str | None = None
+    token: str | None = None  # the API token for those requests, where the controller wants one
+    scratch_root: Path = field(default_factory=default_scratch)  # where uploads are fetched to
+    # --path-map: the controller's path prefixes and this node's for them.
+    path_map: dict[str, str] = field(default_factory=dict)
+    # A node of an embedded cluster: its facts leave out the tool versions when none of its
+    # services needs a tool (asking every renderer its version costs a short run dearly).
+    local: bool = False
