@@ -17,11 +17,26 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from qfarm.domain.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
+# The client's errors are those of the API's one table, re-exported (qfarm.client's
+# ControllerError is what callers have always caught).
+from qfarm.api.errors import ControllerError as ControllerError
+from qfarm.api.errors import client_error
+from qfarm.api.schemas import (
+    AttemptOut,
+    BatchDetailOut,
+    BatchOut,
+    FileWrittenOut,
+    InfoOut,
+    JoinOut,
+    NodeOut,
+    SegmentOut,
+    UploadOut,
+)
 from qfarm.domain.model import BatchRequest
 from qfarm.files import safe_relative, write_atomically
 
@@ -29,6 +44,7 @@ API = "/api/v1"
 CONTROLLER_ENV = "QFARM_CONTROLLER"
 TOKEN_ENV = "QFARM_TOKEN"
 FINAL_STATES = frozenset({"done", "failed", "canceled"})
+M = TypeVar("M", bound=BaseModel)
 
 
 def default_owner() -> str:
@@ -64,10 +80,6 @@ def request_body(request: BatchRequest) -> dict[str, Any]:
     }
 
 
-class ControllerError(QfarmError):
-    """The controller refused a request, or could not be reached."""
-
-
 class ControllerUnreachable(ControllerError):
     """No answer from the controller at all (down, wrong address): the CLI exits 3 on it,
     apart from a refusal, so that a script can wait and retry."""
@@ -81,16 +93,23 @@ class BatchStatus:
     priority: int
     segments: dict[str, int]
     raw: dict[str, Any]
+    # What the batch allows now, by the API's verbs (qfarm.domain.actions).
+    actions: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> BatchStatus:
+        """From a batch answer, checked against the API's own model of it (a batch of the
+        list, or one with its jobs)."""
+        model = BatchDetailOut if "jobs" in body else BatchOut
+        batch = _parsed(model, body)
         return cls(
-            id=body["id"],
-            name=body["name"],
-            state=body["state"],
-            priority=body["priority"],
+            id=batch.id,
+            name=batch.name,
+            state=batch.state,
+            priority=batch.priority,
             segments=body["segments"],
             raw=body,
+            actions=tuple(batch.actions),
         )
 
     @property
@@ -136,33 +155,33 @@ class Client:
             self._raise(response)
         return response.json()
 
+    def _get(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return _parsed(model, self._call(method, path, **kwargs))
+
+    def _get_list(self, model: type[M], path: str) -> list[dict[str, Any]]:
+        """A list answer, each item checked against ``model``; given as the dicts the
+        CLI prints, fields a newer controller adds included."""
+        return [_parsed(model, item).model_dump() for item in self._call("GET", path)]
+
     @staticmethod
     def _raise(response: httpx.Response) -> None:
+        """The error of the API's table (qfarm.api.errors) for the answer's status."""
         try:
             message = response.json()["error"]
         except (ValueError, KeyError, TypeError):
             message = response.text or response.reason_phrase
-        if response.status_code == 404:
-            raise NotFound(message)
-        if response.status_code == 400:
-            raise InvalidRequest(message)
-        if response.status_code == 403:
-            raise JoinRefused(message)
-        raise ControllerError(message)
+        raise client_error(response.status_code, message)
 
     # ------------------------------------------------------------------ batches
 
     def info(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/info")
-        return result
+        return self._get(InfoOut, "GET", "/info").model_dump()
 
     def join(self, name: str, csr: str, proof: str) -> dict[str, Any]:
         """A node's join (see :mod:`qfarm.pki`): the scheduler's address, and the node's
         certificate and the cluster CA when the controller issues them."""
-        result: dict[str, Any] = self._call(
-            "POST", "/join", json={"name": name, "csr": csr, "proof": proof}
-        )
-        return result
+        body = {"name": name, "csr": csr, "proof": proof}
+        return self._get(JoinOut, "POST", "/join", json=body).model_dump()
 
     def submit(self, batch: dict[str, Any] | BatchRequest) -> BatchHandle:
         """Submit a batch: a :class:`qfarm.model.BatchRequest`, or its JSON form
@@ -172,8 +191,7 @@ class Client:
             batch = request_body(batch)
         if not batch.get("owner"):
             batch = {**batch, "owner": default_owner()}
-        body = self._call("POST", "/batches", json=batch)
-        return BatchHandle(self, body["id"])
+        return BatchHandle(self, self._get(BatchOut, "POST", "/batches", json=batch).id)
 
     def batches(self) -> list[BatchStatus]:
         return [BatchStatus.of(b) for b in self._call("GET", "/batches")]
@@ -182,14 +200,10 @@ class Client:
         return BatchStatus.of(self._call("GET", f"/batches/{batch_id}"))
 
     def segments(self, batch_id: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", f"/batches/{batch_id}/segments")
-        return result
+        return self._get_list(SegmentOut, f"/batches/{batch_id}/segments")
 
     def attempts(self, batch_id: int, segment_id: int) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call(
-            "GET", f"/batches/{batch_id}/segments/{segment_id}/attempts"
-        )
-        return result
+        return self._get_list(AttemptOut, f"/batches/{batch_id}/segments/{segment_id}/attempts")
 
     def action(self, batch_id: int, action: str) -> BatchStatus:
         """``cancel``, ``pause``, ``resume`` or ``resubmit``."""
@@ -210,16 +224,16 @@ class Client:
         """Send ``files`` (under ``base``) to the controller's storage. Returns the upload's
         id and its folder as the controller sees it, which becomes the job's cwd.
         """
-        created = self._call("POST", "/uploads")
+        created = self._get(UploadOut, "POST", "/uploads")
         for path in files:
             rel = path.resolve().relative_to(base.resolve()).as_posix()
             with open(path, "rb") as fh:
-                self._call("PUT", f"/uploads/{created['upload']}/files/{rel}", content=fh)
-        return created["upload"], created["path"]
+                self._get(FileWrittenOut, "PUT", f"/uploads/{created.upload}/files/{rel}",
+                          content=fh)  # fmt: skip
+        return created.upload, created.path
 
     def upload_files(self, upload: str) -> list[str]:
-        result: list[str] = self._call("GET", f"/uploads/{upload}/files")
-        return result
+        return _strings(self._call("GET", f"/uploads/{upload}/files"))
 
     def download_upload(self, upload: str, rel: str, target: Path) -> None:
         self._download(f"/uploads/{upload}/files/{rel}", target)
@@ -229,8 +243,7 @@ class Client:
             self._call("PUT", f"/batches/{batch_id}/outputs/{rel}", content=fh)
 
     def outputs(self, batch_id: int) -> list[str]:
-        result: list[str] = self._call("GET", f"/batches/{batch_id}/outputs")
-        return result
+        return _strings(self._call("GET", f"/batches/{batch_id}/outputs"))
 
     def delete_output(self, batch_id: int, rel: str) -> None:
         self._call("DELETE", f"/batches/{batch_id}/outputs/{rel}")
@@ -260,8 +273,7 @@ class Client:
     # -------------------------------------------------------------------- nodes
 
     def nodes(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/nodes")
-        return result
+        return self._get_list(NodeOut, "/nodes")
 
     def set_node_enabled(self, name: str, enabled: bool) -> None:
         self._call("POST", f"/nodes/{name}/{'enable' if enabled else 'disable'}")
@@ -288,3 +300,27 @@ class BatchHandle:
 
     def cancel(self) -> BatchStatus:
         return self.client.action(self.id, "cancel")
+
+
+_STRINGS = TypeAdapter(list[str])
+
+
+def _strings(body: Any) -> list[str]:
+    """A list of file names, as the file routes answer."""
+    try:
+        return _STRINGS.validate_python(body)
+    except ValidationError:
+        raise ControllerError("the controller answered a file list that is not one") from None
+
+
+def _parsed(model: type[M], body: Any) -> M:
+    """``body`` as ``model``; an answer that is not one is the controller's fault, told as
+    such rather than as a KeyError deep in a caller."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ControllerError(
+            f"the controller answered a {model.__name__} that is not one: {where}: {first['msg']}"
+        ) from None

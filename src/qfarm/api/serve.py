@@ -29,6 +29,16 @@ class ControllerAddresses:
     dashboard: str | None  # Dask's dashboard, when it was asked for
 
 
+def dispatcher_task(controller: Controller) -> asyncio.Task[None]:
+    """The task running the controller's dispatcher loop, which the API outlives only to
+    stop. The controller has no public accessor for it yet (asked of its owner in issue
+    16); until it has, its field is read here and nowhere else in the API."""
+    task = controller._loop_task
+    if task is None:
+        raise QfarmError("the controller's dispatcher is not running")
+    return task
+
+
 async def serve_controller(
     store: Store,
     data_dir: Path,
@@ -80,12 +90,12 @@ async def serve_controller(
                 url, controller.engine.scheduler_address, controller.engine.dashboard_url
             )
         )
-        assert controller._loop_task is not None
-        await asyncio.wait({serving, controller._loop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if controller._loop_task.done() and not serving.done():
+        dispatching = dispatcher_task(controller)
+        await asyncio.wait({serving, dispatching}, return_when=asyncio.FIRST_COMPLETED)
+        if dispatching.done() and not serving.done():
             server.should_exit = True
             await serving
-            error = controller._loop_task.exception()
+            error = dispatching.exception()
             raise QfarmError(f"the dispatcher stopped: {error!r}; the controller exits")
     finally:
         if advertiser is not None:

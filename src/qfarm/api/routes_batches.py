@@ -1,0 +1,195 @@
+"""Batches: submit, list and show them, steer them (the verbs of qfarm.domain.actions),
+and read their segments and attempts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+
+from fastapi import APIRouter
+
+from qfarm.api.common import API, ObjectId, batch_out, errors
+from qfarm.api.schemas import (
+    AttemptOut,
+    BatchDetailOut,
+    BatchIn,
+    BatchOut,
+    JobOut,
+    PriorityIn,
+    RemovedOut,
+    SegmentOut,
+)
+from qfarm.controller.service import Controller
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import (
+    BatchRequest,
+    Job,
+    JobRequest,
+    JobState,
+    Segment,
+    failure_summary,
+    parse_priority,
+)
+from qfarm.jobtypes import job_summary
+
+# A job's spec never changes once stored, nor so its summary; clients poll a batch often,
+# and a job of thousands of frames is not described anew each time. Bounded over a
+# long-lived controller.
+SUMMARIES_KEPT = 10_000
+
+
+def batch_request(body: BatchIn) -> BatchRequest:
+    """The domain's request for a batch body (InvalidRequest for a bad priority)."""
+    try:
+        priority = parse_priority(body.priority)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc)) from None
+    return BatchRequest(
+        jobs=tuple(
+            JobRequest(
+                job_type=job.type,
+                spec=job.spec,
+                name=job.name,
+                retries=job.retries,
+                timeout=job.timeout,
+                depends_on=tuple(job.depends_on),
+            )
+            for job in body.jobs
+        ),
+        name=body.name,
+        owner=body.owner,
+        priority=priority,
+        hold=body.hold,
+        start_at=body.start_at,
+        serialize=body.serialize,
+    )
+
+
+def segment_out(segment: Segment) -> SegmentOut:
+    return SegmentOut(
+        id=segment.id,
+        job_id=segment.job_id,
+        index=segment.index,
+        label=segment.label,
+        kind=segment.kind.value,
+        state=segment.state.value,
+        node=segment.node,
+        attempts=segment.attempts,
+        failures=segment.failures,
+        progress=segment.progress,
+        error=segment.error,
+    )
+
+
+def router(controller: Controller) -> APIRouter:
+    """The batch routes of ``controller``."""
+    api = APIRouter(prefix=f"{API}/batches", tags=["batches"])
+    store = controller.store
+
+    @api.post("", status_code=201, responses=errors())
+    async def submit(body: BatchIn) -> BatchOut:
+        """Submit a batch; it is planned (400 for what cannot run) and queued, or held."""
+        request = batch_request(body)
+        # Planning reads media files (a transcode's source): off the event loop.
+        planned = await asyncio.to_thread(controller.plan, request)
+        batch_id = controller.submit(request, planned)
+        return batch_out(controller, store.batch(batch_id))
+
+    @api.get("", responses=errors())
+    async def batches() -> list[BatchOut]:
+        return [batch_out(controller, b) for b in store.batches()]
+
+    summaries: dict[int, list[str]] = {}
+
+    def summary_of(job: Job) -> list[str]:
+        if job.id not in summaries:
+            if len(summaries) >= SUMMARIES_KEPT:
+                summaries.clear()
+            summaries[job.id] = job_summary(job.job_type, job.spec)
+        return summaries[job.id]
+
+    @api.get("/{batch_id}", responses=errors(404))
+    async def batch(batch_id: ObjectId) -> BatchDetailOut:
+        """A batch with its jobs: their progress, errors and why they wait."""
+        head = batch_out(controller, store.batch(batch_id))
+        progress = store.job_progress(batch_id)
+        waiting = controller.waiting(batch_id)
+        jobs = store.jobs(batch_id)
+        # A failed job without an error of its own is told by its failed segments; only then
+        # are they read (a batch of thousands of segments is polled by every client).
+        by_job: dict[int, list[Segment]] = {}
+        if any(job.state is JobState.FAILED and not job.error for job in jobs):
+            for seg in store.segments(batch_id):
+                by_job.setdefault(seg.job_id, []).append(seg)
+        return BatchDetailOut(
+            **head.model_dump(),
+            jobs=[
+                JobOut(
+                    id=job.id,
+                    name=job.name,
+                    type=job.job_type,
+                    state=job.state.value,
+                    progress=round(progress.get(job.id, 0.0), 4),
+                    error=job.error or failure_summary(by_job.get(job.id, ())),
+                    depends_on=list(job.depends_on),
+                    failed_nodes=list(job.failed_nodes),
+                    # Why its queued segments do not run, beyond waiting for an instance.
+                    waiting=waiting.get(job.id),
+                    # What the job does, as its job type tells it (describe), for people.
+                    summary=summary_of(job),
+                )
+                for job in jobs
+            ],
+        )
+
+    @api.delete("/{batch_id}", responses=errors(404))
+    async def remove(batch_id: ObjectId) -> RemovedOut:
+        """Remove an ended batch, with its logs, outputs in cluster storage and the uploads
+        only it used (400 while it still runs: cancel it first)."""
+        await controller.remove(batch_id)
+        return RemovedOut(removed=batch_id)
+
+    def steering(verb: str, act: Callable[[int], Awaitable[None] | None], doc: str) -> None:
+        # One route per verb, not /{action}: a path that is no verb is then a 404, and a
+        # method a path lacks a 405, as the schema says.
+        async def steer(batch_id: ObjectId) -> BatchOut:
+            done = act(batch_id)
+            if done is not None:
+                await done
+            return batch_out(controller, store.batch(batch_id))
+
+        steer.__doc__ = doc + " Returns the batch after."
+        api.post(f"/{{batch_id}}/{verb}", name=verb, responses=errors(404, 409))(steer)
+
+    steering("cancel", controller.cancel, "Cancel a batch: queued work now, running killed.")
+    steering("pause", controller.pause, "Pause a batch: no new segments; running ones finish.")
+    steering("resume", controller.resume, "Resume a paused batch, or release a held one.")
+    steering("resubmit", controller.resubmit, "Rerun a failed or canceled batch's unfinished.")
+
+    @api.put("/{batch_id}/priority", responses=errors(404))
+    async def priority(batch_id: ObjectId, body: PriorityIn) -> BatchOut:
+        try:
+            level = parse_priority(body.priority)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        controller.set_priority(batch_id, level)
+        return batch_out(controller, store.batch(batch_id))
+
+    @api.get("/{batch_id}/segments", responses=errors(404))
+    async def segments(batch_id: ObjectId) -> list[SegmentOut]:
+        store.batch(batch_id)
+        return [segment_out(s) for s in store.segments(batch_id)]
+
+    @api.get("/{batch_id}/segments/{segment_id}/attempts", responses=errors(404))
+    async def attempts(batch_id: ObjectId, segment_id: ObjectId) -> list[AttemptOut]:
+        store.batch(batch_id)
+        return [AttemptOut(**asdict(a)) for a in store.attempts(segment_id)]
+
+    @api.get("/{batch_id}/attempts", responses=errors(404))
+    async def batch_attempts(batch_id: ObjectId) -> list[AttemptOut]:
+        """Every attempt of the batch, in dispatch order (what a timeline draws)."""
+        store.batch(batch_id)
+        return [AttemptOut(**asdict(a)) for a in store.batch_attempts(batch_id)]
+
+    return api

@@ -1,0 +1,232 @@
+"""The API's request and answer bodies as pydantic models: FastAPI validates requests and
+documents answers with them (``response_model``), and :mod:`qfarm.client` parses answers
+with the same classes, so the two cannot drift apart.
+
+Only pydantic is imported here: the client, and through it a node, loads this module
+without FastAPI, the controller or the store.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+class Answer(BaseModel):
+    """An answer body: fields a newer controller adds are kept, not refused, so that an
+    older client still reads it."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class Request(BaseModel):
+    """A request body. Unknown fields are ignored, as they always were: a page or client
+    of another version may send one more."""
+
+
+# ------------------------------------------------------------------------- errors
+
+
+class ErrorOut(Answer):
+    """Every 4xx and 5xx answer: one line that names the problem."""
+
+    error: str
+
+
+# ------------------------------------------------------------------------ requests
+
+
+def _priority(value: object) -> object:
+    """A priority as it is documented: a number from 0 to 100 or a level's name. Names are
+    taken in any case and with spaces around, and numbers as text, as the CLI takes them;
+    true and false are no numbers (JSON's integer 1.0 is)."""
+    if isinstance(value, bool):
+        raise ValueError("a priority is low, medium, high or a number from 0 to 100")
+    if isinstance(value, str):
+        text = value.strip().lower()
+        return int(text) if text.isdigit() else text
+    return value
+
+
+Priority = Annotated[
+    Annotated[int, Field(ge=0, le=100)] | Literal["low", "medium", "high"],
+    BeforeValidator(_priority),
+    Field(description="low (25), medium (50), high (75) or a number from 0 to 100"),
+]
+
+
+class JobIn(Request):
+    type: str = Field(default="command", min_length=1, description="the job type: command, …")
+    name: str = ""
+    spec: dict[str, Any] = Field(description="the job type's options, e.g. command, frames")
+    retries: int = Field(default=2, ge=0)
+    timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
+    depends_on: list[str] = Field(default=[], description="names of jobs of the batch")
+
+
+class BatchIn(Request):
+    jobs: list[JobIn] = Field(min_length=1)
+    name: str = ""
+    owner: str = ""
+    priority: Priority = "medium"
+    hold: bool = False
+    start_at: float | None = Field(default=None, description="epoch seconds")
+    serialize: bool = False
+
+
+class JoinIn(Request):
+    name: str = Field(min_length=1, max_length=64, description="the node's name")
+    csr: str = Field(max_length=16_384, description="PEM certificate request for its key")
+    proof: str = Field(max_length=128, description="HMAC-SHA256 of csr, keyed by the join secret")
+
+
+class PriorityIn(Request):
+    priority: Priority
+
+
+# ------------------------------------------------------------------------- answers
+
+
+class InfoOut(Answer):
+    version: str
+    scheduler: str
+    join: bool = Field(description="whether nodes need the join token")
+    dashboard: str | None = Field(description="Dask's dashboard, when it was asked for")
+
+
+class JoinOut(Answer):
+    version: str
+    scheduler: str
+    ca: str | None
+    certificate: str | None
+
+
+class SegmentCountsOut(Answer):
+    total: int
+    queued: int
+    dispatched: int
+    running: int
+    done: int
+    failed: int
+    canceled: int
+    work_total: float = 0.0
+    work_done: float = 0.0
+
+
+class BatchOut(Answer):
+    id: int
+    name: str
+    owner: str
+    priority: int
+    state: str
+    submitted_at: float
+    start_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    segments: SegmentCountsOut
+    actions: list[str] = Field(
+        default=[], description="what the batch allows now (see qfarm.domain.actions)"
+    )
+
+
+class JobOut(Answer):
+    id: int
+    name: str
+    type: str
+    state: str
+    progress: float
+    error: str
+    depends_on: list[int]
+    failed_nodes: list[str]
+    waiting: str | None = Field(description="why its queued segments do not run")
+    summary: list[str] = Field(description="what the job does, as its job type tells it")
+
+
+class BatchDetailOut(BatchOut):
+    jobs: list[JobOut]
+
+
+class RemovedOut(Answer):
+    removed: int
+
+
+class SegmentOut(Answer):
+    id: int
+    job_id: int
+    index: int
+    label: str
+    kind: str
+    state: str
+    node: str | None
+    attempts: int
+    failures: int
+    progress: float
+    error: str
+
+
+class AttemptOut(Answer):
+    segment_id: int
+    number: int
+    node: str
+    dispatched_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    exit_code: int | None = None
+    outcome: str | None = None
+    error: str = ""
+    log_tail: str = ""
+    log_path: str = ""
+    pid: int | None = None
+    last_progress_at: float | None = None
+
+
+class PresetOut(Answer):
+    name: str
+    kind: str
+    description: str
+    extension: str
+    available: bool
+
+
+class UploadOut(Answer):
+    upload: str
+    path: str = Field(description="its folder as the controller sees it")
+
+
+class FileWrittenOut(Answer):
+    path: str
+    size: int
+
+
+class FileRemovedOut(Answer):
+    path: str
+    removed: bool
+
+
+class RunningOut(Answer):
+    batch_id: int
+    segment_id: int
+    attempt: int
+    service: str
+
+
+class NodeOut(Answer):
+    name: str
+    address: str
+    state: str
+    services: dict[str, int] = {}
+    host: str = ""
+    cores: int = 0
+    memory: int = 0
+    fingerprint: dict[str, str] = {}
+    last_seen: float | None = None
+    refused: str = Field(default="", description="why the node is refused work, if it is")
+    busy: dict[str, int] = Field(default={}, description="busy instances by service")
+    running: list[RunningOut] = []
+    load: dict[str, Any] = {}
+
+
+class NodeStateOut(Answer):
+    name: str
+    state: str
