@@ -11,11 +11,12 @@ from qfarm.jobtypes.base import CLUSTER_OPTIONS, JobType, SegmentContext, Segmen
 from qfarm.jobtypes.command import COMMAND
 from qfarm.jobtypes.composite import COMPOSITE
 from qfarm.jobtypes.movie import MOVIE
+from qfarm.jobtypes.openjd import OPENJD
 from qfarm.jobtypes.render import RENDER
 from qfarm.jobtypes.transcode import TRANSCODE
 
 JOB_TYPES: dict[str, JobType] = {
-    job_type.name: job_type for job_type in (COMMAND, TRANSCODE, RENDER, MOVIE, COMPOSITE)
+    job_type.name: job_type for job_type in (COMMAND, TRANSCODE, RENDER, MOVIE, COMPOSITE, OPENJD)
 }
 
 __all__ = [

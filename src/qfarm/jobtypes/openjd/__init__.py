@@ -1,0 +1,105 @@
+"""The ``openjd`` job type: one Open Job Description step, its tasks run by openjd-sessions.
+
+:func:`jobs_from_plan` turns a plan from :func:`qfarm.openjd.load_plan` into one job per step
+(step dependencies are job dependencies); each task, or TASK_CHUNKING chunk, of the step is
+one segment, labelled with its parameter values (``Frame=1-5``). On a node each segment runs in
+an openjd-sessions session of its own (:mod:`qfarm.jobtypes.openjd.session`). The spec's
+fields are listed in :mod:`qfarm.jobtypes.openjd.spec`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.model import SegmentPlan
+from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
+from qfarm.jobtypes.openjd.spec import (
+    JOB_TYPE,
+    batch_from_plan,
+    check,
+    jobs_from_plan,
+    label,
+    path_mapping_rules,
+    step_spec,
+)
+
+# The node fingerprint entry a node has when openjd-sessions imports there (see fingerprint).
+TOOL = "openjd-sessions"
+
+__all__ = [
+    "OPENJD",
+    "TOOL",
+    "OpenJDJobType",
+    "batch_from_plan",
+    "fingerprint",
+    "jobs_from_plan",
+    "path_mapping_rules",
+    "step_spec",
+]
+
+
+def fingerprint() -> dict[str, str]:
+    """``{"openjd-sessions": VERSION}`` when openjd-sessions imports on this node, else
+    ``{}``: what a node adds to its tool versions so that it is offered ``openjd`` jobs."""
+    try:
+        from openjd.sessions import version
+    except ImportError:
+        return {}
+    return {TOOL: str(version)}
+
+
+class OpenJDJobType:
+    name = JOB_TYPE
+    service = JOB_TYPE
+
+    def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
+        # Every segment of a step runs with one openjd-sessions version (placement pins it).
+        return (TOOL,)
+
+    def validate(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        return check(spec)
+
+    def plan(self, spec: Mapping[str, Any]) -> list[SegmentPlan]:
+        plans: list[SegmentPlan] = []
+        for number, seg in enumerate(spec["segments"], start=1):
+            parameters = list(seg["parameters"])
+            plans.append(
+                SegmentPlan(
+                    index=number,
+                    spec={"segment": number, "task": seg["index"], "parameters": parameters},
+                    label=label(parameters),
+                    frames=max(1, int(seg["task_count"])),
+                )
+            )
+        return plans
+
+    def describe(self, spec: Mapping[str, Any]) -> list[str]:
+        segments = spec["segments"]
+        tasks = sum(int(s["task_count"]) for s in segments)
+        lines = [
+            f"OpenJD step {spec['step']!r} of {spec['job_name']!r}: "
+            f"{tasks} task{'s' * (tasks != 1)} in {len(segments)} "
+            f"segment{'s' * (len(segments) != 1)}"
+        ]
+        if spec["environments"]:
+            names = ", ".join(e["name"] or e["origin"] for e in spec["environments"])
+            lines.append(f"environments: {names}")
+        if spec.get("source"):
+            lines.append(f"template: {spec['source']}")
+        return lines
+
+    def run(
+        self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
+    ) -> SegmentOutcome:
+        from qfarm.jobtypes.openjd.session import SegmentSession
+
+        try:
+            return SegmentSession(job, segment, ctx).run()
+        except InvalidRequest as exc:  # a spec this node's openjd-model does not read
+            ctx.log(str(exc))
+            return SegmentOutcome(ok=False, error=str(exc))
+
+
+OPENJD = OpenJDJobType()
