@@ -303,6 +303,14 @@ def test_failing_onenter_skips_the_task(farm: Farm, out: Path) -> None:
     assert not (out / "ran").exists()
 
 
+def test_failing_onexit_fails_a_segment_whose_task_succeeded(farm: Farm, out: Path) -> None:
+    env = {"name": "Cleanup", "script": {"actions": {"onExit": bash("exit 4")}}}
+    step = {"name": "S", "script": {"actions": {"onRun": bash("touch {{Param.Out}}/ran")}}}
+    [outcome] = farm.run_all(template([step], jobEnvironments=[env]))
+    assert outcome.error == "onExit of Cleanup exited with code: 4" and outcome.exit_code == 4
+    assert (out / "ran").exists()
+
+
 def test_progress_status_and_fail_messages(farm: Farm) -> None:
     script = (
         "echo 'openjd_progress: 25'; echo 'openjd_status: rendering tiles'; "

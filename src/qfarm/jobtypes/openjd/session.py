@@ -64,7 +64,6 @@ class _Watch:
         self.ctx = ctx
         self.ended = threading.Event()
         self.result: ProcessResult | None = None
-        self._stopping = False
         self._thread = threading.Thread(target=self._run, name=f"openjd-watch-{ctx.key}")
         self._thread.daemon = True
         self._thread.start()
@@ -88,8 +87,8 @@ class _Watch:
         return self.canceled and self.result is not None and self.result.timed_out
 
     def stop(self) -> None:
-        """End the stand-in quietly: the segment ended by itself."""
-        self._stopping = True
+        """End the stand-in quietly: the segment ended by itself. Its process is ended by
+        its group id, not by the supervisor's kill, so the result says it was not a cancel."""
         while not self.ended.wait(POLL_SECONDS):
             pid = self.ctx.supervisor.running().get(self.ctx.key)
             if pid is not None:
@@ -232,7 +231,7 @@ class SegmentSession:
                     supported_extensions=job["extensions"],
                 ),
             ) as session:
-                entered: list[tuple[Any, Any]] = []
+                entered: list[tuple[Any, Any, str]] = []
                 for origin, env in environments:
                     if watch.canceled:
                         break
@@ -249,7 +248,7 @@ class SegmentSession:
                         )
 
                     done = self._act(session, f"onEnter of {env.name}", enter, watch, True)
-                    entered += [(i, table) for i in session.environments_entered[before:]]
+                    entered += [(i, table, env.name) for i in session.environments_entered[before:]]
                     if done.state != "success":
                         failure = done
                         break
@@ -270,12 +269,12 @@ class SegmentSession:
                         failure = done
                     else:
                         ctx.on_progress(1.0)
-                for identifier, table in reversed(entered):
+                for identifier, table, name in reversed(entered):
 
                     def leave(identifier: Any = identifier, table: Any = table) -> None:
                         session.exit_environment(identifier=identifier, resolved_symtab=table)
 
-                    done = self._act(session, f"onExit of {identifier}", leave, watch, False)
+                    done = self._act(session, f"onExit of {name}", leave, watch, False)
                     if done.state != "success" and failure is None:
                         failure = done
         finally:
