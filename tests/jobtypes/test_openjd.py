@@ -423,3 +423,31 @@ def test_without_openjd_sessions_a_segment_fails_with_a_reason(
     outcome = OPENJD.run(job, seg.spec, farm.context("bare"))
     assert not outcome.ok and "openjd-sessions is not installed" in outcome.error
     assert fingerprint() == {}
+
+
+def test_expr_let_bindings_reach_the_task(farm: Farm, out: Path) -> None:
+    step = {
+        "name": "S",
+        "let": ["twice = Param.N * 2"],
+        "parameterSpace": {
+            "taskParameterDefinitions": [{"name": "F", "type": "INT", "range": "1-2"}]
+        },
+        "script": {
+            "let": ["sum = twice + Task.Param.F"],
+            "actions": {"onRun": bash("echo twice={{twice}} sum={{sum}} >> {{Param.Out}}/expr")},
+        },
+    }
+    doc = template([step], extensions=["EXPR"])
+    doc["parameterDefinitions"].append({"name": "N", "type": "INT", "default": 3})
+    assert all(o.ok for o in farm.run_all(doc))
+    assert (out / "expr").read_text().splitlines() == ["twice=6 sum=7", "twice=6 sum=8"]
+
+
+def test_path_mapping_rules_map_path_parameters(farm: Farm, tmp_path: Path, out: Path) -> None:
+    step = {"name": "S", "script": {"actions": {"onRun": bash("touch {{Param.Out}}/mapped")}}}
+    (tmp_path / "map.yaml").write_text(yaml.safe_dump(template([step])))
+    plan = load_plan(tmp_path / "map.yaml", ["Out=/Volumes/media/out"], [])
+    [request] = jobs_from_plan(plan, path_mapping={"/Volumes/media": str(tmp_path)})
+    job, [seg] = plan_job("openjd", request.spec)
+    assert farm.run(job, seg).ok, farm.log()
+    assert (out / "mapped").exists()
