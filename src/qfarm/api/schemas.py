@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+)
 
 
 class Answer(BaseModel):
@@ -37,22 +44,29 @@ class ErrorOut(Answer):
 # ------------------------------------------------------------------------ requests
 
 
-def _priority(value: object) -> object:
+PRIORITY_HELP = "low (25), medium (50), high (75) or a number from 0 to 100"
+
+
+def _priority(value: object, handler: ValidatorFunctionWrapHandler) -> object:
     """A priority as it is documented: a number from 0 to 100 or a level's name. Names are
     taken in any case and with spaces around, and numbers as text, as the CLI takes them;
-    true and false are no numbers (JSON's integer 1.0 is)."""
-    if isinstance(value, bool):
-        raise ValueError("a priority is low, medium, high or a number from 0 to 100")
+    true and false are no numbers (JSON's integer 1.0 is). One message for any refusal,
+    not one per member of the union."""
     if isinstance(value, str):
         text = value.strip().lower()
-        return int(text) if text.isdigit() else text
-    return value
+        value = int(text) if text.isascii() and text.isdigit() else text
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return handler(value)
+    except (ValueError, ValidationError):
+        raise ValueError(f"{value!r} is not {PRIORITY_HELP}") from None
 
 
 Priority = Annotated[
     Annotated[int, Field(ge=0, le=100)] | Literal["low", "medium", "high"],
-    BeforeValidator(_priority),
-    Field(description="low (25), medium (50), high (75) or a number from 0 to 100"),
+    WrapValidator(_priority),
+    Field(description=PRIORITY_HELP),
 ]
 
 
