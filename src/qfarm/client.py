@@ -22,11 +22,14 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from qfarm.domain.model import BatchRequest
+from qfarm.files import safe_relative, write_atomically
+
 # The client's errors are those of the API's one table, re-exported (qfarm.client's
 # ControllerError is what callers have always caught).
-from qfarm.api.errors import ControllerError as ControllerError
-from qfarm.api.errors import client_error
-from qfarm.api.schemas import (
+from qfarm.wire.errors import ControllerError as ControllerError
+from qfarm.wire.errors import client_error
+from qfarm.wire.schemas import (
     AttemptOut,
     BatchDetailOut,
     BatchOut,
@@ -37,8 +40,6 @@ from qfarm.api.schemas import (
     SegmentOut,
     UploadOut,
 )
-from qfarm.domain.model import BatchRequest
-from qfarm.files import safe_relative, write_atomically
 
 API = "/api/v1"
 CONTROLLER_ENV = "QFARM_CONTROLLER"
@@ -165,7 +166,7 @@ class Client:
 
     @staticmethod
     def _raise(response: httpx.Response) -> None:
-        """The error of the API's table (qfarm.api.errors) for the answer's status."""
+        """The error of the API's table (qfarm.wire.errors) for the answer's status."""
         try:
             message = response.json()["error"]
         except (ValueError, KeyError, TypeError):

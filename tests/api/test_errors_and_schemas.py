@@ -11,7 +11,10 @@ from typing import Any, cast
 
 import pytest
 
-from qfarm.api.errors import (
+from qfarm.domain.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
+from qfarm.domain.model import BatchState, IllegalTransition
+from qfarm.store import Store
+from qfarm.wire.errors import (
     ERRORS,
     Conflict,
     ControllerError,
@@ -19,10 +22,7 @@ from qfarm.api.errors import (
     client_error,
     status_of,
 )
-from qfarm.api.schemas import BatchIn, BatchOut, PriorityIn
-from qfarm.domain.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
-from qfarm.domain.model import BatchState, IllegalTransition
-from qfarm.store import Store
+from qfarm.wire.schemas import BatchIn, BatchOut, PriorityIn
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 state changes. The only HTTP layer: the CLI's client commands and the web page use it.
 
 Every error is a JSON body ``{"error": "..."}`` with the status the one table of
-:mod:`qfarm.api.errors` gives it: 400 for a request that cannot be accepted, 401 without
+:mod:`qfarm.wire.errors` gives it: 400 for a request that cannot be accepted, 401 without
 the token, 403 for a refused join, 404 for an unknown id, 405 for a method a path lacks,
 409 for an action the object's state forbids. Handlers are ``async``: they run in the
 controller's event loop, beside the dispatcher, so they see and change one consistent state.
@@ -34,10 +34,10 @@ from qfarm.api import (
     routes_nodes,
 )
 from qfarm.api.common import API
-from qfarm.api.errors import ERRORS, METHOD_NOT_ALLOWED, UNAUTHORIZED, one_line, status_of
 from qfarm.api.routes_cluster import JOIN_PATH
 from qfarm.controller.service import Controller
 from qfarm.security.tokens import Gate
+from qfarm.wire.errors import ERRORS, METHOD_NOT_ALLOWED, UNAUTHORIZED, one_line, status_of
 
 # Server-sent-event streams: a browser's EventSource sends no headers, so these take the
 # token as ?token= too.

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 
 from fastapi import Path as FastApiPath
 
-from qfarm.api.errors import ERRORS, UNAUTHORIZED
-from qfarm.api.schemas import BatchOut, ErrorOut, SegmentCountsOut
 from qfarm.controller.service import Controller
 from qfarm.domain.actions import batch_actions
 from qfarm.domain.model import Batch
+from qfarm.wire.errors import ERRORS, UNAUTHORIZED
+from qfarm.wire.schemas import BatchOut, ErrorOut, SegmentCountsOut
 
 API = "/api/v1"
 # Ids in paths: positive and small enough for every database (a larger number is a 400, not

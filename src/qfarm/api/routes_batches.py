@@ -10,16 +10,6 @@ from dataclasses import asdict
 from fastapi import APIRouter
 
 from qfarm.api.common import API, ObjectId, batch_out, errors
-from qfarm.api.schemas import (
-    AttemptOut,
-    BatchDetailOut,
-    BatchIn,
-    BatchOut,
-    JobOut,
-    PriorityIn,
-    RemovedOut,
-    SegmentOut,
-)
 from qfarm.controller.service import Controller
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import (
@@ -32,6 +22,16 @@ from qfarm.domain.model import (
     parse_priority,
 )
 from qfarm.jobtypes import job_summary
+from qfarm.wire.schemas import (
+    AttemptOut,
+    BatchDetailOut,
+    BatchIn,
+    BatchOut,
+    JobOut,
+    PriorityIn,
+    RemovedOut,
+    SegmentOut,
+)
 
 # A job's spec never changes once stored, nor so its summary; clients poll a batch often,
 # and a job of thousands of frames is not described anew each time. Bounded over a

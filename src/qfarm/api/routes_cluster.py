@@ -6,8 +6,8 @@ from fastapi import APIRouter
 
 from qfarm import __version__
 from qfarm.api.common import API, errors
-from qfarm.api.schemas import InfoOut, JoinIn, JoinOut, PresetOut
 from qfarm.controller.service import Controller
+from qfarm.wire.schemas import InfoOut, JoinIn, JoinOut, PresetOut
 
 # Where nodes join: outside the client-token gate, since a join carries its own proof (see
 # qfarm.security.pki); a node needs only the join token.

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from qfarm.api.common import API, ObjectId, errors
-from qfarm.api.schemas import FileRemovedOut, FileWrittenOut, UploadOut
 from qfarm.controller.service import Controller
 from qfarm.files import atomic_file, list_files, safe_relative
+from qfarm.wire.schemas import FileRemovedOut, FileWrittenOut, UploadOut
 
 # Files go out as bytes, whatever their names: they are for clients and nodes to store,
 # and one type is what the schema can promise.

@@ -7,8 +7,8 @@ from dataclasses import asdict
 from fastapi import APIRouter
 
 from qfarm.api.common import API, errors
-from qfarm.api.schemas import NodeOut, NodeStateOut, RunningOut
 from qfarm.controller.service import Controller
+from qfarm.wire.schemas import NodeOut, NodeStateOut, RunningOut
 
 
 def router(controller: Controller) -> APIRouter:
