@@ -23,6 +23,7 @@ from qfarm.cli.app import app
 from qfarm.cli.command_job import CommandJob
 from qfarm.cli.common import FLAG, ExitCode, err, fail_usage, out, print_json
 from qfarm.cli.job_commands import invoke_job_command, is_job_command
+from qfarm.cli.openjd_detect import is_template
 from qfarm.cli.options import BatchArg, Connection, JsonOpt, QuietOpt, Schedule, with_option_sets
 from qfarm.cli.progress import BatchProgress
 from qfarm.cli.report import api_report, print_report, print_summaries
@@ -45,6 +46,8 @@ from qfarm.domain.units import duration
     qfarm submit transcode /mnt/shared/ep101.mov -p h264-1080p   # qfarm submit transcode --help
 
     qfarm submit render /mnt/shared/shot.blend --frames 1-240    # qfarm submit render --help
+
+    qfarm submit /mnt/shared/job.template.yaml -p Frames=1-240   # an OpenJD template or bundle
 """,
 )
 @with_option_sets
@@ -69,6 +72,23 @@ def submit(
     if command and is_job_command(command):
         # `qfarm submit transcode ...`: a job type's own command line.
         raise typer.Exit(invoke_job_command(command[0], "submit", command[1:]))
+    if command and is_template(command):
+        # `qfarm submit job.template.yaml -p ...`: an OpenJD template or job bundle.
+        from qfarm.cli import openjd
+
+        before = openjd.given_options(
+            env=job.env,
+            name=job.name,
+            priority=None if job.priority == "medium" else job.priority,
+            retries=None if job.retries == 2 else job.retries,
+            timeout=job.timeout,
+            hold=schedule.hold,
+            start_at=schedule.start_at,
+            controller=remote.controller,
+            token=remote.token,
+            json=as_json,
+        )
+        raise typer.Exit(openjd.invoke_template("submit", command, before))
     try:
         if command and batchfile.is_batch_file(command):
             request = batchfile.load(command[0])

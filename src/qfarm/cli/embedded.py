@@ -9,6 +9,7 @@ Dask, the store and the controller are imported when a run starts, not with this
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -44,22 +45,23 @@ def run_request(
     where: str = "",
     fresh: bool = False,
     follow: bool = False,
+    on_end: Callable[[Store, int], None] | None = None,
 ) -> int:
     """Plan ``request``, run it on an embedded cluster, report, and return the exit code.
     ``where`` prefixes planning errors (the batch file's name). An unfinished batch of the
     same request that no live process runs is resumed, unless ``fresh``. ``follow`` prints
-    the segments' output as it comes (not with ``as_json``)."""
+    the segments' output as it comes (not with ``as_json``). ``on_end`` is called with the
+    store and the batch id once the batch has ended, before the report."""
     try:
         if nodes is not None and nodes < 1:
             raise InvalidRequest("--nodes must be at least 1")
         if instances is not None and instances < 1:
             raise InvalidRequest("--instances must be at least 1")
         # Imported here, not at the top: --help and usage errors need not load Dask.
-        from qfarm.controller.local import default_local_nodes
         from qfarm.controller.planning import plan_batch, services_of
         from qfarm.store import Store
 
-        local_nodes = default_local_nodes(nodes, instances, services_of(request))
+        local_nodes = local_nodes_for(nodes, instances, services_of(request))
         farm: Counter[str] = Counter()
         for spec in local_nodes:
             farm.update(spec.services)
@@ -81,11 +83,77 @@ def run_request(
         shown = RunDisplay(
             as_json=as_json, bar=not (quiet or as_json), follow=follow and not as_json
         )
-        return _claim_and_run(request, planned, store, directory, local_nodes, shown, fresh=fresh)
+        return _claim_and_run(
+            request, planned, store, directory, local_nodes, shown, fresh=fresh, on_end=on_end
+        )
     except KeyboardInterrupt:
         return interrupted_early()
     finally:
         store.close()
+
+
+# The job types whose service the embedded cluster's nodes offer only where a library runs,
+# which default_local_nodes does not know yet: the service, and the fingerprint entry its
+# jobs require (placement sends their segments only to nodes that report it).
+LIBRARY_SERVICES = {"openjd": "openjd-sessions"}
+
+
+def local_nodes_for(
+    count: int | None, instances: int | None, services: set[str] | None
+) -> list[NodeSpec]:
+    """The embedded cluster's nodes for a batch of ``services``: those of
+    ``default_local_nodes``, and ``openjd`` (one instance per core, as commands) where
+    openjd-sessions runs and the node facts report it. A batch that needs it where it is not
+    is refused, rather than left waiting for a node that never comes."""
+    from qfarm.controller.local import default_local_nodes
+
+    extra = sorted(set(services or ()) & set(LIBRARY_SERVICES))
+    if not extra:
+        return default_local_nodes(count, instances, services)
+    from qfarm.node.facts import tool_versions
+
+    versions = tool_versions()
+    missing = [name for name in extra if LIBRARY_SERVICES[name] not in versions]
+    if missing:
+        tool = LIBRARY_SERVICES[missing[0]]
+        raise InvalidRequest(
+            f"no local node can run {missing[0]} jobs: the node facts do not report "
+            f"{tool} (is it installed, and does qfarm.node.facts list it?)"
+        )
+    rest = set(services or ()) - set(extra)
+    specs = default_local_nodes(count, instances, rest)
+    cores = os.cpu_count() or 1
+    per_node = instances or max(1, cores // len(specs))
+    added = {name: per_node for name in extra}
+    return [dataclasses.replace(spec, services={**spec.services, **added}) for spec in specs]
+
+
+def print_segment_logs(store: Store, batch_id: int, console: Any) -> None:
+    """Each segment's last attempt's log, job by job in batch order: the task output that
+    ``qfarm openjd run`` prints at the end. The whole file where it is here, else the tail
+    the store keeps."""
+    segments = store.segments(batch_id)
+    for job in store.jobs(batch_id):
+        for seg in sorted((s for s in segments if s.job_id == job.id), key=lambda s: s.index):
+            attempts = store.attempts(seg.id)
+            if not attempts:
+                continue
+            last = attempts[-1]
+            console.print(
+                f"== {job.name or job.job_type} segment {seg.index} ({seg.label}) "
+                f"on {last.node}: {last.outcome or seg.state.value}",
+                style="bold",
+                highlight=False,
+                soft_wrap=True,
+            )
+            path = Path(last.log_path) if last.log_path else None
+            if path is not None and path.is_file():
+                text = path.read_text(errors="replace")
+            else:
+                text = last.log_tail or ""
+            if text:
+                end = "" if text.endswith("\n") else "\n"
+                console.print(text, end=end, markup=False, highlight=False, soft_wrap=True)
 
 
 @dataclass(frozen=True)
@@ -106,6 +174,7 @@ def _claim_and_run(
     shown: RunDisplay,
     *,
     fresh: bool,
+    on_end: Callable[[Store, int], None] | None = None,
 ) -> int:
     """Resume the request's unfinished batch or store a new one, and run it."""
     from qfarm.controller.local import claim_run
@@ -122,7 +191,9 @@ def _claim_and_run(
                 "already done (--fresh starts over)",
                 highlight=False,
             )
-        return asyncio.run(_run_embedded(claim.batch_id, store, directory, local_nodes, shown))
+        return asyncio.run(
+            _run_embedded(claim.batch_id, store, directory, local_nodes, shown, on_end)
+        )
     finally:
         claim.lock.release()
 
@@ -152,6 +223,7 @@ async def _run_embedded(
     directory: Path,
     local_nodes: list[NodeSpec],
     shown: RunDisplay,
+    on_end: Callable[[Store, int], None] | None = None,
 ) -> int:
     from qfarm.controller.service import ENGINE_LOG, Controller
 
@@ -207,6 +279,8 @@ async def _run_embedded(
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     elapsed = time.monotonic() - started
+    if on_end is not None and not interrupted.is_set():
+        on_end(store, batch_id)
     report = batch_report(store, batch_id, elapsed)
     if shown.as_json:
         print_json(report)

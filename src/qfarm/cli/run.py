@@ -17,6 +17,7 @@ from qfarm.cli.command_job import CommandJob
 from qfarm.cli.common import fail_usage
 from qfarm.cli.embedded import run_request
 from qfarm.cli.job_commands import JOB_COMMANDS, invoke_job_command, is_job_command
+from qfarm.cli.openjd_detect import is_template
 from qfarm.cli.options import (
     DataDirOpt,
     DbOpt,
@@ -55,6 +56,10 @@ Job types with options of their own (each has --help):
 
     qfarm run render shot.blend --frames 1-240 --segment-size 10 -o frames/ --movie h264
 
+An Open Job Description job template or job bundle (every step, in dependency order):
+
+    qfarm run job.template.yaml -p Frames=1-10 --env studio-env.yaml
+
 **Placeholders**: {start} {end} {step} {frame} {segment} {input} {stem} {output};
 write {{ and }} for literal braces.
 """
@@ -92,6 +97,25 @@ def run(
     if command and is_job_command(command):
         # `qfarm run transcode ...`: a job type's own command line, with its own options.
         raise typer.Exit(invoke_job_command(command[0], "run", command[1:]))
+    if command and is_template(command):
+        # `qfarm run job.template.yaml -p ...`: an OpenJD template or job bundle.
+        from qfarm.cli import openjd
+
+        before = openjd.given_options(
+            env=job.env,
+            name=job.name,
+            priority=None if job.priority == "medium" else job.priority,
+            retries=None if job.retries == 2 else job.retries,
+            timeout=job.timeout,
+            nodes=nodes,
+            data_dir=data_dir,
+            db=db,
+            json=as_json,
+            quiet=quiet,
+            follow=follow,
+            fresh=fresh,
+        )
+        raise typer.Exit(openjd.invoke_template("run", command, before))
     from_file = batchfile.is_batch_file(command)
     try:
         if command and from_file:
