@@ -32,6 +32,7 @@ from qfarm.api import (
     routes_files,
     routes_logs,
     routes_nodes,
+    routes_openjd,
 )
 from qfarm.api.common import API
 from qfarm.api.routes_cluster import JOIN_PATH
@@ -81,7 +82,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
     for module in (routes_cluster, routes_batches, routes_logs, routes_files, routes_nodes,
-                   routes_events):  # fmt: skip
+                   routes_events, routes_openjd):  # fmt: skip
         app.include_router(module.router(controller))
     document_errors_as_answered(app)
     return app

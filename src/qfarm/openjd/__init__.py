@@ -18,7 +18,7 @@ from qfarm.openjd.plan import (
     ParameterValue,
     PlanEnvironment,
 )
-from qfarm.openjd.service import check, load_plan
+from qfarm.openjd.service import check, load_plan, load_plan_from_documents
 from qfarm.openjd.templates import SUPPORTED_EXTENSIONS
 
 __all__ = [
@@ -35,4 +35,5 @@ __all__ = [
     "PlanEnvironment",
     "check",
     "load_plan",
+    "load_plan_from_documents",
 ]

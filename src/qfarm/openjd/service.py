@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +122,42 @@ def check(
     except InvalidRequest as exc:
         return [str(exc)]
     return []
+
+
+def load_plan_from_documents(
+    template: Mapping[str, Any],
+    parameters: Mapping[str, Any] | None = None,
+    environments: Sequence[Mapping[str, Any]] = (),
+    *,
+    source: str = "template",
+) -> OpenJDPlan:
+    """:func:`load_plan` of documents already parsed (the HTTP API's JSON body): a job
+    template, parameter values by name and environment templates, in the order entered.
+
+    They are validated exactly as files are, by writing them to a scratch folder that is
+    removed afterwards; errors name ``source`` (and ``environments[N]``) in place of the
+    scratch files. Relative PATH defaults and values have no folder to be taken from: give
+    absolute paths. Raises InvalidRequest."""
+    with tempfile.TemporaryDirectory(prefix="qfarm-openjd-") as scratch:
+        folder = Path(scratch)
+        names = {folder / "template.json": source}
+        (folder / "template.json").write_text(json.dumps(template), encoding="utf-8")
+        env_paths = []
+        for index, env in enumerate(environments):
+            path = folder / f"environment-{index}.json"
+            path.write_text(json.dumps(env), encoding="utf-8")
+            names[path] = f"environments[{index}]"
+            env_paths.append(path)
+        values = folder / "values.json"
+        values.write_text(json.dumps(dict(parameters or {})), encoding="utf-8")
+        names[values] = "parameters"
+        try:
+            plan = load_plan(folder / "template.json", [f"file://{values}"], env_paths, cwd=folder)
+        except InvalidRequest as exc:
+            message = str(exc)
+            for path, name in names.items():
+                message = message.replace(str(path), name)
+            raise InvalidRequest(message) from None
+        except (TypeError, ValueError) as exc:  # a body json cannot write back
+            raise InvalidRequest(f"{source}: {exc}") from None
+    return dataclasses.replace(plan, source=Path(source))
