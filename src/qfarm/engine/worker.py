@@ -85,8 +85,16 @@ def kill_on_node(key: str, dask_worker: Any = None) -> bool:
 
 
 def facts_of_node(services: dict[str, int], dask_worker: Any = None) -> dict[str, Any]:
-    """Run by the controller on one worker (Dask passes ``dask_worker``)."""
-    return _runner(dask_worker).facts(services)
+    """Run by the controller on one worker (Dask passes ``dask_worker``). A worker started
+    without qfarm's plugin (a plain `dask worker` joined by hand) still says which qfarm it
+    imports, so the dispatcher refuses it for its version rather than for its silence."""
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    if plugin is None or plugin.runner is None:
+        import qfarm
+
+        return {"version": qfarm.__version__, "fingerprint": {"qfarm": qfarm.__version__}}
+    facts: dict[str, Any] = plugin.runner.facts(services)
+    return facts
 
 
 class NodePlugin(WorkerPlugin):
