@@ -68,28 +68,34 @@ def host_load() -> dict[str, float]:
 def tool_versions() -> dict[str, str]:
     """The versions of the tools this node's job types run, for its fingerprint."""
     from qfarm import renderers
+    from qfarm.jobtypes.openjd import fingerprint as openjd_fingerprint
     from qfarm.media.tool import ToolMissing, ffmpeg
 
     versions: dict[str, str] = {}
     with contextlib.suppress(ToolMissing):
         versions["ffmpeg"] = ffmpeg().version
     versions.update(renderers.fingerprint())  # versions, and features (blender+gpu)
+    versions.update(openjd_fingerprint())  # openjd-sessions, when it imports here
     return versions
 
 
 # Services that need a tool: the fingerprint entries of which at least one must be here.
-SERVICE_TOOLS = {"transcode": ("ffmpeg",), "render": ("blender", "povray")}
+SERVICE_TOOLS = {
+    "transcode": ("ffmpeg",),
+    "render": ("blender", "povray"),
+    "openjd": ("openjd-sessions",),
+}
 
 
 def offerable_services(requested: dict[str, int] | None) -> tuple[dict[str, int], list[str]]:
     """The services this node can offer, and why any asked for are dropped. ``None`` asks
-    for the defaults: ``command`` with one instance per core, and ``transcode`` and
-    ``render`` with one each (ffmpeg and renderers use every core themselves) when their
-    tools run here.
+    for the defaults: ``command`` with one instance per core, and ``transcode``, ``render``
+    and ``openjd`` with one each (ffmpeg, renderers and the renders OpenJD jobs mostly are
+    use every core themselves) when their tools run here.
     """
     tools = tool_versions()
     if requested is None:
-        requested = {"command": os.cpu_count() or 1, "transcode": 1, "render": 1}
+        requested = {"command": os.cpu_count() or 1, "transcode": 1, "render": 1, "openjd": 1}
         quiet = True
     else:
         quiet = False
