@@ -19,6 +19,20 @@
     depends_on = ["render"]    # starts when render is done; canceled if it fails
     command = ["sh", "-c", "make-movie.sh"]
 
+    [[jobs]]
+    name = "comp"
+    type = "openjd"            # an OpenJD job template or bundle: one job per step
+    template = "comp.template.yaml"
+    params = { Frames = "1-240" }   # or a list: ["Frames=1-240", "file://values.yaml"]
+    env = ["studio-env.yaml"]  # environment templates (optional)
+    step = "Encode"            # only this step (optional)
+    depends_on = ["render"]
+
+An ``openjd`` entry expands into its template's steps, named ``comp/STEP`` (``STEP`` alone
+for an entry without a name), depending on each other as the template says and on the
+entry's ``depends_on``; a job that depends on the entry depends on all its steps. Its paths
+are taken from the batch file's folder.
+
 Every key of a job other than ``name``, ``type``, ``retries``, ``timeout`` and ``depends_on``
 is an option of its job type (for ``command``: command, frames, segment_size, each, output,
 cwd, env, ok_exit, preflight). A relative ``cwd`` is taken from the batch file's folder, and
@@ -27,6 +41,7 @@ so is the default working directory.
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -77,8 +92,28 @@ def parse(data: dict[str, Any], base: Path) -> BatchRequest:
         start_at = getattr(start_at, "timestamp", lambda: None)()
         if start_at is None:
             raise InvalidRequest("start_at must be a date-time, like 2026-11-25T22:00:00")
+    expanded: list[JobRequest] = []
+    groups: dict[str, tuple[str, ...]] = {}  # an openjd entry's name -> its steps' jobs
+    for index, job in enumerate(jobs, start=1):
+        if isinstance(job, dict) and job.get("type") == "openjd":
+            steps = _openjd_jobs(job, index, base)
+            if job.get("name"):
+                groups[str(job["name"])] = tuple(step.name for step in steps)
+            expanded += steps
+        else:
+            expanded.append(_job(job, index, base))
+    if groups:
+        expanded = [
+            dataclasses.replace(
+                job,
+                depends_on=tuple(
+                    name for dep in job.depends_on for name in groups.get(dep, (dep,))
+                ),
+            )
+            for job in expanded
+        ]
     return BatchRequest(
-        jobs=tuple(_job(job, index, base) for index, job in enumerate(jobs, start=1)),
+        jobs=tuple(expanded),
         name=str(data.get("name", "")),
         owner=str(data.get("owner", "")),
         priority=priority,
@@ -118,6 +153,79 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
         timeout=float(timeout) if timeout is not None else None,
         depends_on=tuple(depends),
     )
+
+
+OPENJD_KEYS = frozenset({"name", "type", "template", "params", "env", "step", "path_map"})
+
+
+def _openjd_jobs(job: dict[str, Any], index: int, base: Path) -> list[JobRequest]:
+    """The step jobs of a ``type = "openjd"`` entry (see the module's docstring)."""
+    from qfarm.cli.openjd import environment_templates, only_step
+    from qfarm.jobtypes.openjd import jobs_from_plan
+    from qfarm.openjd import load_plan
+
+    where = f"job {job.get('name') or index}"
+    unknown = sorted(set(job) - OPENJD_KEYS - JOB_KEYS)
+    if unknown:
+        raise InvalidRequest(
+            f"{where}: unknown key {unknown[0]!r}; openjd has {sorted(OPENJD_KEYS)}"
+        )
+    template = job.get("template")
+    if not isinstance(template, str) or not template:
+        raise InvalidRequest(f"{where}: template must name a job template or bundle folder")
+    params = job.get("params", {})
+    if isinstance(params, dict):
+        args = [f"{name}={_param_text(value)}" for name, value in params.items()]
+    elif isinstance(params, list) and all(isinstance(p, str) for p in params):
+        args = list(params)
+    else:
+        raise InvalidRequest(f"{where}: params must be a table or a list of NAME=VALUE")
+    env = job.get("env", [])
+    if isinstance(env, str):
+        env = [env]
+    if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
+        raise InvalidRequest(f"{where}: env must be a list of environment template paths")
+    mapping = job.get("path_map", {})
+    if not isinstance(mapping, dict):
+        raise InvalidRequest(f"{where}: path_map must be a table of FROM = TO")
+    step = job.get("step")
+    retries = job.get("retries", 2)
+    timeout = job.get("timeout")
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise InvalidRequest(f"{where}: retries must be a whole number")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidRequest(f"{where}: timeout must be a positive number of seconds")
+    depends = job.get("depends_on", [])
+    if isinstance(depends, str):
+        depends = [depends]
+    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
+        raise InvalidRequest(f"{where}: depends_on must be a list of job names")
+    environments = [p if p.is_absolute() else base / p for p in environment_templates(env)]
+    plan = load_plan(base / template, args, environments, cwd=base)
+    steps = only_step(
+        jobs_from_plan(
+            plan,
+            path_mapping={str(k): str(v) for k, v in mapping.items()},
+            retries=retries,
+            timeout=float(timeout) if timeout is not None else None,
+        ),
+        None if step is None else str(step),
+    )
+    prefix = f"{job['name']}/" if job.get("name") else ""
+    return [
+        dataclasses.replace(
+            s,
+            name=prefix + s.name,
+            depends_on=(*depends, *(prefix + d for d in s.depends_on)),
+        )
+        for s in steps
+    ]
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _bool(data: dict[str, Any], key: str) -> bool:
