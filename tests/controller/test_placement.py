@@ -15,6 +15,7 @@ from qfarm.controller.placement import BLOCKLIST_AFTER
 from qfarm.controller.planning import plan_batch
 from qfarm.domain.model import BatchRequest, BatchState, JobRequest, JobState, SegmentState
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS
+from qfarm.store import Change
 from tests.controller.fake_engine import Farm
 
 
@@ -228,6 +229,27 @@ def test_cancel_kills_what_runs_and_cancels_what_is_queued(tmp_path: Path) -> No
         states = {s.state for s in farm.store.segments(batch_id)}
         assert states == {SegmentState.CANCELED}
         assert farm.dispatcher.killing == set() and farm.engine.running == {}
+
+    on_farm(tmp_path, scenario)
+
+
+def test_what_a_cancel_ends_at_once_reaches_the_event_stream(tmp_path: Path) -> None:
+    # The page and `qfarm watch` learn of queued segments and unstarted jobs canceled at once
+    # from the changes the dispatcher hands on, not only of what ends later by its kill.
+    async def scenario(farm: Farm) -> None:
+        seen: list[Change] = []
+        farm.dispatcher.on_changes = seen.extend
+        farm.engine.add_node("a", {"command": 1})
+        batch_id = add(farm, command_batch(tmp_path, "1-3"))
+        await farm.tick()
+        seen.clear()
+        await farm.dispatcher.cancel_batch(batch_id)
+        queued = {s.id for s in farm.store.segments(batch_id) if s.state is SegmentState.CANCELED}
+        assert len(queued) == 2
+        assert {c.id for c in seen if c.kind == "segment" and c.state == "canceled"} == queued
+        seen.clear()
+        await farm.dispatcher.cancel_batch(batch_id)  # again, while canceling
+        assert not [c for c in seen if c.kind == "segment"]  # nothing new was canceled
 
     on_farm(tmp_path, scenario)
 

@@ -160,10 +160,12 @@ class Dispatcher:
 
     async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
         """Cancel queued work at once and kill what runs; kills report back as canceled."""
-        active = self.store.cancel_batch(batch_id, reason)
+        canceled = self.store.cancel(batch_id, reason)
+        if canceled.changes and self.on_changes is not None:
+            self.on_changes(canceled.changes)  # what ended at once, for the event stream
         by_segment = {f.segment_id: f for f in self.in_flight.values()}
         kills = []
-        for segment in active:
+        for segment in canceled.active:
             flight = by_segment.get(segment.id)
             if flight is None:
                 continue

@@ -164,6 +164,8 @@ class Controller:
 
     def set_priority(self, batch_id: int, priority: int) -> None:
         self.store.set_priority(batch_id, priority)
+        # No state moves, but the batch changed: watchers read it again.
+        self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])
         self.dispatcher.poke()
 
     def set_node_enabled(self, name: str, enabled: bool) -> None:

@@ -21,6 +21,7 @@ from qfarm.store.batches import Batches
 from qfarm.store.dispatch import Dispatching
 from qfarm.store.nodes import Nodes
 from qfarm.store.records import (
+    Canceled,
     Candidate,
     Change,
     Dispatch,
@@ -35,6 +36,7 @@ from qfarm.store.tokens import Tokens
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Canceled",
     "Candidate",
     "Change",
     "Dispatch",

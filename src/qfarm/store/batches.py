@@ -33,7 +33,7 @@ from qfarm.domain.steering import (
     resume_target,
 )
 from qfarm.store.moves import move
-from qfarm.store.records import Change, PlannedJob, Result
+from qfarm.store.records import Canceled, Change, PlannedJob, Result
 from qfarm.store.reports import Reports
 from qfarm.store.rows import Row, insert, one_batch, to_segment
 from qfarm.store.settle import settle_jobs
@@ -178,13 +178,17 @@ class Batches(Reports):
         which the dispatcher must kill; they are canceled when their attempts report back.
         Cancel while canceling cancels again: the active segments are returned once more.
         """
+        return self.cancel(batch_id, reason).active
+
+    def cancel(self, batch_id: int, reason: str = "canceled") -> Canceled:
+        """:meth:`cancel_batch`, with the changes it made (for the event stream)."""
         changes: list[Change] = []
         with self._tx() as conn:
             batch = one_batch(conn, batch_id)
             cancel = CancelState.CANCELING if batch.canceling else CancelState.NONE
             new = cancel_begins(BatchState(batch.state), cancel)
             if new is None:
-                return []
+                return Canceled([], [])
             queued = conn.execute(
                 select(segments)
                 .where(segments.c.batch_id == batch_id)
@@ -212,7 +216,7 @@ class Batches(Reports):
                 batch = one_batch(conn, batch_id)
                 if cancel_ends_batch(BatchState(batch.state), len(active)):
                     move(conn, batch, BatchState.CANCELED, changes, finished_at=time.time())
-            return [to_segment(row) for row in active]
+            return Canceled([to_segment(row) for row in active], changes)
 
     def remove_batch(self, batch_id: int) -> set[str]:
         """Delete an ended batch with its jobs, segments and attempts, in one transaction.

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qfarm.domain.model import SegmentPlan
+from qfarm.domain.model import Segment, SegmentPlan
 
 
 @dataclass(frozen=True)
@@ -101,3 +101,13 @@ class Change:
     id: int
     state: str
     batch_id: int
+
+
+@dataclass(frozen=True)
+class Canceled:
+    """What a cancel did: the segments still running, which the dispatcher must kill, and
+    the changes made at once (queued segments and unstarted jobs canceled; the batch, when
+    nothing was running)."""
+
+    active: list[Segment]
+    changes: list[Change]
