@@ -7,6 +7,7 @@ from dataclasses import asdict
 from fastapi import APIRouter
 
 from qfarm.api.common import API, errors
+from qfarm.controller.activity import NodeActivity
 from qfarm.controller.service import Controller
 from qfarm.wire.schemas import NodeOut, NodeStateOut, RunningOut
 
@@ -17,22 +18,15 @@ def router(controller: Controller) -> APIRouter:
     @api.get("", responses=errors())
     async def nodes() -> list[NodeOut]:
         """The nodes, with the instances of each service busy now and what they run."""
-        # The dispatcher offers no snapshot of its live state (issue 16: asked of its
-        # owner); until it does, its public attributes are read here, and only here.
-        dispatcher = controller.dispatcher
-        running: dict[str, list[RunningOut]] = {}
-        for flight in dispatcher.in_flight.values():
-            running.setdefault(flight.node, []).append(
-                RunningOut(batch_id=flight.batch_id, segment_id=flight.segment_id,
-                           attempt=flight.attempt, service=flight.service)
-            )  # fmt: skip
+        activity = controller.activity()
+        idle = NodeActivity()
         return [
             NodeOut(
                 **{**asdict(node), "state": node.state.value},
-                refused=dispatcher.refused.get(node.name, ""),
-                busy={k: v for k, v in dispatcher.busy.get(node.name, {}).items() if v},
-                running=running.get(node.name, []),
-                load=live.load if (live := dispatcher.nodes.get(node.name)) else {},
+                refused=(now := activity.get(node.name, idle)).refused,
+                busy=now.busy,
+                running=[RunningOut(**asdict(r)) for r in now.running],
+                load=now.load,
             )
             for node in controller.store.nodes()
         ]

@@ -31,9 +31,8 @@ class ControllerAddresses:
 
 def dispatcher_task(controller: Controller) -> asyncio.Task[None]:
     """The task running the controller's dispatcher loop, which the API outlives only to
-    stop. The controller has no public accessor for it yet (asked of its owner in issue
-    16); until it has, its field is read here and nowhere else in the API."""
-    task = controller._loop_task
+    stop."""
+    task = controller.dispatcher_task
     if task is None:
         raise QfarmError("the controller's dispatcher is not running")
     return task

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from qfarm import jobtypes
 from qfarm.config import logs_dir
+from qfarm.controller.activity import NodeActivity, node_activity
 from qfarm.controller.dispatcher import Dispatcher
 from qfarm.controller.local import local_runner
 from qfarm.controller.planning import plan_batch
@@ -167,6 +168,16 @@ class Controller:
         # No state moves, but the batch changed: watchers read it again.
         self._broadcast([Change("batch", batch_id, self.store.batch(batch_id).state, batch_id)])
         self.dispatcher.poke()
+
+    def activity(self) -> dict[str, NodeActivity]:
+        """What each node does now, as the dispatcher knows it (a copy)."""
+        return node_activity(self.dispatcher)
+
+    @property
+    def dispatcher_task(self) -> asyncio.Task[None] | None:
+        """The task running the dispatcher loop, while it runs: a server that serves this
+        controller stops when it ends."""
+        return self._loop_task
 
     def set_node_enabled(self, name: str, enabled: bool) -> None:
         """Drain a node (running segments finish, no new ones) or take it back."""
