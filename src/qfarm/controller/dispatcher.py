@@ -29,6 +29,7 @@ from pathlib import Path
 from qfarm import __version__, jobtypes
 from qfarm.controller import placement
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
+from qfarm.domain.lifecycle import CrashLoop, refusal
 from qfarm.domain.messages import SegmentTask
 from qfarm.domain.model import FINAL_JOB_STATES, Node, NodeState
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
@@ -47,6 +48,7 @@ MAX_TICK_PAUSE_SECONDS = 0.05
 # (Qmaster restarted a crashed service up to four times).
 MAX_NODE_RESTARTS = 4
 CRASH_WINDOW_SECONDS = 600.0
+CRASH_LOOP = CrashLoop(MAX_NODE_RESTARTS, CRASH_WINDOW_SECONDS)
 
 log = logging.getLogger(__name__)
 
@@ -280,26 +282,16 @@ class Dispatcher:
                     self.busy[name] = Counter()
                 self.busy.setdefault(name, Counter())
                 version = engine_node.facts.get("version")
-                if version is None:
-                    # Its facts could not be read (yet): no work until they can.
-                    self.refused[name] = f"node {name} has not told its version yet"
-                elif version != __version__:
-                    # The brief's rule: every node runs the controller's version, so the
-                    # chunks of one job join seamlessly. Such a node gets no work.
-                    self.refused[name] = (
-                        f"node {name} runs qfarm {version}, the controller {__version__}"
-                    )
-                    log.warning("refusing %s", self.refused[name])
-                elif name in self.crash_refused or self._crash_looping(name):
-                    self.crash_refused.add(name)
-                    self.refused[name] = (
-                        f"node {name} went down more than {MAX_NODE_RESTARTS} times in "
-                        f"{CRASH_WINDOW_SECONDS // 60:.0f} minutes: out of service until "
-                        f"`qfarm node enable {name}`"
-                    )
-                    log.warning("taking a node out of service: %s", self.refused[name])
-                else:
+                looping = name in self.crash_refused or self._crash_looping(name)
+                why = refusal(name, version, __version__, looping, CRASH_LOOP)
+                if why is None:
                     self.refused.pop(name, None)
+                else:
+                    if looping and version == __version__:
+                        self.crash_refused.add(name)  # until `qfarm node enable`
+                    if why != self.refused.get(name):
+                        log.warning("refusing %s", why)
+                    self.refused[name] = why
                 self.store.upsert_node(
                     Node(
                         name=name,

@@ -246,7 +246,37 @@ def node_admission(
 ) -> NodeAdmission:
     """Whether a live node is given work: refused while it has not told its version, runs
     another qfarm than the controller (the segments of one job must join seamlessly), or
-    keeps going down; admitted otherwise. The dispatcher words the reason."""
+    keeps going down; admitted otherwise. :func:`refusal` words the reason."""
     if version is None or version != controller_version or crash_looping:
         return NodeAdmission.REFUSED
     return NodeAdmission.ADMITTED
+
+
+@dataclass(frozen=True)
+class CrashLoop:
+    """How a node that keeps going down is taken out of service: after more than
+    ``restarts`` losses within ``window_seconds``, until someone enables it again."""
+
+    restarts: int
+    window_seconds: float
+
+
+def refusal(
+    name: str,
+    version: str | None,
+    controller_version: str,
+    crash_looping: bool,
+    crash_loop: CrashLoop,
+) -> str | None:
+    """Why a live node is refused work, as people read it; None when it is admitted."""
+    if node_admission(version, controller_version, crash_looping) is NodeAdmission.ADMITTED:
+        return None
+    if version is None:  # its facts could not be read (yet): no work until they can
+        return f"node {name} has not told its version yet"
+    if version != controller_version:
+        return f"node {name} runs qfarm {version}, the controller {controller_version}"
+    minutes = crash_loop.window_seconds // 60
+    return (
+        f"node {name} went down more than {crash_loop.restarts} times in {minutes:.0f} "
+        f"minutes: out of service until `qfarm node enable {name}`"
+    )
