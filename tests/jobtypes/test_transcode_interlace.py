@@ -21,6 +21,9 @@ from tests.helpers import embedded
 from tests.jobtypes.test_transcode import make_source
 from tests.jobtypes.test_transcode_fidelity import _frame_psnrs, _true_frames
 
+# Whole transcodes, split and assembled by real ffmpeg: seconds each.
+pytestmark = pytest.mark.integration
+
 
 def _untagged(path: Path, order: str = "top") -> Path:
     """25i from 50p testsrc2 (fields woven ``order`` first), its frames flagged progressive:

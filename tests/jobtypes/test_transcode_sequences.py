@@ -28,6 +28,9 @@ from tests.helpers import embedded
 from tests.jobtypes.test_transcode import make_source, psnr
 from tests.jobtypes.test_transcode_fidelity import _frame_psnrs
 
+# Whole transcodes, split and assembled by real ffmpeg: seconds each.
+pytestmark = pytest.mark.integration
+
 LOSSLESS = '[preset.lossless]\ncontainer = "mkv"\nvideo_codec = "ffv1"\npix_fmt = "bgr0"\n'
 H264_ARGS = ["-c:v", "libx264", "-preset", "medium", "-crf", "20", "-pix_fmt", "yuv420p"]
 SEQUENCE_INPUT = ["-framerate", "24", "-start_number", "1001", "-i"]
