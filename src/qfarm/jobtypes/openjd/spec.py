@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
-
-from openjd.model import DecodeValidationError, model_to_object, parse_model
-from openjd.model.v2023_09 import Environment, StepScript
+from typing import TYPE_CHECKING, Any
 
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest, JobRequest
-from qfarm.openjd.plan import OpenJDPlan, OpenJDStep, ParameterValue
+
+if TYPE_CHECKING:
+    from qfarm.openjd.plan import OpenJDPlan, OpenJDStep, ParameterValue
+
+# openjd-model is imported where it is used, not here: the job-type registry imports this
+# module in every qfarm process, and openjd-model costs about 0.4 s to import.
 
 JOB_TYPE = "openjd"
 ORIGINS = frozenset({"env-template", "job", "step"})
@@ -72,6 +74,8 @@ def step_spec(
     plan: OpenJDPlan, step: OpenJDStep, path_mapping: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
     """The ``openjd`` job spec of one step of ``plan``."""
+    from openjd.model import model_to_object
+
     extensions = set(plan.extensions)
     for template in plan.environment_templates:
         extensions.update(str(e) for e in template.extensions or ())
@@ -146,6 +150,8 @@ def batch_from_plan(
 
 
 def _parse(model: Any, obj: Any, extensions: Sequence[str], where: str) -> Any:
+    from openjd.model import DecodeValidationError, parse_model
+
     try:
         return parse_model(model=model, obj=obj, supported_extensions=extensions)
     except DecodeValidationError as exc:
@@ -177,6 +183,8 @@ def check(spec: Mapping[str, Any]) -> dict[str, Any]:
     extensions = spec.get("extensions") or []
     if not isinstance(extensions, list) or not all(isinstance(e, str) for e in extensions):
         raise InvalidRequest("openjd job: extensions must be a list of names")
+    from openjd.model.v2023_09 import Environment, StepScript
+
     _parse(StepScript, spec["script"], extensions, "script")
     environments = spec.get("environments") or []
     if not isinstance(environments, list):
@@ -244,11 +252,15 @@ def label(parameters: Sequence[Mapping[str, Any]]) -> str:
 
 
 def decode_script(job: Mapping[str, Any]) -> Any:
+    from openjd.model.v2023_09 import StepScript
+
     return _parse(StepScript, job["script"], job["extensions"], "script")
 
 
 def decode_environments(job: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """(origin, openjd-model Environment) in the order to enter them."""
+    from openjd.model.v2023_09 import Environment
+
     return [
         (env["origin"], _parse(Environment, env["environment"], job["extensions"], "environment"))
         for env in job["environments"]
