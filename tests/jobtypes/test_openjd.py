@@ -21,6 +21,7 @@ from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
 from qfarm.jobtypes.openjd import OPENJD, TOOL, batch_from_plan, fingerprint, jobs_from_plan
 from qfarm.jobtypes.supervisor import Supervisor
 from qfarm.openjd import load_plan
+from tests.helpers import wait_until_sync
 
 SECRET = "s3cr3t-Value-42"
 
@@ -348,13 +349,6 @@ def test_redacted_values_never_reach_the_log(farm: Farm, out: Path) -> None:
     assert SECRET not in outcome.error and "bad token ********" in outcome.error
 
 
-def _wait_for(path: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.05)
-
-
 def _in_thread(fn: Callable[[], SegmentOutcome]) -> tuple[threading.Thread, list[SegmentOutcome]]:
     result: list[SegmentOutcome] = []
     thread = threading.Thread(target=lambda: result.append(fn()))
@@ -373,7 +367,7 @@ def test_cancel_notifies_then_terminates_and_runs_onexit(farm: Farm, out: Path) 
     [(job, [seg])] = farm.plan(template([step], jobEnvironments=[env]))
     ctx = farm.context("cancel-me")
     thread, result = _in_thread(lambda: OPENJD.run(job, seg.spec, ctx))
-    _wait_for(out / "started")
+    wait_until_sync((out / "started").exists, timeout=20, what="the task to start")
     began = time.monotonic()
     assert farm.supervisor.kill("cancel-me")  # what the node does to cancel a segment
     thread.join(30)
