@@ -6,15 +6,11 @@ dispatcher and its tests can use these (and a fake engine) without starting a cl
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from qfarm.domain.messages import AttemptResult, SegmentTask
-
-# Workers are spawned processes that read Dask's logging level from the environment.
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 
 @dataclass(frozen=True)

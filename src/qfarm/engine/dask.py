@@ -16,14 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-# Workers are spawned processes that read Dask's logging level from the environment.
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 import dask
 from distributed import Client, Scheduler

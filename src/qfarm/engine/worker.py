@@ -19,9 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# Workers are spawned processes that read Dask's logging level from the environment.
-os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
-
 import dask
 from distributed import Nanny, Worker, WorkerPlugin, get_worker
 from distributed.security import Security
