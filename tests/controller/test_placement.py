@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -250,6 +251,22 @@ def test_what_a_cancel_ends_at_once_reaches_the_event_stream(tmp_path: Path) -> 
         seen.clear()
         await farm.dispatcher.cancel_batch(batch_id)  # again, while canceling
         assert not [c for c in seen if c.kind == "segment"]  # nothing new was canceled
+
+    on_farm(tmp_path, scenario)
+
+
+def test_a_plain_dask_worker_of_the_same_version_gets_no_work(tmp_path: Path) -> None:
+    # A worker joined without qfarm's plugin has no runner: every segment would fail on it.
+    async def scenario(farm: Farm) -> None:
+        node = farm.engine.add_node("plain")
+        farm.engine.live["plain"] = replace(node, facts={**node.facts, "runner": False})
+        add(farm, command_batch(tmp_path))
+        await farm.tick()
+        assert farm.engine.running == {}
+        assert farm.dispatcher.refused == {
+            "plain": "node plain is a plain Dask worker, not a qfarm node: start it with "
+            "`qfarm node`"
+        }
 
     on_farm(tmp_path, scenario)
 

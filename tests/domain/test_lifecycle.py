@@ -480,6 +480,7 @@ def test_a_node_is_refused_unless_it_runs_the_controllers_version_and_is_not_cra
     assert node_admission(None, "1.2", crash_looping=False) is NodeAdmission.REFUSED
     assert node_admission("1.1", "1.2", crash_looping=False) is NodeAdmission.REFUSED
     assert node_admission("1.2", "1.2", crash_looping=True) is NodeAdmission.REFUSED
+    assert node_admission("1.2", "1.2", False, runner=False) is NodeAdmission.REFUSED
     check_transition("n", NodeAdmission.ADMITTED, NodeAdmission.REFUSED)
     check_transition("n", NodeAdmission.REFUSED, NodeAdmission.ADMITTED)
 
@@ -491,6 +492,12 @@ def test_a_refusal_says_why_in_the_order_the_reasons_are_checked() -> None:
     assert refusal("a", "1.0", "1.0", False, loop) is None
     assert refusal("a", None, "1.0", True, loop) == "node a has not told its version yet"
     assert refusal("a", "0.9", "1.0", True, loop) == "node a runs qfarm 0.9, the controller 1.0"
+    assert refusal("a", "0.9", "1.0", False, loop, runner=False) == (
+        "node a runs qfarm 0.9, the controller 1.0"
+    )
+    assert refusal("a", "1.0", "1.0", False, loop, runner=False) == (
+        "node a is a plain Dask worker, not a qfarm node: start it with `qfarm node`"
+    )
     assert refusal("a", "1.0", "1.0", True, loop) == (
         "node a went down more than 4 times in 10 minutes: out of service until "
         "`qfarm node enable a`"

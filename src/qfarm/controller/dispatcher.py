@@ -283,7 +283,8 @@ class Dispatcher:
                 self.busy.setdefault(name, Counter())
                 version = engine_node.facts.get("version")
                 looping = name in self.crash_refused or self._crash_looping(name)
-                why = refusal(name, version, __version__, looping, CRASH_LOOP)
+                runner = bool(engine_node.facts.get("runner", True))
+                why = refusal(name, version, __version__, looping, CRASH_LOOP, runner)
                 if why is None:
                     self.refused.pop(name, None)
                 else:

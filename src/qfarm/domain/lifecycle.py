@@ -242,12 +242,13 @@ def node_reported(stored: NodeState, reported: NodeState) -> NodeState | None:
 
 
 def node_admission(
-    version: str | None, controller_version: str, crash_looping: bool
+    version: str | None, controller_version: str, crash_looping: bool, runner: bool = True
 ) -> NodeAdmission:
     """Whether a live node is given work: refused while it has not told its version, runs
-    another qfarm than the controller (the segments of one job must join seamlessly), or
-    keeps going down; admitted otherwise. :func:`refusal` words the reason."""
-    if version is None or version != controller_version or crash_looping:
+    another qfarm than the controller (the segments of one job must join seamlessly), is a
+    plain Dask worker without qfarm's node runner (``runner`` false: it could run nothing),
+    or keeps going down; admitted otherwise. :func:`refusal` words the reason."""
+    if version is None or version != controller_version or crash_looping or not runner:
         return NodeAdmission.REFUSED
     return NodeAdmission.ADMITTED
 
@@ -267,14 +268,18 @@ def refusal(
     controller_version: str,
     crash_looping: bool,
     crash_loop: CrashLoop,
+    runner: bool = True,
 ) -> str | None:
     """Why a live node is refused work, as people read it; None when it is admitted."""
-    if node_admission(version, controller_version, crash_looping) is NodeAdmission.ADMITTED:
+    admission = node_admission(version, controller_version, crash_looping, runner)
+    if admission is NodeAdmission.ADMITTED:
         return None
     if version is None:  # its facts could not be read (yet): no work until they can
         return f"node {name} has not told its version yet"
     if version != controller_version:
         return f"node {name} runs qfarm {version}, the controller {controller_version}"
+    if not runner:
+        return f"node {name} is a plain Dask worker, not a qfarm node: start it with `qfarm node`"
     minutes = crash_loop.window_seconds // 60
     return (
         f"node {name} went down more than {crash_loop.restarts} times in {minutes:.0f} "

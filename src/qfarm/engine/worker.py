@@ -84,12 +84,18 @@ def kill_on_node(key: str, dask_worker: Any = None) -> bool:
 def facts_of_node(services: dict[str, int], dask_worker: Any = None) -> dict[str, Any]:
     """Run by the controller on one worker (Dask passes ``dask_worker``). A worker started
     without qfarm's plugin (a plain `dask worker` joined by hand) still says which qfarm it
-    imports, so the dispatcher refuses it for its version rather than for its silence."""
+    imports, so the dispatcher refuses it for its version rather than for its silence, and
+    that it has no runner (``"runner": False``), so that one of the controller's version is
+    refused too: it could run no segment."""
     plugin = dask_worker.plugins.get(PLUGIN_NAME)
     if plugin is None or plugin.runner is None:
         import qfarm
 
-        return {"version": qfarm.__version__, "fingerprint": {"qfarm": qfarm.__version__}}
+        return {
+            "version": qfarm.__version__,
+            "fingerprint": {"qfarm": qfarm.__version__},
+            "runner": False,
+        }
     facts: dict[str, Any] = plugin.runner.facts(services)
     return facts
 
