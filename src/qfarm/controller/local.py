@@ -19,10 +19,31 @@ from qfarm.jobtypes.supervisor import reap_leftovers
 from qfarm.store import PlannedJob, Store
 
 
+# The descriptors of the RunLocks this process holds (see _forget_locks_in_child).
+_held: set[int] = set()
+
+
+def _forget_locks_in_child() -> None:
+    # A flock belongs to the open file, which a fork shares: a forked worker of the
+    # embedded cluster would keep the batch's lock after a kill -9 of `qfarm run`, until it
+    # noticed and ended, and the next run would take the batch for a live one and start
+    # another. The child closes its copies; the parent's lock stays as it was.
+    for fd in _held:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_forget_locks_in_child)
+
+
 class RunLock:
     """An advisory lock file that a process holds while it runs a batch: held, the batch
     has a live runner; released (the process ended, however it ended), it is free to be
-    resumed. The kernel drops a dead process's locks, so nothing is ever left stale."""
+    resumed. The kernel drops a dead process's locks, so nothing is ever left stale; the
+    processes this one forks do not hold it."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -38,10 +59,12 @@ class RunLock:
             os.close(fd)
             return False
         self._fd = fd
+        _held.add(fd)
         return True
 
     def release(self) -> None:
         if self._fd is not None:
+            _held.discard(self._fd)
             os.close(self._fd)
             self._fd = None
 
