@@ -4,6 +4,7 @@ folder that keeps two runs from driving one store at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from collections.abc import Iterable, Mapping
@@ -18,7 +19,6 @@ from qfarm.engine.base import NodeRunner, NodeSpec
 from qfarm.jobtypes.supervisor import reap_leftovers
 from qfarm.store import PlannedJob, Store
 
-
 # The descriptors of the RunLocks this process holds (see _forget_locks_in_child).
 _held: set[int] = set()
 
@@ -29,10 +29,8 @@ def _forget_locks_in_child() -> None:
     # noticed and ended, and the next run would take the batch for a live one and start
     # another. The child closes its copies; the parent's lock stays as it was.
     for fd in _held:
-        try:
+        with contextlib.suppress(OSError):
             os.close(fd)
-        except OSError:
-            pass
     _held.clear()
 
 
