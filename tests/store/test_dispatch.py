@@ -223,3 +223,15 @@ def test_candidate_carries_what_the_dispatcher_needs(store: Store, tmp_path: Pat
     )
     assert cand.job_spec == job.spec
     assert cand.segment_spec == segment.spec
+
+
+def test_queued_segments_counts_what_is_left_of_each_job(store: Store, tmp_path: Path) -> None:
+    first = submit(store, command_job(tmp_path, name="a"), command_job(tmp_path, name="b"))
+    job_a, job_b = (job.id for job in store.jobs(first))
+    assert store.queued_segments([job_a, job_b]) == {job_a: 3, job_b: 3}
+
+    picked, _ = dispatch(store, 4)
+
+    assert len(picked) == 4  # job a's three, then one of b's
+    assert store.queued_segments([job_a, job_b, job_a]) == {job_b: 2}
+    assert store.queued_segments([]) == {}

@@ -379,9 +379,12 @@ class Dispatcher:
             keys.append(key)
         # Payloads once every pick of this tick is counted busy: each segment's share of its
         # host's cores counts the segments that start beside it.
+        queued = self.store.queued_segments(
+            cand.job_id for cand, _ in picked if jobtypes.get(cand.job_type).keeps_sessions
+        )
         self.engine.submit(
             [
-                (self._task(cand, key, cand.attempts + 1, name, farm),
+                (self._task(cand, key, cand.attempts + 1, name, farm, queued),
                  self.nodes[name].address, cand.service)
                 for (cand, name), key in zip(picked, keys, strict=True)
             ]
@@ -471,7 +474,13 @@ class Dispatcher:
         )
 
     def _task(
-        self, cand: Candidate, key: str, attempt: int, node_name: str, farm: placement.Farm
+        self,
+        cand: Candidate,
+        key: str,
+        attempt: int,
+        node_name: str,
+        farm: placement.Farm,
+        queued: dict[int, int],
     ) -> SegmentTask:
         return SegmentTask(
             key=key,
@@ -485,4 +494,7 @@ class Dispatcher:
             timeout=cand.timeout,
             log_path=str(self._log_path(cand, attempt)),
             threads=placement.threads(farm, self.busy, node_name, cand.service),
+            job_queued_after=(
+                queued.get(cand.job_id, 0) if jobtypes.get(cand.job_type).keeps_sessions else None
+            ),
         )

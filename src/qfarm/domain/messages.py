@@ -10,7 +10,7 @@ as itself in Dask's logs and dashboards.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 
@@ -30,6 +30,12 @@ class SegmentTask:
     log_path: str
     timeout: float | None = None
     threads: int | None = None  # cores it may use, for tools that thread themselves
+    # Counted resources of its node that the attempt holds while it runs ({"gpu": 1}).
+    resources: dict[str, int] = field(default_factory=dict)
+    # How many segments of its job were still queued once it was dispatched (None: not
+    # asked). A job type that keeps state between segments on a node (an OpenJD session)
+    # ends it after the attempt that left none.
+    job_queued_after: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

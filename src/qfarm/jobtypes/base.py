@@ -49,6 +49,12 @@ class SegmentContext:
     on_progress: Callable[[float], None] = lambda fraction: None
     threads: int | None = None  # cores this segment may use, for tools that thread themselves
     supervisor: Supervisor = field(default=SUPERVISOR)
+    # Variables every process of the attempt gets on top of the node's own: the devices of
+    # the node's counted resources it was given (CUDA_VISIBLE_DEVICES), say.
+    environment: Mapping[str, str] = field(default_factory=dict)
+    job_id: int = 0
+    # See SegmentTask.job_queued_after.
+    job_queued_after: int | None = None
     started: float = field(default_factory=time.monotonic)
     pid: int | None = None
 
@@ -70,6 +76,9 @@ class SegmentContext:
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
             return ProcessResult(exit_code=-9, timed_out=True)
+
+        if self.environment:
+            env = {**(os.environ if env is None else env), **self.environment}
 
         def started(pid: int) -> None:
             if self.pid is None:
@@ -98,6 +107,10 @@ class JobType(Protocol):
 
     name: str  # what users type: "command"
     service: str  # which node service runs its work segments
+    # True for a job type whose node keeps state from one segment of a job to the next (an
+    # OpenJD session): its tasks say how many segments of the job are still queued
+    # (SegmentTask.job_queued_after), which costs the dispatcher a query per tick.
+    keeps_sessions: bool
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
         """Fingerprint entries (tool versions) a node needs to run this validated job, equal

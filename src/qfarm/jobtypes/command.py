@@ -111,6 +111,7 @@ def fill(text: str, values: Mapping[str, Any], where: str = "argument") -> str:
 class CommandJobType:
     name = "command"
     service = "command"
+    keeps_sessions = False
 
     options = frozenset(
         {"command", "frames", "segment_size", "each", "output", "cwd", "env", "ok_exit",

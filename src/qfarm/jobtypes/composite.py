@@ -51,6 +51,7 @@ _SIZE = re.compile(r"^(\d+)x(\d+)$")
 class CompositeJobType:
     name = "composite"
     service = "transcode"  # ffmpeg work: the nodes that run transcodes run composites
+    keeps_sessions = False
 
     options = frozenset(
         {"input", "frames", "segment_size", "output", "name", "scale", "lut", "logo",

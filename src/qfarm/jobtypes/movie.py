@@ -38,6 +38,7 @@ from qfarm.media.tool import ToolMissing, ffmpeg
 class MovieJobType:
     name = "movie"
     service = "transcode"
+    keeps_sessions = False
 
     options = frozenset({"input", "frames", "rate", "preset", "output", "cwd"})
 

@@ -41,6 +41,7 @@ MAX_SIZE = 16384
 class RenderJobType:
     name = "render"
     service = "render"
+    keeps_sessions = False
 
     common = frozenset(
         {"scene", "renderer", "frames", "segment_size", "width", "height", "output", "name",

@@ -81,6 +81,8 @@ def run_segment(
         on_start=on_start,
         on_progress=on_progress,
         threads=task.threads,
+        job_id=task.job_id,
+        job_queued_after=task.job_queued_after,
     )
     try:
         if config.path_map:

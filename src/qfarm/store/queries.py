@@ -162,6 +162,20 @@ class Queries(StoreBase):
             ).scalars()
             return set(rows)
 
+    def queued_segments(self, job_ids: Iterable[int]) -> dict[int, int]:
+        """How many segments of each of the jobs are queued now (jobs with none left out)."""
+        wanted = list(set(job_ids))
+        if not wanted:
+            return {}
+        query = (
+            select(segments.c.job_id, func.count())
+            .where(segments.c.job_id.in_(wanted))
+            .where(segments.c.state == SegmentState.QUEUED.value)
+            .group_by(segments.c.job_id)
+        )
+        with self.engine.connect() as conn:
+            return {int(job_id): int(n) for job_id, n in conn.execute(query)}
+
     def job_nodes(self, job_id: int, *, done: bool = False) -> list[str]:
         """The nodes a job's attempts went to (with ``done``: only attempts that succeeded),
         first dispatched first."""

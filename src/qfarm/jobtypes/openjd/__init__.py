@@ -53,6 +53,7 @@ def fingerprint() -> dict[str, str]:
 class OpenJDJobType:
     name = JOB_TYPE
     service = JOB_TYPE
+    keeps_sessions = True  # its segments say how many of the job are still queued
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
         # Every segment of a step runs with one openjd-sessions version (placement pins it).

@@ -63,6 +63,7 @@ from qfarm.media.tool import ToolMissing, ffmpeg
 class TranscodeJobType:
     name = "transcode"
     service = "transcode"
+    keeps_sessions = False
     wants_farm_size = True
 
     options = frozenset(
