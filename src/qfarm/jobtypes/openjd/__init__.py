@@ -2,9 +2,10 @@
 
 :func:`jobs_from_plan` turns a plan from :func:`qfarm.openjd.load_plan` into one job per step
 (step dependencies are job dependencies); each task, or TASK_CHUNKING chunk, of the step is
-one segment, labelled with its parameter values (``Frame=1-5``). On a node each segment runs in
-an openjd-sessions session of its own (:mod:`qfarm.jobtypes.openjd.session`). The spec's
-fields are listed in :mod:`qfarm.jobtypes.openjd.spec`.
+one segment, labelled with its parameter values (``Frame=1-5``). On a node the segments of a
+job run in openjd-sessions sessions kept between them, entering the environments once per
+session (:mod:`qfarm.jobtypes.openjd.session`, :mod:`qfarm.jobtypes.openjd.pool`). The
+spec's fields are listed in :mod:`qfarm.jobtypes.openjd.spec`.
 """
 
 from __future__ import annotations
@@ -94,10 +95,10 @@ class OpenJDJobType:
     def run(
         self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
     ) -> SegmentOutcome:
-        from qfarm.jobtypes.openjd.session import SegmentSession
+        from qfarm.jobtypes.openjd.session import run_segment
 
         try:
-            return SegmentSession(job, segment, ctx).run()
+            return run_segment(job, segment, ctx)
         except InvalidRequest as exc:  # a spec this node's openjd-model does not read
             ctx.log(str(exc))
             return SegmentOutcome(ok=False, error=str(exc))

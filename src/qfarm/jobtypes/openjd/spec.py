@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest, JobRequest
+from qfarm.jobtypes.base import CLUSTER_OPTIONS
 
 if TYPE_CHECKING:
     from qfarm.openjd.plan import OpenJDPlan, OpenJDStep, ParameterValue
@@ -132,6 +133,7 @@ def jobs_from_plan(
             retries=retries,
             timeout=timeout,
             depends_on=step.depends_on_names,
+            requirements=step.host_requirements.requirements(),
         )
         for step in plan.steps
     ]
@@ -171,7 +173,7 @@ def _parameter_list(value: Any, where: str) -> list[dict[str, Any]]:
 
 def check(spec: Mapping[str, Any]) -> dict[str, Any]:
     """``spec`` checked and normalised, or InvalidRequest naming what is wrong."""
-    unknown = sorted(set(spec) - OPTIONS - {"storage"})
+    unknown = sorted(set(spec) - OPTIONS - CLUSTER_OPTIONS)  # the farm's own are plan_job's
     if unknown:
         raise InvalidRequest(
             f"unknown option {unknown[0]!r} for an openjd job: it takes "
