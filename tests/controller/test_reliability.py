@@ -215,6 +215,37 @@ def test_a_hanging_segment_is_killed_at_its_timeout_and_retried(tmp_path: Path) 
            took, "nothing")  # fmt: skip
 
 
+def test_a_segment_that_stops_making_progress_is_ended_and_retried(tmp_path: Path) -> None:
+    # It prints progress for a while, then hangs without a word: no wall-clock timeout
+    # would end it, its stall timeout does, and the other node runs it.
+    marker = tmp_path / "stalled-once"
+    script = (f"for i in 1 2 3 4 5; do echo working $i; sleep 0.3; done; "
+              f"if [ ! -e {marker} ]; then touch {marker}; exec sleep 600; fi; "
+              "echo {start} > {output}; echo {start} >> runs.log")  # fmt: skip
+    job = {"type": "command", "retries": 2,
+           "spec": {"command": ["sh", "-c", script], "frames": "1", "output": PART,
+                    "cwd": str(tmp_path), "stall_timeout": 2}}  # fmt: skip
+    with farm(tmp_path, 2) as f:
+        client: Client = f["client"]
+        started = time.monotonic()
+        batch = client.submit({"jobs": [job]}).id
+        wait_until_sync(lambda: client.batch(batch).finished, timeout=60, what="batch to end")
+        took = time.monotonic() - started
+        assert client.batch(batch).state == "done"
+        segment = client.segments(batch)[0]
+        attempts = client.attempts(batch, segment["id"])
+        assert [a["outcome"] for a in attempts] == ["failed", "done"]
+        assert attempts[0]["error"] == "no progress for 2.0 s"
+        assert attempts[0]["node"] != attempts[1]["node"]
+        # Its log is kept: the progress it made, then the reason.
+        log = attempts[0]["log_tail"]
+        assert "working 5" in log
+        assert log.rstrip().endswith("[qfarm] ended: no progress for 2.0 s (its stall timeout)")
+    check_outputs(tmp_path, 1)
+    happened = "ended 2 s after its last output, retried on the other node, done"
+    record("a segment stops making progress", happened, took, "nothing")
+
+
 def test_a_full_output_disk_fails_clearly_and_leaves_no_corrupt_file(tmp_path: Path) -> None:
     disk = tmp_path / "small-disk"
     disk.mkdir()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from qfarm.jobtypes import supervisor as supervisor_module
-from qfarm.jobtypes.supervisor import ProcessResult, Supervisor
+from qfarm.jobtypes.supervisor import ProcessResult, StallWatch, Supervisor
 from tests.helpers import gone, wait_until_sync
 
 
@@ -335,3 +335,65 @@ def test_kills_of_finished_segments_are_not_kept_forever(
     # Only the newest three are remembered: an old key may run again.
     assert not run(sup, ["true"], tmp_path, key="late-0").killed
     assert run(sup, ["true"], tmp_path, key="late-4").killed
+
+
+# ---------------------------------------------------------------- stalls
+
+
+def test_a_process_that_stops_writing_is_ended_as_stalled(tmp_path: Path) -> None:
+    child_file = tmp_path / "child.pid"
+    watch = StallWatch(1.0)
+    result = Supervisor().run(
+        "seg-1",
+        shell(f"echo one; echo two; sleep 300 & echo $! > {child_file}; wait"),
+        cwd=str(tmp_path),
+        env=None,
+        log_path=tmp_path / "seg.log",
+        timeout=60.0,
+        stall=watch,
+    )
+    assert result.stalled and not result.timed_out and not result.killed
+    assert not result.succeeded()
+    assert (tmp_path / "seg.log").read_text() == "one\ntwo\n"  # its log is kept
+    wait_until_sync(lambda: gone(read_pid(child_file)), timeout=10, what="group to end")
+
+
+def test_a_process_that_keeps_writing_is_not_stalled(tmp_path: Path) -> None:
+    # Each line comes well within the stall timeout, the whole run takes longer than it.
+    result = Supervisor().run(
+        "seg-1",
+        shell("for i in 1 2 3 4 5 6 7 8 9 10; do echo $i; sleep 0.25; done"),
+        cwd=str(tmp_path),
+        env=None,
+        log_path=tmp_path / "seg.log",
+        timeout=60.0,
+        stall=StallWatch(1.5),
+    )
+    assert result.succeeded(), result
+    assert (tmp_path / "seg.log").read_text().split() == [str(i) for i in range(1, 11)]
+
+
+def test_progress_reports_count_only_when_they_move() -> None:
+    watch = StallWatch(60.0)
+    watch.last = 0.0  # long ago
+    watch.progressed(0.0)
+    moved = watch.last
+    assert moved > 0.0
+    watch.last = 0.0
+    watch.progressed(0.0)  # the same fraction again: no sign of life
+    assert watch.last == 0.0
+    watch.progressed(0.1)
+    assert watch.last > 0.0
+
+
+def test_a_stalled_process_still_times_out_at_its_wall_clock_limit(tmp_path: Path) -> None:
+    result = Supervisor().run(
+        "seg-1",
+        shell("sleep 300"),
+        cwd=str(tmp_path),
+        env=None,
+        log_path=tmp_path / "seg.log",
+        timeout=1.0,
+        stall=StallWatch(120.0),
+    )
+    assert result.timed_out and not result.stalled

@@ -12,15 +12,20 @@ import typer
 
 from qfarm.cli.options import (
     FramesOpt,
+    GpusOpt,
     NameOpt,
     OptionSet,
     PriorityOpt,
+    RequireOpt,
+    ResourceOpt,
     RetriesOpt,
     SegmentSizeOpt,
+    StallTimeoutOpt,
     TimeoutOpt,
 )
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest, JobRequest, parse_priority
+from qfarm.domain.requirements import Requirements, job_requirements, parse_amounts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +58,7 @@ class CommandJob(OptionSet):
         list[str] | None, typer.Option("--env", help="NAME=VALUE for the command. Repeatable.")
     ] = None
     timeout: TimeoutOpt = None
+    stall_timeout: StallTimeoutOpt = None
     retries: RetriesOpt = 2
     ok_exit: Annotated[
         str, typer.Option("--ok-exit", help="Exit codes that mean success, e.g. 0,1.")
@@ -63,6 +69,15 @@ class CommandJob(OptionSet):
     ] = None
     name: NameOpt = ""
     priority: PriorityOpt = "medium"
+    require: RequireOpt = None
+    gpus: GpusOpt = None
+    resource: ResourceOpt = None
+
+    def requirements(self) -> Requirements:
+        """``--require``, ``--gpus`` and ``--resource``. Raises InvalidRequest."""
+        return job_requirements(
+            self.require or [], self.gpus, parse_amounts(self.resource or [], "--resource")
+        )
 
     def batch(self, *, hold: bool = False, start_at: float | None = None) -> BatchRequest:
         """A one-job batch of this command. Raises InvalidRequest."""
@@ -78,6 +93,8 @@ class CommandJob(OptionSet):
             "ok_exit": parse_exit_codes(self.ok_exit),
             "preflight": split_command(self.preflight, "--preflight") if self.preflight else [],
         }
+        if self.stall_timeout is not None:
+            spec["stall_timeout"] = self.stall_timeout
         try:
             level = parse_priority(self.priority)
         except ValueError as exc:
@@ -88,6 +105,7 @@ class CommandJob(OptionSet):
             name=self.name,
             retries=self.retries,
             timeout=self.timeout,
+            requirements=self.requirements(),
         )
         return BatchRequest(
             jobs=(job,),

@@ -99,6 +99,15 @@ TimeoutOpt = Annotated[
     float | None,
     typer.Option("--timeout", help="Seconds one segment attempt may run before it is killed."),
 ]
+StallTimeoutOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--stall-timeout",
+        help="Seconds a segment may show no progress (no new output, no progress report) "
+        "before it is ended and tried on another node; 0: never. [default: 600 for renders, "
+        "120 for transcodes, never for commands]",
+    ),
+]
 RetriesOpt = Annotated[int, typer.Option("--retries", help="Retries of a failed segment.")]
 NameOpt = Annotated[str, typer.Option("--name", "-n", help="A name for the batch.")]
 PriorityOpt = Annotated[
@@ -173,6 +182,11 @@ class JobOptions(OptionSet):
     priority: PriorityOpt = "medium"
     retries: RetriesOpt = 2
     timeout: TimeoutOpt = None
+    stall_timeout: StallTimeoutOpt = None
+
+    def spec_options(self) -> dict[str, Any]:
+        """The farm's own options of these (``stall_timeout``), for the job's spec."""
+        return {} if self.stall_timeout is None else {"stall_timeout": self.stall_timeout}
 
 
 @dataclasses.dataclass(frozen=True)

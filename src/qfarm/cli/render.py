@@ -182,6 +182,7 @@ def render_batch(
         raise InvalidRequest(str(exc)) from None
     # Read the scene here, once: its own frames, output and needs (and a bad job is refused
     # before anything starts).
+    spec.update(job.spec_options())
     rendered = RENDER.validate(spec)
     if rendered.get("blend"):
         spec["blend"] = rendered["blend"]  # read here, where Blender is; not again

@@ -112,6 +112,7 @@ class TranscodeOptions(OptionSet):
             priority=job.priority,
             retries=job.retries,
             timeout=job.timeout,
+            stall_timeout=job.stall_timeout,
             hold=hold,
             start_at=start_at,
             rate=self.rate,
@@ -155,6 +156,7 @@ def transcode_batch(
     priority: str,
     retries: int,
     timeout: float | None,
+    stall_timeout: float | None = None,
     hold: bool = False,
     start_at: float | None = None,
     rate: str | None = None,
@@ -194,6 +196,8 @@ def transcode_batch(
             }
             if source.is_sequence:
                 spec["rate"] = str(source.rate)
+            if stall_timeout is not None:
+                spec["stall_timeout"] = stall_timeout
             job = JobRequest("transcode", spec, name=job_name, retries=retries, timeout=timeout)
             jobs.append(job)
     label = name or (jobs[0].name if len(jobs) == 1 else f"transcode {len(jobs)} jobs")

@@ -27,6 +27,7 @@ __all__ = [
     "get",
     "job_summary",
     "plan_job",
+    "stall_timeout",
 ]
 
 
@@ -57,6 +58,7 @@ def plan_job(
     # here, where nodes find them in the job's spec, rather than by each job type.
     for option in sorted(CLUSTER_OPTIONS):
         normalised[option] = spec.get(option)
+    _check_stall_timeout(normalised["stall_timeout"])
     plans = job_type.plan(normalised)
     if not plans:
         raise InvalidRequest(f"{name} job plans no segments")
@@ -73,6 +75,24 @@ def plan_job(
                 )
             claimed[path] = owner
     return normalised, plans
+
+
+def _check_stall_timeout(value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise InvalidRequest(
+            f"stall_timeout must be a number of seconds, 0 for none (not {value!r})"
+        )
+
+
+def stall_timeout(job_type: str, spec: Mapping[str, Any]) -> float | None:
+    """Seconds a segment of the job may show no progress before it is ended as stalled:
+    the job's own ``stall_timeout`` (0: never), else its job type's; None: never."""
+    value = spec.get("stall_timeout")
+    if value is None:
+        value = get(job_type).stall_timeout
+    return float(value) if value else None
 
 
 def job_summary(job_type: str, spec: dict[str, Any]) -> list[str]:

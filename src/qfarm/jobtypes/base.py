@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import SegmentPlan
-from qfarm.jobtypes.supervisor import SUPERVISOR, ProcessResult, Supervisor
+from qfarm.jobtypes.supervisor import SUPERVISOR, ProcessResult, StallWatch, Supervisor
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,9 @@ class SegmentContext:
     """What a job type gets to run one segment attempt on a node.
 
     It runs processes under the node's supervisor with the attempt's log and what is left of
-    its timeout, and passes start and progress reports on to the controller.
+    its timeout, and passes start and progress reports on to the controller. With a
+    ``stall_timeout`` it ends a process that shows no progress for that long (see
+    StallWatch), and says so in ``stalled``.
     """
 
     key: str
@@ -55,8 +57,22 @@ class SegmentContext:
     job_id: int = 0
     # See SegmentTask.job_queued_after.
     job_queued_after: int | None = None
+    stall_timeout: float | None = None  # seconds without progress; None: not watched
     started: float = field(default_factory=time.monotonic)
     pid: int | None = None
+    stalled: bool = False  # a process of it was ended by the stall watch
+    _stall: StallWatch | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.stall_timeout:
+            watch = self._stall = StallWatch(self.stall_timeout)
+            report = self.on_progress
+
+            def on_progress(fraction: float) -> None:
+                watch.progressed(fraction)
+                report(fraction)
+
+            self.on_progress = on_progress
 
     def remaining(self) -> float | None:
         if self.timeout is None:
@@ -85,7 +101,7 @@ class SegmentContext:
                 self.pid = pid
                 self.on_start(pid)
 
-        return self.supervisor.run(
+        result = self.supervisor.run(
             self.key,
             argv,
             cwd=cwd,
@@ -93,7 +109,11 @@ class SegmentContext:
             log_path=log_path or self.log_path,
             timeout=remaining,
             on_start=started,
+            stall=self._stall,
         )
+        if result.stalled:
+            self.stalled = True
+        return result
 
     def log(self, line: str) -> None:
         """Add a line of qfarm's own to the attempt's log."""
@@ -111,6 +131,10 @@ class JobType(Protocol):
     # OpenJD session): its tasks say how many segments of the job are still queued
     # (SegmentTask.job_queued_after), which costs the dispatcher a query per tick.
     keeps_sessions: bool
+    # Seconds a segment attempt may show no progress (no progress report that moves, no
+    # new output in its log) before its processes are ended and it is tried elsewhere;
+    # None: never. A job's ``stall_timeout`` overrides it.
+    stall_timeout: float | None
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:
         """Fingerprint entries (tool versions) a node needs to run this validated job, equal
@@ -147,9 +171,10 @@ def job_path(cwd: str, value: object) -> str:
 # Options the farm itself sets on a job of any type, which no job type reads: ``storage``
 # (``{"upload": ID, "path": FOLDER}``, set by ``--upload``) says the job's files are in
 # cluster storage, for the node to fetch them into its scratch folder (qfarm.node.scratch)
-# and send the outputs back. :func:`qfarm.jobtypes.plan_job` carries them into the
+# and send the outputs back; ``stall_timeout`` (seconds, 0 for none) overrides the job
+# type's own (JobType.stall_timeout). :func:`qfarm.jobtypes.plan_job` carries them into the
 # validated spec, so job types neither list nor copy them.
-CLUSTER_OPTIONS = frozenset({"storage"})
+CLUSTER_OPTIONS = frozenset({"storage", "stall_timeout"})
 
 
 def refuse_unknown(spec: Mapping[str, Any], allowed: frozenset[str], what: str) -> None:

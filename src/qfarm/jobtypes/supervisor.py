@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -29,6 +29,46 @@ START_REPORT_DELAY = 0.05
 # Where a node's supervisor records the process groups it runs, one file each, so that
 # `qfarm node` can end them if the worker process dies under them (see reap_leftovers).
 RECORD_DIR_ENV = "QFARM_NODE_RECORDS"
+# How often a process under a stall watch is looked at (its log's size, its progress).
+STALL_POLL_SECONDS = 0.5
+
+
+@dataclass
+class StallWatch:
+    """When a segment attempt last showed it was getting on: a progress report that moved,
+    or more output in its log. One per attempt, across the processes it runs (a transcode
+    runs several), so a stall is measured from the attempt's last sign of life.
+
+    A hung renderer or a decoder waiting forever on a broken network share uses no CPU and
+    writes nothing; only the wall-clock timeout would end it, hours later. ``after`` seconds
+    of nothing end it instead, and the segment goes to another node.
+    """
+
+    after: float  # seconds without a sign of progress that count as a stall
+    last: float = field(default_factory=time.monotonic)
+    _fraction: float = -1.0
+    _log_size: int = -1
+
+    def progressed(self, fraction: float) -> None:
+        """A progress report: only one that moves counts (some tools repeat theirs)."""
+        if fraction > self._fraction:
+            self._fraction = fraction
+            self.last = time.monotonic()
+
+    def looked_at(self, log_path: Path) -> bool:
+        """Note whether the log grew; True when the attempt has now stalled."""
+        try:
+            size = log_path.stat().st_size
+        except OSError:
+            size = self._log_size
+        if size != self._log_size:
+            self._log_size = size
+            self.last = time.monotonic()
+        return time.monotonic() - self.last >= self.after
+
+
+class _Stalled(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -37,10 +77,14 @@ class ProcessResult:
     timed_out: bool = False
     killed: bool = False  # ended by a cancel
     error: str = ""  # the process could not start
+    stalled: bool = False  # ended by its stall watch: no progress for too long
 
     def succeeded(self, ok_exit: Collection[int] = (0,)) -> bool:
         """It ran to its end by itself, with an exit code that means success."""
-        return not (self.error or self.killed or self.timed_out) and self.exit_code in ok_exit
+        return (
+            not (self.error or self.killed or self.timed_out or self.stalled)
+            and self.exit_code in ok_exit
+        )
 
 
 class Supervisor:
@@ -63,8 +107,10 @@ class Supervisor:
         log_path: Path,
         timeout: float | None,
         on_start: Callable[[int], None] | None = None,
+        stall: StallWatch | None = None,
     ) -> ProcessResult:
-        """Run ``argv`` to the end, appending its stdout and stderr to ``log_path``."""
+        """Run ``argv`` to the end, appending its stdout and stderr to ``log_path``; with
+        ``stall``, end it when it shows no progress for ``stall.after`` seconds."""
         full_env = dict(os.environ)
         if env:
             full_env.update(env)
@@ -103,10 +149,13 @@ class Supervisor:
             try:
                 record = _record(key, proc.pid)
                 try:
-                    code = self._wait(proc, timeout, on_start)
+                    code = self._wait(proc, timeout, on_start, stall, log_path)
                 except subprocess.TimeoutExpired:
                     self._end_group(proc)
                     return ProcessResult(exit_code=proc.wait(), timed_out=True)
+                except _Stalled:
+                    self._end_group(proc)
+                    return ProcessResult(exit_code=proc.wait(), stalled=True)
             finally:
                 with self._lock:
                     self._running.pop(key, None)
@@ -123,11 +172,14 @@ class Supervisor:
         proc: subprocess.Popen[bytes],
         timeout: float | None,
         on_start: Callable[[int], None] | None,
+        stall: StallWatch | None = None,
+        log_path: Path | None = None,
     ) -> int:
         """Wait for the process; report its start only if it outlives START_REPORT_DELAY.
 
         A process that ends sooner is reported by its end alone, which halves the messages
-        a farm of very short segments sends.
+        a farm of very short segments sends. Raises subprocess.TimeoutExpired past
+        ``timeout``, and _Stalled when ``stall`` says it stalled.
         """
         began = time.monotonic()
         first = START_REPORT_DELAY if timeout is None else min(START_REPORT_DELAY, timeout)
@@ -138,8 +190,20 @@ class Supervisor:
                 raise
         if on_start is not None:
             on_start(proc.pid)
-        rest = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
-        return proc.wait(timeout=rest)
+        if stall is None or log_path is None:
+            rest = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
+            return proc.wait(timeout=rest)
+        while True:
+            rest = None if timeout is None else timeout - (time.monotonic() - began)
+            if rest is not None and rest <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout or 0.0)
+            try:
+                return proc.wait(
+                    timeout=STALL_POLL_SECONDS if rest is None else min(rest, STALL_POLL_SECONDS)
+                )
+            except subprocess.TimeoutExpired:
+                if stall.looked_at(log_path):
+                    raise _Stalled() from None
 
     def kill(self, key: str) -> bool:
         """End the process group running for ``key``; later runs for it are refused.

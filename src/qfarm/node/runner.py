@@ -19,6 +19,7 @@ from typing import Any
 from qfarm import jobtypes
 from qfarm.domain.errors import QfarmError
 from qfarm.domain.messages import AttemptResult, SegmentTask
+from qfarm.domain.units import duration
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
 from qfarm.jobtypes.supervisor import SUPERVISOR
 from qfarm.node import facts as node_facts
@@ -83,6 +84,7 @@ def run_segment(
         threads=task.threads,
         job_id=task.job_id,
         job_queued_after=task.job_queued_after,
+        stall_timeout=_stall_timeout(task),
     )
     try:
         if config.path_map:
@@ -106,6 +108,12 @@ def run_segment(
         outcome = SegmentOutcome(ok=False, error=f"{type(exc).__name__}: {exc}")
     finally:
         SUPERVISOR.forget(task.key)
+    if ctx.stalled and not outcome.ok:
+        # Its log is kept, with the reason last; the attempt counts as failed, so the
+        # segment is tried again on another node (placement prefers one it did not fail on).
+        error = f"no progress for {duration(ctx.stall_timeout)}"
+        ctx.log(f"ended: {error} (its stall timeout)")
+        outcome = SegmentOutcome(ok=False, exit_code=outcome.exit_code, error=error)
     if outcome.timed_out and task.timeout:
         outcome = SegmentOutcome(
             ok=False,
@@ -124,6 +132,13 @@ def run_segment(
         ended_at=time.time(),
         log_tail=log_tail(log_path),
     )
+
+
+def _stall_timeout(task: SegmentTask) -> float | None:
+    try:
+        return jobtypes.stall_timeout(task.job_type, task.job)
+    except QfarmError:  # a job type this node does not know: _preflight says so
+        return None
 
 
 def _run(task: SegmentTask, ctx: SegmentContext) -> SegmentOutcome:
