@@ -23,6 +23,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from qfarm.domain.model import BatchRequest
+from qfarm.domain.requirements import GPU, Requirements
 from qfarm.files import safe_relative, write_atomically
 
 # The client's errors are those of the API's one table, re-exported (qfarm.client's
@@ -75,9 +76,24 @@ def request_body(request: BatchRequest) -> dict[str, Any]:
                 "retries": job.retries,
                 "timeout": job.timeout,
                 "depends_on": list(job.depends_on),
+                **({} if job.requirements.empty else {"requirements": _needs(job.requirements)}),
             }
             for job in request.jobs
         ],
+    }
+
+
+def _needs(req: Requirements) -> dict[str, Any]:
+    """A job's requirements as the API's ``requirements`` field takes them."""
+    stored = req.to_dict()
+    amounts = dict(req.amounts)
+    gpus = amounts.pop(GPU, None)
+    return {
+        "tags": sorted(req.tags),
+        "gpus": gpus,
+        "resources": amounts,
+        "host_amounts": stored.get("host_amounts", []),
+        "host_attributes": stored.get("host_attributes", []),
     }
 
 

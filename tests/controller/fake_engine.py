@@ -59,8 +59,13 @@ class FakeEngine:
         fingerprint: dict[str, str] | None = None,
         host: str | None = None,
         cores: int = 4,
+        tags: tuple[str, ...] = (),
+        resources: dict[str, int] | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> EngineNode:
-        """A node joins (``version=None``: one whose facts could not be read)."""
+        """A node joins (``version=None``: one whose facts could not be read), with tags,
+        counted resources ({"gpu": 2}) and more facts (os_family...) if given."""
+        extra = facts
         facts: dict[str, Any] = {}
         if version is not None:
             facts = {
@@ -69,10 +74,13 @@ class FakeEngine:
                 "memory": 1 << 30,
                 "version": version,
                 "fingerprint": {"qfarm": version, **(fingerprint or {})},
+                "tags": list(tags),
+                "resources": dict(resources or {}),
+                **(extra or {}),
             }
         node = EngineNode(
             name, f"fake://{name}/{self._restarts}", dict(services or {"command": 1}),
-            host=host or name, facts=facts,
+            host=host or name, facts=facts, resources=dict(resources or {}),
         )  # fmt: skip
         self.live[name] = node
         return node

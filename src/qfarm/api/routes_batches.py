@@ -4,6 +4,7 @@ and read their segments and attempts."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 
@@ -21,6 +22,14 @@ from qfarm.domain.model import (
     failure_summary,
     parse_priority,
 )
+from qfarm.domain.requirements import (
+    NO_REQUIREMENTS,
+    AmountRange,
+    AttributeMatch,
+    HostConstraints,
+    Requirements,
+    job_requirements,
+)
 from qfarm.jobtypes import job_summary
 from qfarm.wire.schemas import (
     AttemptOut,
@@ -30,6 +39,7 @@ from qfarm.wire.schemas import (
     JobOut,
     PriorityIn,
     RemovedOut,
+    RequirementsIn,
     SegmentOut,
 )
 
@@ -54,6 +64,7 @@ def batch_request(body: BatchIn) -> BatchRequest:
                 retries=job.retries,
                 timeout=job.timeout,
                 depends_on=tuple(job.depends_on),
+                requirements=requirements_of(job.requirements),
             )
             for job in body.jobs
         ),
@@ -63,6 +74,29 @@ def batch_request(body: BatchIn) -> BatchRequest:
         hold=body.hold,
         start_at=body.start_at,
         serialize=body.serialize,
+    )
+
+
+def requirements_of(body: RequirementsIn | None) -> Requirements:
+    """The domain's requirements for a job body's (InvalidRequest naming a bad value)."""
+    if body is None:
+        return NO_REQUIREMENTS
+    req = job_requirements(body.tags, body.gpus, body.resources)
+    if not body.host_amounts and not body.host_attributes:
+        return req
+    return dataclasses.replace(
+        req,
+        host=HostConstraints(
+            amounts=tuple(AmountRange(a.name, a.min, a.max) for a in body.host_amounts),
+            attributes=tuple(
+                AttributeMatch(
+                    a.name,
+                    tuple(a.any_of) if a.any_of is not None else None,
+                    tuple(a.all_of) if a.all_of is not None else None,
+                )
+                for a in body.host_attributes
+            ),
+        ),
     )
 
 
@@ -134,6 +168,7 @@ def router(controller: Controller) -> APIRouter:
                     error=job.error or failure_summary(by_job.get(job.id, ())),
                     depends_on=list(job.depends_on),
                     failed_nodes=list(job.failed_nodes),
+                    requirements=job.requirements.to_dict(),
                     # Why its queued segments do not run, beyond waiting for an instance.
                     waiting=waiting.get(job.id),
                     # What the job does, as its job type tells it (describe), for people.

@@ -33,10 +33,13 @@ for an entry without a name), depending on each other as the template says and o
 entry's ``depends_on``; a job that depends on the entry depends on all its steps. Its paths
 are taken from the batch file's folder.
 
-Every key of a job other than ``name``, ``type``, ``retries``, ``timeout`` and ``depends_on``
-is an option of its job type (for ``command``: command, frames, segment_size, each, output,
-cwd, env, ok_exit, preflight). A relative ``cwd`` is taken from the batch file's folder, and
-so is the default working directory.
+A job may require node tags and hold counted resources: ``require = ["gpu"]`` (or a string
+``"gpu,fast-disk"``), ``gpus = 1``, ``resources = { license_nuke = 1 }``.
+
+Every key of a job other than ``name``, ``type``, ``retries``, ``timeout``, ``depends_on``,
+``require``, ``gpus`` and ``resources`` is an option of its job type (for ``command``:
+command, frames, segment_size, each, output, cwd, env, ok_exit, preflight). A relative
+``cwd`` is taken from the batch file's folder, and so is the default working directory.
 """
 
 from __future__ import annotations
@@ -48,10 +51,14 @@ from typing import Any
 
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest, JobRequest, parse_priority
+from qfarm.domain.requirements import Requirements, job_requirements
 from qfarm.media import presets
 
 BATCH_KEYS = frozenset({"name", "owner", "priority", "hold", "start_at", "serialize", "jobs"})
 JOB_KEYS = frozenset({"name", "type", "retries", "timeout", "depends_on"})
+# What a job needs of its nodes (not for openjd entries: their templates' hostRequirements
+# say that): require = ["gpu"], gpus = 1, resources = { license_nuke = 1 }.
+NEEDS_KEYS = frozenset({"require", "gpus", "resources"})
 
 
 def is_batch_file(args: list[str] | None) -> bool:
@@ -127,7 +134,7 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
     if not isinstance(job, dict):
         raise InvalidRequest(f"job {index} is not a table")
     where = f"job {job.get('name') or index}"
-    spec = {key: value for key, value in job.items() if key not in JOB_KEYS}
+    spec = {key: value for key, value in job.items() if key not in JOB_KEYS | NEEDS_KEYS}
     cwd = Path(str(spec.get("cwd", ".")))
     spec["cwd"] = str(cwd if cwd.is_absolute() else (base / cwd).resolve())
     depends = job.get("depends_on", [])
@@ -152,7 +159,29 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
         retries=retries,
         timeout=float(timeout) if timeout is not None else None,
         depends_on=tuple(depends),
+        requirements=_needs(job, where),
     )
+
+
+def _needs(job: dict[str, Any], where: str) -> Requirements:
+    """A job's ``require``, ``gpus`` and ``resources`` keys, checked."""
+    require = job.get("require", [])
+    if isinstance(require, str):
+        require = [require]
+    if not isinstance(require, list) or not all(isinstance(t, str) for t in require):
+        raise InvalidRequest(f"{where}: require must be a list of tags")
+    gpus = job.get("gpus")
+    if gpus is not None and (not isinstance(gpus, int) or isinstance(gpus, bool)):
+        raise InvalidRequest(f"{where}: gpus must be a whole number")
+    resources = job.get("resources", {})
+    if not isinstance(resources, dict) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in resources.values()
+    ):
+        raise InvalidRequest(f"{where}: resources must be a table of NAME = N")
+    try:
+        return job_requirements(require, gpus, {str(k): v for k, v in resources.items()})
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{where}: {exc}") from None
 
 
 OPENJD_KEYS = frozenset({"name", "type", "template", "params", "env", "step", "path_map"})

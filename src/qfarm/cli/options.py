@@ -163,6 +163,21 @@ TokenOpt = Annotated[
 BatchArg = Annotated[int, typer.Argument(metavar="BATCH", help="The batch id.", show_default=False)]
 
 
+RequireOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--require", help="A tag its nodes must carry: gpu, or a list gpu,fast-disk. Repeatable."
+    ),
+]
+GpusOpt = Annotated[
+    int | None, typer.Option("--gpus", help="GPUs each segment holds while it runs.")
+]
+ResourceOpt = Annotated[
+    list[str] | None,
+    typer.Option("--resource", help="NAME=N: a counted resource each segment holds. Repeatable."),
+]
+
+
 def connect(controller: str | None, token: str | None) -> Client:
     """The client of ``--controller`` (or $QFARM_CONTROLLER) with ``--token``. The client
     module is loaded here, by the commands that use it, not by every ``qfarm run``."""

@@ -205,6 +205,8 @@ app.add_typer(node_app, name="node")
 
     qfarm node --path-map /Volumes/media=/mnt/media
 
+    qfarm node --tags gpu,fast-disk --gpus 2 --resource license_nuke=2
+
     qfarm node disable render-07
 """
 )
@@ -237,6 +239,22 @@ def node(
         list[str] | None,
         typer.Option("--path-map", help="FROM=TO: shared storage seen here under TO. Repeatable."),
     ] = None,
+    tags: Annotated[
+        list[str] | None,
+        typer.Option("--tags", help="Tags jobs may require: gpu,fast-disk. Repeatable."),
+    ] = None,
+    gpus: Annotated[
+        int | None,
+        typer.Option(
+            "--gpus", help="GPUs segments may hold [default: those nvidia-smi lists, else 0]."
+        ),
+    ] = None,
+    resources: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--resource", help="NAME=N: a counted resource, e.g. license_nuke=2. Repeatable."
+        ),
+    ] = None,
 ) -> None:
     """Run a service node that joins a controller and runs its segments.
 
@@ -248,7 +266,7 @@ def node(
         return
     from qfarm.domain.errors import QfarmError
     from qfarm.node.facts import offerable_services
-    from qfarm.node.serve import parse_services, serve_node
+    from qfarm.node.serve import node_capacity, parse_services, serve_node
     from qfarm.security.pki import parse_join_token
 
     try:
@@ -258,6 +276,7 @@ def node(
             err.print(f"qfarm node: {why}", highlight=False, soft_wrap=True)
         if not offered:
             raise InvalidRequest("this node can offer none of the services asked for")
+        capacity = node_capacity(tags or [], gpus, resources or [], offered)
         url = remote.client().url  # names the controller, or says how to
         directory = config.data_dir(data_dir)
         joining = parse_join_token(join_token) if join_token else local_join_token(url, directory)
@@ -266,7 +285,9 @@ def node(
     logging.getLogger("distributed").setLevel(logging.ERROR)
 
     def joined(node_name: str, scheduler: str) -> None:
-        shown = ", ".join(f"{k}={v}" for k, v in offered.items())
+        shown = ", ".join(f"{k}={v}" for k, v in {**offered, **capacity.resources}.items())
+        if capacity.tags:
+            shown += "; tags " + ",".join(capacity.tags)
         out.print(
             f"qfarm node {node_name} ({shown}) joining {scheduler}", highlight=False, soft_wrap=True
         )
@@ -290,6 +311,7 @@ def node(
             on_joined=joined,
             on_waiting=waiting,
             path_map=mapping,
+            capacity=capacity,
         )
         asyncio.run(serving)
 

@@ -23,7 +23,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qfarm import __version__, jobtypes
@@ -32,6 +32,7 @@ from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
 from qfarm.domain.lifecycle import CrashLoop, refusal
 from qfarm.domain.messages import SegmentTask
 from qfarm.domain.model import FINAL_JOB_STATES, Node, NodeState
+from qfarm.domain.requirements import NO_REQUIREMENTS, NodeOffer, Requirements
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
@@ -65,6 +66,7 @@ class InFlight:
     node: str
     address: str
     service: str
+    resources: dict[str, int] = field(default_factory=dict)  # counted, held while it runs
 
 
 class Dispatcher:
@@ -233,6 +235,8 @@ class Dispatcher:
         node = self.nodes.get(flight.node)
         if busy is not None and node is not None and node.address == flight.address:
             busy[flight.service] -= 1
+            for name, count in flight.resources.items():
+                busy[name] -= count
         self.killing.discard(flight.key)
 
     def _result(self, flight: InFlight, end: TaskEnd) -> Result:
@@ -304,6 +308,8 @@ class Dispatcher:
                         memory=int(engine_node.facts.get("memory") or 0),
                         fingerprint=dict(engine_node.facts.get("fingerprint") or {}),
                         last_seen=now,
+                        tags=tuple(sorted(engine_node.facts.get("tags") or ())),
+                        resources=dict(engine_node.resources),
                     )
                 )
         for name, known in list(self.nodes.items()):
@@ -352,18 +358,29 @@ class Dispatcher:
             free[name] = {s: n - busy[s] for s, n in node.services.items() if n - busy[s] > 0}
         return free
 
+    def _free_resources(self) -> dict[str, dict[str, int]]:
+        """Free counted resources: node -> resource -> count not held by its running
+        segments (kept beside ``busy``, which counts both)."""
+        free: dict[str, dict[str, int]] = {}
+        for name, node in self.nodes.items():
+            if node.resources and name not in self.disabled:
+                busy = self.busy.setdefault(name, Counter())
+                free[name] = {r: n - busy[r] for r, n in node.resources.items()}
+        return free
+
     def _dispatch(self) -> list[Change]:
         """Hand out queued segments for the free instances, in one dispatch transaction;
         in two when some candidate's job has no history read yet (a new job): placement
         reads nothing inside the transaction, so the first stops at that candidate (the
         order of priority holds), the histories are read, and the second goes on."""
         free = self._free()
+        spare = self._free_resources()
         farm = self._farm()
-        picked, changes, missing = self._dispatch_pass(free, farm)
+        picked, changes, missing = self._dispatch_pass(free, spare, farm)
         if missing:
             for job_id in missing:
                 self.histories[job_id] = self._read_history(job_id)
-            more, more_changes, _ = self._dispatch_pass(free, farm)
+            more, more_changes, _ = self._dispatch_pass(free, spare, farm)
             picked += more
             changes += more_changes
         keys = []
@@ -371,11 +388,15 @@ class Dispatcher:
             node = self.nodes[name]
             attempt = cand.attempts + 1
             key = f"qfarm-b{cand.batch_id}-s{cand.segment_id}-a{attempt}"
+            held = dict(cand.requirements.amounts)
             self.in_flight[key] = InFlight(
                 key, cand.segment_id, cand.job_id, cand.batch_id, attempt, name, node.address,
-                cand.service,
+                cand.service, held,
             )  # fmt: skip
-            self.busy[name][cand.service] += 1
+            busy = self.busy[name]
+            busy[cand.service] += 1
+            for resource, count in held.items():
+                busy[resource] += count
             keys.append(key)
         # Payloads once every pick of this tick is counted busy: each segment's share of its
         # host's cores counts the segments that start beside it.
@@ -392,7 +413,10 @@ class Dispatcher:
         return changes
 
     def _dispatch_pass(
-        self, free: dict[str, dict[str, int]], farm: placement.Farm
+        self,
+        free: dict[str, dict[str, int]],
+        spare: dict[str, dict[str, int]],
+        farm: placement.Farm,
     ) -> tuple[list[tuple[Candidate, str]], list[Change], set[int]]:
         by_service: Counter[str] = Counter()
         for services in free.values():
@@ -410,13 +434,15 @@ class Dispatcher:
                 return None
             history = self.histories.get(cand.job_id, JobHistory())
             pin = self.pins.get(cand.job_id) or placement.pin_from_history(history, tools, farm)
-            choice = placement.choose(cand, tools, farm, free, pin, history)
+            choice = placement.choose(cand, tools, farm, free, pin, history, spare)
             if choice.pin is None:
                 self.pins.pop(cand.job_id, None)
             else:
                 self.pins[cand.job_id] = choice.pin
             if choice.node is not None:
                 free[choice.node][cand.service] -= 1
+                for resource, count in cand.requirements.amounts.items():
+                    spare[choice.node][resource] -= count
             return choice.node
 
         picked, changes = self.store.dispatch(
@@ -438,6 +464,7 @@ class Dispatcher:
                     fingerprint=dict(node.facts.get("fingerprint") or {}),
                     host=str(node.facts.get("host") or node.host),
                     cores=int(node.facts.get("cores") or 1),
+                    offer=_offer(node),
                 )
                 for name, node in self.nodes.items()
             },
@@ -456,14 +483,19 @@ class Dispatcher:
         )
 
     def eligible(
-        self, job_id: int, service: str, tools: tuple[str, ...], failed_nodes: tuple[str, ...]
+        self,
+        job_id: int,
+        service: str,
+        tools: tuple[str, ...],
+        failed_nodes: tuple[str, ...],
+        requirements: Requirements = NO_REQUIREMENTS,
     ) -> Eligible:
         """The nodes that may run a segment of a job, busy or not, or none and why not (see
         placement.eligible), from what is known now. Changes nothing."""
         history = self.histories.get(job_id) or self._read_history(job_id)
         farm = self._farm()
         pin = self.pins.get(job_id) or placement.pin_from_history(history, tools, farm)
-        return placement.eligible(farm, service, tools, failed_nodes, pin, history)
+        return placement.eligible(farm, service, tools, failed_nodes, pin, history, requirements)
 
     def _log_path(self, cand: Candidate, attempt: int) -> Path:
         return (
@@ -494,7 +526,24 @@ class Dispatcher:
             timeout=cand.timeout,
             log_path=str(self._log_path(cand, attempt)),
             threads=placement.threads(farm, self.busy, node_name, cand.service),
+            resources=dict(cand.requirements.amounts),
             job_queued_after=(
                 queued.get(cand.job_id, 0) if jobtypes.get(cand.job_type).keeps_sessions else None
             ),
         )
+
+
+def _offer(node: EngineNode) -> NodeOffer:
+    """What a live node has, for requirements: its tags and host facts as it reported them,
+    and its counted resources as the engine knows them (the worker's own)."""
+    facts = node.facts
+    return NodeOffer(
+        tags=frozenset(str(t) for t in facts.get("tags") or ()),
+        resources=dict(node.resources),
+        os_family=str(facts.get("os_family") or ""),
+        cpu_arch=str(facts.get("cpu_arch") or ""),
+        cores=int(facts.get("cores") or 0),
+        memory_mib=int(facts.get("memory") or 0) // 2**20,
+        gpu_memory_mib=int(facts.get("gpu_memory_mib") or 0),
+        scratch_gib=int(facts.get("scratch_gib") or 0),
+    )

@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from qfarm.domain.requirements import NO_REQUIREMENTS, NodeOffer, Requirements, unmet, why_none
 from qfarm.store import Candidate
 
 # A node on which one segment failed this many times is blocklisted for the segment's job.
@@ -24,13 +25,15 @@ Versions = dict[str, str]  # tool -> version, as in a node's fingerprint
 
 @dataclass(frozen=True)
 class NodeView:
-    """A live node as placement sees it: what it offers, its tools, its host's cores."""
+    """A live node as placement sees it: what it offers, its tools, its host's cores, and
+    what jobs' requirements are matched against (its tags, counted resources and facts)."""
 
     name: str
     services: Mapping[str, int]
     fingerprint: Mapping[str, str] = field(default_factory=dict)
     host: str = ""
     cores: int = 1
+    offer: NodeOffer = field(default_factory=NodeOffer)
 
     def versions(self, tools: tuple[str, ...]) -> Versions:
         return {tool: str(self.fingerprint.get(tool, "")) for tool in tools}
@@ -95,11 +98,13 @@ def eligible(
     failed_nodes: tuple[str, ...],
     pin: Versions | None,
     history: JobHistory,
+    requirements: Requirements = NO_REQUIREMENTS,
 ) -> Eligible:
     """The nodes that may run a segment of a job, busy or not, or none and why not.
 
-    A node may if it takes work and offers the service; if it has the job's tools, in the
-    versions the job is pinned to; and unless one segment of the job failed on it
+    A node may if it takes work and offers the service; if it meets the job's requirements
+    (tags, counted resources it has at all, host constraints); if it has the job's tools, in
+    the versions the job is pinned to; and unless one segment of the job failed on it
     BLOCKLIST_AFTER times. A pin that is to be dropped is only reported (``repin``): every
     node with it failed the job, and none of its segments is done yet.
     """
@@ -109,6 +114,12 @@ def eligible(
     offering = [name for name in offering if name not in farm.disabled]
     if not offering:
         return Eligible([], f"every node that offers {service} is disabled or refused")
+    if not requirements.empty:
+        meeting = [n for n in offering if unmet(farm.nodes[n].offer, requirements) is None]
+        if not meeting:
+            offers = [farm.nodes[n].offer for n in offering]
+            return Eligible([], why_none(offers, requirements, f"online {service} node"))
+        offering = meeting
     repin = False
     if tools:
         offering = [n for n in offering if all(farm.nodes[n].versions(tools).values())]
@@ -146,12 +157,16 @@ def choose(
     free: Mapping[str, Mapping[str, int]],
     pin: Versions | None,
     history: JobHistory,
+    free_resources: Mapping[str, Mapping[str, int]] | None = None,
 ) -> Choice:
     """The least busy free node for a segment, among those that may run it (see
     :func:`eligible`): while some node that has not failed the job may, the segment waits
-    for it rather than going back to a node that failed. A job with tools and no pin (yet,
+    for it rather than going back to a node that failed. A segment that holds counted
+    resources (``{"gpu": 1}``) goes only to a node where that many are free now
+    (``free_resources``: node -> resource -> free count). A job with tools and no pin (yet,
     or any more) is pinned to the chosen node's versions."""
-    found = eligible(farm, cand.service, tools, cand.failed_nodes, pin, history)
+    req = cand.requirements
+    found = eligible(farm, cand.service, tools, cand.failed_nodes, pin, history, req)
     if found.repin:
         # Nothing of the job is done yet, and every node with the pinned versions failed
         # it (a build without an encoder, say): pin anew.
@@ -159,6 +174,13 @@ def choose(
     fresh = [name for name in found.nodes if name not in cand.failed_nodes]
     pool = fresh if fresh else found.nodes
     ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
+    if req.amounts:
+        spare = free_resources or {}
+        ready = [
+            name
+            for name in ready
+            if all(spare.get(name, {}).get(k, 0) >= n for k, n in req.amounts.items())
+        ]
     if not ready:
         return Choice(None, pin)
     chosen = max(ready, key=lambda name: (free[name][cand.service], name))

@@ -64,6 +64,7 @@ def plan_batch(
                 timeout=job.timeout,
                 depends_on=tuple(depends),
                 plans=plans,
+                requirements=job.requirements,
             )
         )
     return planned
@@ -87,6 +88,11 @@ def request_digest(request: BatchRequest, planned: Sequence[PlannedJob]) -> str:
                 "retries": job.retries,
                 "timeout": job.timeout,
                 "depends_on": list(job.depends_on),
+                **(
+                    {"requirements": job.requirements.to_dict()}
+                    if not job.requirements.empty
+                    else {}
+                ),
                 "plans": [
                     [plan.index, plan.kind.value, plan.label, plan.spec, plan.frames]
                     for plan in job.plans

@@ -223,7 +223,9 @@ class Controller:
                 reasons[job.id] = f"waits for {', '.join(pending)} to finish"
                 continue
             tools = jobtypes.get(job.job_type).required_tools(job.spec)
-            found = self.dispatcher.eligible(job.id, job.service, tools, job.failed_nodes)
+            found = self.dispatcher.eligible(
+                job.id, job.service, tools, job.failed_nodes, job.requirements
+            )
             if not found.nodes:
                 reasons[job.id] = found.why_not
         return reasons

@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
+
 
 class IllegalTransition(Exception):
     """A state change that the tables below do not allow."""
@@ -270,6 +272,9 @@ class JobRequest:
     retries: int = 2
     timeout: float | None = None  # seconds per segment attempt
     depends_on: tuple[str, ...] = ()  # names of jobs in the same batch
+    # Tags, counted resources and host constraints its nodes must meet (NO_REQUIREMENTS:
+    # any node that offers its service).
+    requirements: Requirements = NO_REQUIREMENTS
 
 
 @dataclass(frozen=True)
@@ -335,6 +340,7 @@ class Job:
     depends_on: tuple[int, ...] = ()
     error: str = ""
     failed_nodes: tuple[str, ...] = ()
+    requirements: Requirements = NO_REQUIREMENTS
 
 
 @dataclass(frozen=True)
@@ -362,6 +368,8 @@ class Node:
     memory: int = 0
     fingerprint: dict[str, str] = field(default_factory=dict)
     last_seen: float | None = None
+    tags: tuple[str, ...] = ()  # what jobs may require of it (qfarm node --tags)
+    resources: dict[str, int] = field(default_factory=dict)  # counted: {"gpu": 2}
 
 
 @dataclass(frozen=True)

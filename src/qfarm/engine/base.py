@@ -15,10 +15,12 @@ from qfarm.domain.messages import AttemptResult, SegmentTask
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """A local service node to start: its name and service instances."""
+    """A local service node to start: its name, service instances and counted resources
+    (``{"gpu": 2}``): both become the Dask worker's resources."""
 
     name: str
     services: dict[str, int]
+    resources: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class EngineNode:
     services: dict[str, int]
     host: str = ""
     facts: dict[str, Any] = field(default_factory=dict)
+    resources: dict[str, int] = field(default_factory=dict)  # counted ({"gpu": 2})
     load: dict[str, float] = field(default_factory=dict)  # host CPU % and memory used, live
     silent_for: float = 0.0  # seconds since its last heartbeat reached the scheduler
 
@@ -90,7 +93,8 @@ class Engine(Protocol):
 
     def submit(self, tasks: Sequence[tuple[SegmentTask, str, str]]) -> None:
         """Run each ``(task, address, service)`` on the node at ``address``, using one
-        instance of ``service``; never retried and never moved by the engine."""
+        instance of ``service`` and the counted resources ``task.resources``; never retried
+        and never moved by the engine."""
         ...
 
     async def collect(self) -> list[TaskEnd]:

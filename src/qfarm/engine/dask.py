@@ -194,18 +194,23 @@ class DaskEngine:
         found: list[EngineNode] = []
         for address, info in identity.get("workers", {}).items():
             metrics = info.get("metrics") or {}
-            services = {k: int(v) for k, v in (info.get("resources") or {}).items()}
+            offered = {k: int(v) for k, v in (info.get("resources") or {}).items()}
             if address not in self._facts:
                 with contextlib.suppress(Exception):
-                    facts = await self.client.run(facts_of_node, services, workers=[address])
+                    facts = await self.client.run(facts_of_node, offered, workers=[address])
                     self._facts[address] = facts.get(address, {})
+            node_facts = self._facts.get(address, {})
+            # A worker's resources are its services and its counted resources; its facts
+            # say which of them are counted resources.
+            counted = set(node_facts.get("resources") or ())
             found.append(
                 EngineNode(
                     name=str(info.get("name", address)),
                     address=address,
-                    services=services,
+                    services={k: v for k, v in offered.items() if k not in counted},
+                    resources={k: v for k, v in offered.items() if k in counted},
                     host=str(info.get("host", "")),
-                    facts=self._facts.get(address, {}),
+                    facts=node_facts,
                     load={
                         "cpu_percent": float(metrics.get(HOST_CPU) or 0.0),
                         "memory_used": int(metrics.get(HOST_MEMORY) or 0),
@@ -217,23 +222,26 @@ class DaskEngine:
 
     def submit(self, tasks: Sequence[tuple[SegmentTask, str, str]]) -> None:
         """Run segment attempts: each ``(task, address, service)`` on the worker at
-        ``address``, using one ``service`` instance. Their ends are returned by
+        ``address``, using one ``service`` instance and the counted resources it holds
+        (``task.resources``). Their ends are returned by
         :meth:`collect` once they finish.
 
         Tasks for one node and service go to the scheduler as one graph, so a tick that
         dispatches many segments costs one message per node.
         """
-        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        groups: dict[tuple[str, str, tuple[tuple[str, int], ...]], list[dict[str, Any]]] = {}
         for task, address, service in tasks:
-            groups.setdefault((address, service), []).append(task.to_dict())
-        for (address, service), payloads in groups.items():
+            held = tuple(sorted(task.resources.items()))
+            groups.setdefault((address, service, held), []).append(task.to_dict())
+        for (address, service, held), payloads in groups.items():
             futures = self.client.map(
                 run_on_node,
                 payloads,
                 key=[p["key"] for p in payloads],
                 workers=[address],
                 allow_other_workers=False,
-                resources={service: 1},
+                # The dispatcher chose a node with these free; Dask checks the same.
+                resources={service: 1, **dict(held)},
                 pure=False,
                 retries=0,
             )

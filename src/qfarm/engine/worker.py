@@ -233,7 +233,9 @@ def make_nanny(
         host=host,
         name=spec.name,
         nthreads=max(1, sum(spec.services.values())),
-        resources=dict(spec.services),
+        # Its services' instances and its counted resources (GPUs and the like), so Dask's
+        # own resource check agrees with the dispatcher's accounting of both.
+        resources={**spec.services, **{k: v for k, v in spec.resources.items() if v > 0}},
         local_directory=str(local_directory) if local_directory else None,
         dashboard=False,
         plugins=(NodePlugin(runner),),

@@ -30,3 +30,12 @@ class NodeConfig:
     # A node of an embedded cluster: its facts leave out the tool versions when none of its
     # services needs a tool (asking every renderer its version costs a short run dearly).
     local: bool = False
+    # --tags: what jobs may require of this node.
+    tags: tuple[str, ...] = ()
+    # Counted resources (--gpus as "gpu", --resource NAME=N): a segment holds some while it
+    # runs. They are the worker's Dask resources too (beside its services).
+    resources: dict[str, int] = field(default_factory=dict)
+    # The GPU device indices this node hands out, one per gpu a segment holds, as
+    # CUDA_VISIBLE_DEVICES ("0", "1"...): detected ones first, then numbered on.
+    gpu_devices: tuple[str, ...] = ()
+    gpu_memory_mib: int = 0  # of its smallest GPU, as detected (0: unknown)

@@ -110,3 +110,70 @@ def offerable_services(requested: dict[str, int] | None) -> tuple[dict[str, int]
             continue
         offered[service] = count
     return offered, dropped
+
+
+def os_family() -> str:
+    """This machine's OS family as OpenJD names them: linux, macos or windows."""
+    import sys
+
+    if sys.platform.startswith("win"):
+        return "windows"
+    if sys.platform == "darwin":
+        return "macos"
+    return "linux"
+
+
+def cpu_arch() -> str:
+    """This machine's CPU architecture as OpenJD names them: x86_64 or arm64."""
+    import platform
+
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+
+
+NVIDIA_SMI_QUERY = [
+    "nvidia-smi",
+    "--query-gpu=index,memory.total",
+    "--format=csv,noheader,nounits",
+]
+
+
+def detect_gpus(timeout: float = 10.0) -> list[tuple[str, int]]:
+    """The NVIDIA GPUs of this machine as (index, memory MiB), from nvidia-smi; none when
+    it is not installed or does not answer (a driver missing, say)."""
+    import shutil
+    import subprocess
+
+    if shutil.which(NVIDIA_SMI_QUERY[0]) is None:
+        return []
+    try:
+        out = subprocess.run(
+            NVIDIA_SMI_QUERY, capture_output=True, text=True, timeout=timeout, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return parse_gpu_list(out)
+
+
+def parse_gpu_list(text: str) -> list[tuple[str, int]]:
+    """nvidia-smi's ``index, memory.total`` lines -> [(index, MiB)]; odd lines are skipped."""
+    gpus: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        index, _, memory = (part.strip() for part in line.partition(","))
+        if index.isdigit():
+            gpus.append((index, int(memory) if memory.isdigit() else 0))
+    return gpus
+
+
+def scratch_gib(path: str) -> int:
+    """Free GiB where the node's scratch folder is (or would be)."""
+    import shutil
+    from pathlib import Path
+
+    folder = Path(path)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return int(shutil.disk_usage(folder).free // 2**30)
+    except OSError:
+        return 0

@@ -19,6 +19,7 @@ from typing import Any
 from qfarm import jobtypes
 from qfarm.domain.errors import QfarmError
 from qfarm.domain.messages import AttemptResult, SegmentTask
+from qfarm.domain.requirements import GPU
 from qfarm.domain.units import duration
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
 from qfarm.jobtypes.supervisor import SUPERVISOR
@@ -28,6 +29,40 @@ from qfarm.node.config import NodeConfig
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 4000
+
+
+class GpuPool:
+    """The GPU devices of this worker process's node, handed to segments as they start and
+    taken back when their attempt ends, however it ends. The dispatcher never gives a node
+    more gpu-holding segments than it has GPUs, so two segments that run at once always
+    get different devices."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[str, ...]] = {}  # attempt key -> its devices
+
+    def take(self, key: str, count: int, devices: tuple[str, ...]) -> tuple[str, ...]:
+        with self._lock:
+            busy = {d for held in self._held.values() for d in held}
+            free = [d for d in devices if d not in busy]
+            if len(free) < count:
+                raise QfarmError(
+                    f"the segment holds {count} gpu but {len(free)} of this node's "
+                    f"{len(devices)} are free"
+                )
+            self._held[key] = tuple(free[:count])
+            return self._held[key]
+
+    def give_back(self, key: str) -> None:
+        with self._lock:
+            self._held.pop(key, None)
+
+    def held(self) -> dict[str, tuple[str, ...]]:
+        with self._lock:
+            return dict(self._held)
+
+
+GPUS = GpuPool()  # one per worker process: a node's segments run in its one worker
 
 # Preflights already run in this node process, by job id; the lock makes two segments of one
 # job that start together run it once.
@@ -58,8 +93,23 @@ class SegmentRunner:
 
     def facts(self, services: dict[str, int]) -> dict[str, Any]:
         if self.config.local and not node_facts.needs_tools(services):
-            return node_facts.facts_without_tools()
-        return node_facts.node_facts()
+            facts = node_facts.facts_without_tools()
+        else:
+            facts = node_facts.node_facts()
+        config = self.config
+        # What jobs' requirements are matched against (qfarm.domain.requirements.NodeOffer);
+        # "resources" also tells the engine which of the worker's resources are counted
+        # ones rather than services.
+        facts.update(
+            tags=list(config.tags),
+            resources={k: v for k, v in config.resources.items() if v > 0},
+            os_family=node_facts.os_family(),
+            cpu_arch=node_facts.cpu_arch(),
+            gpus=int(config.resources.get(GPU, 0)),
+            gpu_memory_mib=config.gpu_memory_mib,
+            scratch_gib=node_facts.scratch_gib(str(config.scratch_root)),
+        )
+        return facts
 
     def host_load(self) -> dict[str, float]:
         return node_facts.host_load()
@@ -73,8 +123,38 @@ def run_segment(
 ) -> AttemptResult:
     """Run one attempt. Never raises: every ending is described in the result."""
     config = config or NodeConfig()
-    log_path = Path(task.log_path)
     started_at = time.time()
+    try:
+        environment = _devices(task, config)
+    except QfarmError as exc:
+        return AttemptResult(
+            key=task.key, ok=False, error=str(exc), started_at=started_at, ended_at=time.time()
+        )
+    try:
+        return _run_attempt(task, on_start, on_progress, config, environment, started_at)
+    finally:
+        GPUS.give_back(task.key)
+
+
+def _devices(task: SegmentTask, config: NodeConfig) -> dict[str, str]:
+    """The variables that give an attempt its devices: CUDA_VISIBLE_DEVICES with the GPUs
+    it holds, taken from the node's pool; nothing for an attempt that holds no gpu."""
+    count = int(task.resources.get(GPU, 0))
+    if count <= 0:
+        return {}
+    devices = GPUS.take(task.key, count, config.gpu_devices)
+    return {"CUDA_VISIBLE_DEVICES": ",".join(devices)}
+
+
+def _run_attempt(
+    task: SegmentTask,
+    on_start: Callable[[int], None],
+    on_progress: Callable[[float], None],
+    config: NodeConfig,
+    environment: dict[str, str],
+    started_at: float,
+) -> AttemptResult:
+    log_path = Path(task.log_path)
     ctx = SegmentContext(
         key=task.key,
         log_path=log_path,
@@ -82,6 +162,7 @@ def run_segment(
         on_start=on_start,
         on_progress=on_progress,
         threads=task.threads,
+        environment=environment,
         job_id=task.job_id,
         job_queued_after=task.job_queued_after,
         stall_timeout=_stall_timeout(task),

@@ -8,16 +8,19 @@ import asyncio
 import contextlib
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from qfarm import __version__
 from qfarm.client import Client, ControllerError
 from qfarm.domain.errors import JoinRefused, QfarmError
+from qfarm.domain.requirements import GPU, check_amount, parse_amounts, parse_tags
 from qfarm.engine.base import NodeSpec
 from qfarm.engine.worker import run_node
 from qfarm.jobtypes.supervisor import RECORD_DIR_ENV, reap_leftovers
 from qfarm.node.config import NodeConfig
+from qfarm.node.facts import detect_gpus
 from qfarm.node.runner import SegmentRunner
 from qfarm.security import pki
 
@@ -38,6 +41,52 @@ def parse_services(text: str) -> dict[str, int] | None:
     return services
 
 
+@dataclass(frozen=True)
+class Capacity:
+    """What a node carries beside its services: tags, counted resources (``gpu`` among
+    them), and the GPU devices it hands to segments."""
+
+    tags: tuple[str, ...] = ()
+    resources: dict[str, int] = field(default_factory=dict)
+    gpu_devices: tuple[str, ...] = ()
+    gpu_memory_mib: int = 0
+
+
+def node_capacity(
+    tags: Iterable[str],
+    gpus: int | None,
+    resources: Iterable[str],
+    services: Mapping[str, int],
+    detect: Callable[[], list[tuple[str, int]]] = detect_gpus,
+) -> Capacity:
+    """A node's tags and counted resources from its options, checked. ``gpus`` None: the
+    GPUs nvidia-smi lists (none without it); a count: that many, the devices detected
+    first (numbered on from there when more are asked for than detected)."""
+    counted = parse_amounts(resources, "--resource")
+    for name in counted:
+        if name == GPU:
+            raise QfarmError("give the GPU count with --gpus N, not --resource gpu=N")
+        if name in services:
+            raise QfarmError(f"--resource {name} has the name of a service this node offers")
+    detected = detect() if gpus is None or gpus > 0 else []
+    count = len(detected) if gpus is None else check_amount(gpus, "--gpus")
+    devices = [index for index, _ in detected][:count]
+    numbered = 0
+    while len(devices) < count:
+        if str(numbered) not in devices:
+            devices.append(str(numbered))
+        numbered += 1
+    if count:
+        counted[GPU] = count
+    memories = [memory for _, memory in detected[:count] if memory > 0]
+    return Capacity(
+        tags=tuple(sorted(parse_tags(tags, "--tags"))),
+        resources=counted,
+        gpu_devices=tuple(devices),
+        gpu_memory_mib=min(memories) if memories else 0,
+    )
+
+
 async def serve_node(
     controller_url: str,
     *,
@@ -50,6 +99,7 @@ async def serve_node(
     on_joined: Callable[[str, str], None] = lambda name, scheduler: None,
     on_waiting: Callable[[str], None] = lambda why: None,
     path_map: dict[str, str] | None = None,
+    capacity: Capacity | None = None,
 ) -> None:
     """Be a service node of the controller at ``controller_url``, for good.
 
@@ -67,12 +117,17 @@ async def serve_node(
     # (the job types' supervisor reads it there).
     os.environ[RECORD_DIR_ENV] = str(records)
     # The rest of the node's configuration reaches its workers as data, in their runner.
+    capacity = capacity or Capacity()
     runner = SegmentRunner(
         NodeConfig(
             controller_url=controller_url,
             token=token,
             scratch_root=home / "scratch",
             path_map=dict(path_map or {}),
+            tags=capacity.tags,
+            resources=dict(capacity.resources),
+            gpu_devices=capacity.gpu_devices,
+            gpu_memory_mib=capacity.gpu_memory_mib,
         )
     )
     client = Client(controller_url, token=token)
@@ -92,8 +147,8 @@ async def serve_node(
         on_joined(node_name, scheduler)
         with contextlib.suppress(OSError):  # the scheduler went away while we joined
             await run_node(
-                scheduler, NodeSpec(node_name, services), host=host, local_directory=home,
-                runner=runner, tls=tls,
+                scheduler, NodeSpec(node_name, services, dict(capacity.resources)), host=host,
+                local_directory=home, runner=runner, tls=tls,
             )  # fmt: skip
         ended = reap_leftovers(records)
         on_waiting(

@@ -8,8 +8,9 @@ template again:
 * each task of a step's parameter space, or each chunk with TASK_CHUNKING, is one segment
   (``OpenJDSegment``) carrying its task parameter values.
 
-Host requirements stay data (``HostRequirements``) because the dispatcher matches them against
-node facts and tags later; nothing here knows about nodes. Scripts, environments and embedded
+Host requirements stay data (``HostRequirements``), and become the job's
+``Requirements`` (qfarm.domain.requirements), which the dispatcher matches against node
+facts and tags; nothing here knows about nodes. Scripts, environments and embedded
 files stay openjd-model objects, because the node side hands exactly those to openjd-sessions.
 """
 
@@ -23,6 +24,14 @@ from typing import Any, Literal
 
 from openjd.model import EnvironmentTemplate, Job, JobTemplate, ParameterValueType
 from openjd.model import ParameterValue as ModelParameterValue
+
+from qfarm.domain.requirements import (
+    NO_REQUIREMENTS,
+    AmountRange,
+    AttributeMatch,
+    HostConstraints,
+    Requirements,
+)
 
 # The standard capability names of the 2023-09 specification that qfarm reads as node facts.
 OS_FAMILY = "attr.worker.os.family"
@@ -79,9 +88,9 @@ class AttributeRequirement:
 class HostRequirements:
     """A step's ``hostRequirements``, kept as data for the dispatcher to match later.
 
-    The properties read the standard names the dispatcher will compare with node facts; the
-    custom ones (``amount.custom.*``, ``attr.custom.*`` and any other non-standard name) are
-    matched against node tags.
+    The properties read the standard names the dispatcher compares with node facts; a
+    custom ``amount.NAME`` is matched against the node's counted resource NAME, a custom
+    ``attr.NAME`` against its tags written ``NAME=VALUE`` (:meth:`requirements`).
     """
 
     amounts: tuple[AmountRequirement, ...] = ()
@@ -124,6 +133,28 @@ class HostRequirements:
     @property
     def custom_attributes(self) -> tuple[AttributeRequirement, ...]:
         return tuple(a for a in self.attributes if a.name not in STANDARD_NAMES)
+
+    def requirements(self) -> Requirements:
+        """The job's requirements (qfarm.domain.requirements) for these: every amount and
+        attribute a selection constraint on the node's facts, tags and counted resources,
+        holding nothing while a segment runs (see docs/architecture.md for the mapping)."""
+        if self.empty:
+            return NO_REQUIREMENTS
+        return Requirements(
+            host=HostConstraints(
+                amounts=tuple(
+                    AmountRange(
+                        a.name,
+                        float(a.min) if a.min is not None else None,
+                        float(a.max) if a.max is not None else None,
+                    )
+                    for a in self.amounts
+                ),
+                attributes=tuple(
+                    AttributeMatch(a.name, a.any_of, a.all_of) for a in self.attributes
+                ),
+            )
+        )
 
 
 @dataclass(frozen=True)

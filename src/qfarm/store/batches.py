@@ -82,6 +82,7 @@ class Batches(Reports):
                         depends_on=depends,
                         failed_nodes=[],
                         error="",
+                        requirements=job.requirements.to_dict() or None,
                     ),
                 )
                 job_ids.append(job_id)

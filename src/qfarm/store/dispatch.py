@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from sqlalchemy import Connection, bindparam, func, select
 
 from qfarm.domain.model import BatchState, JobState, SegmentKind, SegmentState
+from qfarm.domain.requirements import Requirements
 from qfarm.domain.steering import (
     DISPATCHING_BATCH_STATES,
     DISPATCHING_JOB_STATES,
@@ -88,6 +89,7 @@ _READY_JOBS = (
         jobs.c.spec,
         jobs.c.timeout,
         jobs.c.failed_nodes,
+        jobs.c.requirements,
     )
     .where(jobs.c.batch_id == bindparam("batch_id"))
     .where(jobs.c.state.in_([s.value for s in DISPATCHING_JOB_STATES]))
@@ -141,6 +143,7 @@ def candidates(
                 _QUEUED_SEGMENTS, {"job_id": job.id, "limit": wanted[job.service] + 1}
             ).all()
             failed_nodes = tuple(job.failed_nodes or ())
+            requirements = Requirements.from_dict(job.requirements)
             for seg in queued:
                 if wanted.get(job.service, 0) <= 0:
                     break
@@ -161,6 +164,7 @@ def candidates(
                     timeout=job.timeout,
                     attempts=seg.attempts,
                     failed_nodes=failed_nodes,
+                    requirements=requirements,
                 )
             if not any(n > 0 for n in wanted.values()):
                 return

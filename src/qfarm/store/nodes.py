@@ -24,6 +24,8 @@ class Nodes(StoreBase):
             "memory": node.memory,
             "fingerprint": node.fingerprint,
             "last_seen": node.last_seen,
+            "tags": list(node.tags) or None,
+            "resources": dict(node.resources) or None,
         }
         with self._tx() as conn:
             row = conn.execute(select(nodes).where(nodes.c.name == node.name)).first()

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qfarm.domain.model import Segment, SegmentPlan
+from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class PlannedJob:
     timeout: float | None
     depends_on: tuple[int, ...]  # indexes (0-based) of earlier jobs in the same batch
     plans: Sequence[SegmentPlan]
+    requirements: Requirements = NO_REQUIREMENTS
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,7 @@ class Candidate:
     timeout: float | None
     attempts: int
     failed_nodes: tuple[str, ...]
+    requirements: Requirements = NO_REQUIREMENTS
 
 
 @dataclass(frozen=True)

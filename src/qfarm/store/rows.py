@@ -22,6 +22,7 @@ from qfarm.domain.model import (
     SegmentKind,
     SegmentState,
 )
+from qfarm.domain.requirements import Requirements
 from qfarm.store.tables import batches, segments
 
 # A result row; SQLAlchemy's typed rows add nothing where columns are picked per query.
@@ -101,6 +102,7 @@ def to_job(row: Row) -> Job:
         depends_on=tuple(row.depends_on or ()),
         error=row.error,
         failed_nodes=tuple(row.failed_nodes or ()),
+        requirements=Requirements.from_dict(row.requirements),
     )
 
 
@@ -152,4 +154,6 @@ def to_node(row: Row) -> Node:
         memory=row.memory,
         fingerprint=dict(row.fingerprint or {}),
         last_seen=row.last_seen,
+        tags=tuple(row.tags or ()),
+        resources={str(k): int(v) for k, v in (row.resources or {}).items()},
     )

@@ -26,7 +26,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
 
@@ -66,6 +66,8 @@ jobs = Table(
     Column("timeout", Float),
     Column("depends_on", JSON, nullable=False),
     Column("failed_nodes", JSON, nullable=False),
+    # What its nodes must have (domain.requirements.Requirements.to_dict; NULL: nothing).
+    Column("requirements", JSON),
     Column("error", Text, nullable=False, default=""),
     Column("started_at", Float),
     Column("finished_at", Float),
@@ -125,6 +127,8 @@ nodes = Table(
     Column("memory", BigInteger, nullable=False, default=0),  # bytes: past 2 GiB
     Column("fingerprint", JSON, nullable=False),
     Column("last_seen", Float),
+    Column("tags", JSON),  # list of tags (NULL: none)
+    Column("resources", JSON),  # counted resources, name -> count (NULL: none)
 )
 
 # Client tokens: only a digest of each is kept, never the token itself.
@@ -154,8 +158,20 @@ def _migrate_2_to_3(conn: Connection) -> int:
     return 3
 
 
+def _migrate_3_to_4(conn: Connection) -> int:
+    """Schema 4 adds jobs.requirements and nodes.tags and nodes.resources (tags and counted
+    resources such as GPUs); a store without them holds jobs that require nothing and nodes
+    that carry nothing, which is what NULL reads as."""
+    for table, column in (("jobs", "requirements"), ("nodes", "tags"), ("nodes", "resources")):
+        present = {c["name"] for c in inspect(conn).get_columns(table)}
+        if column not in present:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} JSON"))
+    return 4
+
+
 # Schema version found -> the step that brings it one version on (returns the new version).
 MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
+    3: _migrate_3_to_4,
 }

@@ -70,6 +70,31 @@ Priority = Annotated[
 ]
 
 
+class HostAmountIn(Request):
+    name: str = Field(min_length=1, max_length=200, description="amount.worker.vcpu, …")
+    min: float | None = None
+    max: float | None = None
+
+
+class HostAttributeIn(Request):
+    name: str = Field(min_length=1, max_length=200, description="attr.worker.os.family, …")
+    any_of: list[str] | None = None
+    all_of: list[str] | None = None
+
+
+class RequirementsIn(Request):
+    """What a job needs of its nodes: tags they carry, GPUs and other counted resources
+    each segment holds while it runs, and (OpenJD hostRequirements) host constraints."""
+
+    tags: list[str] = Field(default=[], description="tags its nodes must carry: gpu, …")
+    gpus: int | None = Field(default=None, ge=0, description="GPUs each segment holds")
+    resources: dict[str, int] = Field(
+        default={}, description="other counted resources each segment holds: license_nuke=1"
+    )
+    host_amounts: list[HostAmountIn] = []
+    host_attributes: list[HostAttributeIn] = []
+
+
 class JobIn(Request):
     type: str = Field(default="command", min_length=1, description="the job type: command, …")
     name: str = ""
@@ -77,6 +102,7 @@ class JobIn(Request):
     retries: int = Field(default=2, ge=0)
     timeout: float | None = Field(default=None, gt=0, description="seconds per attempt")
     depends_on: list[str] = Field(default=[], description="names of jobs of the batch")
+    requirements: RequirementsIn | None = None
 
 
 class BatchIn(Request):
@@ -153,6 +179,9 @@ class JobOut(Answer):
     error: str
     depends_on: list[int]
     failed_nodes: list[str]
+    requirements: dict[str, Any] = Field(
+        default={}, description="what its nodes must have: tags, amounts held, host constraints"
+    )
     waiting: str | None = Field(description="why its queued segments do not run")
     summary: list[str] = Field(description="what the job does, as its job type tells it")
 
@@ -235,8 +264,12 @@ class NodeOut(Answer):
     memory: int = 0
     fingerprint: dict[str, str] = {}
     last_seen: float | None = None
+    tags: list[str] = Field(default=[], description="what jobs may require of it")
+    resources: dict[str, int] = Field(default={}, description="counted resources: gpu=2, …")
     refused: str = Field(default="", description="why the node is refused work, if it is")
-    busy: dict[str, int] = Field(default={}, description="busy instances by service")
+    busy: dict[str, int] = Field(
+        default={}, description="busy instances by service, and counted resources held"
+    )
     running: list[RunningOut] = []
     load: dict[str, Any] = {}
 
