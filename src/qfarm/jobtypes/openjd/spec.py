@@ -133,6 +133,7 @@ def jobs_from_plan(
             retries=retries,
             timeout=timeout,
             depends_on=step.depends_on_names,
+            requirements=step.host_requirements.requirements(),
         )
         for step in plan.steps
     ]
