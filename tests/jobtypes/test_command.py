@@ -136,6 +136,7 @@ def test_validate_fills_defaults(tmp_path: Path) -> None:
         "preflight": [],
         "per_frame": False,
         "storage": None,
+        "stall_timeout": None,
     }
 
 
