@@ -210,3 +210,52 @@ def test_a_failed_task_fails_the_run(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(failing), encoding="utf-8")
     result = qfarm("run", str(path), "--retries", "0", "-q", data_dir=tmp_path / "data")
     assert result.returncode == 1
+
+
+@needs_openjd_nodes
+def test_one_node_enters_the_job_environment_once_for_all_its_tasks(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    env = {
+        "name": "Once",
+        "script": {
+            "actions": {
+                "onEnter": {
+                    "command": "bash",
+                    "args": ["-c", f"echo enter >> {trace}; echo 'openjd_env: SEEN=yes'"],
+                },
+                "onExit": {
+                    "command": "bash",
+                    "args": ["-c", f"echo exit >> {trace}; echo leaving once"],
+                },
+            }
+        },
+    }
+    task = f'echo "task {{{{Task.Param.N}}}} $SEEN" >> {trace}'
+    doc = {
+        **TEMPLATE,
+        "jobEnvironments": [env],
+        "steps": [
+            {
+                **TEMPLATE["steps"][0],
+                "script": {"actions": {"onRun": {"command": "bash", "args": ["-c", task]}}},
+            }
+        ],
+    }
+    path = tmp_path / "once.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    shown = qfarm(
+        "openjd", "run", str(path), "-p", "Count=4", "--nodes", "1", "-q",
+        data_dir=tmp_path / "data",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = trace.read_text().splitlines()
+    # A session per segment running at once (the node may run two at a time), each entered
+    # once and exited once, its onExit output in the log of the segment that ended it.
+    enters = lines.count("enter")
+    assert 1 <= enters < 4 and lines.count("exit") == enters, lines
+    assert lines[0] == "enter" and lines[-1] == "exit", lines
+    assert sorted(x for x in lines if x.startswith("task")) == [
+        f"task {n} yes" for n in (1, 2, 3, 4)
+    ]
+    assert shown.stdout.count("leaving once") == enters
+    assert "reused" in shown.stdout
