@@ -314,14 +314,21 @@ def nodes(remote: Connection, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json(rows)
         return
-    table = Table("node", "state", "services", "host", "cores", "version", "tools", "note")
+    table = Table(
+        "node", "state", "services", "tags", "resources", "host", "cores", "version", "tools",
+        "note",
+    )  # fmt: skip
     for n in rows:
         fingerprint = dict(n["fingerprint"])
         fingerprint.pop("python", None)
         version = fingerprint.pop("qfarm", "?")
         tools = ", ".join(f"{tool} {v}" for tool, v in sorted(fingerprint.items())) or "-"
         services = ", ".join(f"{k}={v}" for k, v in n["services"].items())
-        cells = [n["name"], n["state"], services, n["host"], str(n["cores"]), version, tools]
+        # GPUs are the counted resource gpu: gpu=2 here.
+        tags = ",".join(n.get("tags") or ()) or "-"
+        counted = ",".join(f"{k}={v}" for k, v in sorted((n.get("resources") or {}).items()))
+        cells = [n["name"], n["state"], services, tags, counted or "-", n["host"],
+                 str(n["cores"]), version, tools]  # fmt: skip
         table.add_row(*cells, n["refused"])
     out.print(table)
 
