@@ -313,3 +313,23 @@ def test_idle_seconds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert idle_seconds() == 2.5 and SessionPool().idle_seconds == 2.5
     monkeypatch.setenv(IDLE_ENV, "soon")
     assert idle_seconds() == 30.0
+
+
+def test_the_node_runner_closing_ends_the_idle_sessions_of_its_process(
+    tmp_path: Path, out: Path
+) -> None:
+    from qfarm.node.runner import SegmentRunner
+
+    job, segs = plan(tmp_path, template(step()), out)
+    ctx = SegmentContext(
+        key="qfarm-b1-s1-a1",
+        log_path=tmp_path / "logs" / "1.log",
+        timeout=60,
+        job_id=JOB_ID,
+        job_queued_after=3,
+    )
+    assert OPENJD.run(job, segs[0].spec, ctx).ok
+    assert POOL.idle_count() == 1 and trace(out)[-1] != "exit"
+    SegmentRunner().kill_all()  # what the worker plugin's teardown calls
+    assert trace(out)[-1] == "exit" and POOL.idle_count() == 0
+    assert "leaving the farmhouse" in ctx.log_path.read_text()

@@ -22,6 +22,7 @@ from qfarm.domain.messages import AttemptResult, SegmentTask
 from qfarm.domain.requirements import GPU
 from qfarm.domain.units import duration
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
+from qfarm.jobtypes.openjd import pool as openjd_pool
 from qfarm.jobtypes.supervisor import SUPERVISOR
 from qfarm.node import facts as node_facts
 from qfarm.node import pathmap, scratch
@@ -89,7 +90,9 @@ class SegmentRunner:
         return SUPERVISOR.kill(key)
 
     def kill_all(self) -> int:
-        return SUPERVISOR.kill_all()
+        killed = SUPERVISOR.kill_all()
+        openjd_pool.close_all()  # the worker closes: end the OpenJD sessions kept idle here
+        return killed
 
     def facts(self, services: dict[str, int]) -> dict[str, Any]:
         if self.config.local and not node_facts.needs_tools(services):
