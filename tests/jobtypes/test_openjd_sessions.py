@@ -333,3 +333,23 @@ def test_the_node_runner_closing_ends_the_idle_sessions_of_its_process(
     SegmentRunner().kill_all()  # what the worker plugin's teardown calls
     assert trace(out)[-1] == "exit" and POOL.idle_count() == 0
     assert "leaving the farmhouse" in ctx.log_path.read_text()
+
+
+def test_a_cancel_also_ends_the_idle_sessions_of_its_job(tmp_path: Path, out: Path) -> None:
+    slow = (
+        "if [ {{Task.Param.Frame}} = 2 ]; then touch {{Param.Out}}/started; sleep 30; fi; "
+        'echo "task {{Task.Param.Frame}}"'
+    )
+    job, segs = plan(tmp_path, template(step(slow, frames="1-3")), out)
+    node = Node(tmp_path, "n")
+    assert node.run(job, segs[0], 2).ok  # kept idle
+    # Another device set: a session of its own, canceled mid-task.
+    ctx = node.context("cancel-me", 1, environment={"QFARM_DEVICE": "gpu1"})
+    thread, result = _in_thread(lambda: run_segment(job, segs[1].spec, ctx, node.pool))
+    wait_until_sync((out / "started").exists, timeout=20, what="the task to start")
+    assert node.pool.idle_count() == 1
+    assert node.supervisor.kill("cancel-me")
+    thread.join(25)
+    assert result == [SegmentOutcome(ok=False, error="canceled", killed=True)]
+    assert trace(out).count("exit") == 2 and node.pool.idle_count() == 0
+    assert ctx.log_path.read_text().count("leaving the farmhouse") == 2

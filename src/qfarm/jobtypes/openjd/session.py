@@ -32,7 +32,8 @@ callback for the action to end.
   process group; when the watch ends that way (or times out), the running action is canceled
   with the template's ``cancelation`` (NOTIFY_THEN_TERMINATE with its grace period, or
   TERMINATE), no further task or ``onEnter`` starts, and the session is ended (``onExit``
-  still runs). A cancel also ends the job's idle sessions: it is how a job ends early.
+  still runs). A cancel (not a timeout) also ends the job's idle sessions on this node: it
+  is how a job ends early (canceled, paused).
 """
 
 from __future__ import annotations
@@ -109,6 +110,11 @@ class _Watch:
     @property
     def timed_out(self) -> bool:
         return self.canceled and self.result is not None and self.result.timed_out
+
+    @property
+    def killed(self) -> bool:
+        """The node canceled the segment (not its timeout)."""
+        return self.canceled and self.result is not None and self.result.killed
 
     def stop(self) -> None:
         """End the stand-in quietly: the segment ended by itself. Its process is ended by
@@ -466,7 +472,7 @@ def run_segment(
             left = session.close()
             failure = failure or left
         pool.end(ctx.job_id)
-        if not kept and (pool.drained(ctx.job_id) or watch.canceled):
+        if not kept and (pool.drained(ctx.job_id) or watch.killed):
             for other in pool.take_job(ctx.job_id):
                 if isinstance(other, JobSession):
                     _end_other(other, ctx)
