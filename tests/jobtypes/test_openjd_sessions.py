@@ -353,3 +353,22 @@ def test_a_cancel_also_ends_the_idle_sessions_of_its_job(tmp_path: Path, out: Pa
     assert result == [SegmentOutcome(ok=False, error="canceled", killed=True)]
     assert trace(out).count("exit") == 2 and node.pool.idle_count() == 0
     assert ctx.log_path.read_text().count("leaving the farmhouse") == 2
+
+
+def test_a_reused_session_still_redacts_what_its_environment_hid(tmp_path: Path, out: Path) -> None:
+    secret = "t0ken-Value-99"
+    doc = template(step('echo "the token is $TOKEN"; echo "task {{Task.Param.Frame}}"'))
+    doc["extensions"] = ["REDACTED_ENV_VARS"]
+    doc["jobEnvironments"] = [
+        {
+            "name": "Secrets",
+            "script": {"actions": {"onEnter": bash(f"echo 'openjd_redacted_env: TOKEN={secret}'")}},
+        }
+    ]
+    job, segs = plan(tmp_path, doc, out)
+    node = Node(tmp_path, "n")
+    assert node.run(job, segs[0], 1).ok and node.run(job, segs[1], 0).ok
+    second = node.logs[1].read_text()
+    assert "reused" in second and "the token is ********" in second
+    assert all(secret not in p.read_text() for p in node.logs)
+    assert trace(out) == ["task 1", "task 2"]
