@@ -62,6 +62,7 @@ def run_request(
         from qfarm.store import Store
 
         local_nodes = local_nodes_for(nodes, instances, services_of(request))
+        check_local_requirements(request, where)
         farm: Counter[str] = Counter()
         for spec in local_nodes:
             farm.update(spec.services)
@@ -126,6 +127,34 @@ def local_nodes_for(
     per_node = instances or max(1, cores // len(specs))
     added = {name: per_node for name in extra}
     return [dataclasses.replace(spec, services={**spec.services, **added}) for spec in specs]
+
+
+def check_local_requirements(request: BatchRequest, where: str = "") -> None:
+    """Refuse a batch whose jobs require what the embedded cluster's nodes do not have, rather
+    than leave it waiting for a node that never comes. Local nodes are this machine: its host
+    facts (OS family, CPU arch, cores, memory) meet host constraints, but they carry no tags
+    and no counted resources (GPUs are given to `qfarm node`, not to `qfarm run`)."""
+    if all(job.requirements.empty for job in request.jobs):
+        return
+    import psutil
+
+    from qfarm.domain.requirements import NodeOffer, unmet
+    from qfarm.node.facts import cpu_arch, os_family
+
+    here = NodeOffer(
+        os_family=os_family(),
+        cpu_arch=cpu_arch(),
+        cores=os.cpu_count() or 1,
+        memory_mib=int(psutil.virtual_memory().total) // 2**20,
+    )
+    for index, job in enumerate(request.jobs):
+        why = unmet(here, job.requirements)
+        if why is not None:
+            name = job.name or f"job {index + 1}"
+            raise InvalidRequest(
+                f"{where}{name} {why}, which the local nodes of qfarm run do not have "
+                "(they carry no tags or GPUs): submit it to a cluster with qfarm submit"
+            )
 
 
 def print_segment_logs(store: Store, batch_id: int, console: Any) -> None:
