@@ -372,3 +372,14 @@ def test_a_reused_session_still_redacts_what_its_environment_hid(tmp_path: Path,
     assert "reused" in second and "the token is ********" in second
     assert all(secret not in p.read_text() for p in node.logs)
     assert trace(out) == ["task 1", "task 2"]
+
+
+def test_a_stalled_task_is_ended_with_its_session(tmp_path: Path, out: Path) -> None:
+    quiet = 'if [ {{Task.Param.Frame}} = 2 ]; then sleep 60; fi; echo "task {{Task.Param.Frame}}"'
+    job, segs = plan(tmp_path, template(step(quiet, frames="1-3")), out)
+    node = Node(tmp_path, "n")
+    assert node.run(job, segs[0], 2).ok
+    ctx = node.context("quiet", 1, stall_timeout=1.0)
+    outcome = run_segment(job, segs[1].spec, ctx, node.pool)
+    assert outcome == SegmentOutcome(ok=False, error="openjd task stalled") and ctx.stalled
+    assert trace(out) == ["enter", "task 1", "exit"] and node.pool.idle_count() == 0

@@ -103,9 +103,11 @@ class _Watch:
 
     @property
     def canceled(self) -> bool:
-        """The node ended the segment (a cancel), or its time ran out; not :meth:`stop`."""
+        """The node ended the segment (a cancel), its time ran out, or its stall watch saw
+        no progress for too long (the log the session writes, or openjd_progress); not
+        :meth:`stop`."""
         result = self.result if self.ended.is_set() else None
-        return result is not None and (result.killed or result.timed_out)
+        return result is not None and (result.killed or result.timed_out or result.stalled)
 
     @property
     def timed_out(self) -> bool:
@@ -264,8 +266,16 @@ class JobSession:
             self._note(f"{what} could not start: {exc}")
             return _Action(what, "failed", None)
         canceled = False
-        while not self._ended.wait(POLL_SECONDS):
-            if canceled or session.state != SessionState.RUNNING:
+        while True:
+            # The callback only wakes this loop; the session's state says whether the action
+            # ended (a late callback of the action before must not end this one).
+            woke = self._ended.wait(POLL_SECONDS)
+            running = session.state == SessionState.RUNNING
+            if not running and (woke or _terminal(session.action_status)):
+                break
+            if woke:
+                self._ended.clear()
+            if canceled or not running:
                 continue
             if watch is not None and watch.canceled:
                 canceled = True
@@ -411,6 +421,13 @@ class JobSession:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _terminal(status: Any) -> bool:
+    """An openjd-sessions action status that says the action is over."""
+    from openjd.sessions import ActionState
+
+    return status is not None and status.state != ActionState.RUNNING
+
+
 def _values(items: Any) -> dict[str, Any]:
     from openjd.model import ParameterValue, ParameterValueType
 
@@ -498,6 +515,7 @@ def _outcome(
             return SegmentOutcome(ok=False, error="openjd task timed out", timed_out=True)
         if watch.result is not None and watch.result.killed:
             return SegmentOutcome(ok=False, error="canceled", killed=True)
+        return SegmentOutcome(ok=False, error="openjd task stalled")  # the runner says more
     if failure is None:
         return SegmentOutcome(ok=True, exit_code=0)
     code = failure.exit_code
