@@ -6,6 +6,8 @@ by openjd-sessions; the "nodes" are session pools (one per worker process on a r
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -383,3 +385,25 @@ def test_a_stalled_task_is_ended_with_its_session(tmp_path: Path, out: Path) -> 
     outcome = run_segment(job, segs[1].spec, ctx, node.pool)
     assert outcome == SegmentOutcome(ok=False, error="openjd task stalled") and ctx.stalled
     assert trace(out) == ["enter", "task 1", "exit"] and node.pool.idle_count() == 0
+
+
+def test_a_process_that_exits_ends_its_idle_sessions(tmp_path: Path, out: Path) -> None:
+    job, segs = plan(tmp_path, template(step()), out)
+    (tmp_path / "job.json").write_text(json.dumps({"job": job, "segment": segs[0].spec}))
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from qfarm.jobtypes.base import SegmentContext\n"
+        "from qfarm.jobtypes.openjd import OPENJD\n"
+        "tmp = Path(sys.argv[1])\n"
+        "data = json.loads((tmp / 'job.json').read_text())\n"
+        "ctx = SegmentContext(key='s1', log_path=tmp / 'exit.log', timeout=60, job_id=7,\n"
+        "                     job_queued_after=3)\n"
+        "assert OPENJD.run(data['job'], data['segment'], ctx).ok\n"
+    )  # the session is kept (three more queued) when the interpreter exits
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert trace(out) == ["enter", "task 1 hello ", "exit"]
+    assert "leaving the farmhouse" in (tmp_path / "exit.log").read_text()

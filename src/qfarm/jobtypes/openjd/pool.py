@@ -21,6 +21,7 @@ members, so the node runner can import this module cheaply.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -168,9 +169,17 @@ class SessionPool:
         self._reaper = threading.Thread(target=self._reap, name="openjd-session-reaper")
         self._reaper.daemon = True
         self._reaper.start()
-        # Run by multiprocessing's exit handling in a worker process and by atexit in the
-        # main one: the last chance to run the onExit actions of idle sessions.
+        # The last chance to run the onExit actions of idle sessions, while openjd-sessions
+        # can still start them (its thread pools refuse work once the interpreter's threads
+        # are shut down, before atexit): a multiprocessing child (a forked worker) runs its
+        # finalizers first; any other process runs threading's exit callbacks, the last one
+        # registered first, so after openjd-sessions' pools registered theirs ours runs
+        # before them. close_all is idempotent, so both may run.
         mp_util.Finalize(self, self.close_all, kwargs={"final": True}, exitpriority=10)
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            with contextlib.suppress(RuntimeError):  # the interpreter is already exiting
+                register(self.close_all, final=True)
 
     def _reap(self) -> None:
         while True:
