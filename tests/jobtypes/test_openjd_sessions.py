@@ -407,3 +407,14 @@ def test_a_process_that_exits_ends_its_idle_sessions(tmp_path: Path, out: Path) 
     assert done.returncode == 0, done.stderr
     assert trace(out) == ["enter", "task 1 hello ", "exit"]
     assert "leaving the farmhouse" in (tmp_path / "exit.log").read_text()
+
+
+def test_the_pool_forgets_a_job_once_nothing_of_it_is_left() -> None:
+    pool = SessionPool(idle=600)
+    pool.begin(1, 0)
+    assert pool.drained(1)
+    pool.end(1)
+    assert not pool.drained(1)  # nothing of job 1 runs or waits here: nothing kept of it
+    pool.begin(2, 0)
+    pool.begin(2, 4)  # a retry queued more of it again
+    assert not pool.drained(2)

@@ -485,14 +485,15 @@ def run_segment(
             pool.put(session)
             kept = True
     finally:
+        drained = pool.drained(ctx.job_id)
         if not kept:
             left = session.close()
             failure = failure or left
+            if drained or watch.killed:
+                for other in pool.take_job(ctx.job_id):
+                    if isinstance(other, JobSession):
+                        _end_other(other, ctx)
         pool.end(ctx.job_id)
-        if not kept and (pool.drained(ctx.job_id) or watch.killed):
-            for other in pool.take_job(ctx.job_id):
-                if isinstance(other, JobSession):
-                    _end_other(other, ctx)
         watch.stop()
     return _outcome(ctx, session, failure, watch)
 
