@@ -259,3 +259,46 @@ def test_one_node_enters_the_job_environment_once_for_all_its_tasks(tmp_path: Pa
     ]
     assert shown.stdout.count("leaving once") == enters
     assert "reused" in shown.stdout
+
+
+@needs_openjd_nodes
+def test_two_nodes_enter_once_each_and_exit_by_the_end_of_the_run(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    env = {
+        "name": "Once",
+        "script": {
+            "actions": {
+                "onEnter": {"command": "bash", "args": ["-c", f"echo enter >> {trace}"]},
+                "onExit": {
+                    "command": "bash",
+                    "args": ["-c", f"echo exit >> {trace}; echo leaving once"],
+                },
+            }
+        },
+    }
+    task = f'sleep 0.2; echo "task {{{{Task.Param.N}}}}" >> {trace}'
+    doc = {
+        **TEMPLATE,
+        "jobEnvironments": [env],
+        "steps": [
+            {
+                **TEMPLATE["steps"][0],
+                "script": {"actions": {"onRun": {"command": "bash", "args": ["-c", task]}}},
+            }
+        ],
+    }
+    path = tmp_path / "two-nodes.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    shown = qfarm(
+        "openjd", "run", str(path), "-p", "Count=8", "--nodes", "2", "-q",
+        data_dir=tmp_path / "data",
+    )  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = trace.read_text().splitlines()
+    nodes = {line.split(" on ")[1].split(":")[0] for line in shown.stdout.splitlines()
+             if line.startswith("== ")}  # fmt: skip
+    # A node's session that was idle when the last segment ran elsewhere is ended when its
+    # worker closes, its onExit output in the log of its last segment.
+    assert lines.count("enter") == lines.count("exit") >= len(nodes), lines
+    assert lines.count("enter") < 8
+    assert shown.stdout.count("leaving once") == lines.count("exit")
