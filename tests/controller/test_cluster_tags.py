@@ -64,7 +64,7 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TagCluster]:
 def test_nodes_show_their_tags_and_resources(farm: TagCluster) -> None:
     nodes = {n["name"]: n for n in farm.client.nodes()}
     assert nodes["gpu-node"]["tags"] == ["gpu", "site=paris"]
-    assert nodes["gpu-node"]["resources"] == {"gpu": 2}
+    assert nodes["gpu-node"]["resources"] == {"gpu": 2} and nodes["gpu-node"]["gpus"] == 2
     assert nodes["gpu-node"]["services"] == {"command": 4, "openjd": 2}
     assert nodes["plain-node"]["tags"] == [] and nodes["plain-node"]["resources"] == {}
     listed = json.loads(farm.cli("nodes", "--json").stdout)
@@ -130,6 +130,7 @@ def test_a_job_no_node_can_serve_waits_and_says_why(farm: TagCluster, tmp_path: 
         assert farm.client.batch(batch_id).state == "queued"
         shown = farm.cli("show", str(batch_id))
         assert reason in shown.stdout, shown.stdout
+        assert "requires " in shown.stdout  # what the job asked for, beside why it waits
         farm.cli("cancel", str(batch_id))
 
 

@@ -75,8 +75,10 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     controller, url = start_controller(root)
     nodes = []
     try:
-        for name in ("node-1", "node-2"):
-            nodes.append(start_node(root, url, name, services="command=1"))
+        # node-1 carries a tag and a GPU, which its row shows.
+        nodes.append(start_node(root, url, "node-1", "--tags", "gpu", "--gpus", "1",
+                                services="command=1"))  # fmt: skip
+        nodes.append(start_node(root, url, "node-2", "--gpus", "0", services="command=1"))
         yield Farm(url, Client(url), root, int(url.rsplit(":", 1)[1]))
     finally:
         for proc in [*nodes, controller]:
@@ -371,6 +373,14 @@ def test_nodes_show_their_load(farm: Farm, page: Any) -> None:
     expect(row).to_contain_text(" of ")
     nodes = {n["name"]: n for n in farm.client.nodes()}
     assert nodes["node-1"]["load"]["memory_used"] > 0
+
+
+def test_nodes_show_their_tags_and_resources(farm: Farm, page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(farm.url + "/#/nodes")
+    expect(page.locator("tr[data-node='node-1']")).to_contain_text("gpu; gpu 0/1")
+    expect(page.locator("tr[data-node='node-2'] td").nth(3)).to_have_text("\u2013")
 
 
 def test_the_form_shows_only_the_fields_of_the_chosen_job_type(farm: Farm, page: Any) -> None:

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from qfarm.api.common import API, errors
 from qfarm.controller.activity import NodeActivity
 from qfarm.controller.service import Controller
+from qfarm.domain.requirements import GPU
 from qfarm.wire.schemas import NodeOut, NodeStateOut, RunningOut
 
 
@@ -23,6 +24,7 @@ def router(controller: Controller) -> APIRouter:
         return [
             NodeOut(
                 **{**asdict(node), "state": node.state.value},
+                gpus=node.resources.get(GPU, 0),
                 refused=(now := activity.get(node.name, idle)).refused,
                 busy=now.busy,
                 running=[RunningOut(**asdict(r)) for r in now.running],

@@ -30,6 +30,7 @@ from qfarm.cli.report import api_report, print_report, print_summaries
 from qfarm.client import BatchStatus, Client
 from qfarm.domain.errors import InvalidRequest, NotFound
 from qfarm.domain.model import BatchCounts, BatchRequest, priority_label
+from qfarm.domain.requirements import Requirements
 from qfarm.domain.units import duration
 
 
@@ -179,6 +180,13 @@ def batches(remote: Connection, as_json: JsonOpt = False) -> None:
     out.print(table)
 
 
+def _with_needs(job: dict[str, Any]) -> dict[str, Any]:
+    """A job of the API's answer with its requirements as one more line of its summary."""
+    needs = Requirements.from_dict(job.get("requirements")).describe()
+    summary = [*job.get("summary", []), *([f"requires {needs}"] if needs else [])]
+    return {**job, "name": job["name"] or job["type"], "summary": summary}
+
+
 @app.command(epilog="**Example**\n\n    qfarm show 12")
 @with_option_sets
 def show(batch: BatchArg, remote: Connection, as_json: JsonOpt = False) -> None:
@@ -198,9 +206,7 @@ def show(batch: BatchArg, remote: Connection, as_json: JsonOpt = False) -> None:
         note = job["error"] or (f"waiting: {job['waiting']}" if job.get("waiting") else "")
         jobs.add_row(job["name"], job["type"], job["state"], done, note)
     out.print(jobs)
-    print_summaries(
-        [{**job, "name": job["name"] or job["type"]} for job in status.raw["jobs"]], out
-    )
+    print_summaries([_with_needs(job) for job in status.raw["jobs"]], out)
     job_names = {job["id"]: job["name"] for job in status.raw["jobs"]}
     segments = Table("job", "segment", "label", "state", "node", "attempts", "error")
     for seg in segment_rows:

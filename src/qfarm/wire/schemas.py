@@ -266,6 +266,7 @@ class NodeOut(Answer):
     last_seen: float | None = None
     tags: list[str] = Field(default=[], description="what jobs may require of it")
     resources: dict[str, int] = Field(default={}, description="counted resources: gpu=2, …")
+    gpus: int = Field(default=0, description="its GPUs: the counted resource gpu")
     refused: str = Field(default="", description="why the node is refused work, if it is")
     busy: dict[str, int] = Field(
         default={}, description="busy instances by service, and counted resources held"

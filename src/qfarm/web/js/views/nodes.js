@@ -26,6 +26,12 @@ function nodeRow(node) {
   const services = Object.entries(node.services)
     .map(([name, count]) => `${name} ${node.busy[name] || 0}/${count}`)
     .join(", ");
+  // Tags jobs may require, and counted resources (GPUs are "gpu") as held / on the node.
+  const tags = (node.tags || []).join(", ");
+  const resources = Object.entries(node.resources || {})
+    .map(([name, count]) => `${name} ${node.busy[name] || 0}/${count}`)
+    .join(", ");
+  const carries = [tags, resources].filter(Boolean).join("; ");
   const running = node.running.map((r) => `batch ${r.batch_id} segment ${r.segment_id}`).join(", ");
   const tools = Object.entries(node.fingerprint)
     .filter(([name]) => name !== "python")
@@ -49,6 +55,7 @@ function nodeRow(node) {
     el("td", { text: node.name }),
     el("td", {}, stateLabel(node.state), node.refused ? ` (${node.refused})` : ""),
     el("td", { text: services || "–" }),
+    el("td", { className: "wrap", text: carries || "–" }),
     el("td", { className: "wrap", text: running || "idle" }),
     el("td", { text: `${node.cores || "–"}${cpu}` }),
     el("td", { text: memory }),
