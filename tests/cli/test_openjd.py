@@ -194,6 +194,7 @@ def test_a_two_step_template_runs_on_the_embedded_cluster(tmp_path: Path, templa
     shown = qfarm("openjd", "run", str(template), "-p", "Message=hey", "-q", data_dir=tmp_path)
     assert shown.returncode == 0, shown.stderr
     assert "first hey 1" in shown.stdout and "first hey 2" in shown.stdout
+    assert "Job: Two steps" in shown.stdout  # the resolved job name, as openjd run says it
     assert "second done" in shown.stdout
     only = qfarm("run", str(template), "--step", "Second", "--json", data_dir=tmp_path)
     assert only.returncode == 0 and json.loads(only.stdout)["segments"]["total"] == 1

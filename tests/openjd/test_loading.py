@@ -45,6 +45,19 @@ def test_values_from_file(write: Writer, tmp_path: Path, name: str) -> None:
     assert plan.parameter_values == {"Count": "7", "Shot": "y"}
 
 
+def test_relative_path_values_are_joined_with_the_working_directory_and_normalized(
+    write: Writer, tmp_path: Path
+) -> None:
+    params = [{"name": n, "type": "PATH"} for n in ("Dot", "Interior", "Abs")]
+    path = write(job(parameterDefinitions=params))
+    values = ["Dot=./b.exr", "Interior=sub/../other", "Abs=/mnt/x/../y"]
+    plan = load_plan(path, values, cwd=tmp_path)
+    assert plan.parameter_values["Dot"] == str(tmp_path / "b.exr")
+    assert plan.parameter_values["Interior"] == str(tmp_path / "other")
+    # An absolute value is the user's own: it is not rewritten.
+    assert plan.parameter_values["Abs"] == "/mnt/x/../y"
+
+
 def test_bundle_folder(write: Writer, tmp_path: Path) -> None:
     write(job(parameterDefinitions=PARAMS), "bundle/template.json")
     write(

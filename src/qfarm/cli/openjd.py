@@ -230,6 +230,8 @@ def _run(
     if task_output and not as_json:
 
         def on_end(store: Store, batch_id: int) -> None:
+            # The job's resolved name first, as the OpenJD CLI reports the job it ran.
+            out.print(f"Job: {request.name}", markup=False, highlight=False, soft_wrap=True)
             print_segment_logs(store, batch_id, out)
 
     return run_request(

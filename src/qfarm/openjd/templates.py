@@ -6,6 +6,7 @@ is pinned to the same minor version, so whatever the model accepts a node can ru
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ from openjd.model import (
     JobParameterValues,
     JobTemplate,
     JobWithSymbolTables,
+    ParameterValue,
+    ParameterValueType,
     create_job_with_symbol_tables,
     decode_environment_template,
     decode_job_template,
@@ -95,7 +98,7 @@ def job_parameter_values(
     relative PATH defaults from the template's folder (openjd-model's client-side rules).
     """
     try:
-        return preprocess_job_parameters(
+        checked = preprocess_job_parameters(
             job_template=template,
             job_parameter_values=values,
             job_template_dir=template_dir,
@@ -104,6 +107,24 @@ def job_parameter_values(
         )
     except _LIBRARY_ERRORS as exc:
         raise invalid(_value_problems(source, str(exc))) from None
+    return _normalized_paths(checked, values)
+
+
+def _normalized_paths(checked: JobParameterValues, given: dict[str, str]) -> JobParameterValues:
+    """Relative PATH values joined with the working directory, lexically normalized as the
+    specification says (2.2): ``sub/../other`` is ``CWD/other``. openjd-model joins them but
+    keeps the ``..``; its defaults are already normalized, and values it did not join (absolute
+    ones, URIs under EXPR) are left as they are."""
+    result = dict(checked)
+    for name, raw in given.items():
+        value = checked.get(name)
+        if value is None or value.type != ParameterValueType.PATH:
+            continue
+        joined = str(value.value)
+        if joined == raw or not os.path.isabs(joined) or os.path.isabs(raw):
+            continue
+        result[name] = ParameterValue(type=value.type, value=os.path.normpath(joined))
+    return result
 
 
 def instantiate(
