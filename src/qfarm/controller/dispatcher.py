@@ -454,6 +454,10 @@ class Dispatcher:
         )
         return picked, changes, missing
 
+    def farm(self) -> placement.Farm:
+        """The live nodes as placement sees them now (ETAs read them too)."""
+        return self._farm()
+
     def _farm(self) -> placement.Farm:
         """The live nodes as placement sees them (see placement.Farm)."""
         return placement.Farm(

@@ -19,6 +19,7 @@ from qfarm import jobtypes
 from qfarm.config import logs_dir
 from qfarm.controller.activity import NodeActivity, node_activity
 from qfarm.controller.dispatcher import Dispatcher
+from qfarm.controller.estimates import Estimates
 from qfarm.controller.local import local_runner
 from qfarm.controller.planning import plan_batch
 from qfarm.controller.storage import ClusterStorage
@@ -52,6 +53,8 @@ class Controller:
     data_dir: Path
     # The cluster CA that admits nodes; None for an embedded cluster or an external scheduler.
     authority: ClusterAuthority | None = None
+    # ETAs of the batches that give out work (made in _with: they read the dispatcher's farm).
+    estimates: Estimates | None = None
     _loop_task: asyncio.Task[None] | None = None
     _listeners: set[asyncio.Queue[list[Change]]] = field(default_factory=set)
 
@@ -119,6 +122,7 @@ class Controller:
     ) -> Controller:
         dispatcher = Dispatcher(store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids)
         controller = cls(store, engine, dispatcher, data_dir)
+        controller.estimates = Estimates(store.estimate_facts, dispatcher.farm)
         dispatcher.on_changes = controller._broadcast
         controller._loop_task = asyncio.create_task(dispatcher.run())
         return controller

@@ -98,6 +98,7 @@ class Pending:
     done: float = 0.0  # 0..1 of a running one
     after: frozenset[int] = frozenset()  # jobs it waits for (its job's dependencies)
     last_of_job: bool = False  # it starts once every other segment of its job ended (assembly)
+    not_before: float = 0.0  # epoch seconds: its batch's start_at
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def estimate(
         if seg.after & unknown_jobs:
             unknown_jobs.add(seg.job_id)
             continue
-        ready = max([now, *(job_end.get(job, now) for job in seg.after)])
+        ready = max([now, seg.not_before, *(job_end.get(job, now) for job in seg.after)])
         if seg.last_of_job:
             ready = max(ready, job_end.get(seg.job_id, now))
         # As the dispatcher does: the first instance free, not the fastest one (it never

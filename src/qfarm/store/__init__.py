@@ -11,14 +11,16 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 
 :class:`Store` is assembled from one part per concern: :mod:`~qfarm.store.queries`
 (reading), :mod:`~qfarm.store.dispatch`, :mod:`~qfarm.store.reports`,
-:mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.nodes` and
-:mod:`~qfarm.store.tokens`, on one engine (:mod:`~qfarm.store.base`).
+:mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.estimates` (what
+ETAs read), :mod:`~qfarm.store.nodes` and :mod:`~qfarm.store.tokens`, on one engine
+(:mod:`~qfarm.store.base`).
 """
 
 from __future__ import annotations
 
 from qfarm.store.batches import Batches
 from qfarm.store.dispatch import Dispatching
+from qfarm.store.estimates import Estimating
 from qfarm.store.nodes import Nodes
 from qfarm.store.records import (
     Canceled,
@@ -50,5 +52,5 @@ __all__ = [
 ]
 
 
-class Store(Batches, Dispatching, Nodes, Tokens):
+class Store(Batches, Dispatching, Estimating, Nodes, Tokens):
     """The store on one database URL (SQLite or PostgreSQL); see the module's docstring."""
