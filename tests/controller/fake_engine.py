@@ -43,6 +43,7 @@ class FakeEngine:
     running: dict[str, FakeTask] = field(default_factory=dict)  # key -> task still out
     submitted: list[FakeTask] = field(default_factory=list)  # every task, in order
     killed: list[str] = field(default_factory=list)
+    suspended: set[str] = field(default_factory=set)  # keys whose processes are stopped
     withdrawn: list[str] = field(default_factory=list)
     closed: bool = False
     _ends: list[TaskEnd] = field(default_factory=list)
@@ -167,6 +168,19 @@ class FakeEngine:
             return False
         self.killed.append(key)
         self.finish(key, ok=False, exit_code=-15, error="killed", killed=True)
+        return True
+
+    async def suspend(self, key: str, address: str) -> bool:
+        """As on a node: a running task's processes stop; the task stays out."""
+        if key not in self.running or self.running[key].address != address:
+            return False
+        self.suspended.add(key)
+        return True
+
+    async def resume(self, key: str, address: str) -> bool:
+        if key not in self.suspended or self.running[key].address != address:
+            return False
+        self.suspended.discard(key)
         return True
 
     async def withdraw(self, key: str) -> None:

@@ -12,8 +12,8 @@ B = BatchState
 EXPECTED = {
     B.HELD: ["resume", "cancel", "priority"],
     B.QUEUED: ["pause", "cancel", "priority"],
-    B.RUNNING: ["pause", "cancel", "priority"],
-    B.PAUSED: ["resume", "cancel", "priority"],
+    B.RUNNING: ["pause", "suspend", "cancel", "priority"],
+    B.PAUSED: ["suspend", "resume", "cancel", "priority"],
     B.DONE: ["remove"],
     B.FAILED: ["resubmit", "remove"],
     B.CANCELED: ["resubmit", "remove"],
@@ -27,7 +27,7 @@ def test_every_state_has_its_expected_actions() -> None:
 
 
 def test_names_are_the_api_route_verbs() -> None:
-    assert ALL_ACTIONS == ("pause", "resume", "cancel", "resubmit", "priority", "remove")
+    assert ALL_ACTIONS == ("pause", "suspend", "resume", "cancel", "resubmit", "priority", "remove")
 
 
 @pytest.mark.parametrize("state", list(BatchState))
@@ -42,6 +42,8 @@ def test_an_offered_action_is_a_transition_the_model_allows(state: BatchState) -
     got = actions_for(state)
     if "pause" in got:
         assert can_transition(state, B.PAUSED)
+    if "suspend" in got:  # paused already, or a move the tables allow
+        assert state is B.PAUSED or can_transition(state, B.PAUSED)
     if "resume" in got:
         assert can_transition(state, B.QUEUED) or can_transition(state, B.RUNNING)
     if "cancel" in got:

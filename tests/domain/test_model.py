@@ -42,11 +42,14 @@ S, J, B, N = SegmentState, JobState, BatchState, NodeState
 # The issue's spec: queued -> dispatched -> running -> done | failed | canceled, failed -> queued
 # on retry. Beyond it: a queued segment can be canceled; a dispatched or running one goes back to
 # queued when its node is lost; a dispatched one can fail to start or be canceled; a canceled
-# one is queued again on a resubmit.
+# one is queued again on a resubmit. Issue 18: running -> suspended -> running (pause
+# --suspend, resume); a suspended one is queued when its node is lost, canceled by a cancel,
+# and ends done or failed when its process ended as it was stopped.
 EXPECTED_SEGMENT: dict[SegmentState, set[SegmentState]] = {
     S.QUEUED: {S.DISPATCHED, S.CANCELED},
     S.DISPATCHED: {S.RUNNING, S.QUEUED, S.FAILED, S.CANCELED},
-    S.RUNNING: {S.DONE, S.FAILED, S.CANCELED, S.QUEUED},
+    S.RUNNING: {S.DONE, S.FAILED, S.CANCELED, S.QUEUED, S.SUSPENDED},
+    S.SUSPENDED: {S.RUNNING, S.QUEUED, S.CANCELED, S.DONE, S.FAILED},
     S.DONE: set(),
     S.FAILED: {S.QUEUED},
     S.CANCELED: {S.QUEUED},

@@ -340,7 +340,7 @@ def test_failures_leave_nothing_at_the_final_path(tmp_path: Path) -> None:
         farm.mkdir()
         async with embedded(farm, nodes=2, services={"transcode": 1}) as controller:
             batch_id = controller.submit(request, planned)
-            controller.resume(batch_id)
+            await controller.resume(batch_id)
             batch = await asyncio.wait_for(controller.wait(batch_id), 120)
             assert batch.state is BatchState.FAILED
             jobs = controller.store.jobs(batch_id)

@@ -31,8 +31,9 @@ from qfarm.controller import placement
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
 from qfarm.domain.lifecycle import CrashLoop, refusal
 from qfarm.domain.messages import SegmentTask
-from qfarm.domain.model import FINAL_JOB_STATES, Node, NodeState
+from qfarm.domain.model import FINAL_JOB_STATES, BatchState, Node, NodeState, SegmentState
 from qfarm.domain.requirements import NO_REQUIREMENTS, NodeOffer, Requirements
+from qfarm.domain.steering import resume_continues, suspend_plan
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
@@ -67,6 +68,9 @@ class InFlight:
     address: str
     service: str
     resources: dict[str, int] = field(default_factory=dict)  # counted, held while it runs
+    # Whether its processes are qfarm's to stop (SIGSTOP): not an OpenJD job's, whose
+    # actions belong to openjd-sessions (see Dispatcher.suspend_batch).
+    suspendable: bool = True
 
 
 class Dispatcher:
@@ -103,6 +107,10 @@ class Dispatcher:
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.busy: dict[str, Counter[str]] = {}
         self.killing: set[str] = set()
+        # Batches paused with --suspend: a segment of theirs reported started after the
+        # suspend (it was dispatched, not yet running) is stopped as soon as it is.
+        self.suspending: set[int] = set()
+        self._started_while_suspending: list[InFlight] = []
         # Attempts of lost nodes (with their job ids), recorded at the next tick.
         self._lost: list[tuple[int, Result]] = []
         self._stopping = False
@@ -162,8 +170,69 @@ class Dispatcher:
                 if rest > 0:
                     await asyncio.sleep(rest)
 
+    async def suspend_batch(self, batch_id: int) -> list[Change]:
+        """Pause a batch and stop its running segments' processes where they are (SIGSTOP
+        on their nodes), recording them suspended. Each keeps its attempt and its node's
+        instance; :meth:`resume_batch` continues them. Refused (InvalidRequest) for an
+        ended batch and for one running OpenJD jobs (see steering.suspend_plan)."""
+        batch = self.store.batch(batch_id)
+        active = self.store.active_segments([batch_id])
+        jobs = {job.id: job for job in self.store.jobs(batch_id)}
+        unsuspendable = {
+            jobs[s.job_id].name
+            for s in active
+            if jobtypes.get(jobs[s.job_id].job_type).keeps_sessions
+        }
+        running = [s.id for s in active if s.state is SegmentState.RUNNING]
+        plan = suspend_plan(batch_id, batch.state, running, unsuspendable)
+        changes = self.store.pause_batch(batch_id) if plan.batch is not None else []
+        if batch.state is not BatchState.HELD:  # a held batch has nothing out to stop
+            self.suspending.add(batch_id)
+        by_segment = {f.segment_id: f for f in self.in_flight.values()}
+        flights = [by_segment[s] for s in plan.segments if s in by_segment]
+        changes += await self._stop_or_continue(flights, suspend=True)
+        self.poke()
+        return changes  # for the caller to broadcast (Controller.suspend)
+
+    async def resume_batch(self, batch_id: int) -> list[Change]:
+        """Resume a paused or held batch; a paused one's suspended segments are continued
+        (SIGCONT) and run on from where they were, on the same attempt."""
+        batch = self.store.batch(batch_id)
+        suspended = [
+            s.id
+            for s in self.store.active_segments([batch_id])
+            if s.state is SegmentState.SUSPENDED
+        ]
+        continued = resume_continues(batch.state, suspended)
+        changes = self.store.resume_batch(batch_id)
+        self.suspending.discard(batch_id)
+        by_segment = {f.segment_id: f for f in self.in_flight.values()}
+        flights = [by_segment[s] for s in continued if s in by_segment]
+        changes += await self._stop_or_continue(flights, suspend=False)
+        self.poke()
+        return changes
+
+    async def _stop_or_continue(self, flights: list[InFlight], *, suspend: bool) -> list[Change]:
+        """Ask each flight's node to stop (or continue) its processes, and record those the
+        node did: a process that had just ended, or a node that could not be reached, is
+        left to report as it will (its end, or its loss)."""
+        flights = [f for f in flights if f.suspendable]
+        if not flights:
+            return []
+        act = self.engine.suspend if suspend else self.engine.resume
+        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
+        # A flight may have been given up (its node lost) while the calls were out.
+        done = [
+            (f.segment_id, f.attempt)
+            for f, ok in zip(flights, answers, strict=True)
+            if ok and f.key in self.in_flight
+        ]
+        return self.store.record_suspended(done, suspended=suspend)
+
     async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
-        """Cancel queued work at once and kill what runs; kills report back as canceled."""
+        """Cancel queued work at once and kill what runs (a suspended segment is continued
+        by its node's kill so that it can end); kills report back as canceled."""
+        self.suspending.discard(batch_id)
         canceled = self.store.cancel(batch_id, reason)
         if canceled.changes and self.on_changes is not None:
             self.on_changes(canceled.changes)  # what ended at once, for the event stream
@@ -185,6 +254,11 @@ class Dispatcher:
         self.engine.wakeup.clear()
         changes: list[Change] = []
         changes += await self._record_reports()
+        if self._started_while_suspending:
+            # Dispatched before a --suspend and started after it: stopped now.
+            started, self._started_while_suspending = self._started_while_suspending, []
+            live = [f for f in started if f.key in self.in_flight]
+            changes += await self._stop_or_continue(live, suspend=True)
         if time.monotonic() - self._last_refresh >= NODE_REFRESH_SECONDS:
             await self.refresh_nodes()
         changes += self._dispatch()
@@ -210,6 +284,8 @@ class Dispatcher:
                 continue
             if ev.kind == "started":
                 started.append(Started(flight.segment_id, flight.attempt, ev.pid, ev.at))
+                if flight.batch_id in self.suspending:
+                    self._started_while_suspending.append(flight)
             elif ev.kind == "progress":
                 progress[ev.key] = Progress(flight.segment_id, flight.attempt, ev.fraction, ev.at)
 
@@ -391,7 +467,7 @@ class Dispatcher:
             held = dict(cand.requirements.amounts)
             self.in_flight[key] = InFlight(
                 key, cand.segment_id, cand.job_id, cand.batch_id, attempt, name, node.address,
-                cand.service, held,
+                cand.service, held, not jobtypes.get(cand.job_type).keeps_sessions,
             )  # fmt: skip
             busy = self.busy[name]
             busy[cand.service] += 1

@@ -161,8 +161,13 @@ class Controller:
     def pause(self, batch_id: int) -> None:
         self._after(self.store.pause_batch(batch_id))
 
-    def resume(self, batch_id: int) -> None:
-        self._after(self.store.resume_batch(batch_id))
+    async def suspend(self, batch_id: int) -> None:
+        """Pause a batch and stop its running processes where they are (SIGSTOP)."""
+        self._after(await self.dispatcher.suspend_batch(batch_id))
+
+    async def resume(self, batch_id: int) -> None:
+        """Resume a paused or held batch, continuing its suspended processes (SIGCONT)."""
+        self._after(await self.dispatcher.resume_batch(batch_id))
 
     def resubmit(self, batch_id: int) -> None:
         self._after(self.store.resubmit_batch(batch_id))

@@ -7,9 +7,13 @@ Each name is the verb of its API route:
 ``pause``
     ``POST /batches/{id}/pause``: a queued or running batch stops dispatching; running
     segments finish.
+``suspend``
+    ``POST /batches/{id}/suspend``: a running or paused batch is paused, and its running
+    segments' processes are stopped where they are (SIGSTOP) until it is resumed.
 ``resume``
-    ``POST /batches/{id}/resume``: a paused batch dispatches again, and a held one is
-    released (there is no separate ``release``: resume is it).
+    ``POST /batches/{id}/resume``: a paused batch dispatches again and its suspended
+    segments continue from where they were (SIGCONT); a held one is released (there is no
+    separate ``release``: resume is it).
 ``cancel``
     ``POST /batches/{id}/cancel``: any batch not yet ended.
 ``resubmit``
@@ -33,6 +37,7 @@ from typing import Final
 from qfarm.domain.model import FINAL_BATCH_STATES, Batch, BatchState
 
 PAUSE: Final = "pause"
+SUSPEND: Final = "suspend"
 RESUME: Final = "resume"
 CANCEL: Final = "cancel"
 RESUBMIT: Final = "resubmit"
@@ -40,9 +45,11 @@ PRIORITY: Final = "priority"
 REMOVE: Final = "remove"
 
 # Every name, in the order lists are given in (the page lays its buttons out so).
-ALL_ACTIONS: Final = (PAUSE, RESUME, CANCEL, RESUBMIT, PRIORITY, REMOVE)
+ALL_ACTIONS: Final = (PAUSE, SUSPEND, RESUME, CANCEL, RESUBMIT, PRIORITY, REMOVE)
 
 _PAUSABLE = frozenset({BatchState.QUEUED, BatchState.RUNNING})
+# A paused batch may still be suspended: its running segments are then stopped too.
+_SUSPENDABLE = frozenset({BatchState.RUNNING, BatchState.PAUSED})
 _RESUMABLE = frozenset({BatchState.PAUSED, BatchState.HELD})
 _RESUBMITTABLE = frozenset({BatchState.FAILED, BatchState.CANCELED})
 
@@ -52,6 +59,7 @@ def actions_for(state: BatchState) -> list[str]:
     ended = state in FINAL_BATCH_STATES
     allowed = {
         PAUSE: state in _PAUSABLE,
+        SUSPEND: state in _SUSPENDABLE,
         RESUME: state in _RESUMABLE,
         CANCEL: not ended,
         RESUBMIT: state in _RESUBMITTABLE,

@@ -59,6 +59,19 @@ def on_started(state: SegmentState) -> tuple[SegmentState, ...]:
     return (S.RUNNING,) if state is S.DISPATCHED else ()
 
 
+def on_suspended(state: SegmentState) -> tuple[SegmentState, ...]:
+    """Its node stopped the processes (SIGSTOP): a running segment is suspended. Any other
+    state is no move: a segment that ended or was given back meanwhile stays where the
+    report that came first put it, and a suspended one is suspended already."""
+    return (S.SUSPENDED,) if state is S.RUNNING else ()
+
+
+def on_continued(state: SegmentState) -> tuple[SegmentState, ...]:
+    """Its node continued the processes (SIGCONT): a suspended segment runs again, on the
+    same attempt, from where it was stopped."""
+    return (S.RUNNING,) if state is S.SUSPENDED else ()
+
+
 @dataclass(frozen=True)
 class SegmentFacts:
     """What the retry rule needs to know of a segment whose attempt ended."""

@@ -32,6 +32,9 @@ class SegmentState(enum.StrEnum):
     QUEUED = "queued"  # waiting in the controller's queue
     DISPATCHED = "dispatched"  # handed to the engine for one node; not started yet
     RUNNING = "running"  # the node started its process
+    # Its processes are stopped where they are (SIGSTOP) and hold their node's instance,
+    # until they are continued (SIGCONT), canceled, or their node is lost.
+    SUSPENDED = "suspended"
     DONE = "done"
     FAILED = "failed"  # the last attempt failed; retried (-> queued) while retries are left
     CANCELED = "canceled"
@@ -51,7 +54,7 @@ class BatchState(enum.StrEnum):
     HELD = "held"  # submitted on hold: nothing is dispatched until it is released
     QUEUED = "queued"
     RUNNING = "running"
-    PAUSED = "paused"  # no new segments are dispatched; running ones finish
+    PAUSED = "paused"  # no new segments are dispatched; running ones finish (or are suspended)
     DONE = "done"
     FAILED = "failed"
     CANCELED = "canceled"
@@ -107,7 +110,12 @@ SEGMENT_TRANSITIONS: Mapping[SegmentState, frozenset[SegmentState]] = {
     # dispatched -> queued: the node was lost or the engine gave the segment back before it began.
     S.DISPATCHED: frozenset({S.RUNNING, S.QUEUED, S.FAILED, S.CANCELED}),
     # running -> queued: its node was lost; the attempt does not count against its retries.
-    S.RUNNING: frozenset({S.DONE, S.FAILED, S.CANCELED, S.QUEUED}),
+    S.RUNNING: frozenset({S.DONE, S.FAILED, S.CANCELED, S.QUEUED, S.SUSPENDED}),
+    # suspended -> running: continued; -> queued: its node was lost or restarted (not a
+    # failure); -> canceled: a cancel continues then kills it. -> done | failed: a process
+    # that ended just as it was stopped, or was killed while stopped (by the system, say),
+    # still reports how it ended.
+    S.SUSPENDED: frozenset({S.RUNNING, S.QUEUED, S.CANCELED, S.DONE, S.FAILED}),
     S.DONE: frozenset(),
     S.FAILED: frozenset({S.QUEUED}),  # a retry, or a resubmit
     S.CANCELED: frozenset({S.QUEUED}),  # a resubmit
@@ -159,7 +167,8 @@ NODE_ADMISSION_TRANSITIONS: Mapping[NodeAdmission, frozenset[NodeAdmission]] = {
 FINAL_SEGMENT_STATES = frozenset({S.DONE, S.FAILED, S.CANCELED})
 FINAL_JOB_STATES = frozenset({J.DONE, J.FAILED, J.CANCELED})
 FINAL_BATCH_STATES = frozenset({B.DONE, B.FAILED, B.CANCELED})
-ACTIVE_SEGMENT_STATES = frozenset({S.DISPATCHED, S.RUNNING})
+# Out on a node: its attempt is current, holds an instance, and is what a lost node requeues.
+ACTIVE_SEGMENT_STATES = frozenset({S.DISPATCHED, S.RUNNING, S.SUSPENDED})
 
 _TABLES: dict[type[enum.Enum], tuple[str, Mapping[Any, frozenset[Any]]]] = {
     SegmentState: ("segment", SEGMENT_TRANSITIONS),
@@ -383,6 +392,7 @@ class BatchCounts:
     done: int
     failed: int
     canceled: int
+    suspended: int = 0  # stopped where they were (pause --suspend), until resumed
     work_total: float = 0.0  # frames (units of work) of every segment
     work_done: float = 0.0  # of done segments, and the reported part of running ones
 

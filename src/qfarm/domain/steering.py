@@ -8,7 +8,7 @@ reads the same from the CLI, the API and the web page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from qfarm.domain.errors import InvalidRequest
@@ -36,6 +36,45 @@ def pause_target(batch_id: int, state: BatchState) -> BatchState | None:
         return None
     refuse_if_ended(batch_id, state, "paused")
     return B.PAUSED
+
+
+@dataclass(frozen=True)
+class SuspendPlan:
+    """What ``pause --suspend`` does to a batch: where the batch goes (paused; None where it
+    stays, already paused or held) and which of its running segments are stopped where
+    they are (SIGSTOP to their process groups) rather than left to finish."""
+
+    batch: BatchState | None
+    segments: tuple[int, ...]
+
+
+def suspend_plan(
+    batch_id: int,
+    state: BatchState,
+    running: Iterable[int],
+    unsuspendable: Collection[str] = (),
+) -> SuspendPlan:
+    """A pause that also stops the batch's running processes. An ended batch is refused,
+    and so is one with running jobs whose processes qfarm does not own (``unsuspendable``:
+    their names; OpenJD jobs, whose actions belong to openjd-sessions): stopping only
+    qfarm's stand-in would leave the real work running while the batch read suspended. A
+    held batch has nothing running and stays held."""
+    refuse_if_ended(batch_id, state, "suspended")
+    if unsuspendable:
+        names = ", ".join(sorted(unsuspendable))
+        raise InvalidRequest(
+            f"batch {batch_id} runs OpenJD jobs ({names}), whose processes belong to "
+            "openjd-sessions and cannot be suspended: pause it without --suspend"
+        )
+    if state is B.HELD:
+        return SuspendPlan(None, ())
+    return SuspendPlan(pause_target(batch_id, state), tuple(running))
+
+
+def resume_continues(state: BatchState, suspended: Iterable[int]) -> tuple[int, ...]:
+    """The suspended segments a resume continues (SIGCONT): all of a paused batch's, so
+    they finish from where they were. A batch in another state has none to continue."""
+    return tuple(suspended) if state is B.PAUSED else ()
 
 
 def resume_target(batch_id: int, state: BatchState, started: bool) -> BatchState | None:

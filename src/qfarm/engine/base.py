@@ -105,6 +105,16 @@ class Engine(Protocol):
         """End a running task's processes on its node; its end still comes via collect."""
         ...
 
+    async def suspend(self, key: str, address: str) -> bool:
+        """Stop a running task's processes where they are (SIGSTOP); True when the node
+        stopped a running process. The task stays out, holding its instance."""
+        ...
+
+    async def resume(self, key: str, address: str) -> bool:
+        """Continue a suspended task's processes (SIGCONT); True when the node had it
+        suspended."""
+        ...
+
     async def withdraw(self, key: str) -> None:
         """Take back a task that will not report (its node is gone); it ends as lost."""
         ...
@@ -130,6 +140,14 @@ class NodeRunner(Protocol):
 
     def kill(self, key: str) -> bool:
         """End the processes of one attempt on this node."""
+        ...
+
+    def suspend(self, key: str) -> bool:
+        """Stop the processes of one attempt where they are; whether one was running."""
+        ...
+
+    def resume(self, key: str) -> bool:
+        """Continue the processes of one suspended attempt; whether it was suspended."""
         ...
 
     def kill_all(self) -> int:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,10 @@ from qfarm.engine.worker import (
     forked_start,
     kill_on_node,
     make_nanny,
+    resume_on_node,
     run_on_node,
     security,
+    suspend_on_node,
 )
 from qfarm.security.pki import TlsFiles
 
@@ -333,6 +335,23 @@ class DaskEngine:
             answers = await self.client.run(kill_on_node, key, workers=[address])
         except Exception as exc:
             log.warning("could not reach %s to kill %s: %s", address, key, exc)
+            return False
+        return bool(answers.get(address))
+
+    async def suspend(self, key: str, address: str) -> bool:
+        """Stop a running segment's process group where it is, on its node. Its Dask task
+        goes on waiting for the process, so the worker's instance stays held."""
+        return await self._run_on(suspend_on_node, key, address, "suspend")
+
+    async def resume(self, key: str, address: str) -> bool:
+        """Continue a suspended segment's process group on its node."""
+        return await self._run_on(resume_on_node, key, address, "resume")
+
+    async def _run_on(self, fn: Callable[..., bool], key: str, address: str, what: str) -> bool:
+        try:
+            answers = await self.client.run(fn, key, workers=[address])
+        except Exception as exc:
+            log.warning("could not reach %s to %s %s: %s", address, what, key, exc)
             return False
         return bool(answers.get(address))
 

@@ -81,6 +81,16 @@ def kill_on_node(key: str, dask_worker: Any = None) -> bool:
     return _runner(dask_worker).kill(key)
 
 
+def suspend_on_node(key: str, dask_worker: Any = None) -> bool:
+    """Run by the controller on one worker: stop one attempt's processes (SIGSTOP)."""
+    return _runner(dask_worker).suspend(key)
+
+
+def resume_on_node(key: str, dask_worker: Any = None) -> bool:
+    """Run by the controller on one worker: continue one attempt's processes (SIGCONT)."""
+    return _runner(dask_worker).resume(key)
+
+
 def facts_of_node(services: dict[str, int], dask_worker: Any = None) -> dict[str, Any]:
     """Run by the controller on one worker (Dask passes ``dask_worker``). A worker started
     without qfarm's plugin (a plain `dask worker` joined by hand) still says which qfarm it

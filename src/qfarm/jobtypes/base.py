@@ -77,7 +77,9 @@ class SegmentContext:
     def remaining(self) -> float | None:
         if self.timeout is None:
             return None
-        return max(0.0, self.timeout - (time.monotonic() - self.started))
+        # The time the attempt spent suspended does not count against its timeout.
+        used = time.monotonic() - self.started - self.supervisor.suspended_seconds(self.key)
+        return max(0.0, self.timeout - used)
 
     def run(
         self,

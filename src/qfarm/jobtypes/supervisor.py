@@ -4,6 +4,10 @@ Every process starts in a new session, so it leads its own process group and a k
 the whole tree it spawned (``sh -c`` and whatever that started), not only the direct child.
 The supervisor keeps the running groups by segment key, which is how a cancel from the
 controller finds them; it runs inside the Dask worker process, so the key table is per node.
+
+A key's group can also be suspended (SIGSTOP) and continued (SIGCONT) where it was: a batch
+paused with ``--suspend``, or a node whose schedule ends. Time spent stopped counts neither
+against the attempt's wall-clock timeout nor against its stall watch.
 """
 
 from __future__ import annotations
@@ -66,6 +70,11 @@ class StallWatch:
             self.last = time.monotonic()
         return time.monotonic() - self.last >= self.after
 
+    def hold(self) -> None:
+        """The attempt is suspended: a stopped process cannot show progress, so the
+        silence of its stopped time does not count (``last`` moves on with it)."""
+        self.last = time.monotonic()
+
 
 class _Stalled(Exception):
     pass
@@ -96,6 +105,11 @@ class Supervisor:
         # Keys killed, oldest first. A kill can come for a segment that already reported
         # (its forget() came first), so the record is bounded rather than left to grow.
         self._killed: dict[str, None] = {}
+        # Keys whose groups are stopped now, with when they were stopped (monotonic), and
+        # the seconds each key spent stopped in its earlier spells: what its timeout and
+        # stall watch leave out. Dropped by forget(), when the attempt has reported.
+        self._suspended: dict[str, float] = {}
+        self._suspended_before: dict[str, float] = {}
 
     def run(
         self,
@@ -145,11 +159,15 @@ class Supervisor:
                 except OSError as exc:
                     return ProcessResult(exit_code=126, error=f"cannot start {argv[0]}: {exc}")
                 self._running[key] = proc
+                if key in self._suspended:
+                    # The attempt is suspended between two of its processes: the next one
+                    # stops at once too, and goes on when the attempt is continued.
+                    _signal_group(proc.pid, signal.SIGSTOP)
             record = None
             try:
                 record = _record(key, proc.pid)
                 try:
-                    code = self._wait(proc, timeout, on_start, stall, log_path)
+                    code = self._wait(key, proc, timeout, on_start, stall, log_path)
                 except subprocess.TimeoutExpired:
                     self._end_group(proc)
                     return ProcessResult(exit_code=proc.wait(), timed_out=True)
@@ -167,8 +185,9 @@ class Supervisor:
             killed = key in self._killed
         return ProcessResult(exit_code=code, killed=killed)
 
-    @staticmethod
     def _wait(
+        self,
+        key: str,
         proc: subprocess.Popen[bytes],
         timeout: float | None,
         on_start: Callable[[int], None] | None,
@@ -179,22 +198,29 @@ class Supervisor:
 
         A process that ends sooner is reported by its end alone, which halves the messages
         a farm of very short segments sends. Raises subprocess.TimeoutExpired past
-        ``timeout``, and _Stalled when ``stall`` says it stalled.
+        ``timeout``, and _Stalled when ``stall`` says it stalled; the time ``key`` spends
+        suspended counts towards neither.
         """
         began = time.monotonic()
+        stopped_before = self.suspended_seconds(key)
+
+        def used() -> float:
+            return time.monotonic() - began - (self.suspended_seconds(key) - stopped_before)
+
         first = START_REPORT_DELAY if timeout is None else min(START_REPORT_DELAY, timeout)
         try:
             return proc.wait(timeout=first)
         except subprocess.TimeoutExpired:
-            if timeout is not None and time.monotonic() - began >= timeout:
+            if timeout is not None and used() >= timeout:
                 raise
         if on_start is not None:
             on_start(proc.pid)
-        if stall is None or log_path is None:
-            rest = None if timeout is None else max(0.0, timeout - (time.monotonic() - began))
-            return proc.wait(timeout=rest)
+        watched = stall is not None and log_path is not None
+        if timeout is None and not watched:
+            return proc.wait()
         while True:
-            rest = None if timeout is None else timeout - (time.monotonic() - began)
+            # Polled, not one long wait: a suspend moves the deadline on while it lasts.
+            rest = None if timeout is None else timeout - used()
             if rest is not None and rest <= 0:
                 raise subprocess.TimeoutExpired(proc.args, timeout or 0.0)
             try:
@@ -202,8 +228,64 @@ class Supervisor:
                     timeout=STALL_POLL_SECONDS if rest is None else min(rest, STALL_POLL_SECONDS)
                 )
             except subprocess.TimeoutExpired:
-                if stall.looked_at(log_path):
+                if stall is None or log_path is None:
+                    continue
+                if self.is_suspended(key):
+                    stall.hold()
+                elif stall.looked_at(log_path):
                     raise _Stalled() from None
+
+    def suspend(self, key: str) -> bool:
+        """Stop the process group running for ``key`` where it is (SIGSTOP to the group),
+        until :meth:`resume`. Returns whether a process was running (and is now stopped);
+        a key already suspended stays so and answers True."""
+        with self._lock:
+            proc = self._running.get(key)
+            if proc is None or key in self._killed:
+                return False
+            self._suspended.setdefault(key, time.monotonic())
+        _signal_group(proc.pid, signal.SIGSTOP)
+        return True
+
+    def resume(self, key: str) -> bool:
+        """Continue a group :meth:`suspend` stopped (SIGCONT), from where it was. Returns
+        whether ``key`` was suspended."""
+        with self._lock:
+            since = self._suspended.pop(key, None)
+            if since is None:
+                return False
+            self._suspended_before[key] = (
+                self._suspended_before.get(key, 0.0) + time.monotonic() - since
+            )
+            proc = self._running.get(key)
+        if proc is not None:
+            _signal_group(proc.pid, signal.SIGCONT)
+        return True
+
+    def is_suspended(self, key: str) -> bool:
+        with self._lock:
+            return key in self._suspended
+
+    def suspended_seconds(self, key: str) -> float:
+        """How long ``key`` has been stopped in all, this spell included: what its timeout
+        leaves out (see SegmentContext.remaining)."""
+        with self._lock:
+            total = self._suspended_before.get(key, 0.0)
+            since = self._suspended.get(key)
+        return total if since is None else total + time.monotonic() - since
+
+    def suspend_all(self) -> list[str]:
+        """Stop every running group (a node whose schedule ends with ``suspend``). Returns
+        the keys stopped; :meth:`continue_all` continues them."""
+        with self._lock:
+            keys = list(self._running)
+        return [key for key in keys if self.suspend(key)]
+
+    def continue_all(self) -> list[str]:
+        """Continue every suspended group. Returns the keys continued."""
+        with self._lock:
+            keys = list(self._suspended)
+        return [key for key in keys if self.resume(key)]
 
     def kill(self, key: str) -> bool:
         """End the process group running for ``key``; later runs for it are refused.
@@ -221,9 +303,12 @@ class Supervisor:
         return True
 
     def forget(self, key: str) -> None:
-        """Drop the record that ``key`` was killed, once its segment has reported."""
+        """Drop the record that ``key`` was killed or suspended, once its segment has
+        reported."""
         with self._lock:
             self._killed.pop(key, None)
+            self._suspended.pop(key, None)
+            self._suspended_before.pop(key, None)
 
     def kill_all(self) -> int:
         """End every running group (the worker is going away). Returns how many."""
@@ -239,6 +324,10 @@ class Supervisor:
     @staticmethod
     def _end_group(proc: subprocess.Popen[bytes]) -> None:
         _signal_group(proc.pid, signal.SIGTERM)
+        # A stopped (suspended) group acts on SIGTERM only once continued: continue it
+        # after the SIGTERM is pending, so it ends at once rather than running on. A group
+        # that runs ignores the SIGCONT.
+        _signal_group(proc.pid, signal.SIGCONT)
         deadline = time.monotonic() + KILL_GRACE_SECONDS
         # poll() reaps the leader when this thread is the one that started it (a timeout);
         # otherwise the thread in wait() does, and poll() returns at once.

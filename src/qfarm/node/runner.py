@@ -89,6 +89,20 @@ class SegmentRunner:
     def kill(self, key: str) -> bool:
         return SUPERVISOR.kill(key)
 
+    def suspend(self, key: str) -> bool:
+        return SUPERVISOR.suspend(key)
+
+    def resume(self, key: str) -> bool:
+        return SUPERVISOR.resume(key)
+
+    def suspend_all(self) -> list[str]:
+        """Stop every segment process of this node where it is (a schedule that ends with
+        ``suspend``); :meth:`continue_all` continues them."""
+        return SUPERVISOR.suspend_all()
+
+    def continue_all(self) -> list[str]:
+        return SUPERVISOR.continue_all()
+
     def kill_all(self) -> int:
         killed = SUPERVISOR.kill_all()
         openjd_pool.close_all()  # the worker closes: end the OpenJD sessions kept idle here

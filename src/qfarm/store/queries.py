@@ -101,6 +101,7 @@ class Queries(StoreBase):
             done=by_state.get(SegmentState.DONE, 0),
             failed=by_state.get(SegmentState.FAILED, 0),
             canceled=by_state.get(SegmentState.CANCELED, 0),
+            suspended=by_state.get(SegmentState.SUSPENDED, 0),
         )
 
     def jobs_with_queued(self, batch_id: int) -> set[int]:
@@ -212,6 +213,6 @@ def _work(rows: Iterable[tuple[str, Any, Any]]) -> tuple[float, float]:
         total += float(frames or 0)
         if state == SegmentState.DONE.value:
             done += float(frames or 0)
-        elif state == SegmentState.RUNNING.value:
-            done += float(partial or 0)
+        elif state in (SegmentState.RUNNING.value, SegmentState.SUSPENDED.value):
+            done += float(partial or 0)  # a suspended segment keeps what it had done
     return total, done

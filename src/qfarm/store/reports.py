@@ -18,7 +18,9 @@ from qfarm.domain.lifecycle import (
     attempt_outcome,
     end_attempt,
     is_current,
+    on_continued,
     on_started,
+    on_suspended,
 )
 from qfarm.domain.model import CancelState, SegmentKind, SegmentState
 from qfarm.store.moves import Pending, move
@@ -157,6 +159,32 @@ class Reports(Queries):
                 for seg in conn.execute(_QUEUED_ASSEMBLY, {"job_id": job_id}):
                     move(conn, seg, SegmentState.CANCELED, changes, error=reason)
             settle_jobs(conn, touched_jobs, changes)
+        return changes
+
+    def record_suspended(
+        self, attempts: Sequence[tuple[int, int]], *, suspended: bool = True
+    ) -> list[Change]:
+        """Segments whose node stopped (``suspended``) or continued the processes of their
+        current attempt, given as ``(segment id, attempt)``: running <-> suspended, in one
+        transaction. An attempt that was settled meanwhile (it ended, its node was lost) is
+        left as it is: the report that came first stands."""
+        changes: list[Change] = []
+        if not attempts:
+            return changes
+        rule = on_suspended if suspended else on_continued
+        with self._tx() as conn:
+            rows = segment_rows(conn, [segment_id for segment_id, _ in attempts])
+            pending = Pending()
+            for segment_id, attempt in attempts:
+                row = rows.get(segment_id)
+                if row is None:
+                    continue
+                state = SegmentState(row.state)
+                if not is_current(state, row.attempts, attempt):
+                    continue
+                for new in rule(state):
+                    state = pending.move(row, new, changes, old=state)
+            pending.flush(conn)
         return changes
 
     def requeue_active(self, reason: str) -> list[Change]:
