@@ -82,6 +82,10 @@ def test_a_custom_amount_reads_the_counted_resource_of_that_name() -> None:
     req = host(AmountRange("amount.license_nuke", min=1))
     assert unmet(GPU_NODE, req) is None
     assert unmet(PLAIN_NODE, req) == "needs amount.license_nuke of at least 1"
+    # Written with the custom. namespace, it names the same resource.
+    assert unmet(GPU_NODE, host(AmountRange("amount.custom.license_nuke", min=1))) is None
+    site = host(attributes=(AttributeMatch("attr.custom.site", any_of=("paris",)),))
+    assert unmet(GPU_NODE, site) is None
 
 
 def test_attributes_match_os_arch_and_tags_written_name_value() -> None:

@@ -205,8 +205,10 @@ class NodeOffer:
 
 
 def custom_name(name: str) -> str:
-    """``amount.license_nuke`` -> ``license_nuke``; ``attr.site`` -> ``site``."""
-    for prefix in ("amount.", "attr."):
+    """``amount.license_nuke`` -> ``license_nuke``; ``attr.site`` -> ``site``; the
+    ``custom.`` some templates write after the kind is dropped too (``amount.custom.licenses``
+    -> ``licenses``), since a resource or tag name cannot hold a dot's namespace."""
+    for prefix in ("amount.custom.", "attr.custom.", "amount.", "attr."):
         if name.startswith(prefix):
             return name[len(prefix) :]
     return name
