@@ -44,4 +44,5 @@ def batch_out(controller: Controller, batch: Batch) -> BatchOut:
         segments=SegmentCountsOut(**asdict(controller.store.counts(batch.id))),
         # What the batch allows now (qfarm.domain.actions): the page shows only these.
         actions=batch_actions(batch),
+        eta=controller.estimates.batch(batch.id) if controller.estimates else None,
     )

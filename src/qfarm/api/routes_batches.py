@@ -173,6 +173,7 @@ def router(controller: Controller) -> APIRouter:
                     waiting=waiting.get(job.id),
                     # What the job does, as its job type tells it (describe), for people.
                     summary=summary_of(job),
+                    eta=controller.estimates.job(job.id) if controller.estimates else None,
                 )
                 for job in jobs
             ],

@@ -149,6 +149,18 @@ def fetch(
     out.print(f"{len(written)} file(s) from batch {batch} in {dest}", highlight=False)
 
 
+BATCH_COLUMNS = (
+    "batch", "name", "state", "priority", "done", "running", "failed", "elapsed", "ETA",
+)  # fmt: skip
+
+
+def eta_text(eta: float | None, now: float | None = None) -> str:
+    """``in 4 min 05 s`` for an expected end, ``-`` when none is known."""
+    if eta is None:
+        return "-"
+    return f"in {duration(max(0.0, eta - (time.time() if now is None else now)))}"
+
+
 def batch_row(status: BatchStatus) -> list[str]:
     seg = status.segments
     raw = status.raw
@@ -163,6 +175,7 @@ def batch_row(status: BatchStatus) -> list[str]:
         str(seg["running"] + seg["dispatched"]),
         str(seg["failed"]),
         elapsed,
+        eta_text(raw.get("eta")),
     ]
 
 
@@ -174,7 +187,7 @@ def batches(remote: Connection, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json([r.raw for r in rows])
         return
-    table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
+    table = Table(*BATCH_COLUMNS)
     for status in rows:
         table.add_row(*batch_row(status))
     out.print(table)
@@ -197,14 +210,14 @@ def show(batch: BatchArg, remote: Connection, as_json: JsonOpt = False) -> None:
     if as_json:
         print_json({**status.raw, "segments_list": segment_rows})
         return
-    table = Table("batch", "name", "state", "priority", "done", "running", "failed", "elapsed")
+    table = Table(*BATCH_COLUMNS)
     table.add_row(*batch_row(status))
     out.print(table)
-    jobs = Table("job", "type", "state", "progress", "error or wait")
+    jobs = Table("job", "type", "state", "progress", "ETA", "error or wait")
     for job in status.raw["jobs"]:
         done = f"{job.get('progress', 0.0):.0%}"
         note = job["error"] or (f"waiting: {job['waiting']}" if job.get("waiting") else "")
-        jobs.add_row(job["name"], job["type"], job["state"], done, note)
+        jobs.add_row(job["name"], job["type"], job["state"], done, eta_text(job.get("eta")), note)
     out.print(jobs)
     print_summaries([_with_needs(job) for job in status.raw["jobs"]], out)
     job_names = {job["id"]: job["name"] for job in status.raw["jobs"]}

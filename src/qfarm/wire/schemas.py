@@ -168,6 +168,11 @@ class BatchOut(Answer):
     actions: list[str] = Field(
         default=[], description="what the batch allows now (see qfarm.domain.actions)"
     )
+    eta: float | None = Field(
+        default=None,
+        description="when it is expected to end (epoch seconds), from its jobs' finished "
+        "segments and the queue ahead of it; null: ended, paused, or not known yet",
+    )
 
 
 class JobOut(Answer):
@@ -184,6 +189,7 @@ class JobOut(Answer):
     )
     waiting: str | None = Field(description="why its queued segments do not run")
     summary: list[str] = Field(description="what the job does, as its job type tells it")
+    eta: float | None = Field(default=None, description="when it is expected to end (epoch s)")
 
 
 class BatchDetailOut(BatchOut):

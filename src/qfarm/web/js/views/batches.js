@@ -71,10 +71,8 @@ function keep(batch) {
 
 function batchRow(batch) {
   const done = fraction(batch.segments);
-  let eta = null;
-  if (batch.started_at && !batch.finished_at && done > 0) {
-    eta = ((Date.now() / 1000 - batch.started_at) * (1 - done)) / done;
-  }
+  // The controller's estimate (its jobs' rates and the queue ahead); none: not known yet.
+  const eta = batch.eta == null ? null : Math.max(0, batch.eta - Date.now() / 1000);
   const open = () => (location.hash = `#/batch/${batch.id}`);
   const link = el("a", { href: `#/batch/${batch.id}`, text: String(batch.id) });
   return el(
