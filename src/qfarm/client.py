@@ -37,6 +37,7 @@ from qfarm.wire.schemas import (
     FileWrittenOut,
     InfoOut,
     JoinOut,
+    LimitOut,
     NodeOut,
     SegmentOut,
     UploadOut,
@@ -94,6 +95,7 @@ def _needs(req: Requirements) -> dict[str, Any]:
         "resources": amounts,
         "host_amounts": stored.get("host_amounts", []),
         "host_attributes": stored.get("host_attributes", []),
+        "limits": sorted(req.limits),
     }
 
 
@@ -294,6 +296,15 @@ class Client:
 
     def set_node_enabled(self, name: str, enabled: bool) -> None:
         self._call("POST", f"/nodes/{name}/{'enable' if enabled else 'disable'}")
+
+    def limits(self) -> list[dict[str, Any]]:
+        return self._get_list(LimitOut, "/limits")
+
+    def set_limit(self, name: str, count: int) -> dict[str, Any]:
+        return self._get(LimitOut, "PUT", f"/limits/{name}", json={"count": count}).model_dump()
+
+    def remove_limit(self, name: str) -> None:
+        self._call("DELETE", f"/limits/{name}")
 
 
 @dataclass

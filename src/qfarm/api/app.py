@@ -30,6 +30,7 @@ from qfarm.api import (
     routes_cluster,
     routes_events,
     routes_files,
+    routes_limits,
     routes_logs,
     routes_nodes,
     routes_openjd,
@@ -82,7 +83,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
     for module in (routes_cluster, routes_batches, routes_logs, routes_files, routes_nodes,
-                   routes_events, routes_openjd):  # fmt: skip
+                   routes_events, routes_openjd, routes_limits):  # fmt: skip
         app.include_router(module.router(controller))
     document_errors_as_answered(app)
     return app

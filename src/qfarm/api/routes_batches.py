@@ -81,7 +81,7 @@ def requirements_of(body: RequirementsIn | None) -> Requirements:
     """The domain's requirements for a job body's (InvalidRequest naming a bad value)."""
     if body is None:
         return NO_REQUIREMENTS
-    req = job_requirements(body.tags, body.gpus, body.resources)
+    req = job_requirements(body.tags, body.gpus, body.resources, body.limits)
     if not body.host_amounts and not body.host_attributes:
         return req
     return dataclasses.replace(

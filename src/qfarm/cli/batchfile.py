@@ -34,10 +34,11 @@ entry's ``depends_on``; a job that depends on the entry depends on all its steps
 are taken from the batch file's folder.
 
 A job may require node tags and hold counted resources: ``require = ["gpu"]`` (or a string
-``"gpu,fast-disk"``), ``gpus = 1``, ``resources = { license_nuke = 1 }``.
+``"gpu,fast-disk"``), ``gpus = 1``, ``resources = { license_nuke = 1 }``; and hold one of
+farm-wide limits per running segment: ``limits = ["nuke"]`` (see ``qfarm limit``).
 
 Every key of a job other than ``name``, ``type``, ``retries``, ``timeout``, ``depends_on``,
-``require``, ``gpus`` and ``resources`` is an option of its job type (for ``command``:
+``require``, ``gpus``, ``resources`` and ``limits`` is an option of its job type (for ``command``:
 command, frames, segment_size, each, output, cwd, env, ok_exit, preflight). A relative
 ``cwd`` is taken from the batch file's folder, and so is the default working directory.
 """
@@ -58,7 +59,7 @@ BATCH_KEYS = frozenset({"name", "owner", "priority", "hold", "start_at", "serial
 JOB_KEYS = frozenset({"name", "type", "retries", "timeout", "depends_on"})
 # What a job needs of its nodes (not for openjd entries: their templates' hostRequirements
 # say that): require = ["gpu"], gpus = 1, resources = { license_nuke = 1 }.
-NEEDS_KEYS = frozenset({"require", "gpus", "resources"})
+NEEDS_KEYS = frozenset({"require", "gpus", "resources", "limits"})
 
 
 def is_batch_file(args: list[str] | None) -> bool:
@@ -164,7 +165,7 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
 
 
 def _needs(job: dict[str, Any], where: str) -> Requirements:
-    """A job's ``require``, ``gpus`` and ``resources`` keys, checked."""
+    """A job's ``require``, ``gpus``, ``resources`` and ``limits`` keys, checked."""
     require = job.get("require", [])
     if isinstance(require, str):
         require = [require]
@@ -178,8 +179,13 @@ def _needs(job: dict[str, Any], where: str) -> Requirements:
         isinstance(v, int) and not isinstance(v, bool) for v in resources.values()
     ):
         raise InvalidRequest(f"{where}: resources must be a table of NAME = N")
+    limits = job.get("limits", [])
+    if isinstance(limits, str):
+        limits = [limits]
+    if not isinstance(limits, list) or not all(isinstance(n, str) for n in limits):
+        raise InvalidRequest(f"{where}: limits must be a list of limit names")
     try:
-        return job_requirements(require, gpus, {str(k): v for k, v in resources.items()})
+        return job_requirements(require, gpus, {str(k): v for k, v in resources.items()}, limits)
     except InvalidRequest as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
 

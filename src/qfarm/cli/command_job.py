@@ -13,6 +13,7 @@ import typer
 from qfarm.cli.options import (
     FramesOpt,
     GpusOpt,
+    LimitOpt,
     NameOpt,
     OptionSet,
     PriorityOpt,
@@ -72,11 +73,15 @@ class CommandJob(OptionSet):
     require: RequireOpt = None
     gpus: GpusOpt = None
     resource: ResourceOpt = None
+    limit: LimitOpt = None
 
     def requirements(self) -> Requirements:
-        """``--require``, ``--gpus`` and ``--resource``. Raises InvalidRequest."""
+        """``--require``, ``--gpus``, ``--resource`` and ``--limit``. Raises InvalidRequest."""
         return job_requirements(
-            self.require or [], self.gpus, parse_amounts(self.resource or [], "--resource")
+            self.require or [],
+            self.gpus,
+            parse_amounts(self.resource or [], "--resource"),
+            self.limit or [],
         )
 
     def batch(self, *, hold: bool = False, start_at: float | None = None) -> BatchRequest:

@@ -172,6 +172,12 @@ RequireOpt = Annotated[
 GpusOpt = Annotated[
     int | None, typer.Option("--gpus", help="GPUs each segment holds while it runs.")
 ]
+LimitOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--limit", help="A farm-wide limit each segment holds one of (qfarm limit). Repeatable."
+    ),
+]
 ResourceOpt = Annotated[
     list[str] | None,
     typer.Option("--resource", help="NAME=N: a counted resource each segment holds. Repeatable."),

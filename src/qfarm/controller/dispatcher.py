@@ -71,6 +71,7 @@ class InFlight:
     # Whether its processes are qfarm's to stop (SIGSTOP): not an OpenJD job's, whose
     # actions belong to openjd-sessions (see Dispatcher.suspend_batch).
     suspendable: bool = True
+    limits: tuple[str, ...] = ()  # the farm-wide limits it holds one of (see limit_left)
 
 
 class Dispatcher:
@@ -106,6 +107,8 @@ class Dispatcher:
         # Fingerprints of every node the store knows, offline ones too (for pins).
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.busy: dict[str, Counter[str]] = {}
+        # Farm-wide limits, name -> count (qfarm limit set): kept here as the store has them.
+        self.limits: dict[str, int] = store.limits()
         self.killing: set[str] = set()
         # Batches paused with --suspend: a segment of theirs reported started after the
         # suspend (it was dispatched, not yet running) is stopped as soon as it is.
@@ -451,12 +454,13 @@ class Dispatcher:
         order of priority holds), the histories are read, and the second goes on."""
         free = self._free()
         spare = self._free_resources()
+        left = self.limit_left()
         farm = self._farm()
-        picked, changes, missing = self._dispatch_pass(free, spare, farm)
+        picked, changes, missing = self._dispatch_pass(free, spare, farm, left)
         if missing:
             for job_id in missing:
                 self.histories[job_id] = self._read_history(job_id)
-            more, more_changes, _ = self._dispatch_pass(free, spare, farm)
+            more, more_changes, _ = self._dispatch_pass(free, spare, farm, left)
             picked += more
             changes += more_changes
         keys = []
@@ -468,6 +472,7 @@ class Dispatcher:
             self.in_flight[key] = InFlight(
                 key, cand.segment_id, cand.job_id, cand.batch_id, attempt, name, node.address,
                 cand.service, held, not jobtypes.get(cand.job_type).keeps_sessions,
+                tuple(sorted(cand.requirements.limits)),
             )  # fmt: skip
             busy = self.busy[name]
             busy[cand.service] += 1
@@ -493,6 +498,7 @@ class Dispatcher:
         free: dict[str, dict[str, int]],
         spare: dict[str, dict[str, int]],
         farm: placement.Farm,
+        left: dict[str, int],
     ) -> tuple[list[tuple[Candidate, str]], list[Change], set[int]]:
         by_service: Counter[str] = Counter()
         for services in free.values():
@@ -508,6 +514,8 @@ class Dispatcher:
                 missing.add(cand.job_id)
             if missing:
                 return None
+            if any(left.get(name, 0) <= 0 for name in cand.requirements.limits):
+                return None  # a limit it holds is all in use (or not set): it waits
             history = self.histories.get(cand.job_id, JobHistory())
             pin = self.pins.get(cand.job_id) or placement.pin_from_history(history, tools, farm)
             choice = placement.choose(cand, tools, farm, free, pin, history, spare)
@@ -519,6 +527,8 @@ class Dispatcher:
                 free[choice.node][cand.service] -= 1
                 for resource, count in cand.requirements.amounts.items():
                     spare[choice.node][resource] -= count
+                for name in cand.requirements.limits:
+                    left[name] -= 1
             return choice.node
 
         picked, changes = self.store.dispatch(
@@ -529,6 +539,23 @@ class Dispatcher:
             log_path=lambda cand: str(self._log_path(cand, cand.attempts + 1)),
         )
         return picked, changes, missing
+
+    def limit_left(self) -> dict[str, int]:
+        """How many more segments each limit lets run now: its count less the attempts out
+        that hold it, farm-wide. Limits are few and segments out at most the farm's
+        instances, so this is counted afresh rather than kept in step with every report."""
+        if not self.limits:
+            return {}
+        held = Counter(name for flight in self.in_flight.values() for name in flight.limits)
+        return {name: count - held[name] for name, count in self.limits.items()}
+
+    def set_limit(self, name: str, count: int | None) -> None:
+        """A limit changed (None: removed); queued work may go out now."""
+        if count is None:
+            self.limits.pop(name, None)
+        else:
+            self.limits[name] = count
+        self.poke()
 
     def farm(self) -> placement.Farm:
         """The live nodes as placement sees them now (ETAs read them too)."""

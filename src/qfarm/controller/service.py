@@ -31,6 +31,7 @@ from qfarm.domain.model import (
     JobState,
     NodeState,
 )
+from qfarm.domain.requirements import check_amount, check_resource_name, limit_wait
 from qfarm.engine.base import Engine, NodeSpec
 from qfarm.engine.dask import DaskEngine
 from qfarm.security.pki import ClusterAuthority, ephemeral
@@ -223,6 +224,7 @@ class Controller:
         jobs = self.store.jobs(batch_id)
         by_id = {job.id: job for job in jobs}
         queued = self.store.jobs_with_queued(batch_id)
+        left = self.dispatcher.limit_left()
         reasons: dict[int, str] = {}
         for job in jobs:
             if job.id not in queued:
@@ -237,7 +239,28 @@ class Controller:
             )
             if not found.nodes:
                 reasons[job.id] = found.why_not
+                continue
+            limited = limit_wait(job.requirements.limits, self.dispatcher.limits, left)
+            if limited:
+                reasons[job.id] = limited
         return reasons
+
+    # ------------------------------------------------------------------ limits
+
+    def limits(self) -> dict[str, int]:
+        return self.store.limits()
+
+    def set_limit(self, name: str, count: int) -> None:
+        """Set a farm-wide limit (qfarm limit set). Raises InvalidRequest."""
+        check_resource_name(name, "limit")
+        check_amount(count, "limit count")
+        self.store.set_limit(name, count)
+        self.dispatcher.set_limit(name, count)
+
+    def remove_limit(self, name: str) -> None:
+        """Raises NotFound for a limit that is not set."""
+        self.store.remove_limit(name)
+        self.dispatcher.set_limit(name, None)
 
     def _after(self, changes: list[Change]) -> None:
         self._broadcast(changes)

@@ -99,10 +99,13 @@ class Requirements:
     tags: frozenset[str] = frozenset()
     amounts: Mapping[str, int] = field(default_factory=dict)
     host: HostConstraints = field(default_factory=HostConstraints)
+    # Farm-wide limits each segment holds one of while it runs (render licenses): however
+    # many nodes are free, no more segments run at once than the limit allows.
+    limits: frozenset[str] = frozenset()
 
     @property
     def empty(self) -> bool:
-        return not self.tags and not self.amounts and self.host.empty
+        return not self.tags and not self.amounts and self.host.empty and not self.limits
 
     def to_dict(self) -> dict[str, Any]:
         """The stored form (JSON), and what the API shows."""
@@ -111,6 +114,8 @@ class Requirements:
             out["tags"] = sorted(self.tags)
         if self.amounts:
             out["amounts"] = dict(sorted(self.amounts.items()))
+        if self.limits:
+            out["limits"] = sorted(self.limits)
         if self.host.amounts:
             out["host_amounts"] = [
                 {"name": a.name, "min": a.min, "max": a.max} for a in self.host.amounts
@@ -133,6 +138,7 @@ class Requirements:
         return cls(
             tags=frozenset(str(t) for t in data.get("tags") or ()),
             amounts={str(k): int(v) for k, v in (data.get("amounts") or {}).items()},
+            limits=frozenset(str(name) for name in data.get("limits") or ()),
             host=HostConstraints(
                 amounts=tuple(
                     AmountRange(str(a["name"]), a.get("min"), a.get("max"))
@@ -156,6 +162,8 @@ class Requirements:
             parts.append("tags " + ",".join(sorted(self.tags)))
         if self.amounts:
             parts.append("holds " + ",".join(f"{k}={v}" for k, v in sorted(self.amounts.items())))
+        if self.limits:
+            parts.append("limits " + ",".join(sorted(self.limits)))
         parts += [a.describe() for a in self.host.amounts]
         parts += [a.describe() for a in self.host.attributes]
         return "; ".join(parts)
@@ -306,7 +314,10 @@ def check_amount(count: int, option: str = "amount") -> int:
 
 
 def job_requirements(
-    tags: Iterable[str] = (), gpus: int | None = None, resources: Mapping[str, int] | None = None
+    tags: Iterable[str] = (),
+    gpus: int | None = None,
+    resources: Mapping[str, int] | None = None,
+    limits: Iterable[str] = (),
 ) -> Requirements:
     """A command-line or API job's requirements, checked: ``gpus`` is the ``gpu`` amount."""
     amounts = {check_resource_name(k): check_amount(v, f"resource {k}") for k, v in
@@ -314,9 +325,24 @@ def job_requirements(
     if gpus is not None:
         amounts[GPU] = check_amount(gpus, "--gpus")
     amounts = {k: v for k, v in amounts.items() if v > 0}
-    req = Requirements(tags=parse_tags(tags, "--require"), amounts=amounts)
+    names = frozenset(check_resource_name(n, "--limit") for n in parse_tags(limits, "--limit"))
+    req = Requirements(tags=parse_tags(tags, "--require"), amounts=amounts, limits=names)
     return req if not req.empty else NO_REQUIREMENTS
 
 
 def _num(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def limit_wait(
+    names: Iterable[str], counts: Mapping[str, int], left: Mapping[str, int]
+) -> str | None:
+    """Why a job's segments wait on its farm-wide limits, or None when each has room:
+    ``names limit nuke, which is not set ...``, ``waits for limit nuke: 4 of 4 in use``."""
+    for name in sorted(names):
+        if name not in counts:
+            return f"names limit {name}, which is not set (qfarm limit set {name} N)"
+        if left.get(name, 0) <= 0:
+            used = counts[name] - left.get(name, 0)
+            return f"waits for limit {name}: {used} of {counts[name]} in use"
+    return None

@@ -12,8 +12,8 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 :class:`Store` is assembled from one part per concern: :mod:`~qfarm.store.queries`
 (reading), :mod:`~qfarm.store.dispatch`, :mod:`~qfarm.store.reports`,
 :mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.estimates` (what
-ETAs read), :mod:`~qfarm.store.nodes` and :mod:`~qfarm.store.tokens`, on one engine
-(:mod:`~qfarm.store.base`).
+ETAs read), :mod:`~qfarm.store.limits`, :mod:`~qfarm.store.nodes` and
+:mod:`~qfarm.store.tokens`, on one engine (:mod:`~qfarm.store.base`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from __future__ import annotations
 from qfarm.store.batches import Batches
 from qfarm.store.dispatch import Dispatching
 from qfarm.store.estimates import Estimating
+from qfarm.store.limits import Limits
 from qfarm.store.nodes import Nodes
 from qfarm.store.records import (
     Canceled,
@@ -52,5 +53,5 @@ __all__ = [
 ]
 
 
-class Store(Batches, Dispatching, Estimating, Nodes, Tokens):
+class Store(Batches, Dispatching, Estimating, Limits, Nodes, Tokens):
     """The store on one database URL (SQLite or PostgreSQL); see the module's docstring."""

@@ -26,7 +26,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
 
@@ -143,6 +143,15 @@ tokens = Table(
     Column("revoked_at", Float),
 )
 
+# Farm-wide limits (`qfarm limit set nuke 4`): a job that names one never has more segments
+# running at once than its count.
+limits = Table(
+    "limits",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
 
 def _migrate_1_to_2(conn: Connection) -> int:
     """Schema 2 adds the tokens table, which create_all has just made."""
@@ -169,9 +178,15 @@ def _migrate_3_to_4(conn: Connection) -> int:
     return 4
 
 
+def _migrate_4_to_5(conn: Connection) -> int:
+    """Schema 5 adds the limits table, which create_all has just made."""
+    return 5
+
+
 # Schema version found -> the step that brings it one version on (returns the new version).
 MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
+    4: _migrate_4_to_5,
 }

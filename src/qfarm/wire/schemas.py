@@ -93,6 +93,19 @@ class RequirementsIn(Request):
     )
     host_amounts: list[HostAmountIn] = []
     host_attributes: list[HostAttributeIn] = []
+    limits: list[str] = Field(
+        default=[], description="farm-wide limits each segment holds one of: nuke, …"
+    )
+
+
+class LimitIn(Request):
+    count: int = Field(ge=0, description="how many segments may hold it at once, farm-wide")
+
+
+class LimitOut(Answer):
+    name: str
+    count: int
+    in_use: int = Field(description="segments out now that hold it")
 
 
 class JobIn(Request):
