@@ -225,7 +225,8 @@ class Client:
         return self._get_list(AttemptOut, f"/batches/{batch_id}/segments/{segment_id}/attempts")
 
     def action(self, batch_id: int, action: str) -> BatchStatus:
-        """``cancel``, ``pause``, ``resume`` or ``resubmit``."""
+        """``cancel``, ``pause``, ``suspend`` (pause and stop the running processes),
+        ``resume`` or ``resubmit``."""
         return BatchStatus.of(self._call("POST", f"/batches/{batch_id}/{action}"))
 
     def remove(self, batch_id: int) -> None:

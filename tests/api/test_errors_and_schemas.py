@@ -110,7 +110,7 @@ def openapi(tmp_path: Path) -> dict[str, Any]:
     from qfarm.api.app import create_app
 
     store = Store(f"sqlite:///{tmp_path / 'qfarm.db'}")
-    steer = {verb: None for verb in ("cancel", "pause", "resume", "resubmit")}
+    steer = {verb: None for verb in ("cancel", "pause", "suspend", "resume", "resubmit")}
     controller = SimpleNamespace(store=store, data_dir=tmp_path, storage=None, **steer)
     try:
         return create_app(cast(Any, controller)).openapi()
@@ -141,7 +141,7 @@ def test_steering_verbs_are_the_actions_batches_name(openapi: dict[str, Any]) ->
     from qfarm.domain.actions import ALL_ACTIONS
 
     paths = openapi["paths"]
-    for verb in ("pause", "resume", "cancel", "resubmit"):
+    for verb in ("pause", "suspend", "resume", "cancel", "resubmit"):
         assert verb in ALL_ACTIONS and "post" in paths[f"/api/v1/batches/{{batch_id}}/{verb}"]
     assert "put" in paths["/api/v1/batches/{batch_id}/priority"]
     assert "delete" in paths["/api/v1/batches/{batch_id}"]  # remove

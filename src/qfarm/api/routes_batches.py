@@ -200,7 +200,17 @@ def router(controller: Controller) -> APIRouter:
 
     steering("cancel", controller.cancel, "Cancel a batch: queued work now, running killed.")
     steering("pause", controller.pause, "Pause a batch: no new segments; running ones finish.")
-    steering("resume", controller.resume, "Resume a paused batch, or release a held one.")
+    steering(
+        "suspend",
+        controller.suspend,
+        "Pause a batch and stop its running processes where they are (SIGSTOP) until it is "
+        "resumed; 400 for an ended batch or one running OpenJD jobs.",
+    )
+    steering(
+        "resume",
+        controller.resume,
+        "Resume a paused batch (its suspended processes go on, SIGCONT), or release a held one.",
+    )
     steering("resubmit", controller.resubmit, "Rerun a failed or canceled batch's unfinished.")
 
     @api.put("/{batch_id}/priority", responses=errors(404))

@@ -1,7 +1,7 @@
 """The client commands: a batch submitted to a controller over its HTTP API, then watched
-(``batches``, ``show``, ``wait``, ``logs``), moved (``cancel``, ``pause``, ``resume``,
-``resubmit``, ``priority``) and removed; the outputs fetched; the nodes and the
-controllers on the network listed.
+(``batches``, ``show``, ``wait``, ``logs``), moved (``cancel``, ``pause`` and ``pause
+--suspend``, ``resume``, ``resubmit``, ``priority``) and removed; the outputs fetched; the
+nodes and the controllers on the network listed.
 
 Each names its controller with ``--controller URL`` or ``$QFARM_CONTROLLER``.
 """
@@ -161,6 +161,14 @@ def eta_text(eta: float | None, now: float | None = None) -> str:
     return f"in {duration(max(0.0, eta - (time.time() if now is None else now)))}"
 
 
+def running_text(seg: dict[str, int]) -> str:
+    """The running column: segments out on nodes, with how many of them are suspended
+    (``3 (2 suspended)``)."""
+    suspended = seg.get("suspended", 0)
+    running = seg["running"] + seg["dispatched"]
+    return f"{running + suspended} ({suspended} suspended)" if suspended else str(running)
+
+
 def batch_row(status: BatchStatus) -> list[str]:
     seg = status.segments
     raw = status.raw
@@ -172,7 +180,7 @@ def batch_row(status: BatchStatus) -> list[str]:
         status.state,
         priority_label(status.priority),
         f"{seg['done']}/{seg['total']}",
-        str(seg["running"] + seg["dispatched"]),
+        running_text(seg),
         str(seg["failed"]),
         elapsed,
         eta_text(raw.get("eta")),
@@ -256,33 +264,81 @@ def wait(batch: BatchArg, remote: Connection, quiet: QuietOpt = False) -> None:
 
 
 # Actions that do nothing to a batch that has ended (resubmit is what moves one).
-ENDED_BATCH_UNMOVED = frozenset({"cancel", "pause", "resume"})
+ENDED_BATCH_UNMOVED = frozenset({"cancel", "pause", "suspend", "resume"})
+
+
+def _move(client: Client, batch: int, action: str, past: str, as_json: bool) -> None:
+    """Ask the controller for one of the batch actions of its API and say what came of it
+    (with ``as_json``, the batch after, as the API answers it)."""
+    if action in ENDED_BATCH_UNMOVED:
+        before = client.batch(batch)
+        if before.finished:
+            if as_json:
+                print_json(before.raw)
+                return
+            # Said plainly: "canceled (done)" read as if the cancel had done something.
+            out.print(
+                f"batch {batch} is already {before.state}: nothing was {past}", highlight=False
+            )
+            return
+    status = client.action(batch, action)
+    if as_json:
+        print_json(status.raw)
+        return
+    suspended = status.segments.get("suspended", 0)
+    stopped = f": {suspended} running segment(s) stopped" if action == "suspend" else ""
+    out.print(f"batch {batch} {past} ({status.state}){stopped}", highlight=False)
 
 
 def _action(action: str, past: str, help: str) -> None:
     """Register ``qfarm ACTION BATCH``: one of the batch actions of the API."""
 
     @with_option_sets
-    def command(batch: BatchArg, remote: Connection) -> None:
-        client = remote.client()
-        if action in ENDED_BATCH_UNMOVED:
-            before = client.batch(batch)
-            if before.finished:
-                # Said plainly: "canceled (done)" read as if the cancel had done something.
-                out.print(
-                    f"batch {batch} is already {before.state}: nothing was {past}",
-                    highlight=False,
-                )
-                return
-        status = client.action(batch, action)
-        out.print(f"batch {batch} {past} ({status.state})", highlight=False)
+    def command(batch: BatchArg, remote: Connection, as_json: JsonOpt = False) -> None:
+        _move(remote.client(), batch, action, past, as_json)
 
     app.command(action, help=help, epilog=f"**Example**\n\n    qfarm {action} 12")(command)
 
 
+SuspendOpt = Annotated[
+    bool,
+    typer.Option(
+        "--suspend",
+        help="Also stop the batch's running processes where they are (SIGSTOP), holding "
+        "their nodes' instances, until `qfarm resume` continues them (SIGCONT) from where "
+        "they were. Refused for a batch running OpenJD jobs.",
+        metavar=FLAG,
+    ),
+]
+
+
+@app.command(
+    epilog="""**Examples**
+
+    qfarm pause 12              # no new segments start; running ones finish
+
+    qfarm pause --suspend 12    # and running processes stop where they are
+
+    qfarm resume 12             # dispatch again; suspended processes go on
+"""
+)
+@with_option_sets
+def pause(
+    batch: BatchArg, remote: Connection, suspend: SuspendOpt = False, as_json: JsonOpt = False
+) -> None:
+    """Pause a batch: no new segments start; running ones finish, or with --suspend stop
+    where they are until the batch is resumed."""
+    action, past = ("suspend", "suspended") if suspend else ("pause", "paused")
+    _move(remote.client(), batch, action, past, as_json)
+
+
 _action("cancel", "canceled", "Cancel a batch: queued work at once, running processes killed.")
-_action("pause", "paused", "Pause a batch: no new segments start; running ones finish.")
-_action("resume", "resumed", "Resume a paused or held batch.")
+_action(
+    "resume",
+    "resumed",
+    "Resume a paused or held batch; processes stopped by `pause --suspend` go on from where "
+    "they were.",
+)
 _action("resubmit", "resubmitted", "Run a failed or canceled batch's unfinished segments again.")
 
 

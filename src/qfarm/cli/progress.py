@@ -29,10 +29,11 @@ if TYPE_CHECKING:
 def segments_text(counts: BatchCounts) -> Text:
     """A batch's segments as a progress bar shows them, each outcome apart ("2 done · 1
     failed · 1 canceled of 4 segments"): a count of ended segments read as success after a
-    cancel or a failure. Running, failed and canceled appear once there are some."""
+    cancel or a failure. Running, suspended, failed and canceled appear once there are some."""
     parts = [(f"{counts.done} done", "green")]
     others = (
         (counts.running + counts.dispatched, "running", "cyan"),
+        (counts.suspended, "suspended", "magenta"),
         (counts.failed, "failed", "red"),
         (counts.canceled, "canceled", "yellow"),
     )

@@ -163,6 +163,7 @@ class SegmentCountsOut(Answer):
     done: int
     failed: int
     canceled: int
+    suspended: int = 0  # stopped where they were (pause --suspend) until resumed
     work_total: float = 0.0
     work_done: float = 0.0
 

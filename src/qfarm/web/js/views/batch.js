@@ -25,6 +25,8 @@ const ONE_BY_ONE = 8;
 // a POST to the route of that name, as every listed verb but remove and priority is.
 const ACTIONS = {
   pause: { label: "Pause", ask: "Pause" },
+  // Pause, and stop the running processes where they are until Resume (SIGSTOP, SIGCONT).
+  suspend: { label: "Suspend", ask: "Suspend (pause, and stop its running processes where they are)" },
   resume: { label: "Resume", ask: "Resume" },
   cancel: { label: "Cancel", ask: "Cancel", danger: true },
   resubmit: { label: "Resubmit failed", ask: "Resubmit the failed segments of" },
@@ -128,7 +130,7 @@ function renderBatch(batch) {
   document.getElementById("batch-summary").replaceChildren(
     el("span", {}, "state ", stateLabel(batch.state)),
     el("span", {}, "progress ", el("b", { text: `${Math.round(fraction(counts) * 100)}%` })),
-    el("span", {}, "segments ", el("b", { text: `${counts.done} done, ${counts.running} running, ${counts.failed} failed, ${counts.canceled} canceled of ${counts.total}` })),
+    el("span", {}, "segments ", el("b", { text: segmentsText(counts) })),
     el("span", {}, "priority ", el("b", { text: priorityLabel(batch.priority) })),
     el("span", {}, "submitted ", el("b", { text: when(batch.submitted_at) })),
   );
@@ -137,6 +139,12 @@ function renderBatch(batch) {
   renderActions(batch.actions || []);
   // The answers of actions carry no jobs: the table stays as it is until the next read.
   if (Array.isArray(batch.jobs)) renderJobs(batch.jobs);
+}
+
+// "3 done, 1 running, 2 suspended, 0 failed, 0 canceled of 6": suspended only when some are.
+function segmentsText(counts) {
+  const suspended = counts.suspended ? `, ${counts.suspended} suspended` : "";
+  return `${counts.done} done, ${counts.running} running${suspended}, ${counts.failed} failed, ${counts.canceled} canceled of ${counts.total}`;
 }
 
 function renderActions(allowed) {
