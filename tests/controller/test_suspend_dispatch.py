@@ -136,3 +136,31 @@ def test_suspend_of_an_ended_batch_is_refused(tmp_path: Path) -> None:
             await farm.dispatcher.suspend_batch(batch_id)
 
     on_farm(tmp_path, scenario)
+
+
+def test_suspend_of_a_batch_running_an_openjd_job_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    """OpenJD actions belong to openjd-sessions, not to the supervisor: stopping qfarm's
+    stand-in would leave them running, so the suspend is refused, naming the job."""
+    from qfarm.domain.model import BatchRequest, JobRequest, SegmentPlan
+    from qfarm.jobtypes.openjd import TOOL
+    from qfarm.store import PlannedJob
+
+    async def scenario(farm: Farm) -> None:
+        # A node with openjd-sessions (the tool its jobs pin), as placement needs.
+        farm.engine.add_node("a", {"openjd": 1}, fingerprint={TOOL: "1.0"})
+        job = PlannedJob("render", "openjd", "openjd", {}, 0, None, (), [SegmentPlan(1, {}, "t")])
+        request = BatchRequest(jobs=(JobRequest("openjd", {}),))
+        batch_id = farm.store.add_batch(request, [job])
+        await farm.tick()
+        [key] = farm.engine.out()
+        farm.engine.start(key)
+        await farm.tick()
+        with pytest.raises(InvalidRequest, match=r"OpenJD jobs \(render\)"):
+            await farm.dispatcher.suspend_batch(batch_id)
+        assert farm.store.batch(batch_id).state is B.RUNNING
+        assert states(farm, batch_id) == [S.RUNNING]
+        assert farm.engine.suspended == set()
+
+    on_farm(tmp_path, scenario)

@@ -171,3 +171,25 @@ def test_suspend_or_resume_of_a_key_not_running_answers_false() -> None:
     assert sup.suspend("nothing") is False
     assert sup.resume("nothing") is False
     assert not sup.is_suspended("nothing")
+
+
+def test_an_attempts_later_processes_get_the_time_it_spent_suspended(tmp_path: Path) -> None:
+    """The timeout is the attempt's, across its processes (SegmentContext.remaining): the
+    time the first one spent stopped is left to the ones after it."""
+    from qfarm.jobtypes.base import SegmentContext
+
+    sup = Supervisor()
+    ctx = SegmentContext(key="seg-m", log_path=tmp_path / "m.log", timeout=2.0, supervisor=sup)
+    results: list[ProcessResult] = []
+    thread = threading.Thread(target=lambda: results.append(ctx.run(counter(5))), daemon=True)
+    thread.start()
+    wait_until_sync(lambda: "seg-m" in sup.running(), timeout=10, what="process to start")
+    assert sup.suspend("seg-m")
+    wait_until_sync(lambda: sup.suspended_seconds("seg-m") >= 2.5, timeout=10)
+    assert sup.resume("seg-m")
+    thread.join(timeout=30)
+    assert results[0].succeeded()
+    remaining = ctx.remaining()
+    assert remaining is not None and remaining > 0  # 2.5 s stopped of a 2 s timeout
+    second = ctx.run(["true"])
+    assert second.succeeded() and not second.timed_out
