@@ -99,7 +99,7 @@ class RequirementsIn(Request):
 
 
 class LimitIn(Request):
-    count: int = Field(ge=0, description="how many segments may hold it at once, farm-wide")
+    count: int = Field(ge=0, strict=True, description="how many segments may hold it at once")
 
 
 class LimitOut(Answer):
