@@ -1,4 +1,5 @@
-"""The specification's conformance suite, the "check" half, run through our loader.
+"""The specification's conformance suite, run against qfarm: the "check" half through our
+loader, the "run" half through ``qfarm openjd run`` on the embedded cluster.
 
 Nothing of the suite is copied here: point ``QFARM_OPENJD_SPEC`` at an extracted checkout of
 OpenJobDescription/openjd-specifications (``scripts/openjd-spec`` extracts one from a fetched
@@ -8,15 +9,30 @@ mirror). For each feature folder under ``conformance-tests/2023-09``:
   for a ``.invalid`` file;
 * ``jobs/*.test.yaml``: the embedded template, ``parameters`` and ``environments`` must load
   into a plan; a ``.invalid.test.yaml`` passes when loading refuses it, and is skipped when
-  loading accepts it, since what it expects to fail then happens when the job runs (sessions
-  on nodes, not in this slice). ``proposed/`` folders are proposals, not the suite.
+  loading accepts it, since what it expects to fail then happens when the job runs (the run
+  half's to see). ``proposed/`` folders are proposals, not the suite.
 
-``KNOWN`` lists each case we fail and why; docs/openjd.md records them and the pass rates.
+The run half (``test_run``, integration) runs each ``jobs/*.test.yaml`` as a user would:
+its template, ``parameters``, ``environments`` and ``pathMapping`` written to files, then
+``python -m qfarm openjd run TEMPLATE -p file://... --env ... --path-map ...`` in a subprocess
+with its own data folder. What the file expects is checked against the command's output, as the
+suite's README describes its runner: every ``expected.output`` (and ``output_posix``) line is in
+it, no ``forbidden`` one is, ``outputSequence`` chains appear in order, ``taskCount`` is the
+number of task banners, ``taskFailure`` means the run failed (with the failing action's
+``exitCode`` when given), and a ``.invalid.test.yaml`` must be refused (exit 2) or fail (exit 1),
+for the reason its ``expectedError`` names when it has one. A run that expects no failure must
+exit 0. ``runOn`` cases for other systems are skipped.
+
+``KNOWN`` (check half) and ``KNOWN_RUN`` (run half) list each case we fail and why;
+docs/openjd.md records them and the pass rates.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +47,24 @@ ENV = "QFARM_OPENJD_SPEC"
 # "FEATURE/folder/file": why we fail it. Each is strict: a fix makes the test say so.
 KNOWN: dict[str, str] = {}
 
+# "FEATURE/jobs/file": why ``qfarm openjd run`` fails it. Strict as well.
+KNOWN_RUN: dict[str, str] = {
+    "WRAP_ACTIONS/jobs/wrap-openjd-env-task-grand-child-visible-next-task.test.yaml": (
+        "the node ran the job's two tasks in two sessions (it ended the first, exiting WrapEnv, "
+        "before the second segment came), so task 2's wrap hook cannot see what task 1 "
+        "exported with openjd_env; the node-side runner (qfarm.jobtypes.openjd) must keep the "
+        "job's session for a segment of the job it already holds"
+    ),
+    "base/jobs/3.3.1--format-string-name-resolved.test.yaml": (
+        "the step needs amount.custom.licenses >= 1, which no node of qfarm run's embedded "
+        "cluster offers, so the run is refused (exit 2) rather than left waiting; the OpenJD CLI "
+        "ignores host requirements. It runs on a cluster with a node offering that amount"
+    ),
+}
+
+# How long one job test may take to run on the embedded cluster.
+RUN_TIMEOUT_S = 180
+
 
 def suite_root() -> Path | None:
     value = os.environ.get(ENV)
@@ -38,26 +72,28 @@ def suite_root() -> Path | None:
         return None
     root = Path(value)
     for candidate in (root / "conformance-tests" / "2023-09", root / "2023-09", root):
-        if any((candidate / feature / "job_templates").is_dir() for feature in ("base", "EXPR")):
+        kinds = ("job_templates", "env_templates", "jobs")
+        if any(folder.name in kinds for folder in candidate.glob("*/*") if folder.is_dir()):
             return candidate
     return root
 
 
-def cases() -> list[Any]:
+def cases(kinds: tuple[str, ...] = ("job_templates", "env_templates", "jobs")) -> list[Any]:
     root = suite_root()
     if root is None:
         return [pytest.param(None, id="suite", marks=pytest.mark.skip(reason=f"{ENV} is unset"))]
+    known = KNOWN_RUN if kinds == ("jobs",) else KNOWN
     found = []
     for path in sorted(root.glob("*/*/*")):
         kind = path.parent.name
         if not path.is_file() or path.suffix not in (".yaml", ".yml", ".json"):
             continue
-        if kind not in ("job_templates", "env_templates", "jobs"):
+        if kind not in kinds:
             continue
         if kind == "jobs" and ".test." not in path.name:
             continue
         key = str(path.relative_to(root))
-        marks = [pytest.mark.xfail(reason=KNOWN[key], strict=True)] if key in KNOWN else []
+        marks = [pytest.mark.xfail(reason=known[key], strict=True)] if key in known else []
         found.append(pytest.param(path, id=key, marks=marks))
     if not found:
         reason = f"{ENV}={os.environ[ENV]} holds no conformance-tests/2023-09 cases"
@@ -113,3 +149,125 @@ def test_conformance(case: Path | None, tmp_path: Path) -> None:
         assert problems, "accepted, but the suite says it must be refused"
     else:
         assert problems == [], "refused, but the suite says it is valid"
+
+
+# ------------------------------------------------------------------------ the run half
+
+# The banner openjd-sessions logs once per task run (not for environment actions).
+TASK_BANNER = "--------- Running Task"
+# A process's exit line in a session log: "Process pid N exited with code: C (unsigned) ...".
+EXIT_CODE = re.compile(r"exited with code:\s*(-?\d+)")
+OS_NAME = "windows" if sys.platform == "win32" else "posix"
+
+
+def _run_command(doc: dict[str, Any], tmp_path: Path) -> list[str]:
+    """``qfarm openjd run`` with the test's template and inputs written under ``tmp_path``."""
+    # One node, so that the job's tasks run one after another in the session that node keeps
+    # for the job, as the OpenJD CLI runs them (several nodes each have a session of their own,
+    # which the specification allows but some WRAP_ACTIONS cases, reading what an earlier task
+    # exported, do not expect). No retries: a task the test expects to fail fails once, and its
+    # log is the one shown.
+    command = [sys.executable, "-m", "qfarm", "openjd", "run", "--nodes", "1", "--retries", "0"]
+    command.append("--quiet")
+    command.append(str(_write(doc["template"], tmp_path / "template.yaml")))
+    if "parameters" in doc:
+        values = _write(doc["parameters"] or {}, tmp_path / "parameters.yaml")
+        command += ["-p", f"file://{values}"]
+    for i, env in enumerate(doc.get("environments") or []):
+        command += ["--env", str(_write(env, tmp_path / f"env{i}.yaml"))]
+    for rule in doc.get("pathMapping") or []:
+        if rule.get("source_path_format", "POSIX").upper() != "POSIX":
+            pytest.fail(f"--path-map takes POSIX source paths only: {rule}")
+        command += ["--path-map", f"{rule['source_path']}={rule['destination_path']}"]
+    return command
+
+
+def _first_failure_code(output: str) -> int | None:
+    """The failing action's exit code: the first non-zero one (teardown actions come later)."""
+    codes = [int(code) for code in EXIT_CODE.findall(output)]
+    return next((code for code in codes if code != 0), None)
+
+
+def _in_order(chain: list[str], output: str) -> str | None:
+    """None when ``chain``'s entries appear in ``output`` in that order, else the first missing."""
+    at = 0
+    for entry in chain:
+        found = output.find(entry, at)
+        if found < 0:
+            return entry
+        at = found + len(entry)
+    return None
+
+
+def _expectations_met(expected: dict[str, Any], rc: int, output: str) -> None:
+    failure = expected.get("taskFailure")
+    if failure is not None:
+        assert rc == 1, f"expected a failed task (exit 1), got exit {rc}"
+        if failure.get("exitCode") is not None:
+            assert _first_failure_code(output) == failure["exitCode"], "wrong failing exit code"
+    else:
+        assert rc == 0, f"expected success, got exit {rc}"
+    for line in expected.get("output", []) + expected.get(f"output_{OS_NAME}", []):
+        if isinstance(line, dict):
+            assert any(str(alt) in output for alt in line["anyOf"]), f"none of {line['anyOf']}"
+        else:
+            assert str(line) in output, f"missing expected output {line!r}"
+    for line in expected.get("forbidden", []) + expected.get(f"forbidden_{OS_NAME}", []):
+        assert str(line) not in output, f"forbidden output {line!r} is there"
+    for key in ("outputSequence", f"outputSequence_{OS_NAME}"):
+        chains = expected.get(key)
+        if not chains:
+            continue
+        for chain in chains if all(isinstance(c, list) for c in chains) else [chains]:
+            missing = _in_order([str(entry) for entry in chain], output)
+            assert missing is None, f"{key}: {missing!r} is not where {chain} says"
+    if "taskCount" in expected:
+        assert output.count(TASK_BANNER) == expected["taskCount"], "wrong number of tasks run"
+
+
+def _error_as_expected(spec: Any, output: str) -> None:
+    if isinstance(spec, str):
+        spec = {"contains": spec}
+    contains = spec.get("contains", [])
+    for text in [contains] if isinstance(contains, str) else contains:
+        assert text in output, f"refused, but not for {text!r}"
+    if "anyOf" in spec:
+        assert any(text in output for text in spec["anyOf"]), f"refused, not for {spec['anyOf']}"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("case", cases(("jobs",)))
+def test_run(case: Path | None, tmp_path: Path) -> None:
+    assert case is not None
+    doc = yaml.safe_load(case.read_text())
+    if doc.get("runOn") is not None and OS_NAME not in doc["runOn"]:
+        pytest.skip(f"runOn {doc['runOn']}: not for {OS_NAME}")
+    # The sessions' working directories under this test's folder too: runs of other tests at
+    # the same time number their batches and segments alike.
+    env = {
+        **os.environ,
+        "QFARM_DATA_DIR": str(tmp_path / "data"),
+        "QFARM_OPENJD_ROOT": str(tmp_path / "sessions"),
+    }
+    done = subprocess.run(
+        _run_command(doc, tmp_path),
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert "Traceback (most recent call last)" not in output, output
+    if ".invalid." in case.name:
+        assert done.returncode in (1, 2), (
+            f"expected a refusal or a failure, got exit {done.returncode}"
+        )
+        if "expectedError" in doc:
+            _error_as_expected(doc["expectedError"], output)
+        return
+    try:
+        _expectations_met(doc.get("expected") or {}, done.returncode, output)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- output ---\n{output}") from None
