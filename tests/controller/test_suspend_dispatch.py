@@ -164,3 +164,38 @@ def test_suspend_of_a_batch_running_an_openjd_job_is_refused_and_changes_nothing
         assert farm.engine.suspended == set()
 
     on_farm(tmp_path, scenario)
+
+
+def test_a_resume_while_the_stops_are_out_leaves_nothing_stopped(tmp_path: Path) -> None:
+    """A resume that comes while a suspend's calls to the nodes are out finds the segments
+    still running; the processes the suspend then stopped are continued at once."""
+    import asyncio
+
+    from tests.helpers import wait_until
+
+    async def scenario(farm: Farm) -> None:
+        farm.engine.add_node("a", {"command": 1})
+        batch_id = add(farm, command_batch(tmp_path, "1"))
+        await farm.tick()
+        [key] = farm.engine.out()
+        farm.engine.start(key)
+        await farm.tick()
+        gate = asyncio.Event()
+        stop = farm.engine.suspend
+
+        async def slow_stop(key: str, address: str) -> bool:
+            stopped = await stop(key, address)
+            await gate.wait()  # the node's answer is held back
+            return stopped
+
+        farm.engine.suspend = slow_stop  # type: ignore[method-assign]
+        suspending = asyncio.create_task(farm.dispatcher.suspend_batch(batch_id))
+        await wait_until(lambda: key in farm.engine.suspended, what="the stop to reach the node")
+        await farm.dispatcher.resume_batch(batch_id)
+        gate.set()
+        await suspending
+        assert farm.engine.suspended == set()
+        assert states(farm, batch_id) == [S.RUNNING]
+        assert farm.store.batch(batch_id).state is B.RUNNING
+
+    on_farm(tmp_path, scenario)
