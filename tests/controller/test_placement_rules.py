@@ -152,7 +152,7 @@ def test_a_job_no_node_may_run_is_told_why() -> None:
     assert why(Farm({})) == "no online node offers the transcode service"
     a = farm(a="7.0.2")
     assert why(Farm(a.nodes, disabled=frozenset({"a"}))) == (
-        "every node that offers transcode is disabled or refused"
+        "every node that offers transcode is disabled, refused or off by its hours"
     )
     assert why(a, tools=("blender",)) == "no online transcode node has blender"
     assert why(a) == ""

@@ -115,3 +115,24 @@ def test_the_state_holds_until_the_next_change_and_flips_there(
     assert s.is_open(change) != s.is_open(when)
     before = change - dt.timedelta(minutes=1)
     assert s.is_open(before) == s.is_open(when)
+
+
+def test_hours_actions_follow_each_nodes_schedule_end() -> None:
+    from qfarm.domain.schedule import AVAILABLE, OFF_HOURS, USER_ACTIVE, HoursAction, hours_actions
+
+    ends = {"s": ScheduleEnd.SUSPEND, "r": ScheduleEnd.REQUEUE, "f": ScheduleEnd.FINISH}
+    went_off = hours_actions({}, {"s": OFF_HOURS, "r": USER_ACTIVE, "f": OFF_HOURS}, ends)
+    assert went_off == {"s": HoursAction.SUSPEND, "r": HoursAction.REQUEUE}
+    back = {"s": OFF_HOURS, "r": OFF_HOURS, "f": OFF_HOURS}
+    now = {"s": AVAILABLE, "r": AVAILABLE, "f": AVAILABLE}
+    assert hours_actions(back, now, ends) == {"s": HoursAction.CONTINUE}
+    assert hours_actions(now, now, ends) == {}  # nothing moved: nothing to do
+
+
+def test_durations() -> None:
+    from qfarm.domain.units import parse_duration
+
+    assert parse_duration("10m") == 600 and parse_duration("90s") == 90
+    assert parse_duration("1.5h") == 5400 and parse_duration("45") == 45
+    with pytest.raises(InvalidRequest, match="--when-idle 'soon' is not a duration"):
+        parse_duration("soon", "--when-idle")

@@ -26,6 +26,7 @@ def router(controller: Controller) -> APIRouter:
                 **{**asdict(node), "state": node.state.value},
                 gpus=node.resources.get(GPU, 0),
                 refused=(now := activity.get(node.name, idle)).refused,
+                hours=now.hours,
                 busy=now.busy,
                 running=[RunningOut(**asdict(r)) for r in now.running],
                 load=now.load,

@@ -404,7 +404,7 @@ def nodes(remote: Connection, as_json: JsonOpt = False) -> None:
         counted = ",".join(f"{k}={v}" for k, v in sorted((n.get("resources") or {}).items()))
         cells = [n["name"], n["state"], services, tags, counted or "-", n["host"],
                  str(n["cores"]), version, tools]  # fmt: skip
-        table.add_row(*cells, n["refused"])
+        table.add_row(*cells, n["refused"] or n.get("hours", ""))
     out.print(table)
 
 

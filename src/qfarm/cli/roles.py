@@ -207,6 +207,10 @@ app.add_typer(node_app, name="node")
 
     qfarm node --tags gpu,fast-disk --gpus 2 --resource license_nuke=2
 
+    qfarm node --schedule "mon-fri 19:00-07:00, sat-sun" --schedule-end suspend
+
+    qfarm node --when-idle 10m
+
     qfarm node disable render-07
 """
 )
@@ -255,6 +259,30 @@ def node(
             "--resource", help="NAME=N: a counted resource, e.g. license_nuke=2. Repeatable."
         ),
     ] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(
+            "--schedule",
+            help="Hours it works, in its local time: 'mon-fri 19:00-07:00, sat-sun' "
+            "[default: always].",
+        ),
+    ] = None,
+    schedule_end: Annotated[
+        str,
+        typer.Option(
+            "--schedule-end",
+            help="When its hours end (or its user comes back), its running segments: finish, "
+            "suspend (until it works again) or requeue (to other nodes).",
+        ),
+    ] = "finish",
+    when_idle: Annotated[
+        str | None,
+        typer.Option(
+            "--when-idle",
+            help="Work only once its user has been away this long: 10m, 1h (desktop idle "
+            "time, else terminal input).",
+        ),
+    ] = None,
 ) -> None:
     """Run a service node that joins a controller and runs its segments.
 
@@ -265,6 +293,7 @@ def node(
     if ctx.invoked_subcommand is not None:
         return
     from qfarm.domain.errors import QfarmError
+    from qfarm.node.availability import NodeHours
     from qfarm.node.facts import offerable_services
     from qfarm.node.serve import node_capacity, parse_services, serve_node
     from qfarm.security.pki import parse_join_token
@@ -277,6 +306,7 @@ def node(
         if not offered:
             raise InvalidRequest("this node can offer none of the services asked for")
         capacity = node_capacity(tags or [], gpus, resources or [], offered)
+        hours = NodeHours.parse(schedule, schedule_end, when_idle)
         url = remote.client().url  # names the controller, or says how to
         directory = config.data_dir(data_dir)
         joining = parse_join_token(join_token) if join_token else local_join_token(url, directory)
@@ -312,6 +342,7 @@ def node(
             on_waiting=waiting,
             path_map=mapping,
             capacity=capacity,
+            hours=hours,
         )
         asyncio.run(serving)
 

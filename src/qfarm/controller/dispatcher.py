@@ -33,6 +33,13 @@ from qfarm.domain.lifecycle import CrashLoop, refusal
 from qfarm.domain.messages import SegmentTask
 from qfarm.domain.model import FINAL_JOB_STATES, BatchState, Node, NodeState, SegmentState
 from qfarm.domain.requirements import NO_REQUIREMENTS, NodeOffer, Requirements
+from qfarm.domain.schedule import (
+    AVAILABILITY_NAMES,
+    AVAILABLE,
+    HoursAction,
+    hours_actions,
+    parse_schedule_end,
+)
 from qfarm.domain.steering import resume_continues, suspend_plan
 from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
@@ -107,6 +114,10 @@ class Dispatcher:
         # Fingerprints of every node the store knows, offline ones too (for pins).
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.busy: dict[str, Counter[str]] = {}
+        # Each live node's availability as its heartbeats say (qfarm.domain.schedule:
+        # AVAILABLE, OFF_HOURS, USER_ACTIVE), and the nodes that take no new work by it.
+        self.availability: dict[str, float] = {}
+        self.off: set[str] = set()
         # Farm-wide limits, name -> count (qfarm limit set): kept here as the store has them.
         self.limits: dict[str, int] = store.limits()
         self.killing: set[str] = set()
@@ -405,6 +416,8 @@ class Dispatcher:
         self.fingerprints = {n.name: dict(n.fingerprint) for n in stored}
         self.disabled = {n.name for n in stored if n.state is NodeState.DISABLED}
         self.disabled |= set(self.refused)
+        await self._follow_hours(live)
+        self.disabled |= self.off
 
     def _crash_looping(self, name: str) -> bool:
         """Whether a node has gone down more than MAX_NODE_RESTARTS times lately: its worker
@@ -425,11 +438,50 @@ class Dispatcher:
         self.losses.setdefault(node.name, deque()).append(time.monotonic())
         for flight in [f for f in self.in_flight.values() if f.address == node.address]:
             log.warning("node %s went away while running %s", node.name, flight.key)
-            del self.in_flight[flight.key]
-            self.killing.discard(flight.key)
-            end = TaskEnd(flight.key, None, lost=True, error="node lost")
-            self._lost.append((flight.job_id, self._result(flight, end)))
-            await self.engine.withdraw(flight.key)
+            await self._give_up(flight, "node lost")
+
+    async def _give_up(self, flight: InFlight, error: str) -> None:
+        """Record an attempt as lost at the next tick (its segment is queued again, no
+        failure counted) and withdraw its task, so a late end from it is ignored."""
+        del self.in_flight[flight.key]
+        self.killing.discard(flight.key)
+        end = TaskEnd(flight.key, None, lost=True, error=error)
+        self._lost.append((flight.job_id, self._result(flight, end)))
+        await self.engine.withdraw(flight.key)
+
+    async def _follow_hours(self, live: dict[str, EngineNode]) -> None:
+        """Nodes that went off (outside their --schedule, or their user came back) take no
+        new work; their running segments do as each node's --schedule-end says: run on
+        (finish), stop where they are until it is back (suspend), or go to other nodes now
+        (requeue, no failure counted)."""
+        now = {name: float(node.load.get("availability", AVAILABLE)) for name, node in live.items()}
+        ends = {
+            name: parse_schedule_end(str(node.facts.get("schedule_end") or "finish"))
+            for name, node in live.items()
+        }
+        for name, action in hours_actions(self.availability, now, ends).items():
+            flights = [f for f in self.in_flight.values() if f.node == name]
+            log.warning("node %s is %s: %s", name, AVAILABILITY_NAMES.get(now[name]), action)
+            if action is HoursAction.REQUEUE:
+                for flight in flights:
+                    await self.engine.kill(flight.key, flight.address)
+                    await self._give_up(flight, f"node {name}'s hours ended (schedule-end requeue)")
+            else:
+                await self._hold_for_hours(flights, suspend=action is HoursAction.SUSPEND)
+        self.availability = now
+        self.off = {name for name, state in now.items() if state < AVAILABLE}
+
+    async def _hold_for_hours(self, flights: list[InFlight], *, suspend: bool) -> None:
+        """Stop (or continue) the processes of a node's flights for its hours, whatever
+        their batches' own state."""
+        flights = [f for f in flights if f.suspendable]
+        act = self.engine.suspend if suspend else self.engine.resume
+        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
+        done = [(f.segment_id, f.attempt) for f, ok in zip(flights, answers, strict=True)
+                if ok and f.key in self.in_flight]  # fmt: skip
+        changes = self.store.record_suspended(done, suspended=suspend)
+        if changes and self.on_changes is not None:
+            self.on_changes(changes)
 
     def _free(self) -> dict[str, dict[str, int]]:
         """Free instances: node -> service -> count, for nodes that take work."""

@@ -113,7 +113,9 @@ def eligible(
         return Eligible([], f"no online node offers the {service} service")
     offering = [name for name in offering if name not in farm.disabled]
     if not offering:
-        return Eligible([], f"every node that offers {service} is disabled or refused")
+        return Eligible(
+            [], f"every node that offers {service} is disabled, refused or off by its hours"
+        )
     if not requirements.empty:
         meeting = [n for n in offering if unmet(farm.nodes[n].offer, requirements) is None]
         if not meeting:

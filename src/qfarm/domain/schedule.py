@@ -29,6 +29,13 @@ MINUTES_PER_DAY = 24 * 60
 MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 
 
+# Whether a node takes work, as its heartbeats say (a number: heartbeat metrics are numbers).
+AVAILABLE = 1.0
+OFF_HOURS = 0.0  # outside its schedule
+USER_ACTIVE = -1.0  # its user is at the machine (--when-idle)
+AVAILABILITY_NAMES = {AVAILABLE: "available", OFF_HOURS: "outside its hours", USER_ACTIVE: "in use"}
+
+
 class ScheduleEnd(enum.StrEnum):
     """What a node does with its running segments when its hours end."""
 
@@ -165,3 +172,31 @@ def _minute(clock: str, part: str) -> int:
 
 def _minute_of_week(when: dt.datetime) -> int:
     return when.weekday() * MINUTES_PER_DAY + when.hour * 60 + when.minute
+
+
+class HoursAction(enum.StrEnum):
+    """What the controller does to a node's running segments when its availability moves."""
+
+    SUSPEND = "suspend"  # stop them where they are
+    CONTINUE = "continue"  # go on with the ones it stopped
+    REQUEUE = "requeue"  # end them and queue them again, for other nodes
+
+
+def hours_actions(
+    before: dict[str, float], now: dict[str, float], ends: dict[str, ScheduleEnd]
+) -> dict[str, HoursAction]:
+    """By node: what its ``--schedule-end`` asks now that it went off (available before,
+    or new, and not now) or came back. ``finish`` asks nothing: its segments run on, and it
+    only takes no new ones."""
+    actions: dict[str, HoursAction] = {}
+    for node, state in now.items():
+        was = before.get(node, AVAILABLE)
+        end = ends.get(node, ScheduleEnd.FINISH)
+        if was >= AVAILABLE > state:
+            if end is ScheduleEnd.SUSPEND:
+                actions[node] = HoursAction.SUSPEND
+            elif end is ScheduleEnd.REQUEUE:
+                actions[node] = HoursAction.REQUEUE
+        elif state >= AVAILABLE > was and end is ScheduleEnd.SUSPEND:
+            actions[node] = HoursAction.CONTINUE
+    return actions

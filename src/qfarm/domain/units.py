@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from qfarm.domain.errors import InvalidRequest
+
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600}
+
 
 def duration(seconds: float | None) -> str:
     """``0.4 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``."""
@@ -25,3 +29,21 @@ def size(count: float) -> str:
             return f"{shown} {unit}" if unit == "B" else f"{shown:.1f} {unit}"
         value /= 1024
     raise AssertionError("unreachable")
+
+
+def parse_duration(text: str, option: str = "duration") -> float:
+    """``90s``, ``10m``, ``1.5h`` or plain seconds (``600``); InvalidRequest naming
+    ``option`` otherwise."""
+    value = text.strip().lower()
+    number, unit = value, "s"
+    for name in sorted(_UNITS, key=len, reverse=True):
+        if value.endswith(name):
+            number, unit = value[: -len(name)].strip(), name
+            break
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        raise InvalidRequest(f"{option} {text!r} is not a duration like 90s, 10m or 1h") from None
+    if seconds < 0:
+        raise InvalidRequest(f"{option} {text!r} is negative")
+    return seconds

@@ -154,6 +154,11 @@ class NodeRunner(Protocol):
         """End every segment process of this node (its worker is closing)."""
         ...
 
+    def availability(self) -> float:
+        """Whether the node takes work now: 1 yes, 0 outside its hours, -1 its user is at
+        it (qfarm.node.availability); sent with every heartbeat."""
+        ...
+
     def facts(self, services: dict[str, int]) -> dict[str, Any]:
         """What the node tells the controller of itself (version, fingerprint, cores)."""
         ...

@@ -35,6 +35,7 @@ from qfarm.engine.base import (
     TaskEvent,
 )
 from qfarm.engine.worker import (
+    AVAILABILITY,
     EVENT_TOPIC,
     HOST_CPU,
     HOST_MEMORY,
@@ -216,6 +217,9 @@ class DaskEngine:
                     load={
                         "cpu_percent": float(metrics.get(HOST_CPU) or 0.0),
                         "memory_used": int(metrics.get(HOST_MEMORY) or 0),
+                        "availability": float(metrics.get(AVAILABILITY) or 0.0)
+                        if AVAILABILITY in metrics
+                        else 1.0,
                     },
                     silent_for=max(0.0, now - float(info.get("last_seen") or now)),
                 )

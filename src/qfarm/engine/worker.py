@@ -74,6 +74,7 @@ def _runner(worker: Any) -> NodeRunner:
 # Heartbeat metrics of a node's host, added by the worker plugin below.
 HOST_CPU = "qfarm_host_cpu_percent"
 HOST_MEMORY = "qfarm_host_memory_used"
+AVAILABILITY = "qfarm_availability"  # NodeRunner.availability: 1 takes work, 0 or -1 not
 
 
 def kill_on_node(key: str, dask_worker: Any = None) -> bool:
@@ -131,6 +132,7 @@ class NodePlugin(WorkerPlugin):
             return
         worker.metrics[HOST_CPU] = lambda _worker: runner.host_load()["cpu_percent"]
         worker.metrics[HOST_MEMORY] = lambda _worker: runner.host_load()["memory_used"]
+        worker.metrics[AVAILABILITY] = lambda _worker: runner.availability()
 
     def teardown(self, worker: Any) -> None:
         if self.runner is not None:

@@ -39,3 +39,9 @@ class NodeConfig:
     # CUDA_VISIBLE_DEVICES ("0", "1"...): detected ones first, then numbered on.
     gpu_devices: tuple[str, ...] = ()
     gpu_memory_mib: int = 0  # of its smallest GPU, as detected (0: unknown)
+    # --schedule: its weekly hours (qfarm.domain.schedule), in this node's local time; None:
+    # always. --schedule-end: what its running segments do when they end (finish, suspend,
+    # requeue). --when-idle: seconds its user must have been away before it takes work.
+    schedule: str | None = None
+    schedule_end: str = "finish"
+    when_idle: float | None = None

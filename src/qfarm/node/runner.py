@@ -8,6 +8,7 @@ the engine, so the same code runs under any executor.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import traceback
@@ -20,12 +21,14 @@ from qfarm import jobtypes
 from qfarm.domain.errors import QfarmError
 from qfarm.domain.messages import AttemptResult, SegmentTask
 from qfarm.domain.requirements import GPU
+from qfarm.domain.schedule import parse_schedule
 from qfarm.domain.units import duration
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome, describe_process_failure
 from qfarm.jobtypes.openjd import pool as openjd_pool
 from qfarm.jobtypes.supervisor import SUPERVISOR
 from qfarm.node import facts as node_facts
 from qfarm.node import pathmap, scratch
+from qfarm.node.availability import Availability
 from qfarm.node.config import NodeConfig
 
 LOG_TAIL_LINES = 20
@@ -64,6 +67,13 @@ class GpuPool:
 
 
 GPUS = GpuPool()  # one per worker process: a node's segments run in its one worker
+
+
+@functools.cache
+def _availability(schedule: str | None, when_idle: float | None) -> Availability:
+    """The node's hours, read once per worker process (`qfarm node` checked them)."""
+    return Availability(parse_schedule(schedule) if schedule else None, when_idle)
+
 
 # Preflights already run in this node process, by job id; the lock makes two segments of one
 # job that start together run it once.
@@ -125,11 +135,19 @@ class SegmentRunner:
             gpus=int(config.resources.get(GPU, 0)),
             gpu_memory_mib=config.gpu_memory_mib,
             scratch_gib=node_facts.scratch_gib(str(config.scratch_root)),
+            schedule=config.schedule,
+            schedule_end=config.schedule_end,
+            when_idle=config.when_idle,
         )
         return facts
 
     def host_load(self) -> dict[str, float]:
         return node_facts.host_load()
+
+    def availability(self) -> float:
+        """Whether the node takes work now (qfarm.node.availability: AVAILABLE, OFF_HOURS
+        or USER_ACTIVE), for its heartbeats."""
+        return _availability(self.config.schedule, self.config.when_idle).state()
 
 
 def run_segment(

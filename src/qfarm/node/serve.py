@@ -19,6 +19,7 @@ from qfarm.domain.requirements import GPU, check_amount, parse_amounts, parse_ta
 from qfarm.engine.base import NodeSpec
 from qfarm.engine.worker import run_node
 from qfarm.jobtypes.supervisor import RECORD_DIR_ENV, reap_leftovers
+from qfarm.node.availability import NodeHours
 from qfarm.node.config import NodeConfig
 from qfarm.node.facts import detect_gpus
 from qfarm.node.runner import SegmentRunner
@@ -100,6 +101,7 @@ async def serve_node(
     on_waiting: Callable[[str], None] = lambda why: None,
     path_map: dict[str, str] | None = None,
     capacity: Capacity | None = None,
+    hours: NodeHours | None = None,
 ) -> None:
     """Be a service node of the controller at ``controller_url``, for good.
 
@@ -128,6 +130,9 @@ async def serve_node(
             resources=dict(capacity.resources),
             gpu_devices=capacity.gpu_devices,
             gpu_memory_mib=capacity.gpu_memory_mib,
+            schedule=hours.schedule if hours else None,
+            schedule_end=hours.end if hours else "finish",
+            when_idle=hours.when_idle if hours else None,
         )
     )
     client = Client(controller_url, token=token)

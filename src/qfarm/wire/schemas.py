@@ -288,6 +288,7 @@ class NodeOut(Answer):
     resources: dict[str, int] = Field(default={}, description="counted resources: gpu=2, …")
     gpus: int = Field(default=0, description="its GPUs: the counted resource gpu")
     refused: str = Field(default="", description="why the node is refused work, if it is")
+    hours: str = Field(default="", description="its schedule or idle rule, and whether it works")
     busy: dict[str, int] = Field(
         default={}, description="busy instances by service, and counted resources held"
     )

@@ -53,7 +53,12 @@ function nodeRow(node) {
     "tr",
     { "data-node": node.name },
     el("td", { text: node.name }),
-    el("td", {}, stateLabel(node.state), node.refused ? ` (${node.refused})` : ""),
+    el(
+      "td",
+      {},
+      stateLabel(node.state),
+      node.refused ? ` (${node.refused})` : node.hours ? ` (${node.hours})` : "",
+    ),
     el("td", { text: services || "–" }),
     el("td", { className: "wrap", text: carries || "–" }),
     el("td", { className: "wrap", text: running || "idle" }),
