@@ -4,6 +4,7 @@ openjd-sessions with a real SegmentContext (templates written here, bash and Pyt
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -250,9 +251,11 @@ def test_python_script_with_embedded_file_and_working_directory(
     exported, in_template = (out / "wd").read_text().split("\n")
     assert exported == in_template
     assert Path(exported).is_absolute()
-    assert Path(exported).parent == sessions_root / "seg-1"
+    # Named after the segment that opened it and the worker process it runs in.
+    folder = sessions_root / f"seg-1-{os.getpid()}"
+    assert Path(exported).parent == folder
     assert "frame 7" in farm.log()
-    assert not (sessions_root / "seg-1").exists()  # the session's folder is removed
+    assert not folder.exists()  # the session's folder is removed
 
 
 def test_task_chunking_runs_each_chunk_as_one_segment(farm: Farm, out: Path) -> None:

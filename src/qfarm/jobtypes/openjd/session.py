@@ -202,7 +202,9 @@ class JobSession:
         self.key = key
         self.session_id = _safe(ctx.key)
         self.opened_by = ctx.key
-        self.folder = sessions_root() / self.session_id
+        # The worker process in the name: the same key comes from each embedded cluster on
+        # a machine (their first batch is batch 1), and their sessions must not share it.
+        self.folder = sessions_root() / f"{self.session_id}-{os.getpid()}"
         self.tasks = 0  # tasks run in it
         self._ctx: SegmentContext | None = ctx
         self._last_log = ctx.log_path
