@@ -49,17 +49,19 @@ async def serve_controller(
     advertise: bool = True,
     token: str | None = None,
     dashboard: bool = False,
+    fair_share: bool = False,
     on_ready: Callable[[ControllerAddresses], None] = lambda addresses: None,
 ) -> None:
     """Run a controller until SIGINT or SIGTERM. ``on_ready`` is called once the API
     answers, with the addresses clients and nodes use. With ``advertise``, it is announced
     by mDNS on the interfaces it listens on. ``dashboard``: its scheduler serves Dask's
-    dashboard on a free port (it needs bokeh: InvalidRequest without).
+    dashboard on a free port (it needs bokeh: InvalidRequest without). ``fair_share``: owners
+    of batches of equal priority share the farm's instances (controller.fairshare).
     """
     advertiser: Any = None
     controller = await Controller.start(
         store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port,
-        dashboard=dashboard,
+        dashboard=dashboard, fair_share=fair_share,
     )  # fmt: skip
     try:
         config = uvicorn.Config(

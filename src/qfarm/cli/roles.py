@@ -35,6 +35,8 @@ NodeNameArg = Annotated[str, typer.Argument(metavar="NAME", help="The node's nam
     qfarm controller --db postgresql+psycopg://qfarm@dbhost/qfarm
 
     qfarm controller --dashboard     # Dask's dashboard too (needs bokeh)
+
+    qfarm controller --fair-share    # owners share the farm at each priority
 """
 )
 def controller(
@@ -84,6 +86,15 @@ def controller(
             metavar=FLAG,
             help="Serve Dask's dashboard on a free port and print its URL (needs bokeh: "
             "pip install 'bokeh>=3.1').",
+        ),
+    ] = False,
+    fair_share: Annotated[
+        bool,
+        typer.Option(
+            "--fair-share",
+            metavar=FLAG,
+            help="Among batches of equal priority, give each owner a share of the farm's "
+            "instances, not first come, first served.",
         ),
     ] = False,
 ) -> None:
@@ -150,6 +161,7 @@ def controller(
             advertise=advertise,
             token=token,
             dashboard=dashboard,
+            fair_share=fair_share,
             on_ready=ready,
         )
         asyncio.run(serving)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from qfarm import __version__, jobtypes
 from qfarm.controller import placement
+from qfarm.controller.fairshare import FairShare
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
 from qfarm.domain.lifecycle import CrashLoop, refusal
 from qfarm.domain.messages import SegmentTask
@@ -79,6 +80,7 @@ class InFlight:
     # actions belong to openjd-sessions (see Dispatcher.suspend_batch).
     suspendable: bool = True
     limits: tuple[str, ...] = ()  # the farm-wide limits it holds one of (see limit_left)
+    owner: str = ""  # its batch's owner (fair share)
 
 
 class Dispatcher:
@@ -90,6 +92,7 @@ class Dispatcher:
         logs_dir: Path,
         batch_ids: Iterable[int] | None = None,
         on_changes: Callable[[list[Change]], None] | None = None,
+        fair_share: bool = False,
     ) -> None:
         self.store = store
         self.engine = engine
@@ -98,6 +101,8 @@ class Dispatcher:
         # store with other runs and must not take their work.
         self.batch_ids: set[int] | None = set(batch_ids) if batch_ids is not None else None
         self.on_changes = on_changes
+        # Share the farm between owners at each priority (see controller.fairshare).
+        self.fair_share = fair_share
         self.nodes: dict[str, EngineNode] = {}
         self.disabled: set[str] = set()  # drained or refused: given no new work
         self.refused: dict[str, str] = {}  # node name -> why it is refused
@@ -512,11 +517,18 @@ class Dispatcher:
         spare = self._free_resources()
         left = self.limit_left()
         farm = self._farm()
-        picked, changes, missing = self._dispatch_pass(free, spare, farm, left)
+        fair = self._fair_share(free)
+        picked, changes, missing = self._dispatch_pass(free, spare, farm, left, fair)
         if missing:
             for job_id in missing:
                 self.histories[job_id] = self._read_history(job_id)
-            more, more_changes, _ = self._dispatch_pass(free, spare, farm, left)
+            more, more_changes, _ = self._dispatch_pass(free, spare, farm, left, fair)
+            picked += more
+            changes += more_changes
+        if fair is not None and fair.held_back_at is not None and any(free.values()):
+            # Owners were held at their share and instances are still free: no instance
+            # idles while work waits, so what is left goes out in the usual order.
+            more, more_changes, _ = self._dispatch_pass(free, spare, farm, left, None)
             picked += more
             changes += more_changes
         keys = []
@@ -528,7 +540,7 @@ class Dispatcher:
             self.in_flight[key] = InFlight(
                 key, cand.segment_id, cand.job_id, cand.batch_id, attempt, name, node.address,
                 cand.service, held, not jobtypes.get(cand.job_type).keeps_sessions,
-                tuple(sorted(cand.requirements.limits)),
+                tuple(sorted(cand.requirements.limits)), cand.owner,
             )  # fmt: skip
             busy = self.busy[name]
             busy[cand.service] += 1
@@ -555,6 +567,7 @@ class Dispatcher:
         spare: dict[str, dict[str, int]],
         farm: placement.Farm,
         left: dict[str, int],
+        fair: FairShare | None = None,
     ) -> tuple[list[tuple[Candidate, str]], list[Change], set[int]]:
         by_service: Counter[str] = Counter()
         for services in free.values():
@@ -572,6 +585,8 @@ class Dispatcher:
                 return None
             if any(left.get(name, 0) <= 0 for name in cand.requirements.limits):
                 return None  # a limit it holds is all in use (or not set): it waits
+            if fair is not None and not fair.allows(cand.owner, cand.priority):
+                return None  # its owner has its share for now (a later pass may add)
             history = self.histories.get(cand.job_id, JobHistory())
             pin = self.pins.get(cand.job_id) or placement.pin_from_history(history, tools, farm)
             choice = placement.choose(cand, tools, farm, free, pin, history, spare)
@@ -585,6 +600,8 @@ class Dispatcher:
                     spare[choice.node][resource] -= count
                 for name in cand.requirements.limits:
                     left[name] -= 1
+                if fair is not None:
+                    fair.took(cand.owner)
             return choice.node
 
         picked, changes = self.store.dispatch(
@@ -595,6 +612,22 @@ class Dispatcher:
             log_path=lambda cand: str(self._log_path(cand, cand.attempts + 1)),
         )
         return picked, changes, missing
+
+    def _fair_share(self, free: dict[str, dict[str, int]]) -> FairShare | None:
+        """This tick's fair share (None when it is off, or nobody waits)."""
+        if not self.fair_share:
+            return None
+        waiting = self.store.waiting_owners(time.time())
+        if not waiting:
+            return None
+        instances = sum(
+            count
+            for name, node in self.nodes.items()
+            if name not in self.disabled
+            for count in node.services.values()
+        )
+        held = Counter(flight.owner for flight in self.in_flight.values())
+        return FairShare(instances, held, waiting)
 
     def limit_left(self) -> dict[str, int]:
         """How many more segments each limit lets run now: its count less the attempts out

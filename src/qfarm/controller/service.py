@@ -90,6 +90,7 @@ class Controller:
         scheduler: str | None = None,
         scheduler_port: int = 0,
         dashboard: bool = False,
+        fair_share: bool = False,
     ) -> Controller:
         """A cluster controller whose nodes join from outside: a Dask scheduler in this
         process on ``host:scheduler_port``, which takes only nodes holding a certificate of
@@ -113,15 +114,22 @@ class Controller:
                 tls=authority.controller_files(),
                 dashboard=dashboard,
             )
-        controller = cls._with(store, engine, data_dir, None)
+        controller = cls._with(store, engine, data_dir, None, fair_share)
         controller.authority = authority
         return controller
 
     @classmethod
     def _with(
-        cls, store: Store, engine: Engine, data_dir: Path, batch_ids: set[int] | None
+        cls,
+        store: Store,
+        engine: Engine,
+        data_dir: Path,
+        batch_ids: set[int] | None,
+        fair_share: bool = False,
     ) -> Controller:
-        dispatcher = Dispatcher(store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids)
+        dispatcher = Dispatcher(
+            store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids, fair_share=fair_share
+        )
         controller = cls(store, engine, dispatcher, data_dir)
         controller.estimates = Estimates(store.estimate_facts, dispatcher.farm)
         dispatcher.on_changes = controller._broadcast

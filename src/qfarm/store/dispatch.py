@@ -63,6 +63,23 @@ class Dispatching(StoreBase):
             )
         return picked, changes
 
+    def waiting_owners(self, now: float) -> dict[int, set[str]]:
+        """By batch priority, the owners whose batches that give out work now have queued
+        segments: who shares the farm at each priority (fair share)."""
+        query = (
+            select(batches.c.priority, batches.c.owner)
+            .distinct()
+            .join(segments, segments.c.batch_id == batches.c.id)
+            .where(batches.c.state.in_([s.value for s in DISPATCHING_BATCH_STATES]))
+            .where((batches.c.start_at.is_(None)) | (batches.c.start_at <= now))
+            .where(segments.c.state == SegmentState.QUEUED.value)
+        )
+        found: dict[int, set[str]] = {}
+        with self.engine.connect() as conn:
+            for priority, owner in conn.execute(query):
+                found.setdefault(int(priority), set()).add(str(owner))
+        return found
+
     def mark_dispatched(self, dispatches: Sequence[Dispatch]) -> list[Change]:
         """Segments handed to nodes: queued -> dispatched, a new attempt each."""
         with self._tx() as conn:
@@ -74,7 +91,7 @@ class Dispatching(StoreBase):
 
 # Batches that give out work now, in dispatch order (steering.batch_dispatches, batch_order).
 _READY_BATCHES = (
-    select(batches.c.id)
+    select(batches.c.id, batches.c.owner, batches.c.priority)
     .where(batches.c.state.in_([s.value for s in DISPATCHING_BATCH_STATES]))
     .where((batches.c.start_at.is_(None)) | (batches.c.start_at <= bindparam("now")))
     .order_by(batches.c.priority.desc(), batches.c.id)
@@ -132,7 +149,7 @@ def candidates(
         ready = conn.execute(_READY_BATCHES, {"now": now})
     else:
         ready = conn.execute(_READY_BATCHES_OF, {"now": now, "batch_ids": list(batch_ids)})
-    for batch_id in ready.scalars().all():
+    for batch_id, owner, priority in ready.all():
         services = [s for s, n in wanted.items() if n > 0]
         job_rows = conn.execute(_READY_JOBS, {"batch_id": batch_id, "services": services}).all()
         for job in job_rows:
@@ -165,6 +182,8 @@ def candidates(
                     attempts=seg.attempts,
                     failed_nodes=failed_nodes,
                     requirements=requirements,
+                    owner=owner,
+                    priority=priority,
                 )
             if not any(n > 0 for n in wanted.values()):
                 return

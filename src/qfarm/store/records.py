@@ -51,6 +51,8 @@ class Candidate:
     attempts: int
     failed_nodes: tuple[str, ...]
     requirements: Requirements = NO_REQUIREMENTS
+    owner: str = ""  # its batch's, and its priority: for fair share between owners
+    priority: int = 0
 
 
 @dataclass(frozen=True)
