@@ -145,3 +145,19 @@ def test_steering_verbs_are_the_actions_batches_name(openapi: dict[str, Any]) ->
         assert verb in ALL_ACTIONS and "post" in paths[f"/api/v1/batches/{{batch_id}}/{verb}"]
     assert "put" in paths["/api/v1/batches/{batch_id}/priority"]
     assert "delete" in paths["/api/v1/batches/{batch_id}"]  # remove
+
+
+def test_a_job_bodys_host_constraints_become_its_requirements() -> None:
+    from qfarm.api.routes_batches import requirements_of
+    from qfarm.domain.requirements import AmountRange, AttributeMatch
+    from qfarm.wire.schemas import RequirementsIn
+
+    body = RequirementsIn.model_validate(
+        {"tags": ["gpu"], "limits": ["nuke"],
+         "host_amounts": [{"name": "amount.worker.vcpu", "min": 4}],
+         "host_attributes": [{"name": "attr.worker.os.family", "any_of": ["linux"]}]}
+    )  # fmt: skip
+    req = requirements_of(body)
+    assert req.tags == {"gpu"} and req.limits == {"nuke"}
+    assert req.host.amounts == (AmountRange("amount.worker.vcpu", 4, None),)
+    assert req.host.attributes == (AttributeMatch("attr.worker.os.family", ("linux",), None),)

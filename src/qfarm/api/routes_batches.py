@@ -24,9 +24,6 @@ from qfarm.domain.model import (
 )
 from qfarm.domain.requirements import (
     NO_REQUIREMENTS,
-    AmountRange,
-    AttributeMatch,
-    HostConstraints,
     Requirements,
     job_requirements,
 )
@@ -84,20 +81,9 @@ def requirements_of(body: RequirementsIn | None) -> Requirements:
     req = job_requirements(body.tags, body.gpus, body.resources, body.limits)
     if not body.host_amounts and not body.host_attributes:
         return req
-    return dataclasses.replace(
-        req,
-        host=HostConstraints(
-            amounts=tuple(AmountRange(a.name, a.min, a.max) for a in body.host_amounts),
-            attributes=tuple(
-                AttributeMatch(
-                    a.name,
-                    tuple(a.any_of) if a.any_of is not None else None,
-                    tuple(a.all_of) if a.all_of is not None else None,
-                )
-                for a in body.host_attributes
-            ),
-        ),
-    )
+    # The body's host constraints have the stored form's shape (Requirements.to_dict).
+    stored = body.model_dump(include={"host_amounts", "host_attributes"})
+    return dataclasses.replace(req, host=Requirements.from_dict(stored).host)
 
 
 def segment_out(segment: Segment) -> SegmentOut:

@@ -166,11 +166,7 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
 
 def _needs(job: dict[str, Any], where: str) -> Requirements:
     """A job's ``require``, ``gpus``, ``resources`` and ``limits`` keys, checked."""
-    require = job.get("require", [])
-    if isinstance(require, str):
-        require = [require]
-    if not isinstance(require, list) or not all(isinstance(t, str) for t in require):
-        raise InvalidRequest(f"{where}: require must be a list of tags")
+    require = _strings(job, "require", f"{where}: require must be a list of tags")
     gpus = job.get("gpus")
     if gpus is not None and (not isinstance(gpus, int) or isinstance(gpus, bool)):
         raise InvalidRequest(f"{where}: gpus must be a whole number")
@@ -179,15 +175,22 @@ def _needs(job: dict[str, Any], where: str) -> Requirements:
         isinstance(v, int) and not isinstance(v, bool) for v in resources.values()
     ):
         raise InvalidRequest(f"{where}: resources must be a table of NAME = N")
-    limits = job.get("limits", [])
-    if isinstance(limits, str):
-        limits = [limits]
-    if not isinstance(limits, list) or not all(isinstance(n, str) for n in limits):
-        raise InvalidRequest(f"{where}: limits must be a list of limit names")
+    limits = _strings(job, "limits", f"{where}: limits must be a list of limit names")
     try:
         return job_requirements(require, gpus, {str(k): v for k, v in resources.items()}, limits)
     except InvalidRequest as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
+
+
+def _strings(job: dict[str, Any], key: str, refusal: str) -> list[str]:
+    """A key that takes a list of strings, or one string for a list of one; ``refusal`` is
+    the InvalidRequest message for anything else."""
+    value = job.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidRequest(refusal)
+    return value
 
 
 OPENJD_KEYS = frozenset({"name", "type", "template", "params", "env", "step", "path_map"})
@@ -215,11 +218,7 @@ def _openjd_jobs(job: dict[str, Any], index: int, base: Path) -> list[JobRequest
         args = list(params)
     else:
         raise InvalidRequest(f"{where}: params must be a table or a list of NAME=VALUE")
-    env = job.get("env", [])
-    if isinstance(env, str):
-        env = [env]
-    if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
-        raise InvalidRequest(f"{where}: env must be a list of environment template paths")
+    env = _strings(job, "env", f"{where}: env must be a list of environment template paths")
     mapping = job.get("path_map", {})
     if not isinstance(mapping, dict):
         raise InvalidRequest(f"{where}: path_map must be a table of FROM = TO")
