@@ -251,8 +251,12 @@ def test_an_idle_session_is_ended_after_its_idle_time(
     assert node.pool.idle_count() == 1 or trace(out)[-1:] == ["exit"]
     wait_until_sync(lambda: trace(out)[-1:] == ["exit"], timeout=20, what="the idle session")
     assert trace(out) == ["enter", "task 1 hello ", "exit"]
-    last = node.logs[-1].read_text()
-    assert "ending idle openjd session" in last and "leaving the farmhouse" in last
+    # The exit action's output reaches the log once the action has ended, a moment after
+    # its process wrote the trace.
+    wait_until_sync(
+        lambda: "leaving the farmhouse" in node.logs[-1].read_text(), timeout=20, what="its log"
+    )
+    assert "ending idle openjd session" in node.logs[-1].read_text()
     assert "leaving the farmhouse" in (sessions_root / NODE_LOG).read_text()
     assert node.pool.idle_count() == 0
     # The next segment of the job opens a new session.
