@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qfarm import __version__
-from qfarm.controller.dispatcher import CRASH_WINDOW_SECONDS, MAX_NODE_RESTARTS
+from qfarm.controller.fleet import CRASH_WINDOW_SECONDS, MAX_NODE_RESTARTS
 from qfarm.controller.placement import BLOCKLIST_AFTER
 from qfarm.controller.planning import plan_batch
 from qfarm.domain.model import BatchRequest, BatchState, JobRequest, JobState, SegmentState

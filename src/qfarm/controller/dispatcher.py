@@ -23,26 +23,19 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from qfarm import __version__, jobtypes
+from qfarm import jobtypes
 from qfarm.controller import placement
 from qfarm.controller.fairshare import FairShare
+from qfarm.controller.fleet import NodeWatch, node_offer
+from qfarm.controller.inflight import InFlight
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
-from qfarm.domain.lifecycle import CrashLoop, refusal
+from qfarm.controller.steer import BatchSteering
 from qfarm.domain.messages import SegmentTask
-from qfarm.domain.model import FINAL_JOB_STATES, BatchState, Node, NodeState, SegmentState
-from qfarm.domain.requirements import NO_REQUIREMENTS, NodeOffer, Requirements
-from qfarm.domain.schedule import (
-    AVAILABILITY_NAMES,
-    AVAILABLE,
-    HoursAction,
-    hours_actions,
-    parse_schedule_end,
-)
-from qfarm.domain.steering import resume_continues, suspend_plan
-from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEnd, TaskEvent
+from qfarm.domain.model import FINAL_JOB_STATES
+from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
+from qfarm.engine.base import Engine, EngineNode, TaskEnd, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
 NODE_REFRESH_SECONDS = 1.0
@@ -54,36 +47,14 @@ IDLE_TICK_SECONDS = 0.5
 BUSY_IN_FLIGHT = 2
 MIN_TICK_SECONDS = 0.02
 MAX_TICK_PAUSE_SECONDS = 0.05
-# A node that goes down more than this many times in the window is taken out of service
-# (Qmaster restarted a crashed service up to four times).
-MAX_NODE_RESTARTS = 4
-CRASH_WINDOW_SECONDS = 600.0
-CRASH_LOOP = CrashLoop(MAX_NODE_RESTARTS, CRASH_WINDOW_SECONDS)
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class InFlight:
-    """A segment attempt handed to the engine and not yet reported back."""
+class Dispatcher(NodeWatch, BatchSteering):
+    """The ticks, and what they dispatch; following the nodes (NodeWatch) and steering
+    batches with work out (BatchSteering) are its parts of their own."""
 
-    key: str
-    segment_id: int
-    job_id: int
-    batch_id: int
-    attempt: int
-    node: str
-    address: str
-    service: str
-    resources: dict[str, int] = field(default_factory=dict)  # counted, held while it runs
-    # Whether its processes are qfarm's to stop (SIGSTOP): not an OpenJD job's, whose
-    # actions belong to openjd-sessions (see Dispatcher.suspend_batch).
-    suspendable: bool = True
-    limits: tuple[str, ...] = ()  # the farm-wide limits it holds one of (see limit_left)
-    owner: str = ""  # its batch's owner (fair share)
-
-
-class Dispatcher:
     def __init__(
         self,
         store: Store,
@@ -189,87 +160,6 @@ class Dispatcher:
                 if rest > 0:
                     await asyncio.sleep(rest)
 
-    async def suspend_batch(self, batch_id: int) -> list[Change]:
-        """Pause a batch and stop its running segments' processes where they are (SIGSTOP
-        on their nodes), recording them suspended. Each keeps its attempt and its node's
-        instance; :meth:`resume_batch` continues them. Refused (InvalidRequest) for an
-        ended batch and for one running OpenJD jobs (see steering.suspend_plan)."""
-        batch = self.store.batch(batch_id)
-        active = self.store.active_segments([batch_id])
-        jobs = {job.id: job for job in self.store.jobs(batch_id)}
-        unsuspendable = {
-            jobs[s.job_id].name
-            for s in active
-            if jobtypes.get(jobs[s.job_id].job_type).keeps_sessions
-        }
-        running = [s.id for s in active if s.state is SegmentState.RUNNING]
-        plan = suspend_plan(batch_id, batch.state, running, unsuspendable)
-        changes = self.store.pause_batch(batch_id) if plan.batch is not None else []
-        if batch.state is not BatchState.HELD:  # a held batch has nothing out to stop
-            self.suspending.add(batch_id)
-        by_segment = {f.segment_id: f for f in self.in_flight.values()}
-        flights = [by_segment[s] for s in plan.segments if s in by_segment]
-        changes += await self._stop_or_continue(flights, suspend=True)
-        self.poke()
-        return changes  # for the caller to broadcast (Controller.suspend)
-
-    async def resume_batch(self, batch_id: int) -> list[Change]:
-        """Resume a paused or held batch; a paused one's suspended segments are continued
-        (SIGCONT) and run on from where they were, on the same attempt."""
-        batch = self.store.batch(batch_id)
-        suspended = [
-            s.id
-            for s in self.store.active_segments([batch_id])
-            if s.state is SegmentState.SUSPENDED
-        ]
-        continued = resume_continues(batch.state, suspended)
-        changes = self.store.resume_batch(batch_id)
-        self.suspending.discard(batch_id)
-        by_segment = {f.segment_id: f for f in self.in_flight.values()}
-        flights = [by_segment[s] for s in continued if s in by_segment]
-        changes += await self._stop_or_continue(flights, suspend=False)
-        self.poke()
-        return changes
-
-    async def _stop_or_continue(self, flights: list[InFlight], *, suspend: bool) -> list[Change]:
-        """Ask each flight's node to stop (or continue) its processes, and record those the
-        node did: a process that had just ended, or a node that could not be reached, is
-        left to report as it will (its end, or its loss)."""
-        flights = [f for f in flights if f.suspendable]
-        if not flights:
-            return []
-        act = self.engine.suspend if suspend else self.engine.resume
-        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
-        reached = [f for f, ok in zip(flights, answers, strict=True) if ok]
-        if suspend:
-            # A resume that came while the stops were out found these still running and
-            # left them: continue them now rather than leave them stopped in a running batch.
-            resumed = [f for f in reached if f.batch_id not in self.suspending]
-            if resumed:
-                await asyncio.gather(*(self.engine.resume(f.key, f.address) for f in resumed))
-                reached = [f for f in reached if f.batch_id in self.suspending]
-        # A flight may have been given up (its node lost) while the calls were out.
-        done = [(f.segment_id, f.attempt) for f in reached if f.key in self.in_flight]
-        return self.store.record_suspended(done, suspended=suspend)
-
-    async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
-        """Cancel queued work at once and kill what runs (a suspended segment is continued
-        by its node's kill so that it can end); kills report back as canceled."""
-        self.suspending.discard(batch_id)
-        canceled = self.store.cancel(batch_id, reason)
-        if canceled.changes and self.on_changes is not None:
-            self.on_changes(canceled.changes)  # what ended at once, for the event stream
-        by_segment = {f.segment_id: f for f in self.in_flight.values()}
-        kills = []
-        for segment in canceled.active:
-            flight = by_segment.get(segment.id)
-            if flight is None:
-                continue
-            self.killing.add(flight.key)
-            kills.append(self.engine.kill(flight.key, flight.address))
-        await asyncio.gather(*kills)
-        self.poke()
-
     # --------------------------------------------------------------------- tick
 
     async def tick(self) -> None:
@@ -365,128 +255,6 @@ class Dispatcher:
             # folder, which is the only one it reads; the node sends only its tail.
             log_tail=r.log_tail,
         )
-
-    async def refresh_nodes(self) -> None:
-        """Bring the node list up to date with the engine's live workers."""
-        self._last_refresh = time.monotonic()
-        # A node silent for longer than the timeout is lost, even while Dask still lists it
-        # (frozen, or cut off with its connection open): its segments go elsewhere now. It
-        # comes back as a new node once its heartbeats do.
-        live = {
-            n.name: n for n in await self.engine.nodes() if n.silent_for <= NODE_TIMEOUT_SECONDS
-        }
-        now = time.time()
-        for name, engine_node in live.items():
-            known = self.nodes.get(name)
-            unknown_facts = known is not None and not known.facts
-            if known is None or known.address != engine_node.address or unknown_facts:
-                if known is not None and known.address != engine_node.address:
-                    await self._lose_node(known)
-                    self.busy[name] = Counter()
-                self.busy.setdefault(name, Counter())
-                version = engine_node.facts.get("version")
-                looping = name in self.crash_refused or self._crash_looping(name)
-                runner = bool(engine_node.facts.get("runner", True))
-                why = refusal(name, version, __version__, looping, CRASH_LOOP, runner)
-                if why is None:
-                    self.refused.pop(name, None)
-                else:
-                    if looping and version == __version__:
-                        self.crash_refused.add(name)  # until `qfarm node enable`
-                    if why != self.refused.get(name):
-                        log.warning("refusing %s", why)
-                    self.refused[name] = why
-                self.store.upsert_node(
-                    Node(
-                        name=name,
-                        address=engine_node.address,
-                        state=NodeState.ONLINE,
-                        services=engine_node.services,
-                        host=str(engine_node.facts.get("host") or engine_node.host),
-                        cores=int(engine_node.facts.get("cores") or 0),
-                        memory=int(engine_node.facts.get("memory") or 0),
-                        fingerprint=dict(engine_node.facts.get("fingerprint") or {}),
-                        last_seen=now,
-                        tags=tuple(sorted(engine_node.facts.get("tags") or ())),
-                        resources=dict(engine_node.resources),
-                    )
-                )
-        for name, known in list(self.nodes.items()):
-            if name not in live:
-                await self._lose_node(known)
-                self.busy.pop(name, None)
-                self.store.mark_offline(name)
-        self.nodes = live
-        stored = self.store.nodes()
-        self.fingerprints = {n.name: dict(n.fingerprint) for n in stored}
-        self.disabled = {n.name for n in stored if n.state is NodeState.DISABLED}
-        self.disabled |= set(self.refused)
-        await self._follow_hours(live)
-        self.disabled |= self.off
-
-    def _crash_looping(self, name: str) -> bool:
-        """Whether a node has gone down more than MAX_NODE_RESTARTS times lately: its worker
-        is restarted by its nanny each time, and a node that crashes over and over would
-        otherwise lose every segment it is given."""
-        losses = self.losses.get(name)
-        if not losses:
-            return False
-        while losses and losses[0] < time.monotonic() - CRASH_WINDOW_SECONDS:
-            losses.popleft()
-        return len(losses) > MAX_NODE_RESTARTS
-
-    async def _lose_node(self, node: EngineNode) -> None:
-        """Give up on everything out on a node that went away: each attempt is recorded as
-        lost at the next tick (its segment is queued again), and its task withdrawn, so a
-        late end from it is ignored.
-        """
-        self.losses.setdefault(node.name, deque()).append(time.monotonic())
-        for flight in [f for f in self.in_flight.values() if f.address == node.address]:
-            log.warning("node %s went away while running %s", node.name, flight.key)
-            await self._give_up(flight, "node lost")
-
-    async def _give_up(self, flight: InFlight, error: str) -> None:
-        """Record an attempt as lost at the next tick (its segment is queued again, no
-        failure counted) and withdraw its task, so a late end from it is ignored."""
-        del self.in_flight[flight.key]
-        self.killing.discard(flight.key)
-        end = TaskEnd(flight.key, None, lost=True, error=error)
-        self._lost.append((flight.job_id, self._result(flight, end)))
-        await self.engine.withdraw(flight.key)
-
-    async def _follow_hours(self, live: dict[str, EngineNode]) -> None:
-        """Nodes that went off (outside their --schedule, or their user came back) take no
-        new work; their running segments do as each node's --schedule-end says: run on
-        (finish), stop where they are until it is back (suspend), or go to other nodes now
-        (requeue, no failure counted)."""
-        now = {name: float(node.load.get("availability", AVAILABLE)) for name, node in live.items()}
-        ends = {
-            name: parse_schedule_end(str(node.facts.get("schedule_end") or "finish"))
-            for name, node in live.items()
-        }
-        for name, action in hours_actions(self.availability, now, ends).items():
-            flights = [f for f in self.in_flight.values() if f.node == name]
-            log.warning("node %s is %s: %s", name, AVAILABILITY_NAMES.get(now[name]), action)
-            if action is HoursAction.REQUEUE:
-                for flight in flights:
-                    await self.engine.kill(flight.key, flight.address)
-                    await self._give_up(flight, f"node {name}'s hours ended (schedule-end requeue)")
-            else:
-                await self._hold_for_hours(flights, suspend=action is HoursAction.SUSPEND)
-        self.availability = now
-        self.off = {name for name, state in now.items() if state < AVAILABLE}
-
-    async def _hold_for_hours(self, flights: list[InFlight], *, suspend: bool) -> None:
-        """Stop (or continue) the processes of a node's flights for its hours, whatever
-        their batches' own state."""
-        flights = [f for f in flights if f.suspendable]
-        act = self.engine.suspend if suspend else self.engine.resume
-        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
-        done = [(f.segment_id, f.attempt) for f, ok in zip(flights, answers, strict=True)
-                if ok and f.key in self.in_flight]  # fmt: skip
-        changes = self.store.record_suspended(done, suspended=suspend)
-        if changes and self.on_changes is not None:
-            self.on_changes(changes)
 
     def _free(self) -> dict[str, dict[str, int]]:
         """Free instances: node -> service -> count, for nodes that take work."""
@@ -660,7 +428,7 @@ class Dispatcher:
                     fingerprint=dict(node.facts.get("fingerprint") or {}),
                     host=str(node.facts.get("host") or node.host),
                     cores=int(node.facts.get("cores") or 1),
-                    offer=_offer(node),
+                    offer=node_offer(node),
                 )
                 for name, node in self.nodes.items()
             },
@@ -727,19 +495,3 @@ class Dispatcher:
                 queued.get(cand.job_id, 0) if jobtypes.get(cand.job_type).keeps_sessions else None
             ),
         )
-
-
-def _offer(node: EngineNode) -> NodeOffer:
-    """What a live node has, for requirements: its tags and host facts as it reported them,
-    and its counted resources as the engine knows them (the worker's own)."""
-    facts = node.facts
-    return NodeOffer(
-        tags=frozenset(str(t) for t in facts.get("tags") or ()),
-        resources=dict(node.resources),
-        os_family=str(facts.get("os_family") or ""),
-        cpu_arch=str(facts.get("cpu_arch") or ""),
-        cores=int(facts.get("cores") or 0),
-        memory_mib=int(facts.get("memory") or 0) // 2**20,
-        gpu_memory_mib=int(facts.get("gpu_memory_mib") or 0),
-        scratch_gib=int(facts.get("scratch_gib") or 0),
-    )

@@ -1,0 +1,95 @@
+"""Steering batches that have work out: suspend and resume their running processes, and
+cancel them (the dispatcher's part; the rules are qfarm.domain.steering's)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from qfarm import jobtypes
+from qfarm.controller.inflight import DispatcherState, InFlight
+from qfarm.domain.model import BatchState, SegmentState
+from qfarm.domain.steering import resume_continues, suspend_plan
+from qfarm.store import Change
+
+
+class BatchSteering(DispatcherState):
+    async def suspend_batch(self, batch_id: int) -> list[Change]:
+        """Pause a batch and stop its running segments' processes where they are (SIGSTOP
+        on their nodes), recording them suspended. Each keeps its attempt and its node's
+        instance; :meth:`resume_batch` continues them. Refused (InvalidRequest) for an
+        ended batch and for one running OpenJD jobs (see steering.suspend_plan)."""
+        batch = self.store.batch(batch_id)
+        active = self.store.active_segments([batch_id])
+        jobs = {job.id: job for job in self.store.jobs(batch_id)}
+        unsuspendable = {
+            jobs[s.job_id].name
+            for s in active
+            if jobtypes.get(jobs[s.job_id].job_type).keeps_sessions
+        }
+        running = [s.id for s in active if s.state is SegmentState.RUNNING]
+        plan = suspend_plan(batch_id, batch.state, running, unsuspendable)
+        changes = self.store.pause_batch(batch_id) if plan.batch is not None else []
+        if batch.state is not BatchState.HELD:  # a held batch has nothing out to stop
+            self.suspending.add(batch_id)
+        by_segment = {f.segment_id: f for f in self.in_flight.values()}
+        flights = [by_segment[s] for s in plan.segments if s in by_segment]
+        changes += await self._stop_or_continue(flights, suspend=True)
+        self.poke()
+        return changes  # for the caller to broadcast (Controller.suspend)
+
+    async def resume_batch(self, batch_id: int) -> list[Change]:
+        """Resume a paused or held batch; a paused one's suspended segments are continued
+        (SIGCONT) and run on from where they were, on the same attempt."""
+        batch = self.store.batch(batch_id)
+        suspended = [
+            s.id
+            for s in self.store.active_segments([batch_id])
+            if s.state is SegmentState.SUSPENDED
+        ]
+        continued = resume_continues(batch.state, suspended)
+        changes = self.store.resume_batch(batch_id)
+        self.suspending.discard(batch_id)
+        by_segment = {f.segment_id: f for f in self.in_flight.values()}
+        flights = [by_segment[s] for s in continued if s in by_segment]
+        changes += await self._stop_or_continue(flights, suspend=False)
+        self.poke()
+        return changes
+
+    async def _stop_or_continue(self, flights: list[InFlight], *, suspend: bool) -> list[Change]:
+        """Ask each flight's node to stop (or continue) its processes, and record those the
+        node did: a process that had just ended, or a node that could not be reached, is
+        left to report as it will (its end, or its loss)."""
+        flights = [f for f in flights if f.suspendable]
+        if not flights:
+            return []
+        act = self.engine.suspend if suspend else self.engine.resume
+        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
+        reached = [f for f, ok in zip(flights, answers, strict=True) if ok]
+        if suspend:
+            # A resume that came while the stops were out found these still running and
+            # left them: continue them now rather than leave them stopped in a running batch.
+            resumed = [f for f in reached if f.batch_id not in self.suspending]
+            if resumed:
+                await asyncio.gather(*(self.engine.resume(f.key, f.address) for f in resumed))
+                reached = [f for f in reached if f.batch_id in self.suspending]
+        # A flight may have been given up (its node lost) while the calls were out.
+        done = [(f.segment_id, f.attempt) for f in reached if f.key in self.in_flight]
+        return self.store.record_suspended(done, suspended=suspend)
+
+    async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
+        """Cancel queued work at once and kill what runs (a suspended segment is continued
+        by its node's kill so that it can end); kills report back as canceled."""
+        self.suspending.discard(batch_id)
+        canceled = self.store.cancel(batch_id, reason)
+        if canceled.changes and self.on_changes is not None:
+            self.on_changes(canceled.changes)  # what ended at once, for the event stream
+        by_segment = {f.segment_id: f for f in self.in_flight.values()}
+        kills = []
+        for segment in canceled.active:
+            flight = by_segment.get(segment.id)
+            if flight is None:
+                continue
+            self.killing.add(flight.key)
+            kills.append(self.engine.kill(flight.key, flight.address))
+        await asyncio.gather(*kills)
+        self.poke()
