@@ -292,7 +292,7 @@ def node(
         typer.Option(
             "--when-idle",
             help="Work only once its user has been away this long: 10m, 1h (desktop idle "
-            "time, else terminal input).",
+            "time, else terminal input and CPU load).",
         ),
     ] = None,
 ) -> None:
