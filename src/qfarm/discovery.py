@@ -130,8 +130,10 @@ def browse(timeout: float = 1.5) -> list[Found]:
 
 
 def find_controller(timeout: float = 1.5) -> str:
-    """The URL of the one controller on the network; a clear error for none or several."""
-    found = browse(timeout)
+    """The URL of the one controller on the network; a clear error for none or several.
+    A listen that hears nobody is tried once more, twice as long: on a busy machine (or a
+    busy controller) the first answer can come after the first listen has ended."""
+    found = browse(timeout) or browse(2 * timeout)
     if not found:
         raise InvalidRequest(
             "no controller given and none found on the network: use --controller URL or set "
