@@ -138,27 +138,18 @@ def _job(job: Any, index: int, base: Path) -> JobRequest:
     spec = {key: value for key, value in job.items() if key not in JOB_KEYS | NEEDS_KEYS}
     cwd = Path(str(spec.get("cwd", ".")))
     spec["cwd"] = str(cwd if cwd.is_absolute() else (base / cwd).resolve())
-    depends = job.get("depends_on", [])
-    if isinstance(depends, str):
-        depends = [depends]
-    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
-        raise InvalidRequest(f"{where}: depends_on must be a list of job names")
+    depends = _strings(job, "depends_on", f"{where}: depends_on must be a list of job names")
     job_type = str(job.get("type", "command"))
     if job_type in ("transcode", "movie") and "preset" in spec:
         # Users' presets are resolved here, on the client, and travel whole.
         spec["preset"] = presets.for_request(spec["preset"])
-    retries = job.get("retries", 2)
-    timeout = job.get("timeout")
-    if not isinstance(retries, int) or isinstance(retries, bool):
-        raise InvalidRequest(f"{where}: retries must be a whole number")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise InvalidRequest(f"{where}: timeout must be a positive number of seconds")
+    retries, timeout = _retries_and_timeout(job, where)
     return JobRequest(
         job_type=job_type,
         spec=spec,
         name=str(job.get("name", "")),
         retries=retries,
-        timeout=float(timeout) if timeout is not None else None,
+        timeout=timeout,
         depends_on=tuple(depends),
         requirements=_needs(job, where),
     )
@@ -180,6 +171,17 @@ def _needs(job: dict[str, Any], where: str) -> Requirements:
         return job_requirements(require, gpus, {str(k): v for k, v in resources.items()}, limits)
     except InvalidRequest as exc:
         raise InvalidRequest(f"{where}: {exc}") from None
+
+
+def _retries_and_timeout(job: dict[str, Any], where: str) -> tuple[int, float | None]:
+    """A job's ``retries`` (2 unless given) and ``timeout`` (seconds, or None), checked."""
+    retries = job.get("retries", 2)
+    timeout = job.get("timeout")
+    if not isinstance(retries, int) or isinstance(retries, bool):
+        raise InvalidRequest(f"{where}: retries must be a whole number")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise InvalidRequest(f"{where}: timeout must be a positive number of seconds")
+    return retries, None if timeout is None else float(timeout)
 
 
 def _strings(job: dict[str, Any], key: str, refusal: str) -> list[str]:
@@ -223,17 +225,8 @@ def _openjd_jobs(job: dict[str, Any], index: int, base: Path) -> list[JobRequest
     if not isinstance(mapping, dict):
         raise InvalidRequest(f"{where}: path_map must be a table of FROM = TO")
     step = job.get("step")
-    retries = job.get("retries", 2)
-    timeout = job.get("timeout")
-    if not isinstance(retries, int) or isinstance(retries, bool):
-        raise InvalidRequest(f"{where}: retries must be a whole number")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise InvalidRequest(f"{where}: timeout must be a positive number of seconds")
-    depends = job.get("depends_on", [])
-    if isinstance(depends, str):
-        depends = [depends]
-    if not isinstance(depends, list) or not all(isinstance(d, str) for d in depends):
-        raise InvalidRequest(f"{where}: depends_on must be a list of job names")
+    retries, timeout = _retries_and_timeout(job, where)
+    depends = _strings(job, "depends_on", f"{where}: depends_on must be a list of job names")
     environments = [p if p.is_absolute() else base / p for p in environment_templates(env)]
     plan = load_plan(base / template, args, environments, cwd=base)
     steps = only_step(
@@ -241,7 +234,7 @@ def _openjd_jobs(job: dict[str, Any], index: int, base: Path) -> list[JobRequest
             plan,
             path_mapping={str(k): str(v) for k, v in mapping.items()},
             retries=retries,
-            timeout=float(timeout) if timeout is not None else None,
+            timeout=timeout,
         ),
         None if step is None else str(step),
     )
