@@ -4,7 +4,6 @@ dispatcher's part)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import Counter, deque
@@ -146,12 +145,8 @@ class NodeWatch(DispatcherState):
     async def _hold_for_hours(self, flights: list[InFlight], *, suspend: bool) -> None:
         """Stop (or continue) the processes of a node's flights for its hours, whatever
         their batches' own state."""
-        flights = [f for f in flights if f.suspendable]
-        act = self.engine.suspend if suspend else self.engine.resume
-        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
-        done = [(f.segment_id, f.attempt) for f, ok in zip(flights, answers, strict=True)
-                if ok and f.key in self.in_flight]  # fmt: skip
-        changes = self.store.record_suspended(done, suspended=suspend)
+        reached = await self._ask_nodes_to_stop(flights, suspend=suspend)
+        changes = self._record_stopped(reached, suspend=suspend)
         if changes and self.on_changes is not None:
             self.on_changes(changes)
 

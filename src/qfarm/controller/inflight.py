@@ -72,3 +72,20 @@ class DispatcherState:
 
     def _result(self, flight: InFlight, end: TaskEnd) -> Result:
         raise NotImplementedError
+
+    async def _ask_nodes_to_stop(self, flights: list[InFlight], *, suspend: bool) -> list[InFlight]:
+        """Ask each flight's node to stop (or continue) its processes; the flights whose node
+        did. A process that had just ended, or a node that could not be reached, is left to
+        report as it will (its end, or its loss). OpenJD flights are not ours to stop."""
+        flights = [f for f in flights if f.suspendable]
+        if not flights:
+            return []
+        act = self.engine.suspend if suspend else self.engine.resume
+        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
+        return [f for f, ok in zip(flights, answers, strict=True) if ok]
+
+    def _record_stopped(self, reached: list[InFlight], *, suspend: bool) -> list[Change]:
+        """Record as suspended (or running again) what the nodes stopped (or continued);
+        a flight given up meanwhile (its node lost) is left out."""
+        done = [(f.segment_id, f.attempt) for f in reached if f.key in self.in_flight]
+        return self.store.record_suspended(done, suspended=suspend)

@@ -56,15 +56,9 @@ class BatchSteering(DispatcherState):
         return changes
 
     async def _stop_or_continue(self, flights: list[InFlight], *, suspend: bool) -> list[Change]:
-        """Ask each flight's node to stop (or continue) its processes, and record those the
-        node did: a process that had just ended, or a node that could not be reached, is
-        left to report as it will (its end, or its loss)."""
-        flights = [f for f in flights if f.suspendable]
-        if not flights:
-            return []
-        act = self.engine.suspend if suspend else self.engine.resume
-        answers = await asyncio.gather(*(act(f.key, f.address) for f in flights))
-        reached = [f for f, ok in zip(flights, answers, strict=True) if ok]
+        """Stop (or continue) the flights of batches being steered, and record those the
+        nodes did (see _ask_nodes_to_stop)."""
+        reached = await self._ask_nodes_to_stop(flights, suspend=suspend)
         if suspend:
             # A resume that came while the stops were out found these still running and
             # left them: continue them now rather than leave them stopped in a running batch.
@@ -72,9 +66,7 @@ class BatchSteering(DispatcherState):
             if resumed:
                 await asyncio.gather(*(self.engine.resume(f.key, f.address) for f in resumed))
                 reached = [f for f in reached if f.batch_id in self.suspending]
-        # A flight may have been given up (its node lost) while the calls were out.
-        done = [(f.segment_id, f.attempt) for f in reached if f.key in self.in_flight]
-        return self.store.record_suspended(done, suspended=suspend)
+        return self._record_stopped(reached, suspend=suspend)
 
     async def cancel_batch(self, batch_id: int, reason: str = "canceled") -> None:
         """Cancel queued work at once and kill what runs (a suspended segment is continued
