@@ -191,13 +191,11 @@ def test_a_node_that_stops_answering_is_given_up_and_rejoins(tmp_path: Path) -> 
            noticed, "nothing")  # fmt: skip
 
 
-def test_a_hanging_segment_is_killed_at_its_timeout_and_retried(tmp_path: Path) -> None:
-    marker = tmp_path / "hung-once"
-    script = (f"if [ ! -e {marker} ]; then touch {marker}; exec sleep 600; fi; "
-              "echo {start} > {output}; echo {start} >> runs.log")  # fmt: skip
-    job = {"type": "command", "timeout": 2, "retries": 2,
-           "spec": {"command": ["sh", "-c", script], "frames": "1", "output": PART,
-                    "cwd": str(tmp_path)}}  # fmt: skip
+def failed_once_then_done_elsewhere(
+    tmp_path: Path, job: dict[str, Any]
+) -> tuple[list[dict[str, Any]], float]:
+    """Run a one-segment ``job`` on two nodes; check that its first attempt failed and a
+    second, on the other node, was done. Its attempts, and how long the batch took."""
     with farm(tmp_path, 2) as f:
         client: Client = f["client"]
         started = time.monotonic()
@@ -207,9 +205,20 @@ def test_a_hanging_segment_is_killed_at_its_timeout_and_retried(tmp_path: Path) 
         assert client.batch(batch).state == "done"
         segment = client.segments(batch)[0]
         attempts = client.attempts(batch, segment["id"])
-        assert [a["outcome"] for a in attempts] == ["failed", "done"]
-        assert "timed out after 2 s" in attempts[0]["error"]
-        assert attempts[0]["node"] != attempts[1]["node"]
+    assert [a["outcome"] for a in attempts] == ["failed", "done"]
+    assert attempts[0]["node"] != attempts[1]["node"]
+    return attempts, took
+
+
+def test_a_hanging_segment_is_killed_at_its_timeout_and_retried(tmp_path: Path) -> None:
+    marker = tmp_path / "hung-once"
+    script = (f"if [ ! -e {marker} ]; then touch {marker}; exec sleep 600; fi; "
+              "echo {start} > {output}; echo {start} >> runs.log")  # fmt: skip
+    job = {"type": "command", "timeout": 2, "retries": 2,
+           "spec": {"command": ["sh", "-c", script], "frames": "1", "output": PART,
+                    "cwd": str(tmp_path)}}  # fmt: skip
+    attempts, took = failed_once_then_done_elsewhere(tmp_path, job)
+    assert "timed out after 2 s" in attempts[0]["error"]
     check_outputs(tmp_path, 1)
     record("a segment hangs", "killed at its 2 s timeout, retried on the other node, done",
            took, "nothing")  # fmt: skip
@@ -225,22 +234,12 @@ def test_a_segment_that_stops_making_progress_is_ended_and_retried(tmp_path: Pat
     job = {"type": "command", "retries": 2,
            "spec": {"command": ["sh", "-c", script], "frames": "1", "output": PART,
                     "cwd": str(tmp_path), "stall_timeout": 2}}  # fmt: skip
-    with farm(tmp_path, 2) as f:
-        client: Client = f["client"]
-        started = time.monotonic()
-        batch = client.submit({"jobs": [job]}).id
-        wait_until_sync(lambda: client.batch(batch).finished, timeout=60, what="batch to end")
-        took = time.monotonic() - started
-        assert client.batch(batch).state == "done"
-        segment = client.segments(batch)[0]
-        attempts = client.attempts(batch, segment["id"])
-        assert [a["outcome"] for a in attempts] == ["failed", "done"]
-        assert attempts[0]["error"] == "no progress for 2.0 s"
-        assert attempts[0]["node"] != attempts[1]["node"]
-        # Its log is kept: the progress it made, then the reason.
-        log = attempts[0]["log_tail"]
-        assert "working 5" in log
-        assert log.rstrip().endswith("[qfarm] ended: no progress for 2.0 s (its stall timeout)")
+    attempts, took = failed_once_then_done_elsewhere(tmp_path, job)
+    assert attempts[0]["error"] == "no progress for 2.0 s"
+    # Its log is kept: the progress it made, then the reason.
+    log = attempts[0]["log_tail"]
+    assert "working 5" in log
+    assert log.rstrip().endswith("[qfarm] ended: no progress for 2.0 s (its stall timeout)")
     check_outputs(tmp_path, 1)
     happened = "ended 2 s after its last output, retried on the other node, done"
     record("a segment stops making progress", happened, took, "nothing")
