@@ -196,6 +196,42 @@ def test_a_failed_task_ends_its_session_and_the_retry_opens_a_new_one(
     assert trace(out) == ["enter", "task 1", "exit", "enter", "task 2", "task 3", "exit"]
 
 
+@pytest.mark.parametrize("busy_call", [1, 2], ids=["onenter", "task"])
+def test_a_script_busy_at_its_start_opens_the_session_again(
+    tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch, busy_call: int
+) -> None:
+    """The n-th script openjd-sessions writes is held open for writing, as a child forked
+    by another thread at that moment holds it: its exec fails with ETXTBSY. The segment runs
+    again in a new session (the process never ran), so the user sees it done."""
+    import openjd.sessions._runner_base as runner_base
+
+    written: list[Path] = []
+    held: list[Any] = []
+    real_write = runner_base.write_file_for_user
+
+    def write_and_hold(filename: Path, *args: Any, **kwargs: Any) -> None:
+        real_write(filename, *args, **kwargs)
+        written.append(Path(filename))
+        if len(written) == busy_call:
+            held.append(open(filename, "a"))  # noqa: SIM115 - closed below
+
+    monkeypatch.setattr(runner_base, "write_file_for_user", write_and_hold)
+    job, segs = plan(tmp_path, template(step()), out)
+    node = Node(tmp_path, "n")
+    try:
+        assert node.run(job, segs[0], 0) == SegmentOutcome(ok=True, exit_code=0)
+    finally:
+        for fh in held:
+            fh.close()
+    assert held, "no script was held busy"
+    # The first session is exited as any failed one is: an onEnter that was started is
+    # exited too (openjd-sessions counts it entered), though its process never ran.
+    first = ["enter", "exit"] if busy_call == 2 else ["exit"]
+    assert trace(out) == [*first, "enter", "task 1 hello ", "exit"]
+    log = node.logs[-1].read_text()
+    assert "Text file busy" in log and "opening the session again" in log
+
+
 def test_a_failed_onenter_fails_the_segment_and_keeps_nothing(tmp_path: Path, out: Path) -> None:
     doc = template(step())
     doc["jobEnvironments"] = [

@@ -27,27 +27,30 @@ callback for the action to end.
 * **Environment.** ``ctx.environment`` (the attempt's devices) is given to every process of the
   session; sessions are only shared by attempts with the same environment.
 * **Cancel and timeout.** The processes belong to openjd-sessions, not to qfarm's supervisor,
-  so a :class:`_Watch` stands in for the segment there: a sleeping process run under the
+  so a :class:`Watch` stands in for the segment there: a sleeping process run under the
   segment's key with what is left of its timeout. The node cancels a segment by ending its
   process group; when the watch ends that way (or times out), the running action is canceled
   with the template's ``cancelation`` (NOTIFY_THEN_TERMINATE with its grace period, or
   TERMINATE), no further task or ``onEnter`` starts, and the session is ended (``onExit``
   still runs). A cancel (not a timeout) also ends the job's idle sessions on this node: it
   is how a job ends early (canceled, paused).
+* **A busy script.** A process this worker forks at the moment openjd-sessions writes an
+  action's script holds the script open until it execs, and the action fails to start with
+  ETXTBSY. The segment's own stand-in is started first for that reason; a start that still
+  meets a busy script (another segment's fork) opens the session again, up to
+  :data:`BUSY_RETRIES` times, since the action's process never ran.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import re
 import shutil
-import signal
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -56,17 +59,19 @@ from typing import Any
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
 from qfarm.jobtypes.openjd.pool import POOL, PoolKey, SessionPool
 from qfarm.jobtypes.openjd.spec import decode_environments, decode_script
-from qfarm.jobtypes.supervisor import ProcessResult
+from qfarm.jobtypes.openjd.watch import POLL_SECONDS, SessionLogHandler, Watch
 
 # Where sessions' working directories go when QFARM_OPENJD_ROOT does not say.
 ROOT_ENV = "QFARM_OPENJD_ROOT"
-# A process that does nothing until it is ended: the segment's stand-in in the supervisor.
-WATCH_ARGV = ("/bin/sh", "-c", "while :; do sleep 3600; done")
-POLL_SECONDS = 0.05
 # The node's own log of what sessions did while no segment held them, under sessions_root().
 NODE_LOG = "sessions.log"
 # At most this long for one action run while the worker closes (an idle session's onExit).
 CLOSING_SECONDS = 60.0
+# How often a segment opens its session again when an action's process could not start
+# because its script file was busy (ETXTBSY): another thread of this worker forked while
+# openjd-sessions was writing the script, and the child held it open for a moment. The
+# process never ran, so running the segment again in a new session is safe.
+BUSY_RETRIES = 3
 
 
 def sessions_root() -> Path:
@@ -82,108 +87,12 @@ def _safe(key: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", key)[:100] or "segment"
 
 
-class _Watch:
-    """The segment's stand-in in the node's supervisor (see the module's docstring)."""
-
-    def __init__(self, ctx: SegmentContext) -> None:
-        self.ctx = ctx
-        self.ended = threading.Event()
-        self.result: ProcessResult | None = None
-        self._thread = threading.Thread(target=self._run, name=f"openjd-watch-{ctx.key}")
-        self._thread.daemon = True
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self.result = self.ctx.run(list(WATCH_ARGV))
-            if self.result.error:  # no stand-in: the segment runs on, without a cancel
-                self.ctx.log(f"cannot watch for a cancel: {self.result.error}")
-        finally:
-            self.ended.set()
-
-    @property
-    def canceled(self) -> bool:
-        """The node ended the segment (a cancel), its time ran out, or its stall watch saw
-        no progress for too long (the log the session writes, or openjd_progress); not
-        :meth:`stop`."""
-        result = self.result if self.ended.is_set() else None
-        return result is not None and (result.killed or result.timed_out or result.stalled)
-
-    @property
-    def timed_out(self) -> bool:
-        return self.canceled and self.result is not None and self.result.timed_out
-
-    @property
-    def killed(self) -> bool:
-        """The node canceled the segment (not its timeout)."""
-        return self.canceled and self.result is not None and self.result.killed
-
-    def stop(self) -> None:
-        """End the stand-in quietly: the segment ended by itself. Its process is ended by
-        its group id, not by the supervisor's kill, so the result says it was not a cancel."""
-        while not self.ended.wait(POLL_SECONDS):
-            pid = self.ctx.supervisor.running().get(self.ctx.key)
-            if pid is not None:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
-        self._thread.join()
-
-
-class _LogHandler(logging.Handler):
-    """Writes one session's openjd-sessions records to the log of whoever holds it: the
-    segment running in it, or (while the pool ends it) the last segment's log and the node's
-    session log."""
-
-    def __init__(self, session_id: str) -> None:
-        super().__init__(level=logging.INFO)
-        self.session_id = session_id
-        self._files: list[Any] = []
-        self.fail_message: str | None = None
-        self.status_message: str | None = None
-
-    def retarget(self, paths: Sequence[Path]) -> None:
-        """Write to ``paths`` from now on (none: drop records), forgetting the messages."""
-        with self.lock or contextlib.nullcontext():
-            self._close_files()
-            for path in paths:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._files.append(open(path, "a", encoding="utf-8"))  # noqa: SIM115
-            self.fail_message = self.status_message = None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if getattr(record, "session_id", None) != self.session_id:
-            return
-        try:
-            text = record.getMessage()
-        except Exception:  # a message that does not format is not written at all
-            text = "********"
-        with self.lock or contextlib.nullcontext():
-            for kind in ("fail", "status"):
-                prefix = f"openjd_{kind}:"
-                if text.startswith(prefix):
-                    setattr(self, f"{kind}_message", text[len(prefix) :].strip())
-            for fh in self._files:
-                with contextlib.suppress(OSError, ValueError):
-                    fh.write(text + "\n")
-                    fh.flush()
-
-    def _close_files(self) -> None:
-        for fh in self._files:
-            with contextlib.suppress(OSError):
-                fh.close()
-        self._files = []
-
-    def close(self) -> None:
-        with self.lock or contextlib.nullcontext():
-            self._close_files()
-        super().close()
-
-
 @dataclass
 class _Action:
     what: str  # for the failure reason: "task", "onEnter of Render env"
     state: str
     exit_code: int | None
+    busy: bool = False  # its process could not start: the script was busy (ETXTBSY)
 
 
 class JobSession:
@@ -213,7 +122,7 @@ class JobSession:
         self._session: Any = None
         self._entered: list[tuple[Any, Any, str]] = []  # (identifier, symbol table, name)
         self._closed = False
-        self._handler = _LogHandler(self.session_id)
+        self._handler = SessionLogHandler(self.session_id)
         self._handler.retarget([ctx.log_path])
 
     # ------------------------------------------------------------------ holding it
@@ -252,7 +161,7 @@ class JobSession:
         self,
         what: str,
         start: Callable[[], None],
-        watch: _Watch | None,
+        watch: Watch | None,
         deadline: float | None = None,
     ) -> _Action:
         """Start one action with ``start()`` and wait for it to end, canceling it with the
@@ -262,6 +171,7 @@ class JobSession:
 
         session = self._session
         self._ended.clear()
+        self._handler.start_busy = False
         try:
             start()
         except (RuntimeError, ValueError) as exc:
@@ -291,7 +201,9 @@ class JobSession:
                     session.cancel_action(time_limit=timedelta(0))
         status = session.action_status
         state = getattr(getattr(status, "state", None), "value", "failed")
-        return _Action(what, str(state), getattr(status, "exit_code", None))
+        return _Action(
+            what, str(state), getattr(status, "exit_code", None), self._handler.start_busy
+        )
 
     def _note(self, line: str) -> None:
         """A line of qfarm's own in the log of whoever holds the session."""
@@ -304,7 +216,7 @@ class JobSession:
                     with open(path, "a", encoding="utf-8") as fh:
                         fh.write(f"[qfarm] {line}\n")
 
-    def open(self, watch: _Watch) -> _Action | None:
+    def open(self, watch: Watch) -> _Action | None:
         """Start the session and enter its environments; the failed action, or None (also
         when the watch says the segment was canceled before all were entered)."""
         from openjd.model import RevisionExtensions, SpecificationRevision
@@ -352,7 +264,7 @@ class JobSession:
                 return done
         return None
 
-    def run_task(self, segment: Mapping[str, Any], watch: _Watch) -> _Action | None:
+    def run_task(self, segment: Mapping[str, Any], watch: Watch) -> _Action | None:
         """Run the segment's task (or chunk); the failed action, or None."""
         job, session = self.job, self._session
         step_table = _symtab(job.get("step_symbol_table"))
@@ -467,21 +379,31 @@ def run_segment(
         session.bind(ctx)
         opened = False
     pool.begin(ctx.job_id, ctx.job_queued_after)
-    watch = _Watch(ctx)
+    watch = Watch(ctx)
+    watch.wait_started()
     failure: _Action | None = None
     kept = False
     try:
-        if opened:
-            failure = session.open(watch)
-        else:
+        if not opened:
             ctx.log(
                 f"openjd session {session.session_id} reused: its environments were entered "
                 f"by {session.opened_by}"
             )
-        if failure is None and not watch.canceled:
-            failure = session.run_task(segment, watch)
+        for retry in range(BUSY_RETRIES + 1):
+            if opened:
+                failure = session.open(watch)
             if failure is None and not watch.canceled:
-                ctx.on_progress(1.0)
+                failure = session.run_task(segment, watch)
+            if failure is None or not failure.busy or watch.canceled or retry == BUSY_RETRIES:
+                break
+            ctx.log(
+                f"the {failure.what}'s process could not start (its script was busy: another "
+                "process of this node was starting); opening the session again"
+            )
+            session.close()
+            session, opened, failure = JobSession(job, key, ctx), True, None
+        if failure is None and not watch.canceled:
+            ctx.on_progress(1.0)
         if failure is None and not watch.canceled and not pool.drained(ctx.job_id):
             session.release()
             pool.put(session)
@@ -511,7 +433,7 @@ def _end_other(other: JobSession, ctx: SegmentContext) -> None:
 
 
 def _outcome(
-    ctx: SegmentContext, session: JobSession, failure: _Action | None, watch: _Watch
+    ctx: SegmentContext, session: JobSession, failure: _Action | None, watch: Watch
 ) -> SegmentOutcome:
     if watch.canceled:
         if watch.timed_out:
