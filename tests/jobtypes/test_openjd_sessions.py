@@ -397,6 +397,36 @@ def test_a_cancel_also_ends_the_idle_sessions_of_its_job(tmp_path: Path, out: Pa
     assert ctx.log_path.read_text().count("leaving the farmhouse") == 2
 
 
+def test_the_nodes_path_map_becomes_the_sessions_path_mapping_rules(
+    tmp_path: Path, out: Path
+) -> None:
+    """The submitter's rule (/Volumes/media onto the farm's /farm/media) is carried on
+    through the node's --path-map (/farm onto /mnt/farm): the PATH value arrives as this node
+    sees it, mapped once, and the rules file a tool reads says the same."""
+    doc = template(
+        step(
+            "cp {{Session.PathMappingRulesFile}} {{Param.Out}}/rules.json; "
+            'echo "{{Param.In}} {{Session.HasPathMappingRules}}"',
+            frames="1",
+        )
+    )
+    doc["parameterDefinitions"].append({"name": "In", "type": "PATH"})
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    loaded = load_plan(path, [f"Out={out}", "In=/Volumes/media/shot1"], [])
+    [request] = jobs_from_plan(loaded, path_mapping={"/Volumes/media": "/farm/media"})
+    job, segs = plan_job("openjd", json.loads(json.dumps(request.spec)))
+    node = Node(tmp_path, "n")
+    outcome = node.run(job, segs[0], 0, path_map={"/farm": "/mnt/farm"})
+    assert outcome.ok, node.logs[-1].read_text()
+    assert trace(out)[1] == "/mnt/farm/media/shot1 true"
+    rules = json.loads((out / "rules.json").read_text())["path_mapping_rules"]
+    assert {(r["source_path"], r["destination_path"]) for r in rules} == {
+        ("/Volumes/media", "/mnt/farm/media"),
+        ("/farm", "/mnt/farm"),
+    }
+
+
 def test_a_reused_session_still_redacts_what_its_environment_hid(tmp_path: Path, out: Path) -> None:
     secret = "t0ken-Value-99"
     doc = template(step('echo "the token is $TOKEN"; echo "task {{Task.Param.Frame}}"'))

@@ -58,6 +58,9 @@ class SegmentContext:
     # See SegmentTask.job_queued_after.
     job_queued_after: int | None = None
     stall_timeout: float | None = None  # seconds without progress; None: not watched
+    # The node's --path-map (controller prefix -> this node's), for a job type that maps
+    # paths itself (JobType.maps_paths); the others get their spec already mapped.
+    path_map: Mapping[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
     pid: int | None = None
     stalled: bool = False  # a process of it was ended by the stall watch
@@ -133,6 +136,11 @@ class JobType(Protocol):
     # OpenJD session): its tasks say how many segments of the job are still queued
     # (SegmentTask.job_queued_after), which costs the dispatcher a query per tick.
     keeps_sessions: bool
+    # True for a job type that applies the node's --path-map itself (SegmentContext.path_map):
+    # OpenJD gives it to its sessions as path mapping rules, for the template's PATH values
+    # and for what a tool reads from the rules file. The others' specs are rewritten string
+    # by string before they run.
+    maps_paths: bool
     # Seconds a segment attempt may show no progress (no progress report that moves, no
     # new output in its log) before its processes are ended and it is tried elsewhere;
     # None: never. A job's ``stall_timeout`` overrides it.

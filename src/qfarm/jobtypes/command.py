@@ -112,6 +112,7 @@ class CommandJobType:
     name = "command"
     service = "command"
     keeps_sessions = False
+    maps_paths = False
     stall_timeout: float | None = None  # a command may well be silent for hours
 
     options = frozenset(

@@ -52,6 +52,7 @@ class CompositeJobType:
     name = "composite"
     service = "transcode"  # ffmpeg work: the nodes that run transcodes run composites
     keeps_sessions = False
+    maps_paths = False
     stall_timeout: float | None = 120.0  # ffmpeg reports progress every half second
 
     options = frozenset(

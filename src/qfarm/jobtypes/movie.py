@@ -39,6 +39,7 @@ class MovieJobType:
     name = "movie"
     service = "transcode"
     keeps_sessions = False
+    maps_paths = False
     stall_timeout: float | None = 120.0  # ffmpeg reports progress every half second
 
     options = frozenset({"input", "frames", "rate", "preset", "output", "cwd"})

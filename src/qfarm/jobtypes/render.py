@@ -42,6 +42,7 @@ class RenderJobType:
     name = "render"
     service = "render"
     keeps_sessions = False
+    maps_paths = False
     stall_timeout: float | None = 600.0  # a frame of a heavy scene writes nothing for minutes
 
     common = frozenset(

@@ -201,9 +201,10 @@ def _run_attempt(
         job_id=task.job_id,
         job_queued_after=task.job_queued_after,
         stall_timeout=_stall_timeout(task),
+        path_map=config.path_map,
     )
     try:
-        if config.path_map:
+        if config.path_map and not jobtypes.get(task.job_type).maps_paths:
             task = replace(
                 task,
                 job=pathmap.map_all(task.job, config.path_map),

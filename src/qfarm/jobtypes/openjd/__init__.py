@@ -55,6 +55,7 @@ class OpenJDJobType:
     name = JOB_TYPE
     service = JOB_TYPE
     keeps_sessions = True  # its segments say how many of the job are still queued
+    maps_paths = True  # the node's --path-map becomes its sessions' path mapping rules
     stall_timeout: float | None = None  # openjd-sessions runs its actions: no stall watch
 
     def required_tools(self, spec: Mapping[str, Any]) -> tuple[str, ...]:

@@ -50,7 +50,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -58,7 +58,7 @@ from typing import Any
 
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
 from qfarm.jobtypes.openjd.pool import POOL, PoolKey, SessionPool
-from qfarm.jobtypes.openjd.spec import decode_environments, decode_script
+from qfarm.jobtypes.openjd.spec import decode_environments, decode_script, path_mapping_rules
 from qfarm.jobtypes.openjd.watch import POLL_SECONDS, SessionLogHandler, Watch
 
 # Where sessions' working directories go when QFARM_OPENJD_ROOT does not say.
@@ -220,13 +220,13 @@ class JobSession:
         """Start the session and enter its environments; the failed action, or None (also
         when the watch says the segment was canceled before all were entered)."""
         from openjd.model import RevisionExtensions, SpecificationRevision
-        from openjd.sessions import LOG, PathMappingRule, Session
+        from openjd.sessions import LOG, Session
 
         job, ctx = self.job, self._ctx
         assert ctx is not None
         job_table = _symtab(job.get("job_symbol_table"))
         step_table = _symtab(job.get("step_symbol_table"))
-        rules = [PathMappingRule.from_dict(r) for r in job.get("path_mapping") or []]
+        rules = _path_rules(job.get("path_mapping") or [], ctx.path_map)
         self.folder.mkdir(parents=True, exist_ok=True)
         LOG.addHandler(self._handler)
         try:
@@ -333,6 +333,27 @@ class JobSession:
             LOG.removeHandler(self._handler)
             self._handler.close()
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _path_rules(job_rules: Sequence[Mapping[str, str]], node_map: Mapping[str, str]) -> list[Any]:
+    """The session's path mapping rules: the job's (the submitter's paths onto the farm's),
+    their destinations carried on through the node's ``--path-map``, then the node's own
+    (the farm's paths onto this node's), so a path is mapped once, to where this node sees
+    it."""
+    from openjd.sessions import PathMappingRule
+
+    node_rules = [PathMappingRule.from_dict(rule) for rule in path_mapping_rules(dict(node_map))]
+    node_rules.sort(key=lambda rule: len(str(rule.source_path)), reverse=True)
+    rules = []
+    for rule in job_rules:
+        destination = rule["destination_path"]
+        for node_rule in node_rules:
+            changed, mapped = node_rule.apply(path=destination)
+            if changed:
+                destination = mapped
+                break
+        rules.append(PathMappingRule.from_dict({**rule, "destination_path": destination}))
+    return rules + node_rules
 
 
 def _terminal(status: Any) -> bool:

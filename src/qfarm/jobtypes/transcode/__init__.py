@@ -64,6 +64,7 @@ class TranscodeJobType:
     name = "transcode"
     service = "transcode"
     keeps_sessions = False
+    maps_paths = False
     stall_timeout: float | None = 120.0  # ffmpeg reports progress every half second
     wants_farm_size = True
 
