@@ -303,3 +303,50 @@ def test_two_nodes_enter_once_each_and_exit_by_the_end_of_the_run(tmp_path: Path
     assert lines.count("enter") == lines.count("exit") >= len(nodes), lines
     assert lines.count("enter") < 8
     assert shown.stdout.count("leaving once") == lines.count("exit")
+
+
+@needs_openjd_nodes
+def test_adaptive_chunks_are_cut_again_from_measured_task_times(tmp_path: Path) -> None:
+    """targetRuntimeSeconds 10 with tasks of about 0.1 s: the first chunks are one task each
+    (defaultTaskCount), the rest are cut again into chunks of several tasks once one is done,
+    and every frame still runs exactly once."""
+    trace = tmp_path / "trace"
+    task = (
+        "v={{Task.Param.Frame}}; a=${v%-*}; b=${v#*-}; "
+        f"for f in $(seq $a $b); do sleep 0.1; echo frame $f >> {trace}; done"
+    )
+    doc = {
+        "specificationVersion": "jobtemplate-2023-09",
+        "extensions": ["TASK_CHUNKING"],
+        "name": "Adaptive",
+        "steps": [
+            {
+                "name": "Frames",
+                "parameterSpace": {
+                    "taskParameterDefinitions": [
+                        {
+                            "name": "Frame",
+                            "type": "CHUNK[INT]",
+                            "range": "1-20",
+                            "chunks": {
+                                "defaultTaskCount": 1,
+                                "targetRuntimeSeconds": 10,
+                                "rangeConstraint": "CONTIGUOUS",
+                            },
+                        }
+                    ]
+                },
+                "script": {"actions": {"onRun": {"command": "bash", "args": ["-c", task]}}},
+            }
+        ],
+    }
+    path = tmp_path / "adaptive.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    result = qfarm("run", str(path), "--nodes", "1", "--json", data_dir=tmp_path / "data")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    segments = report["segments"]
+    assert segments["done"] == segments["total"], segments
+    assert segments["total"] < 20, segments  # 20 one-task chunks had nothing been cut again
+    frames = [int(line.split()[1]) for line in trace.read_text().splitlines()]
+    assert sorted(frames) == list(range(1, 21))

@@ -31,6 +31,7 @@ from qfarm.controller.fairshare import FairShare
 from qfarm.controller.fleet import NodeWatch, node_offer
 from qfarm.controller.inflight import InFlight
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
+from qfarm.controller.resizing import Resizer
 from qfarm.controller.steer import BatchSteering
 from qfarm.domain.messages import SegmentTask
 from qfarm.domain.model import FINAL_JOB_STATES
@@ -87,6 +88,7 @@ class Dispatcher(NodeWatch, BatchSteering):
         # What placement needs of each job's past (see placement.JobHistory), read from the
         # store outside its dispatch transaction and again after each result of the job.
         self.histories: dict[int, JobHistory] = {}
+        self.resizer = Resizer(store)  # cuts adaptive jobs' untried segments again
         # Fingerprints of every node the store knows, offline ones too (for pins).
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.busy: dict[str, Counter[str]] = {}
@@ -179,6 +181,7 @@ class Dispatcher(NodeWatch, BatchSteering):
             if change.kind == "job" and change.state in FINAL_JOB_STATES:
                 self.pins.pop(change.id, None)
                 self.histories.pop(change.id, None)
+                self.resizer.forget(change.id)
         if changes and self.on_changes is not None:
             self.on_changes(changes)
 
@@ -205,6 +208,7 @@ class Dispatcher(NodeWatch, BatchSteering):
         lost, self._lost = self._lost, []
         results = [result for _, result in lost]
         jobs = {job_id for job_id, _ in lost}
+        done: list[tuple[int, str]] = []  # (job id, job type) of segments done
         for end in ends:
             flight = self.in_flight.pop(end.key, None)
             if flight is None:
@@ -212,7 +216,10 @@ class Dispatcher(NodeWatch, BatchSteering):
             results.append(self._result(flight, end))
             jobs.add(flight.job_id)
             self._release(flight)
+            if end.result is not None and end.result.ok:
+                done.append((flight.job_id, flight.job_type))
         changes = self.store.record_reports(started, list(progress.values()), results)
+        changes += self.resizer.after_done(done)
         # A result may blocklist a node for its job or confirm its pin: the histories of the
         # jobs that had results are read again, before the next dispatch transaction.
         for job_id in jobs & set(self.histories):
@@ -308,7 +315,7 @@ class Dispatcher(NodeWatch, BatchSteering):
             self.in_flight[key] = InFlight(
                 key, cand.segment_id, cand.job_id, cand.batch_id, attempt, name, node.address,
                 cand.service, held, not jobtypes.get(cand.job_type).keeps_sessions,
-                tuple(sorted(cand.requirements.limits)), cand.owner,
+                tuple(sorted(cand.requirements.limits)), cand.owner, cand.job_type,
             )  # fmt: skip
             busy = self.busy[name]
             busy[cand.service] += 1

@@ -37,6 +37,7 @@ class InFlight:
     suspendable: bool = True
     limits: tuple[str, ...] = ()  # the farm-wide limits it holds one of (see limit_left)
     owner: str = ""  # its batch's owner (fair share)
+    job_type: str = ""
 
 
 class DispatcherState:

@@ -272,6 +272,17 @@ class SegmentPlan:
 
 
 @dataclass(frozen=True)
+class QueuedSegment:
+    """A work segment of a job that was never tried, as its job type may cut it again
+    (OpenJD's adaptive chunking): its row, its index in the job and what it runs."""
+
+    id: int
+    index: int
+    spec: dict[str, Any]
+    frames: int
+
+
+@dataclass(frozen=True)
 class JobRequest:
     """A job as a client asks for it, before validation."""
 

@@ -7,6 +7,9 @@ A job type has two halves that run in different places:
   is refused whole;
 * on a service node, :meth:`JobType.run` runs one segment through a :class:`SegmentContext`,
   which owns the process supervision, the log, the timeout and progress reports.
+
+A job type may also cut its queued segments again once some have run
+(:class:`ResizesSegments`, on the controller).
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from qfarm.domain.errors import InvalidRequest
-from qfarm.domain.model import SegmentPlan
+from qfarm.domain.model import QueuedSegment, SegmentPlan
 from qfarm.jobtypes.supervisor import SUPERVISOR, ProcessResult, StallWatch, Supervisor
 
 
@@ -169,6 +172,28 @@ class JobType(Protocol):
         self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
     ) -> SegmentOutcome:
         """Run one segment on this node. Called in a worker thread."""
+        ...
+
+
+@runtime_checkable
+class ResizesSegments(Protocol):
+    """A job type whose segments still to run may be cut again once some of its segments
+    have run: OpenJD's adaptive chunking, where a chunk's size follows from the time a task
+    took and the step's target run time. The controller asks after each segment done."""
+
+    def resizes(self, spec: Mapping[str, Any]) -> bool:
+        """Whether the job's segments are ever cut again (read once per job)."""
+        ...
+
+    def resize(
+        self,
+        spec: Mapping[str, Any],
+        seconds_per_task: float,
+        queued: Sequence[QueuedSegment],
+        next_index: int,
+    ) -> list[SegmentPlan] | None:
+        """The segments to run in place of ``queued`` (numbered from ``next_index``), or
+        None to keep them as they are."""
         ...
 
 

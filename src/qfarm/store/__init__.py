@@ -12,7 +12,8 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 :class:`Store` is assembled from one part per concern: :mod:`~qfarm.store.queries`
 (reading), :mod:`~qfarm.store.dispatch`, :mod:`~qfarm.store.reports`,
 :mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.estimates` (what
-ETAs read), :mod:`~qfarm.store.limits`, :mod:`~qfarm.store.nodes` and
+ETAs read), :mod:`~qfarm.store.limits`, :mod:`~qfarm.store.resizing` (adaptive chunks),
+:mod:`~qfarm.store.nodes` and
 :mod:`~qfarm.store.tokens`, on one engine (:mod:`~qfarm.store.base`).
 """
 
@@ -34,6 +35,7 @@ from qfarm.store.records import (
     Started,
     TokenInfo,
 )
+from qfarm.store.resizing import ResizeFacts, Resizing
 from qfarm.store.tables import SCHEMA_VERSION, attempts
 from qfarm.store.tokens import Tokens
 
@@ -45,6 +47,7 @@ __all__ = [
     "Dispatch",
     "PlannedJob",
     "Progress",
+    "ResizeFacts",
     "Result",
     "Started",
     "Store",
@@ -53,5 +56,5 @@ __all__ = [
 ]
 
 
-class Store(Batches, Dispatching, Estimating, Limits, Nodes, Tokens):
+class Store(Batches, Dispatching, Estimating, Limits, Nodes, Resizing, Tokens):
     """The store on one database URL (SQLite or PostgreSQL); see the module's docstring."""

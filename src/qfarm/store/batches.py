@@ -35,7 +35,7 @@ from qfarm.domain.steering import (
 from qfarm.store.moves import move
 from qfarm.store.records import Canceled, Change, PlannedJob, Result
 from qfarm.store.reports import Reports
-from qfarm.store.rows import Row, insert, one_batch, to_segment
+from qfarm.store.rows import Row, insert, new_segment, one_batch, to_segment
 from qfarm.store.settle import settle_jobs
 from qfarm.store.tables import attempts, batches, jobs, segments
 
@@ -87,24 +87,7 @@ class Batches(Reports):
                 )
                 job_ids.append(job_id)
                 conn.execute(
-                    segments.insert(),
-                    [
-                        {
-                            "job_id": job_id,
-                            "batch_id": batch_id,
-                            "idx": plan.index,
-                            "kind": plan.kind.value,
-                            "state": SegmentState.QUEUED.value,
-                            "label": plan.label,
-                            "spec": plan.spec,
-                            "frames": plan.frames,
-                            "attempts": 0,
-                            "failures": 0,
-                            "error": "",
-                            "progress": 0.0,
-                        }
-                        for plan in job.plans
-                    ],
+                    segments.insert(), [new_segment(job_id, batch_id, p) for p in job.plans]
                 )
         return batch_id
 

@@ -42,6 +42,13 @@ class Queries(StoreBase):
         with self.engine.connect() as conn:
             return [to_batch(row) for row in conn.execute(query)]
 
+    def job(self, job_id: int) -> Job:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        if row is None:
+            raise NotFound(f"no job {job_id}")
+        return to_job(row)
+
     def jobs(self, batch_id: int) -> list[Job]:
         with self.engine.connect() as conn:
             rows = conn.execute(

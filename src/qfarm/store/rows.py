@@ -1,5 +1,6 @@
 """Reading rows: the model's objects from result rows, and the few lookups every part of
-the store makes (one batch's state, segments' state-keeping columns, a new row's id)."""
+the store makes (one batch's state, segments' state-keeping columns, a new row's id), and
+the values of a new segment row."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from qfarm.domain.model import (
     NodeState,
     Segment,
     SegmentKind,
+    SegmentPlan,
     SegmentState,
 )
 from qfarm.domain.requirements import Requirements
@@ -157,3 +159,21 @@ def to_node(row: Row) -> Node:
         tags=tuple(row.tags or ()),
         resources={str(k): int(v) for k, v in (row.resources or {}).items()},
     )
+
+
+def new_segment(job_id: int, batch_id: int, plan: SegmentPlan) -> dict[str, Any]:
+    """The values of a queued, untried segment row for ``plan``."""
+    return {
+        "job_id": job_id,
+        "batch_id": batch_id,
+        "idx": plan.index,
+        "kind": plan.kind.value,
+        "state": SegmentState.QUEUED.value,
+        "label": plan.label,
+        "spec": plan.spec,
+        "frames": plan.frames,
+        "attempts": 0,
+        "failures": 0,
+        "error": "",
+        "progress": 0.0,
+    }

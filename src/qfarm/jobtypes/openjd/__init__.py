@@ -10,11 +10,11 @@ spec's fields are listed in :mod:`qfarm.jobtypes.openjd.spec`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from qfarm.domain.errors import InvalidRequest
-from qfarm.domain.model import SegmentPlan
+from qfarm.domain.model import QueuedSegment, SegmentPlan
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
 from qfarm.jobtypes.openjd.spec import (
     JOB_TYPE,
@@ -78,6 +78,21 @@ class OpenJDJobType:
                 )
             )
         return plans
+
+    def resizes(self, spec: Mapping[str, Any]) -> bool:
+        return bool(spec.get("chunking"))
+
+    def resize(
+        self,
+        spec: Mapping[str, Any],
+        seconds_per_task: float,
+        queued: Sequence[QueuedSegment],
+        next_index: int,
+    ) -> list[SegmentPlan] | None:
+        from qfarm.jobtypes.openjd.chunks import recut
+
+        chunking = spec.get("chunking")
+        return recut(chunking, seconds_per_task, queued, next_index) if chunking else None
 
     def describe(self, spec: Mapping[str, Any]) -> list[str]:
         segments = spec["segments"]

@@ -21,7 +21,12 @@ reading the template again:
     openjd-model's resolved scopes (JSON text), which EXPR templates need;
 ``path_mapping``
     openjd-sessions path mapping rules (``source_path_format``, ``source_path``,
-    ``destination_path``).
+    ``destination_path``);
+``chunking``
+    for a step with adaptive chunks (``targetRuntimeSeconds`` above zero) its ``CHUNK[INT]``
+    ``parameter``, whether chunks are ``contiguous`` and the ``target_runtime_seconds``: the
+    controller cuts the chunks still to run again (:mod:`qfarm.jobtypes.openjd.chunks`);
+    None otherwise.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ ORIGINS = frozenset({"env-template", "job", "step"})
 OPTIONS = frozenset(
     {"job_name", "step", "source", "script", "environments", "parameter_space",
      "job_parameters", "segments", "extensions", "job_symbol_table", "step_symbol_table",
-     "path_mapping"}
+     "path_mapping", "chunking"}
 )  # fmt: skip
 PATH_FORMATS = frozenset({"POSIX", "WINDOWS"})
 
@@ -113,6 +118,20 @@ def step_spec(
         "job_symbol_table": _symtab(plan.job_symbol_table),
         "step_symbol_table": _symtab(step.symbol_table),
         "path_mapping": path_mapping_rules(path_mapping),
+        "chunking": _chunking(step),
+    }
+
+
+def _chunking(step: OpenJDStep) -> dict[str, Any] | None:
+    """What the controller needs to cut an adaptive step's chunks again (see
+    :mod:`qfarm.jobtypes.openjd.chunks`); None for a step without adaptive chunks."""
+    chunk = step.chunking
+    if chunk is None or not chunk.adaptive:
+        return None
+    return {
+        "parameter": chunk.parameter,
+        "contiguous": chunk.contiguous,
+        "target_runtime_seconds": chunk.target_runtime_seconds,
     }
 
 
@@ -216,6 +235,18 @@ def check(spec: Mapping[str, Any]) -> dict[str, Any]:
     for name in ("job_symbol_table", "step_symbol_table"):
         if spec.get(name) is not None and not isinstance(spec[name], str):
             raise InvalidRequest(f"openjd job: {name} must be JSON text")
+    chunking = spec.get("chunking")
+    if chunking is not None and not (
+        isinstance(chunking, dict)
+        and isinstance(chunking.get("parameter"), str)
+        and isinstance(chunking.get("contiguous"), bool)
+        and isinstance(chunking.get("target_runtime_seconds"), int)
+        and chunking["target_runtime_seconds"] > 0
+    ):
+        raise InvalidRequest(
+            "openjd job: chunking must be {parameter, contiguous, target_runtime_seconds} "
+            "with a target above zero"
+        )
     return {
         "job_name": str(spec["job_name"]),
         "step": str(spec["step"]),
@@ -243,6 +274,7 @@ def check(spec: Mapping[str, Any]) -> dict[str, Any]:
         "job_symbol_table": spec.get("job_symbol_table"),
         "step_symbol_table": spec.get("step_symbol_table"),
         "path_mapping": [dict(r) for r in rules],
+        "chunking": dict(chunking) if chunking else None,
     }
 
 
