@@ -36,6 +36,13 @@ RECORD_DIR_ENV = "QFARM_NODE_RECORDS"
 # How often a process under a stall watch is looked at (its log's size, its progress).
 STALL_POLL_SECONDS = 0.5
 
+# Held while this process starts a child, by every part of a node that starts one in a
+# thread of its own (the supervisor, openjd sessions). A child forked while another thread
+# has a freshly written script open for writing holds a copy of that file until it execs,
+# and the script's own start then fails with ETXTBSY ("Text file busy"): openjd-sessions
+# writes each action's script and starts it in one call, which is made under this lock.
+PROCESS_STARTS = threading.Lock()
+
 
 @dataclass
 class StallWatch:
@@ -143,15 +150,16 @@ class Supervisor:
                 if key in self._killed:
                     return ProcessResult(exit_code=-signal.SIGKILL, killed=True)
                 try:
-                    proc = subprocess.Popen(
-                        list(argv),
-                        cwd=cwd,
-                        env=full_env,
-                        stdin=subprocess.DEVNULL,
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
+                    with PROCESS_STARTS:
+                        proc = subprocess.Popen(
+                            list(argv),
+                            cwd=cwd,
+                            env=full_env,
+                            stdin=subprocess.DEVNULL,
+                            stdout=log,
+                            stderr=subprocess.STDOUT,
+                            start_new_session=True,
+                        )
                 except FileNotFoundError:
                     return ProcessResult(exit_code=127, error=f"command not found: {argv[0]}")
                 except PermissionError:

@@ -36,9 +36,11 @@ callback for the action to end.
   is how a job ends early (canceled, paused).
 * **A busy script.** A process this worker forks at the moment openjd-sessions writes an
   action's script holds the script open until it execs, and the action fails to start with
-  ETXTBSY. The segment's own stand-in is started first for that reason; a start that still
-  meets a busy script (another segment's fork) opens the session again, up to
-  :data:`BUSY_RETRIES` times, since the action's process never ran.
+  ETXTBSY. Every action is started under the node's
+  :data:`~qfarm.jobtypes.supervisor.PROCESS_STARTS` lock, which the supervisor holds for its
+  own starts too, and the segment's stand-in is started before the session's first action;
+  a start that still meets a busy script (a fork by code outside qfarm) opens the session
+  again, up to :data:`BUSY_RETRIES` times, since the action's process never ran.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
 from qfarm.jobtypes.openjd.pool import POOL, PoolKey, SessionPool
 from qfarm.jobtypes.openjd.spec import decode_environments, decode_script, path_mapping_rules
 from qfarm.jobtypes.openjd.watch import POLL_SECONDS, SessionLogHandler, Watch
+from qfarm.jobtypes.supervisor import PROCESS_STARTS
 
 # Where sessions' working directories go when QFARM_OPENJD_ROOT does not say.
 ROOT_ENV = "QFARM_OPENJD_ROOT"
@@ -173,7 +176,8 @@ class JobSession:
         self._ended.clear()
         self._handler.start_busy = False
         try:
-            start()
+            with PROCESS_STARTS:  # the action's script is written and started in this call
+                start()
         except (RuntimeError, ValueError) as exc:
             self._note(f"{what} could not start: {exc}")
             return _Action(what, "failed", None)
