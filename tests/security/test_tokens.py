@@ -124,3 +124,35 @@ def test_first_start_makes_a_token_shown_once_and_qfarm_token_manages_them(
     record("requests without a client token, or with a revoked one",
            "401 with a JSON message; tokens kept only as SHA-256 digests, shown once",
            None, "nothing")  # fmt: skip
+
+
+def test_a_store_of_schema_5_gains_token_scopes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    store = Store(url)
+    tokens.create(store, "from before")
+    store.close()
+    engine = create_engine(url)
+    with engine.begin() as conn:  # a store of schema 5: tokens had no scope
+        conn.execute(text("ALTER TABLE tokens DROP COLUMN scope"))
+        conn.execute(text("UPDATE qfarm_schema SET version = 5"))
+    engine.dispose()
+    store = Store(url)
+    try:
+        tokens.create(store, "scraper", tokens.METRICS_SCOPE)
+        assert [(t.name, t.scope) for t in store.tokens()] == [
+            ("from before", "client"),
+            ("scraper", "metrics"),
+        ]
+    finally:
+        store.close()
+
+
+def test_token_create_takes_a_scope_and_list_shows_it(tmp_path: Path) -> None:
+    made = qfarm("token", "create", "prometheus", "--scope", "metrics", "--json", data_dir=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["scope"] == "metrics"
+    bad = qfarm("token", "create", "x", "--scope", "admin", data_dir=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].endswith("is not one of client, metrics")
+    listed = json.loads(qfarm("token", "list", "--json", data_dir=tmp_path).stdout)
+    assert [(t["name"], t["scope"]) for t in listed] == [("prometheus", "metrics")]

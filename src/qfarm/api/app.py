@@ -32,13 +32,15 @@ from qfarm.api import (
     routes_files,
     routes_limits,
     routes_logs,
+    routes_metrics,
     routes_nodes,
     routes_openjd,
 )
 from qfarm.api.common import API
 from qfarm.api.routes_cluster import JOIN_PATH
+from qfarm.api.routes_metrics import METRICS_PATH
 from qfarm.controller.service import Controller
-from qfarm.security.tokens import Gate
+from qfarm.security.tokens import CLIENT_SCOPE, METRICS_SCOPE, Gate
 from qfarm.wire.errors import ERRORS, METHOD_NOT_ALLOWED, UNAUTHORIZED, one_line, status_of
 
 # Server-sent-event streams: a browser's EventSource sends no headers, so these take the
@@ -63,13 +65,15 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def require_token(request: Request, call_next: Any) -> Any:
-        guarded = request.url.path.startswith(API) and request.url.path != JOIN_PATH
+        path = request.url.path
+        scraping = path == METRICS_PATH
+        guarded = (path.startswith(API) and path != JOIN_PATH) or scraping
         if guarded and gate.required():
             given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not given and request.url.path.endswith(STREAM_PATHS):
+            if not given and path.endswith(STREAM_PATHS):
                 # A browser's EventSource cannot send headers: streams take ?token= too.
                 given = request.query_params.get("token", "")
-            if not gate.allows(given):
+            if not gate.allows(given, scope=METRICS_SCOPE if scraping else CLIENT_SCOPE):
                 return JSONResponse({"error": UNAUTHORIZED.description}, status_code=401)
         return await call_next(request)
 
@@ -83,7 +87,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
     for module in (routes_cluster, routes_batches, routes_logs, routes_files, routes_nodes,
-                   routes_events, routes_openjd, routes_limits):  # fmt: skip
+                   routes_events, routes_openjd, routes_limits, routes_metrics):  # fmt: skip
         app.include_router(module.router(controller))
     document_errors_as_answered(app)
     return app

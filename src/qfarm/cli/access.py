@@ -45,30 +45,47 @@ def _controller_store(data_dir: Path | None, db: str | None) -> Any:
         raise fail_usage(str(exc)) from None
 
 
-@token_app.command("create", epilog="**Example**\n\n    qfarm token create render-wrangler")
+@token_app.command(
+    "create",
+    epilog="**Examples**\n\n    qfarm token create render-wrangler\n\n"
+    "    qfarm token create prometheus --scope metrics",
+)
 def token_create(
     name: Annotated[str, typer.Argument(metavar="NAME", help="Who or what the token is for.")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            metavar="SCOPE",
+            help="What it opens: client (the whole API, the default) or metrics (GET "
+            "/metrics alone, for a Prometheus scrape).",
+        ),
+    ] = tokens.CLIENT_SCOPE,
     data_dir: StoreDirOpt = None,
     db: StoreDbOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Make a client token and print it, once: only its digest is kept."""
+    """Make a token and print it, once: only its digest is kept."""
+    if scope not in tokens.SCOPES:
+        raise fail_usage(f"--scope {scope!r} is not one of {', '.join(tokens.SCOPES)}")
     store = _controller_store(data_dir, db)
     try:
-        token_id, secret = tokens.create(store, name)
+        token_id, secret = tokens.create(store, name, scope)
     finally:
         store.close()
     if as_json:
-        print_json({"id": token_id, "name": name, "token": secret})
+        print_json({"id": token_id, "name": name, "scope": scope, "token": secret})
     else:
-        out.print(f"token {token_id} ({name}), shown only this once: {secret}", highlight=False)
+        out.print(
+            f"{scope} token {token_id} ({name}), shown only this once: {secret}", highlight=False
+        )
 
 
 @token_app.command("list", epilog="**Example**\n\n    qfarm token list --json")
 def token_list(
     data_dir: StoreDirOpt = None, db: StoreDbOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """The tokens: id, name, made, last used, revoked (never the secrets)."""
+    """The tokens: id, name, scope, made, last used, revoked (never the secrets)."""
     store = _controller_store(data_dir, db)
     try:
         rows = [dataclasses.asdict(t) for t in store.tokens()]
@@ -77,10 +94,10 @@ def token_list(
     if as_json:
         print_json(rows)
         return
-    table = Table("id", "name", "created", "last used", "revoked")
+    table = Table("id", "name", "scope", "created", "last used", "revoked")
     for row in rows:
         times = (_when(row[at]) for at in ("created_at", "last_used_at", "revoked_at"))
-        table.add_row(str(row["id"]), row["name"], *times)
+        table.add_row(str(row["id"]), row["name"], row["scope"], *times)
     out.print(table)
 
 

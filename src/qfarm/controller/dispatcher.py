@@ -30,6 +30,7 @@ from qfarm.controller import placement
 from qfarm.controller.fairshare import FairShare
 from qfarm.controller.fleet import NodeWatch, node_offer
 from qfarm.controller.inflight import InFlight
+from qfarm.controller.metrics import FarmMetrics
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
 from qfarm.controller.resizing import Resizer
 from qfarm.controller.steer import BatchSteering
@@ -89,6 +90,7 @@ class Dispatcher(NodeWatch, BatchSteering):
         # store outside its dispatch transaction and again after each result of the job.
         self.histories: dict[int, JobHistory] = {}
         self.resizer = Resizer(store)  # cuts adaptive jobs' untried segments again
+        self.metrics = FarmMetrics()  # what GET /metrics shows
         # Fingerprints of every node the store knows, offline ones too (for pins).
         self.fingerprints: dict[str, dict[str, str]] = {}
         self.busy: dict[str, Counter[str]] = {}
@@ -153,6 +155,7 @@ class Dispatcher(NodeWatch, BatchSteering):
                 log.exception("dispatcher tick failed (%d in a row)", failures)
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
             ended = time.monotonic()
+            self.metrics.tick(ended - began)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.engine.wakeup.wait(), IDLE_TICK_SECONDS)
             if len(self.in_flight) >= BUSY_IN_FLIGHT:
@@ -200,6 +203,7 @@ class Dispatcher(NodeWatch, BatchSteering):
                 continue
             if ev.kind == "started":
                 started.append(Started(flight.segment_id, flight.attempt, ev.pid, ev.at))
+                self.metrics.started(flight.service, flight.dispatched_at, ev.at)
                 if flight.batch_id in self.suspending:
                     self._started_while_suspending.append(flight)
             elif ev.kind == "progress":
@@ -214,6 +218,7 @@ class Dispatcher(NodeWatch, BatchSteering):
             if flight is None:
                 continue  # a task of a node already given up: reported as lost then
             results.append(self._result(flight, end))
+            self.metrics.ended(flight.service, results[-1])
             jobs.add(flight.job_id)
             self._release(flight)
             if end.result is not None and end.result.ok:

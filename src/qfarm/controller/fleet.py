@@ -118,6 +118,7 @@ class NodeWatch(DispatcherState):
         self.killing.discard(flight.key)
         end = TaskEnd(flight.key, None, lost=True, error=error)
         self._lost.append((flight.job_id, self._result(flight, end)))
+        self.metrics.ended(flight.service, self._lost[-1][1])
         await self.engine.withdraw(flight.key)
 
     async def _follow_hours(self, live: dict[str, EngineNode]) -> None:

@@ -9,14 +9,19 @@ declares, once, the state they all read and write.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from qfarm.controller.placement import JobHistory
 from qfarm.engine.base import Engine, EngineNode, TaskEnd
 from qfarm.store import Change, Result, Store
+
+if TYPE_CHECKING:
+    from qfarm.controller.metrics import FarmMetrics
 
 
 @dataclass
@@ -38,6 +43,7 @@ class InFlight:
     limits: tuple[str, ...] = ()  # the farm-wide limits it holds one of (see limit_left)
     owner: str = ""  # its batch's owner (fair share)
     job_type: str = ""
+    dispatched_at: float = field(default_factory=time.time)
 
 
 class DispatcherState:
@@ -65,6 +71,7 @@ class DispatcherState:
     suspending: set[int]
     _started_while_suspending: list[InFlight]
     _lost: list[tuple[int, Result]]
+    metrics: FarmMetrics
     _wakeup: asyncio.Event
     _last_refresh: float
 

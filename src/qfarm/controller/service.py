@@ -132,6 +132,7 @@ class Controller:
         )
         controller = cls(store, engine, dispatcher, data_dir)
         controller.estimates = Estimates(store.estimate_facts, dispatcher.farm)
+        dispatcher.metrics.watch(store, dispatcher)
         dispatcher.on_changes = controller._broadcast
         controller._loop_task = asyncio.create_task(dispatcher.run())
         return controller

@@ -13,9 +13,15 @@ import hmac
 import secrets
 import time
 
+from qfarm.domain.errors import InvalidRequest
 from qfarm.store import Store
 
 PREFIX = "qf_"
+# What a token opens: a client token the whole API (and /metrics); a metrics token only
+# GET /metrics, for a Prometheus server's scrape config.
+CLIENT_SCOPE = "client"
+METRICS_SCOPE = "metrics"
+SCOPES = (CLIENT_SCOPE, METRICS_SCOPE)
 # last_used_at is written at most this often per token: a busy client must not turn every
 # request into a database write.
 TOUCH_SECONDS = 60.0
@@ -29,10 +35,13 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create(store: Store, name: str) -> tuple[int, str]:
-    """A new token named ``name``: its id, and the secret (which nothing keeps)."""
+def create(store: Store, name: str, scope: str = CLIENT_SCOPE) -> tuple[int, str]:
+    """A new token named ``name`` that opens ``scope``: its id, and the secret (which
+    nothing keeps)."""
+    if scope not in SCOPES:
+        raise InvalidRequest(f"unknown token scope {scope!r}: use one of {', '.join(SCOPES)}")
     secret = new_secret()
-    return store.add_token(name, digest(secret)), secret
+    return store.add_token(name, digest(secret), scope), secret
 
 
 class Gate:
@@ -56,13 +65,15 @@ class Gate:
             self._required = (now, answer)
         return answer
 
-    def allows(self, secret: str) -> bool:
+    def allows(self, secret: str, scope: str = CLIENT_SCOPE) -> bool:
+        """Whether ``secret`` opens ``scope``: a client token (or the shared secret) opens
+        every scope, a metrics token only its own."""
         if not secret:
             return False
         if self.shared and hmac.compare_digest(secret.encode(), self.shared.encode()):
             return True
         token = self.store.token_for(digest(secret))
-        if token is None:
+        if token is None or token.scope not in (CLIENT_SCOPE, scope):
             return False
         now = time.time()
         if now - self._touched.get(token.id, 0.0) >= TOUCH_SECONDS:

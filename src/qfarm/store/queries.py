@@ -111,6 +111,16 @@ class Queries(StoreBase):
             suspended=by_state.get(SegmentState.SUSPENDED, 0),
         )
 
+    def segment_counts(self) -> dict[tuple[str, str], int]:
+        """(service, state) -> segments, over the whole store (what /metrics shows)."""
+        query = (
+            select(jobs.c.service, segments.c.state, func.count())
+            .select_from(segments.join(jobs, segments.c.job_id == jobs.c.id))
+            .group_by(jobs.c.service, segments.c.state)
+        )
+        with self.engine.connect() as conn:
+            return {(str(svc), str(state)): int(n) for svc, state, n in conn.execute(query)}
+
     def jobs_with_queued(self, batch_id: int) -> set[int]:
         """The jobs of a batch that have segments waiting to be dispatched."""
         with self.engine.connect() as conn:

@@ -18,6 +18,7 @@ class TokenInfo:
     created_at: float
     last_used_at: float | None
     revoked_at: float | None
+    scope: str = "client"  # what it opens (qfarm.security.tokens.SCOPES)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
 
@@ -141,6 +141,8 @@ tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked_at", Float),
+    # What it opens (qfarm.security.tokens.SCOPES); NULL in a store of schema 5: client.
+    Column("scope", String(16)),
 )
 
 # Farm-wide limits (`qfarm limit set nuke 4`): a job that names one never has more segments
@@ -183,10 +185,20 @@ def _migrate_4_to_5(conn: Connection) -> int:
     return 5
 
 
+def _migrate_5_to_6(conn: Connection) -> int:
+    """Schema 6 adds tokens.scope (a token for /metrics alone); the tokens made before are
+    client tokens, which is what NULL reads as."""
+    present = {column["name"] for column in inspect(conn).get_columns("tokens")}
+    if "scope" not in present:
+        conn.execute(text("ALTER TABLE tokens ADD COLUMN scope VARCHAR(16)"))
+    return 6
+
+
 # Schema version found -> the step that brings it one version on (returns the new version).
 MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     1: _migrate_1_to_2,
     2: _migrate_2_to_3,
     3: _migrate_3_to_4,
     4: _migrate_4_to_5,
+    5: _migrate_5_to_6,
 }

@@ -9,21 +9,24 @@ from sqlalchemy import select, update
 from qfarm.domain.errors import NotFound
 from qfarm.store.base import StoreBase
 from qfarm.store.records import TokenInfo
-from qfarm.store.rows import insert
+from qfarm.store.rows import Row, insert
 from qfarm.store.tables import tokens
 
 
 class Tokens(StoreBase):
-    def add_token(self, name: str, digest: str) -> int:
+    def add_token(self, name: str, digest: str, scope: str = "client") -> int:
         with self._tx() as conn:
             return insert(
-                conn, tokens.insert().values(name=name, digest=digest, created_at=time.time())
+                conn,
+                tokens.insert().values(
+                    name=name, digest=digest, created_at=time.time(), scope=scope
+                ),
             )
 
     def tokens(self) -> list[TokenInfo]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(tokens).order_by(tokens.c.id)).all()
-        return [TokenInfo(r.id, r.name, r.created_at, r.last_used_at, r.revoked_at) for r in rows]
+        return [_info(r) for r in rows]
 
     def has_active_tokens(self) -> bool:
         with self.engine.connect() as conn:
@@ -38,7 +41,7 @@ class Tokens(StoreBase):
             r = conn.execute(
                 select(tokens).where(tokens.c.digest == digest, tokens.c.revoked_at.is_(None))
             ).first()
-        return None if r is None else TokenInfo(r.id, r.name, r.created_at, r.last_used_at, None)
+        return None if r is None else _info(r)
 
     def token_used(self, token_id: int, at: float) -> None:
         with self._tx() as conn:
@@ -54,3 +57,9 @@ class Tokens(StoreBase):
             if done.rowcount == 0:
                 raise NotFound(f"no active token {token_id}")
         return next(t for t in self.tokens() if t.id == token_id)
+
+
+def _info(row: Row) -> TokenInfo:
+    return TokenInfo(
+        row.id, row.name, row.created_at, row.last_used_at, row.revoked_at, row.scope or "client"
+    )
