@@ -298,6 +298,18 @@ class Client:
     def set_node_enabled(self, name: str, enabled: bool) -> None:
         self._call("POST", f"/nodes/{name}/{'enable' if enabled else 'disable'}")
 
+    def metrics(self) -> str:
+        """The controller's Prometheus metrics (``GET /metrics``), as text."""
+        try:
+            response = self._http.get(self.url + "/metrics")
+        except httpx.HTTPError as exc:
+            raise ControllerUnreachable(
+                f"cannot reach the controller at {self.url}: {exc}"
+            ) from None
+        if response.status_code >= 400:
+            self._raise(response)
+        return response.text
+
     def limits(self) -> list[dict[str, Any]]:
         return self._get_list(LimitOut, "/limits")
 

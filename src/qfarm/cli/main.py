@@ -30,7 +30,8 @@ def register_commands(argv: list[str]) -> None:
     import qfarm.cli.batches
     import qfarm.cli.limits
     import qfarm.cli.openjd
-    import qfarm.cli.presets  # noqa: F401
+    import qfarm.cli.presets
+    import qfarm.cli.scale  # noqa: F401
     # isort: on
 
 

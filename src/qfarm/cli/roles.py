@@ -223,6 +223,8 @@ app.add_typer(node_app, name="node")
 
     qfarm node --when-idle 10m
 
+    qfarm node --idle-exit 2m    # under Slurm: exit once idle, giving the allocation back
+
     qfarm node disable render-07
 """
 )
@@ -295,6 +297,14 @@ def node(
             "time, else terminal input and CPU load).",
         ),
     ] = None,
+    idle_exit: Annotated[
+        str | None,
+        typer.Option(
+            "--idle-exit",
+            help="Leave the cluster and exit 0 once no segment has run here for this long: "
+            "60s, 10m (a node a batch system started gives its allocation back).",
+        ),
+    ] = None,
 ) -> None:
     """Run a service node that joins a controller and runs its segments.
 
@@ -305,6 +315,7 @@ def node(
     if ctx.invoked_subcommand is not None:
         return
     from qfarm.domain.errors import QfarmError
+    from qfarm.domain.units import parse_duration
     from qfarm.node.availability import NodeHours
     from qfarm.node.facts import offerable_services
     from qfarm.node.serve import node_capacity, parse_services, serve_node
@@ -319,6 +330,7 @@ def node(
             raise InvalidRequest("this node can offer none of the services asked for")
         capacity = node_capacity(tags or [], gpus, resources or [], offered)
         hours = NodeHours.parse(schedule, schedule_end, when_idle)
+        leave_after = parse_duration(idle_exit, "--idle-exit") if idle_exit else None
         url = remote.client().url  # names the controller, or says how to
         directory = config.data_dir(data_dir)
         joining = parse_join_token(join_token) if join_token else local_join_token(url, directory)
@@ -341,6 +353,9 @@ def node(
             soft_wrap=True,
         )
 
+    def leaving(why: str) -> None:
+        out.print(f"qfarm node: {why}", highlight=False, soft_wrap=True)
+
     with contextlib.suppress(KeyboardInterrupt):
         serving = serve_node(
             url,
@@ -352,9 +367,11 @@ def node(
             join_token=joining,
             on_joined=joined,
             on_waiting=waiting,
+            on_leaving=leaving,
             path_map=mapping,
             capacity=capacity,
             hours=hours,
+            idle_exit=leave_after,
         )
         asyncio.run(serving)
 

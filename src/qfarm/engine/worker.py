@@ -10,12 +10,13 @@ Dask as plain dicts, converted here and in engine.dask only.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -263,16 +264,24 @@ async def run_node(
     local_directory: Path | None,
     runner: NodeRunner,
     tls: TlsFiles | None = None,
+    leave: Awaitable[None] | None = None,
 ) -> None:
     """Be one service node of the scheduler at ``scheduler_address`` until it goes away.
 
     The worker runs under a nanny, which restarts it if it dies; this returns when the nanny
-    closes: the scheduler went away, or the controller told the node to leave.
+    closes: the scheduler went away, or the controller told the node to leave; or once
+    ``leave`` is done (the node decided to go: idle too long), closing the nanny.
     """
     nanny = make_nanny(scheduler_address, spec, host, local_directory, tls, runner=runner)
     await nanny.start()
     try:
-        await nanny.finished()
+        finished = asyncio.ensure_future(nanny.finished())
+        waits = [finished]
+        if leave is not None:
+            waits.append(asyncio.ensure_future(leave))
+        _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
     finally:
         with contextlib.suppress(Exception):
             await nanny.close()

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,11 +100,15 @@ async def serve_node(
     join_token: pki.JoinToken | None = None,
     on_joined: Callable[[str, str], None] = lambda name, scheduler: None,
     on_waiting: Callable[[str], None] = lambda why: None,
+    on_leaving: Callable[[str], None] = lambda why: None,
     path_map: dict[str, str] | None = None,
     capacity: Capacity | None = None,
     hours: NodeHours | None = None,
+    idle_exit: float | None = None,
 ) -> None:
-    """Be a service node of the controller at ``controller_url``, for good.
+    """Be a service node of the controller at ``controller_url``, for good (or, with
+    ``idle_exit``, until no segment has run here for that many seconds: a node that a batch
+    system started gives its allocation back).
 
     The node outlives its Dask worker: when the worker ends (the controller went away, or
     the worker process died), the node ends every process group the worker left behind, so
@@ -150,17 +155,45 @@ async def serve_node(
             continue
         delay = 0.5
         on_joined(node_name, scheduler)
+        idle = asyncio.ensure_future(idle_for(records, idle_exit)) if idle_exit else None
         with contextlib.suppress(OSError):  # the scheduler went away while we joined
             await run_node(
                 scheduler, NodeSpec(node_name, services, dict(capacity.resources)), host=host,
-                local_directory=home, runner=runner, tls=tls,
+                local_directory=home, runner=runner, tls=tls, leave=idle,
             )  # fmt: skip
         ended = reap_leftovers(records)
+        if idle is not None and idle.done() and not idle.cancelled():
+            on_leaving(f"no segment ran here for {idle_exit:g} s: leaving the cluster")
+            return
+        if idle is not None:
+            idle.cancel()
         on_waiting(
             f"the worker ended; {len(ended)} left-over process group(s) ended"
             if ended
             else "the worker ended"
         )
+
+
+async def idle_for(records: Path, seconds: float) -> None:
+    """Return once no segment process has started or ended on this node for ``seconds``
+    and none runs.
+
+    The supervisor (in the worker process) keeps a file in ``records`` per process group it
+    runs, made when the process starts and removed when it ends, so the folder's change time
+    moves with every start and end, even of a process shorter than a poll.
+    """
+    quiet_since = time.time()
+    while True:
+        await asyncio.sleep(min(1.0, seconds / 4))
+        try:
+            changed = records.stat().st_mtime
+            busy = any(records.iterdir())
+        except OSError:
+            changed, busy = time.time(), True
+        now = time.time()
+        quiet_since = now if busy else max(quiet_since, changed)
+        if now - quiet_since >= seconds:
+            return
 
 
 def _join(
