@@ -16,7 +16,7 @@ from rich.table import Table
 
 from qfarm import config
 from qfarm.cli.app import app
-from qfarm.cli.common import err, fail_usage, out, print_json
+from qfarm.cli.common import FLAG, err, fail_usage, out, print_json
 from qfarm.cli.options import Connection, JsonOpt, with_option_sets
 from qfarm.domain.errors import InvalidRequest, QfarmError
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 scale_app = typer.Typer(
     help="Grow the farm through a batch system: qfarm nodes submitted as its jobs.",
+    epilog="**Examples**\n\n    qfarm scale slurm --nodes 8 --services render=1 --partition gpu\n\n"
+    "    qfarm scale slurm --adapt min=0,max=20 --services command=2",
     no_args_is_help=True,
 )
 app.add_typer(scale_app, name="scale")
@@ -103,7 +105,8 @@ def scale_slurm(
         float, typer.Option("--interval", min=0.5, help="Seconds between looks at the queue.")
     ] = 5.0,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Print the job script; submit nothing.")
+        bool,
+        typer.Option("--dry-run", metavar=FLAG, help="Print the job script; submit nothing."),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:

@@ -37,7 +37,7 @@ from qfarm.controller.steer import BatchSteering
 from qfarm.domain.messages import SegmentTask
 from qfarm.domain.model import FINAL_JOB_STATES
 from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
-from qfarm.engine.base import Engine, EngineNode, TaskEnd, TaskEvent
+from qfarm.engine.base import Engine, EngineNode, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 
 NODE_REFRESH_SECONDS = 1.0
@@ -239,34 +239,6 @@ class Dispatcher(NodeWatch, BatchSteering):
             for name, count in flight.resources.items():
                 busy[name] -= count
         self.killing.discard(flight.key)
-
-    def _result(self, flight: InFlight, end: TaskEnd) -> Result:
-        if end.result is None:
-            return Result(
-                segment_id=flight.segment_id,
-                attempt=flight.attempt,
-                ok=False,
-                node=flight.node,
-                lost=True,
-                error=f"node {flight.node} lost the segment ({end.error})",
-            )
-        r = end.result
-        canceled = r.killed and flight.key in self.killing
-        return Result(
-            segment_id=flight.segment_id,
-            attempt=flight.attempt,
-            ok=r.ok,
-            node=flight.node,
-            exit_code=r.exit_code,
-            error="canceled" if canceled else r.error,
-            canceled=canceled,
-            started_at=r.started_at,
-            ended_at=r.ended_at,
-            pid=r.pid,
-            # The store keeps the log's path chosen at dispatch, under the controller's logs
-            # folder, which is the only one it reads; the node sends only its tail.
-            log_tail=r.log_tail,
-        )
 
     def _free(self) -> dict[str, dict[str, int]]:
         """Free instances: node -> service -> count, for nodes that take work."""

@@ -79,7 +79,34 @@ class DispatcherState:
         raise NotImplementedError
 
     def _result(self, flight: InFlight, end: TaskEnd) -> Result:
-        raise NotImplementedError
+        """What the store records of an attempt's end: lost when the engine has no result
+        (its worker died), canceled when it was killed because the dispatcher asked."""
+        if end.result is None:
+            return Result(
+                segment_id=flight.segment_id,
+                attempt=flight.attempt,
+                ok=False,
+                node=flight.node,
+                lost=True,
+                error=f"node {flight.node} lost the segment ({end.error})",
+            )
+        r = end.result
+        canceled = r.killed and flight.key in self.killing
+        return Result(
+            segment_id=flight.segment_id,
+            attempt=flight.attempt,
+            ok=r.ok,
+            node=flight.node,
+            exit_code=r.exit_code,
+            error="canceled" if canceled else r.error,
+            canceled=canceled,
+            started_at=r.started_at,
+            ended_at=r.ended_at,
+            pid=r.pid,
+            # The store keeps the log's path chosen at dispatch, under the controller's logs
+            # folder, which is the only one it reads; the node sends only its tail.
+            log_tail=r.log_tail,
+        )
 
     async def _ask_nodes_to_stop(self, flights: list[InFlight], *, suspend: bool) -> list[InFlight]:
         """Ask each flight's node to stop (or continue) its processes; the flights whose node
