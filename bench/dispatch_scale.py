@@ -201,9 +201,9 @@ def write_markdown(
         f"task starts at once and ends after a duration drawn uniformly from {args.min_s}-"
         f"{args.max_s} s (seed {args.seed}). No process, no Dask: the controller's own booking "
         "work. Command: `python bench/dispatch_scale.py "
-        f"--hosts {args.hosts} --slots {args.slots} --segments {args.segments}`"
+        f"--hosts {args.hosts} --slots {args.slots} --segments {args.segments}"
         + (" --pg URL" if args.pg else "")
-        + ".",
+        + "`.",
         "",
         "| store | fill bookings/s | bookings/s (whole run) | refill p50 | p95 | p99 "
         "| makespan | ideal makespan |",

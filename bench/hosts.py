@@ -220,10 +220,11 @@ def main() -> None:
 
 def estimate(rows: list[dict[str, Any]], n: int) -> float:
     """Wall on ``n`` hosts from the measured parts: the one-host run's serial part (all but
-    the video segments' encoding) plus its encoding spread over ``n`` hosts."""
+    the segments' encoding) plus its encoding spread over ``n`` hosts, or over as many as
+    there are segments (a host more than segments has nothing to do)."""
     one = rows[0]
     serial = max(0.0, one["wall"] - one["work_sum"])
-    return serial + one["work_sum"] / n
+    return serial + one["work_sum"] / min(n, one["segments"])
 
 
 def write_markdown(
@@ -264,14 +265,13 @@ def write_markdown(
     one = rows[0]
     lines += [
         "",
-        f"On paper, from the one-host run: encoding {one['work_sum']:.1f} s of segment time, "
-        f"the rest ({max(0.0, one['wall'] - one['work_sum']):.1f} s: planning, upload, "
-        "dispatch, the assemble segment) serial. Spread over more hosts with those costs "
-        f"fixed: 10 hosts {estimate(rows, 10):.1f} s ({base / estimate(rows, 10):.1f}x), "
-        f"100 hosts {estimate(rows, 100):.1f} s ({base / estimate(rows, 100):.1f}x) for this "
-        f"{args.seconds} s source; past that the serial part dominates (segments of "
-        f"{args.segment_seconds:g} s cap this source at "
-        f"{int(args.seconds // args.segment_seconds)} hosts anyway).",
+        f"On paper, from the one-host run: {one['work_sum']:.1f} s of segment time, the "
+        f"rest ({max(0.0, one['wall'] - one['work_sum']):.1f} s: planning, upload, dispatch, "
+        "the assemble segment) serial. With those costs fixed and the same "
+        f"{args.segment_seconds:g} s segments ({one['segments']} of them, so no more than "
+        f"{one['segments']} hosts have work): 10 hosts {estimate(rows, 10):.1f} s "
+        f"({base / estimate(rows, 10):.1f}x), 100 hosts the same. Segments of 1 s would "
+        "give 100 hosts work, at a per-segment cost this run does not measure.",
         "",
     ]
     with path.open("a", encoding="utf-8") as fh:
