@@ -327,6 +327,9 @@ class Dispatcher(NodeWatch, BatchSteering):
         if not by_service:
             return [], [], set()
         missing: set[int] = set()
+        # Which nodes may run a job's segments is the same for all of them within a pass,
+        # while its pin stays: worked out once per job and pin (placement.eligible).
+        found: dict[tuple[int, tuple[tuple[str, str], ...] | None], placement.Eligible] = {}
 
         def choose(cand: Candidate) -> str | None:
             # Called inside the store's transaction: reads only what was gathered before.
@@ -341,7 +344,12 @@ class Dispatcher(NodeWatch, BatchSteering):
                 return None  # its owner has its share for now (a later pass may add)
             history = self.histories.get(cand.job_id, JobHistory())
             pin = self.pins.get(cand.job_id) or placement.pin_from_history(history, tools, farm)
-            choice = placement.choose(cand, tools, farm, free, pin, history, spare)
+            memo = (cand.job_id, tuple(sorted(pin.items())) if pin else None)
+            if memo not in found:
+                found[memo] = placement.eligible(
+                    farm, cand.service, tools, cand.failed_nodes, pin, history, cand.requirements
+                )
+            choice = placement.choose(cand, tools, farm, free, pin, history, spare, found[memo])
             if choice.pin is None:
                 self.pins.pop(cand.job_id, None)
             else:

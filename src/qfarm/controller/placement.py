@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from qfarm.domain.requirements import NO_REQUIREMENTS, NodeOffer, Requirements, unmet, why_none
 from qfarm.store import Candidate
@@ -59,6 +60,15 @@ class Farm:
     # Every node the store knows, offline ones too: a pin read back after a restart names
     # the versions of the node a job's first segments ran on, wherever that node is now.
     fingerprints: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+    @cached_property
+    def on_host(self) -> Mapping[str, tuple[str, ...]]:
+        """Host -> the names of its nodes (local nodes of an embedded cluster share one),
+        made once per tick for :func:`threads`, which a tick calls for every segment."""
+        hosts: dict[str, list[str]] = {}
+        for name, node in self.nodes.items():
+            hosts.setdefault(node.host, []).append(name)
+        return {host: tuple(names) for host, names in hosts.items()}
 
 
 @dataclass(frozen=True)
@@ -160,20 +170,25 @@ def choose(
     pin: Versions | None,
     history: JobHistory,
     free_resources: Mapping[str, Mapping[str, int]] | None = None,
+    found: Eligible | None = None,
 ) -> Choice:
     """The least busy free node for a segment, among those that may run it (see
     :func:`eligible`): while some node that has not failed the job may, the segment waits
     for it rather than going back to a node that failed. A segment that holds counted
     resources (``{"gpu": 1}``) goes only to a node where that many are free now
     (``free_resources``: node -> resource -> free count). A job with tools and no pin (yet,
-    or any more) is pinned to the chosen node's versions."""
+    or any more) is pinned to the chosen node's versions. ``found``: what :func:`eligible`
+    gives for this candidate, when the caller already has it (the same for every segment of
+    a job with the same pin, within one dispatch pass)."""
     req = cand.requirements
-    found = eligible(farm, cand.service, tools, cand.failed_nodes, pin, history, req)
+    if found is None:
+        found = eligible(farm, cand.service, tools, cand.failed_nodes, pin, history, req)
     if found.repin:
         # Nothing of the job is done yet, and every node with the pinned versions failed
         # it (a build without an encoder, say): pin anew.
         pin = None
-    fresh = [name for name in found.nodes if name not in cand.failed_nodes]
+    failed = cand.failed_nodes
+    fresh = [name for name in found.nodes if name not in failed] if failed else found.nodes
     pool = fresh if fresh else found.nodes
     ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
     if req.amounts:
@@ -201,9 +216,5 @@ def threads(farm: Farm, busy: Mapping[str, Counter[str]], name: str, service: st
     node = farm.nodes.get(name)
     if node is None:
         return 1
-    running = sum(
-        busy.get(other, Counter())[service]
-        for other, other_node in farm.nodes.items()
-        if other_node.host == node.host
-    )
+    running = sum(busy.get(other, Counter())[service] for other in farm.on_host[node.host])
     return max(1, node.cores // max(1, running))
