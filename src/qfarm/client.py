@@ -163,7 +163,9 @@ class Client:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """The answer to one request (``path`` under /api/v1, or an absolute URL), or the
+        error of the API's table for a failed one."""
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
@@ -172,7 +174,10 @@ class Client:
             ) from None
         if response.status_code >= 400:
             self._raise(response)
-        return response.json()
+        return response
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._send(method, path, **kwargs).json()
 
     def _get(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return _parsed(model, self._call(method, path, **kwargs))
@@ -300,15 +305,7 @@ class Client:
 
     def metrics(self) -> str:
         """The controller's Prometheus metrics (``GET /metrics``), as text."""
-        try:
-            response = self._http.get(self.url + "/metrics")
-        except httpx.HTTPError as exc:
-            raise ControllerUnreachable(
-                f"cannot reach the controller at {self.url}: {exc}"
-            ) from None
-        if response.status_code >= 400:
-            self._raise(response)
-        return response.text
+        return self._send("GET", self.url + "/metrics").text
 
     def limits(self) -> list[dict[str, Any]]:
         return self._get_list(LimitOut, "/limits")

@@ -98,8 +98,9 @@ def test_a_node_is_idle_once_no_process_started_or_ended_for_the_time(tmp_path: 
     async def scenario() -> bool:
         watch = asyncio.ensure_future(idle_for(records, 1.0))
         (records / "123").write_text("")  # a process group runs
-        await asyncio.sleep(1.5)  # the condition under test is time passing; not a sync
-        still_busy = not watch.done()
+        # Past the idle time, the watch must still be waiting: a bounded wait on it.
+        done, _ = await asyncio.wait({watch}, timeout=1.5)
+        still_busy = not done
         (records / "123").unlink()  # it ended
         await asyncio.wait_for(watch, timeout=10)
         return still_busy

@@ -114,6 +114,14 @@ PriorityOpt = Annotated[
     str, typer.Option("--priority", help="high, medium (the default), low, or 0-100.")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.", metavar=FLAG)]
+JoinTokenOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--join-token",
+        envvar="QFARM_JOIN_TOKEN",
+        help="The cluster's join token (qfarm join-token on the controller's machine).",
+    ),
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.", metavar=FLAG)]
 # Options of the embedded cluster of `qfarm run` and the job types' `run` commands.
 NodesOpt = Annotated[

@@ -14,7 +14,7 @@ import typer
 from qfarm import config
 from qfarm.cli.app import app
 from qfarm.cli.common import FLAG, err, fail_usage, out
-from qfarm.cli.options import Connection, with_option_sets
+from qfarm.cli.options import Connection, JoinTokenOpt, with_option_sets
 from qfarm.domain.errors import InvalidRequest
 from qfarm.node import pathmap
 from qfarm.security import tokens
@@ -188,6 +188,15 @@ def check_dashboard(host: str, scheduler: str | None) -> None:
     _dashboard_on(host)
 
 
+def join_token_for(given: str | None, url: str, data_dir: Path) -> JoinToken | None:
+    """The join token a node of the controller at ``url`` joins with: the one given
+    (``--join-token``, QFARM_JOIN_TOKEN), else that of a controller on this machine
+    (:func:`local_join_token`), else None."""
+    from qfarm.security.pki import parse_join_token
+
+    return parse_join_token(given) if given else local_join_token(url, data_dir)
+
+
 def local_join_token(url: str, data_dir: Path) -> JoinToken | None:
     """The join token of a controller on this machine that shares the node's data dir (all
     roles on one computer, as one user): no token to copy. None otherwise."""
@@ -239,14 +248,7 @@ def node(
     name: Annotated[
         str | None, typer.Option("--name", help="The node's name [default: host name].")
     ] = None,
-    join_token: Annotated[
-        str | None,
-        typer.Option(
-            "--join-token",
-            envvar="QFARM_JOIN_TOKEN",
-            help="The cluster's join token (qfarm join-token on the controller's machine).",
-        ),
-    ] = None,
+    join_token: JoinTokenOpt = None,
     host: Annotated[
         str, typer.Option("--host", help="Address the node listens on for the cluster.")
     ] = "127.0.0.1",
@@ -319,7 +321,6 @@ def node(
     from qfarm.node.availability import NodeHours
     from qfarm.node.facts import offerable_services
     from qfarm.node.serve import node_capacity, parse_services, serve_node
-    from qfarm.security.pki import parse_join_token
 
     try:
         mapping = pathmap.parse(path_map or [])
@@ -333,7 +334,7 @@ def node(
         leave_after = parse_duration(idle_exit, "--idle-exit") if idle_exit else None
         url = remote.client().url  # names the controller, or says how to
         directory = config.data_dir(data_dir)
-        joining = parse_join_token(join_token) if join_token else local_join_token(url, directory)
+        joining = join_token_for(join_token, url, directory)
     except (InvalidRequest, QfarmError) as exc:
         raise fail_usage(str(exc)) from None
     logging.getLogger("distributed").setLevel(logging.ERROR)

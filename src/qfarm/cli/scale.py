@@ -17,7 +17,7 @@ from rich.table import Table
 from qfarm import config
 from qfarm.cli.app import app
 from qfarm.cli.common import FLAG, err, fail_usage, out, print_json
-from qfarm.cli.options import Connection, JsonOpt, with_option_sets
+from qfarm.cli.options import Connection, JoinTokenOpt, JsonOpt, with_option_sets
 from qfarm.domain.errors import InvalidRequest, QfarmError
 
 if TYPE_CHECKING:
@@ -79,14 +79,7 @@ def scale_slurm(
     idle_exit: Annotated[
         str, typer.Option("--idle-exit", help="A node idle this long leaves: 90s, 5m.")
     ] = "5m",
-    join_token: Annotated[
-        str | None,
-        typer.Option(
-            "--join-token",
-            envvar="QFARM_JOIN_TOKEN",
-            help="The cluster's join token (qfarm join-token on the controller's machine).",
-        ),
-    ] = None,
+    join_token: JoinTokenOpt = None,
     node_host: Annotated[
         str,
         typer.Option("--node-host", help="Where each node listens for the cluster: its address."),
@@ -117,12 +110,11 @@ def scale_slurm(
     controller's queue (GET /metrics) and keeps as many nodes as the queued and running
     segments need, within min and max; nodes no longer needed leave when idle.
     """
-    from qfarm.cli.roles import local_join_token
+    from qfarm.cli.roles import join_token_for
     from qfarm.domain.units import parse_duration
     from qfarm.node.serve import parse_services
     from qfarm.scale.adapt import AdaptRange
     from qfarm.scale.slurm import SlurmNodeSpec, job_script
-    from qfarm.security.pki import parse_join_token
 
     try:
         if (nodes is None) == (adapt is None):
@@ -132,11 +124,7 @@ def scale_slurm(
             raise InvalidRequest("--services must name what each node offers, e.g. render=1")
         limits = AdaptRange.parse(adapt) if adapt is not None else None
         client = remote.client()
-        joining = (
-            parse_join_token(join_token)
-            if join_token
-            else local_join_token(client.url, config.data_dir(data_dir))
-        )
+        joining = join_token_for(join_token, client.url, config.data_dir(data_dir))
         environment = {"QFARM_JOIN_TOKEN": str(joining)} if joining else {}
         if remote.token:
             environment["QFARM_TOKEN"] = remote.token
