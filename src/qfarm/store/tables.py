@@ -26,7 +26,7 @@ from sqlalchemy import (
 metadata = MetaData()
 
 # Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
 
@@ -49,6 +49,9 @@ batches = Table(
     # What `qfarm run` was asked for (a digest of the planned request), so the same command
     # run again after an interruption finds this batch and carries on with it.
     Column("request_digest", String(64)),
+    # Who hears of its end (domain.notify.Notification.to_dict each; NULL: no one but the
+    # farm-wide defaults).
+    Column("notify", JSON),
 )
 
 jobs = Table(
@@ -155,6 +158,65 @@ limits = Table(
 )
 
 
+# Every action taken through the API (submit, cancel, priority, node disable, token create
+# and revoke, ...): who (the token's name), when, what and on what. Never updated, only added
+# to, and pruned with the batches by retention.
+audit = Table(
+    "audit",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", Float, nullable=False, index=True),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", Text, nullable=False, default=""),
+    Column("outcome", Integer, nullable=False),  # the HTTP status it was answered with
+    Column("detail", JSON),
+)
+
+# Notifications owed for ended batches, one row per batch and target: delivered in the
+# background, retried with backoff, and shown by `qfarm show`.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", Integer, nullable=False, index=True),
+    Column("target", Text, nullable=False),
+    Column("event", String(16), nullable=False),  # the outcome told: done, failed, canceled
+    Column("state", String(16), nullable=False),  # pending, delivered, failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("next_at", Float),  # when the next attempt is due (pending only)
+    Column("delivered_at", Float),
+    Column("last_error", Text, nullable=False, default=""),
+)
+
+# Files a watch folder has taken, so that a restarted watcher never submits one twice: a
+# file is the same file while its folder, name, size and mtime are.
+watched_files = Table(
+    "watched_files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("watch", String(200), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("batch_id", Integer),
+    Column("state", String(16), nullable=False),  # submitted, done, failed, refused
+    Column("taken_at", Float, nullable=False),
+    Column("error", Text, nullable=False, default=""),
+    Index("ix_watched_files_watch_path", "watch", "path"),
+)
+
+# Farm-wide settings that the API can change while the controller runs (retention, default
+# notifications): name -> JSON value.
+settings = Table(
+    "settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", JSON, nullable=False),
+)
+
+
 def _migrate_1_to_2(conn: Connection) -> int:
     """Schema 2 adds the tokens table, which create_all has just made."""
     return 2
@@ -194,6 +256,16 @@ def _migrate_5_to_6(conn: Connection) -> int:
     return 6
 
 
+def _migrate_6_to_7(conn: Connection) -> int:
+    """Schema 7 adds batches.notify (a batch made before asks for no notification of its
+    own: NULL), and the audit, deliveries, watched_files and settings tables, which
+    create_all has just made."""
+    present = {column["name"] for column in inspect(conn).get_columns("batches")}
+    if "notify" not in present:
+        conn.execute(text("ALTER TABLE batches ADD COLUMN notify JSON"))
+    return 7
+
+
 # Schema version found -> the step that brings it one version on (returns the new version).
 MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     1: _migrate_1_to_2,
@@ -201,4 +273,5 @@ MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     3: _migrate_3_to_4,
     4: _migrate_4_to_5,
     5: _migrate_5_to_6,
+    6: _migrate_6_to_7,
 }
