@@ -6,7 +6,7 @@ node pinned to its own core with taskset and working in its own folder; the cont
 listens on the bridge's address in the root namespace. Sources go to the nodes through
 cluster storage (`qfarm submit transcode --upload`) and the outputs come back with `qfarm
 fetch`, so every byte crosses the "network" as it would between machines. The client runs
-the real CLI against the real controller over HTTP with a client token; nodes join with the
+the real CLI against the real controller over HTTPS with a client token; nodes join with the
 join token over mutual TLS. Needs root (ip netns, a bridge).
 
 Figures:
@@ -115,7 +115,10 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
                     url = line.split()[3]
                 if line.startswith("client token"):
                     token = line.split()[-1]
-            join = str(ClusterAuthority.existing(data).join_token())
+            authority = ClusterAuthority.existing(data)
+            join = str(authority.join_token())
+            # The API is HTTPS beyond loopback: the CLI and the client here trust its CA.
+            env["QFARM_CA_FILE"] = str(authority.folder / "ca.pem")
             cores = os.cpu_count() or 1
             for core, name in enumerate(names):
                 home = work / f"{name}-{host_count}"
@@ -127,7 +130,7 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
                     stderr=open(home.with_suffix(".log"), "w"),  # noqa: SIM115
                     env={**env, "QFARM_JOIN_TOKEN": join, "QFARM_TOKEN": token},
                 ))  # fmt: skip
-            client = Client(url, token=token)
+            client = Client(url, token=token, ca=authority.ca_cert)
             wait_for(
                 lambda: sum(n["state"] == "online" for n in client.nodes()) == host_count,
                 120, f"{host_count} node(s) online",

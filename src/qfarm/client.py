@@ -14,6 +14,7 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,11 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from qfarm import login
+from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest
 from qfarm.domain.requirements import GPU, Requirements
+from qfarm.domain.watched import FileVersion, WatchedFile, WatchedState
 from qfarm.files import safe_relative, write_atomically
 
 # The client's errors are those of the API's one table, re-exported (qfarm.client's
@@ -32,6 +36,7 @@ from qfarm.wire.errors import ControllerError as ControllerError
 from qfarm.wire.errors import client_error
 from qfarm.wire.schemas import (
     AttemptOut,
+    AuditOut,
     BatchDetailOut,
     BatchOut,
     FileWrittenOut,
@@ -39,8 +44,12 @@ from qfarm.wire.schemas import (
     JoinOut,
     LimitOut,
     NodeOut,
+    NotifySettingsOut,
+    RemovedManyOut,
+    RetentionOut,
     SegmentOut,
     UploadOut,
+    WatchedOut,
 )
 
 API = "/api/v1"
@@ -69,6 +78,7 @@ def request_body(request: BatchRequest) -> dict[str, Any]:
         "hold": request.hold,
         "start_at": request.start_at,
         "serialize": request.serialize,
+        **({"notify": [n.to_dict() for n in request.notify]} if request.notify else {}),
         "jobs": [
             {
                 "type": job.job_type,
@@ -142,17 +152,37 @@ class Client:
     """
 
     def __init__(
-        self, url: str | None = None, token: str | None = None, timeout: float = 30.0
+        self,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: float = 30.0,
+        ca: str | None = None,
     ) -> None:
+        """``token``: else $QFARM_TOKEN, else the saved login's (``qfarm login``). ``ca``:
+        the cluster CA (PEM) its HTTPS certificate must chain to; else $QFARM_CA_FILE's,
+        else the saved login's, else the CAs this machine trusts."""
         url = url or os.environ.get(CONTROLLER_ENV)
+        saved = login.saved_for(url)
+        if not url and saved is not None:
+            url = saved.url
         if not url:
             from qfarm.discovery import find_controller
 
             url = find_controller()
         self.url = url.rstrip("/")
-        token = token or os.environ.get(TOKEN_ENV)
+        saved = saved if saved is not None and saved.url == self.url else None
+        token = token or os.environ.get(TOKEN_ENV) or (saved.token if saved else None)
+        if token and self.url.startswith("http://") and not login.is_loopback(self.url):
+            raise InvalidRequest(
+                f"refusing to send the client token over plain HTTP to {self.url}: a "
+                "controller beyond loopback serves HTTPS (use its https:// URL)"
+            )
+        ca = ca or login.ca_file_text() or (saved.ca if saved else None)
+        verify: ssl.SSLContext | bool = ssl.create_default_context(cadata=ca) if ca else True
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=self.url + API, headers=headers, timeout=timeout)
+        self._http = httpx.Client(
+            base_url=self.url + API, headers=headers, timeout=timeout, verify=verify
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -169,6 +199,12 @@ class Client:
         try:
             response = self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                raise ControllerUnreachable(
+                    f"the certificate of {self.url} is not one this client trusts: log in "
+                    "with `qfarm login URL CONNECTION-STRING` (the controller's first start "
+                    "prints it), or name its CA in QFARM_CA_FILE"
+                ) from None
             raise ControllerUnreachable(
                 f"cannot reach the controller at {self.url}: {exc}"
             ) from None
@@ -182,10 +218,10 @@ class Client:
     def _get(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return _parsed(model, self._call(method, path, **kwargs))
 
-    def _get_list(self, model: type[M], path: str) -> list[dict[str, Any]]:
+    def _get_list(self, model: type[M], path: str, **kwargs: Any) -> list[dict[str, Any]]:
         """A list answer, each item checked against ``model``; given as the dicts the
         CLI prints, fields a newer controller adds included."""
-        return [_parsed(model, item).model_dump() for item in self._call("GET", path)]
+        return [_parsed(model, item).model_dump() for item in self._call("GET", path, **kwargs)]
 
     @staticmethod
     def _raise(response: httpx.Response) -> None:
@@ -237,6 +273,19 @@ class Client:
     def remove(self, batch_id: int) -> None:
         """Remove an ended batch from the controller, with its logs and stored files."""
         self._call("DELETE", f"/batches/{batch_id}")
+
+    def remove_older(self, seconds: float, dry_run: bool = False) -> list[int]:
+        """Remove every batch that ended more than ``seconds`` ago; their ids (with
+        ``dry_run``, the ids of those that would go, and nothing is removed)."""
+        params = {"older_than": seconds, "dry_run": dry_run}
+        return self._get(RemovedManyOut, "DELETE", "/batches", params=params).removed
+
+    def retention(self) -> float | None:
+        """How long the controller keeps ended batches (seconds; None: for ever)."""
+        return self._get(RetentionOut, "GET", "/settings/retention").keep
+
+    def set_retention(self, seconds: float | None) -> float | None:
+        return self._get(RetentionOut, "PUT", "/settings/retention", json={"keep": seconds}).keep
 
     def set_priority(self, batch_id: int, priority: int | str) -> BatchStatus:
         return BatchStatus.of(
@@ -303,6 +352,10 @@ class Client:
     def set_node_enabled(self, name: str, enabled: bool) -> None:
         self._call("POST", f"/nodes/{name}/{'enable' if enabled else 'disable'}")
 
+    def revoke_node(self, name: str) -> None:
+        """Shut a node out for good (see POST /api/v1/nodes/{name}/revoke)."""
+        self._call("POST", f"/nodes/{name}/revoke")
+
     def metrics(self) -> str:
         """The controller's Prometheus metrics (``GET /metrics``), as text."""
         return self._send("GET", self.url + "/metrics").text
@@ -315,6 +368,50 @@ class Client:
 
     def remove_limit(self, name: str) -> None:
         self._call("DELETE", f"/limits/{name}")
+
+    def notify_defaults(self) -> dict[str, Any]:
+        """The farm-wide notifications (GET /api/v1/settings/notify)."""
+        return self._get(NotifySettingsOut, "GET", "/settings/notify").model_dump()
+
+    def set_notify_defaults(self, notify: list[dict[str, str]]) -> dict[str, Any]:
+        """Replace the farm-wide notifications: ``[{"target": ..., "on": ...}]``."""
+        body = {"notify": notify}
+        return self._get(NotifySettingsOut, "PUT", "/settings/notify", json=body).model_dump()
+
+    def audit(
+        self,
+        since: float | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        limit: int = 1000,
+    ) -> list[dict[str, Any]]:
+        """The audit log, newest first (see GET /api/v1/audit)."""
+        asked = {"since": since, "actor": actor, "action": action, "limit": limit}
+        params = {key: value for key, value in asked.items() if value is not None}
+        return self._get_list(AuditOut, "/audit", params=params)
+
+    # ------------------------------------------------------------ watch folders
+
+    def claim_watched(self, watch: str, version: FileVersion) -> WatchedFile:
+        """Claim a file version for a watch before submitting its batch; raises Conflict
+        when it was claimed before (by this watcher before a restart, or another one)."""
+        body = {"watch": watch, "path": version.path, "size": version.size,
+                "mtime": version.mtime}  # fmt: skip
+        return _watched(self._get(WatchedOut, "POST", "/watched", json=body))
+
+    def record_watched(
+        self, file_id: int, state: WatchedState, batch_id: int | None = None, error: str = ""
+    ) -> WatchedFile:
+        """Record what became of a claimed file: its batch, or its outcome and error."""
+        body = {"state": state.value, "batch_id": batch_id, "error": error}
+        return _watched(self._get(WatchedOut, "POST", f"/watched/{file_id}", json=body))
+
+    def watched(self, watch: str) -> list[WatchedFile]:
+        """The files a watch took, oldest first."""
+        answer = self._call("GET", "/watched", params={"watch": watch})
+        if not isinstance(answer, list):
+            raise ControllerError("the controller answered a watched-file list that is not one")
+        return [_watched(_parsed(WatchedOut, item)) for item in answer]
 
 
 @dataclass
@@ -349,6 +446,18 @@ def _strings(body: Any) -> list[str]:
         return _STRINGS.validate_python(body)
     except ValidationError:
         raise ControllerError("the controller answered a file list that is not one") from None
+
+
+def _watched(answer: WatchedOut) -> WatchedFile:
+    return WatchedFile(
+        id=answer.id,
+        watch=answer.watch,
+        version=FileVersion(answer.path, answer.size, answer.mtime),
+        state=WatchedState(answer.state),
+        taken_at=answer.taken_at,
+        batch_id=answer.batch_id,
+        error=answer.error,
+    )
 
 
 def _parsed(model: type[M], body: Any) -> M:

@@ -45,6 +45,16 @@ include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = [
     "2XX", "3XX", "400", "401", "403", "404", "409", "429", "5XX",
 ]
+
+# A notification's target is a string to the schema; that it is mailto: with one address or
+# an http(s) URL with a host is the domain's rule (qfarm.domain.notify), refused with a 400
+# that names the target, which no pattern's message would.
+[[operations]]
+include-path-regex = "^/api/v1/settings/notify$"
+include-method = "PUT"
+checks.positive_data_acceptance.expected-statuses = [
+    "2XX", "3XX", "400", "401", "403", "404", "409", "429", "5XX",
+]
 """
 
 

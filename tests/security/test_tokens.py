@@ -110,6 +110,22 @@ def test_first_start_makes_a_token_shown_once_and_qfarm_token_manages_them(
         assert gone.status_code == 401
         again = qfarm("token", "revoke", str(second["id"]), data_dir=data_dir)
         assert again.returncode == 4 and "no active token" in again.stderr  # not found
+
+        # Who did it, in the audit log: the local user for the token commands, and the
+        # requests refused for want of a token (reads are not logged).
+        httpx.post(api, json={"jobs": []})
+        logged = subprocess.run(
+            [*QFARM, "audit", "--json", "--controller", url, "--token", first],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert logged.returncode == 0, logged.stderr
+        entries = [(e["action"], e["target"], e["outcome"]) for e in json.loads(logged.stdout)]
+        assert entries == [
+            ("batch.submit", "", 401),
+            ("token.revoke", f"token {second['id']}", 200),
+            ("token.create", f"token {second['id']}", 200),
+        ]
+        assert json.loads(logged.stdout)[1]["actor"].startswith("local ")
     finally:
         stop(controller)
     # A second start shows no token: the first was shown once.

@@ -26,6 +26,8 @@ from starlette.routing import Match
 
 from qfarm import __version__
 from qfarm.api import (
+    audit,
+    routes_audit,
     routes_batches,
     routes_cluster,
     routes_events,
@@ -34,10 +36,13 @@ from qfarm.api import (
     routes_logs,
     routes_metrics,
     routes_nodes,
+    routes_notify,
     routes_openjd,
+    routes_settings,
+    routes_watched,
 )
 from qfarm.api.common import API
-from qfarm.api.routes_cluster import JOIN_PATH
+from qfarm.api.routes_cluster import CA_PATH, JOIN_PATH
 from qfarm.api.routes_metrics import METRICS_PATH
 from qfarm.controller.service import Controller
 from qfarm.security.tokens import CLIENT_SCOPE, METRICS_SCOPE, Gate
@@ -46,6 +51,8 @@ from qfarm.wire.errors import ERRORS, METHOD_NOT_ALLOWED, UNAUTHORIZED, one_line
 # Server-sent-event streams: a browser's EventSource sends no headers, so these take the
 # token as ?token= too.
 STREAM_PATHS = ("/events", "/follow")
+# The actor of a request to a cluster that has no client tokens (open on loopback).
+ANONYMOUS = "anonymous"
 WEB_DIR = Path(__file__).parent.parent / "web"
 
 
@@ -64,18 +71,34 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     gate = Gate(controller.store, token)
 
     @app.middleware("http")
-    async def require_token(request: Request, call_next: Any) -> Any:
+    async def guard(request: Request, call_next: Any) -> Any:
+        """The token gate, then the audit log of what the request changed."""
+        answer = await admit(request) or await call_next(request)
+        if (entry := audit.entry_for(request, answer.status_code)) is not None:
+            controller.store.record_action(entry)
+        return answer
+
+    async def admit(request: Request) -> JSONResponse | None:
+        """A 401 for a request that needs a token it lacks; None lets it in, its actor
+        noted (the token's name; ``anonymous`` on a cluster without tokens)."""
         path = request.url.path
         scraping = path == METRICS_PATH
-        guarded = (path.startswith(API) and path != JOIN_PATH) or scraping
-        if guarded and gate.required():
-            given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-            if not given and path.endswith(STREAM_PATHS):
-                # A browser's EventSource cannot send headers: streams take ?token= too.
-                given = request.query_params.get("token", "")
-            if not gate.allows(given, scope=METRICS_SCOPE if scraping else CLIENT_SCOPE):
-                return JSONResponse({"error": UNAUTHORIZED.description}, status_code=401)
-        return await call_next(request)
+        guarded = (path.startswith(API) and path not in (JOIN_PATH, CA_PATH)) or scraping
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if not given and path.endswith(STREAM_PATHS):
+            # A browser's EventSource cannot send headers: streams take ?token= too.
+            given = request.query_params.get("token", "")
+        if request.method in audit.READING and not (guarded and gate.required()):
+            return None  # nothing to check, and no one to name in the log
+        admitted = gate.admit(given, scope=METRICS_SCOPE if scraping else CLIENT_SCOPE)
+        if admitted is not None:
+            request.state.actor = admitted.actor
+            request.state.audit_detail = {"token": admitted.token_id}
+        elif guarded and gate.required():
+            return JSONResponse({"error": UNAUTHORIZED.description}, status_code=401)
+        elif path != JOIN_PATH:
+            request.state.actor = ANONYMOUS
+        return None
 
     add_error_handlers(app)
 
@@ -86,8 +109,10 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     async def monitor() -> HTMLResponse:
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
+    app.include_router(routes_notify.router(controller))  # GET/PUT /settings/notify
     for module in (routes_cluster, routes_batches, routes_logs, routes_files, routes_nodes,
-                   routes_events, routes_openjd, routes_limits, routes_metrics):  # fmt: skip
+                   routes_events, routes_openjd, routes_limits, routes_metrics,
+                   routes_audit, routes_watched, routes_settings):  # fmt: skip
         app.include_router(module.router(controller))
     document_errors_as_answered(app)
     return app

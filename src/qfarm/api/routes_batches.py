@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Request
 
 from qfarm.api.common import API, ObjectId, batch_out, errors
+from qfarm.api.routes_notify import delivery_out, notification_out, notifications_of
 from qfarm.controller.service import Controller
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import (
@@ -35,6 +38,7 @@ from qfarm.wire.schemas import (
     BatchOut,
     JobOut,
     PriorityIn,
+    RemovedManyOut,
     RemovedOut,
     RequirementsIn,
     SegmentOut,
@@ -71,6 +75,7 @@ def batch_request(body: BatchIn) -> BatchRequest:
         hold=body.hold,
         start_at=body.start_at,
         serialize=body.serialize,
+        notify=notifications_of(body.notify),
     )
 
 
@@ -108,12 +113,13 @@ def router(controller: Controller) -> APIRouter:
     store = controller.store
 
     @api.post("", status_code=201, responses=errors())
-    async def submit(body: BatchIn) -> BatchOut:
+    async def submit(body: BatchIn, http: Request) -> BatchOut:
         """Submit a batch; it is planned (400 for what cannot run) and queued, or held."""
         request = batch_request(body)
         # Planning reads media files (a transcode's source): off the event loop.
         planned = await asyncio.to_thread(controller.plan, request)
         batch_id = controller.submit(request, planned)
+        http.state.audit_target = f"batch {batch_id}"
         return batch_out(controller, store.batch(batch_id))
 
     @api.get("", responses=errors())
@@ -163,6 +169,8 @@ def router(controller: Controller) -> APIRouter:
                 )
                 for job in jobs
             ],
+            notify=[notification_out(n) for n in store.batch_notifications(batch_id)],
+            deliveries=[delivery_out(d) for d in store.deliveries(batch_id)],
         )
 
     @api.delete("/{batch_id}", responses=errors(404))
@@ -171,6 +179,17 @@ def router(controller: Controller) -> APIRouter:
         only it used (400 while it still runs: cancel it first)."""
         await controller.remove(batch_id)
         return RemovedOut(removed=batch_id)
+
+    @api.delete("", responses=errors())
+    async def remove_older(
+        older_than: Annotated[float, Query(ge=0, description="seconds since the batches ended")],
+        dry_run: bool = False,
+    ) -> RemovedManyOut:
+        """Remove every batch that ended more than ``older_than`` seconds ago, as DELETE of
+        each would (never one still going); ``dry_run``: only say which."""
+        cutoff = time.time() - older_than
+        removed = await controller.remove_ended_before(cutoff, dry_run=dry_run)
+        return RemovedManyOut(removed=removed, dry_run=dry_run)
 
     def steering(verb: str, act: Callable[[int], Awaitable[None] | None], doc: str) -> None:
         # One route per verb, not /{action}: a path that is no verb is then a 404, and a

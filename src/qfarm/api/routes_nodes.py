@@ -40,6 +40,15 @@ def router(controller: Controller) -> APIRouter:
         controller.set_node_enabled(name, False)
         return NodeStateOut(name=name, state="disabled")
 
+    @api.post("/{name}/revoke", responses=errors(404))
+    async def revoke(name: str) -> NodeStateOut:
+        """Shut a node out at once: its certificates are refused in the scheduler's
+        handshake, its running segments are requeued, and it may not join again (under
+        this name or with this key). Rotate the join token too if its machine may be in
+        the wrong hands."""
+        await controller.revoke_node(name)
+        return NodeStateOut(name=name, state="revoked")
+
     @api.post("/{name}/enable", responses=errors(404))
     async def enable(name: str) -> NodeStateOut:
         controller.set_node_enabled(name, True)

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi import Request as HttpRequest
 from pydantic import Field
 
 from qfarm.api.common import API, batch_out, errors
@@ -79,7 +80,7 @@ def router(controller: Controller) -> APIRouter:
     store = controller.store
 
     @api.post("", status_code=201, responses=errors())
-    async def submit_openjd(body: OpenJDIn) -> BatchOut:
+    async def submit_openjd(body: OpenJDIn, http: HttpRequest) -> BatchOut:
         """Submit an OpenJD job template as a batch: one job per step, dependencies by step
         name, one segment per task (or TASK_CHUNKING chunk). 400 for an invalid template,
         environment template or parameter value, naming the field; nothing is queued then."""
@@ -87,6 +88,7 @@ def router(controller: Controller) -> APIRouter:
         request = await asyncio.to_thread(openjd_request, body)
         planned = await asyncio.to_thread(controller.plan, request)
         batch_id = controller.submit(request, planned)
+        http.state.audit_target = f"batch {batch_id}"
         return batch_out(controller, store.batch(batch_id))
 
     return api

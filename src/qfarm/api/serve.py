@@ -7,16 +7,21 @@ the controller package itself knows nothing of HTTP.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import socket
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import uvicorn
 
 from qfarm.api.app import create_app
+from qfarm.controller.notify import Notifier, NotifyConfig
+from qfarm.controller.notify_webhook import webhook_secret
 from qfarm.controller.service import Controller
 from qfarm.domain.errors import QfarmError
+from qfarm.security.pki import ClusterAuthority, TlsFiles
 from qfarm.store import Store
 
 
@@ -38,6 +43,22 @@ def dispatcher_task(controller: Controller) -> asyncio.Task[None]:
     return task
 
 
+def served_names(host: str) -> list[str]:
+    """What clients may call a controller listening on ``host``, for its certificate: the
+    address itself (every address of the machine for 0.0.0.0), loopback, and the host's
+    names."""
+    if host in ("0.0.0.0", "::", ""):
+        addresses = [
+            a.address
+            for found in psutil.net_if_addrs().values()
+            for a in found
+            if a.family in (socket.AF_INET, socket.AF_INET6) and "%" not in a.address
+        ]
+    else:
+        addresses = [host]
+    return [*addresses, "127.0.0.1", "localhost", socket.gethostname(), socket.getfqdn()]
+
+
 async def serve_controller(
     store: Store,
     data_dir: Path,
@@ -50,6 +71,10 @@ async def serve_controller(
     token: str | None = None,
     dashboard: bool = False,
     fair_share: bool = False,
+    notify: NotifyConfig | None = None,
+    beside: Sequence[Callable[[Controller], Coroutine[Any, Any, None]]] = (),
+    https: bool = False,
+    tls: TlsFiles | None = None,
     on_ready: Callable[[ControllerAddresses], None] = lambda addresses: None,
 ) -> None:
     """Run a controller until SIGINT or SIGTERM. ``on_ready`` is called once the API
@@ -57,19 +82,32 @@ async def serve_controller(
     by mDNS on the interfaces it listens on. ``dashboard``: its scheduler serves Dask's
     dashboard on a free port (it needs bokeh: InvalidRequest without). ``fair_share``: owners
     of batches of equal priority share the farm's instances (controller.fairshare).
+    ``beside``: what runs beside the controller in its loop once the API answers (the
+    watch folders of --watch), each given the controller, and canceled when it stops.
+    ``https``: serve the API over HTTPS, with ``tls`` (the user's certificate and key) or
+    else a certificate of the cluster CA for the names and addresses of ``host``.
     """
     advertiser: Any = None
+    companions: list[asyncio.Task[None]] = []
     controller = await Controller.start(
         store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port,
         dashboard=dashboard, fair_share=fair_share,
     )  # fmt: skip
     try:
+        # Notifications (domain.notify): webhooks always; email with an SMTP server in notify.
+        controller.notifier = Notifier(
+            store, controller, notify or NotifyConfig(webhook_secret=webhook_secret(data_dir))
+        )
+        if https and tls is None:
+            tls = ClusterAuthority.open(data_dir).api_files(served_names(host))
         config = uvicorn.Config(
             create_app(controller, token),
             host=host,
             port=port,
             log_level="warning",
             lifespan="off",
+            ssl_certfile=tls.cert if https and tls else None,
+            ssl_keyfile=tls.key if https and tls else None,
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
@@ -80,17 +118,19 @@ async def serve_controller(
             await asyncio.sleep(0.02)
         bound = server.servers[0].sockets[0].getsockname()[1]
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        url = f"http://{shown}:{bound}"
+        url = f"{'https' if https else 'http'}://{shown}:{bound}"
         if advertise:
             from qfarm.discovery import Advertiser
 
             # Zeroconf's sync API blocks on its own loop: keep it off ours.
             advertiser = await asyncio.to_thread(Advertiser, url, host, bound)
+        await controller.notifier.start(url)  # messages link to the monitor at url
         on_ready(
             ControllerAddresses(
                 url, controller.engine.scheduler_address, controller.engine.dashboard_url
             )
         )
+        companions = [asyncio.create_task(run(controller)) for run in beside]
         dispatching = dispatcher_task(controller)
         await asyncio.wait({serving, dispatching}, return_when=asyncio.FIRST_COMPLETED)
         if dispatching.done() and not serving.done():
@@ -99,6 +139,9 @@ async def serve_controller(
             error = dispatching.exception()
             raise QfarmError(f"the dispatcher stopped: {error!r}; the controller exits")
     finally:
+        for companion in companions:
+            companion.cancel()
+        await asyncio.gather(*companions, return_exceptions=True)
         if advertiser is not None:
             await asyncio.to_thread(advertiser.close)
         await controller.close()

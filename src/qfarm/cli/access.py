@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import getpass
+import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -71,14 +73,27 @@ def token_create(
     store = _controller_store(data_dir, db)
     try:
         token_id, secret = tokens.create(store, name, scope)
+        _log(store, "token.create", f"token {token_id}", {"name": name, "scope": scope})
     finally:
         store.close()
+    from qfarm.security.pki import ClusterAuthority, connection_string
+
+    directory = config.data_dir(data_dir)
+    # With the cluster CA's fingerprint, for `qfarm login URL STRING` over HTTPS.
+    login = (
+        connection_string(ClusterAuthority.existing(directory), secret)
+        if ClusterAuthority.exists(directory)
+        else None
+    )
     if as_json:
-        print_json({"id": token_id, "name": name, "scope": scope, "token": secret})
+        made = {"id": token_id, "name": name, "scope": scope, "token": secret}
+        print_json({**made, "connection": login})
     else:
         out.print(
             f"{scope} token {token_id} ({name}), shown only this once: {secret}", highlight=False
         )
+        if login:
+            out.print(f"log in with: qfarm login URL {login}", highlight=False, soft_wrap=True)
 
 
 @token_app.command("list", epilog="**Example**\n\n    qfarm token list --json")
@@ -113,9 +128,19 @@ def token_revoke(
     store = _controller_store(data_dir, db)
     try:
         revoked = store.revoke_token(token_id)  # no such token: NotFound, exit 4
+        _log(store, "token.revoke", f"token {token_id}", {"name": revoked.name})
     finally:
         store.close()
     out.print(f"token {revoked.id} ({revoked.name}) revoked", highlight=False)
+
+
+def _log(store: Any, action: str, target: str, detail: dict[str, Any]) -> None:
+    """An entry in the audit log for an action taken here, on the controller's machine,
+    whose actor is the local user (there is no token to name)."""
+    from qfarm.store import AuditEntry
+
+    actor = f"local {getpass.getuser()}@{socket.gethostname()}"
+    store.record_action(AuditEntry(actor, action, target, 200, detail=detail))
 
 
 def _when(epoch: float | None) -> str:
@@ -135,6 +160,7 @@ def _when(epoch: float | None) -> str:
 )
 def join_token(
     data_dir: StoreDirOpt = None,
+    db: StoreDbOpt = None,
     rotate: Annotated[
         bool,
         typer.Option(
@@ -159,7 +185,15 @@ def join_token(
         authority = ClusterAuthority.existing(config.data_dir(data_dir))
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
-    token = authority.rotate_join_secret() if rotate else authority.join_token()
+    if rotate:
+        token = authority.rotate_join_secret()
+        store = _controller_store(data_dir, db)
+        try:
+            _log(store, "join-token.rotate", "the join token", {"fingerprint": token.fingerprint})
+        finally:
+            store.close()
+    else:
+        token = authority.join_token()
     if as_json:
         print_json({"join_token": str(token), "ca_fingerprint": token.fingerprint})
     else:

@@ -31,7 +31,7 @@ from qfarm.client import BatchStatus, Client
 from qfarm.domain.errors import InvalidRequest, NotFound
 from qfarm.domain.model import BatchCounts, BatchRequest, priority_label
 from qfarm.domain.requirements import Requirements
-from qfarm.domain.units import duration
+from qfarm.domain.units import duration, parse_duration
 
 
 @app.command(
@@ -85,6 +85,8 @@ def submit(
             timeout=job.timeout,
             hold=schedule.hold,
             start_at=schedule.start_at,
+            notify=schedule.notify or [],
+            notify_on=None if schedule.notify_on == "ended" else schedule.notify_on,
             controller=remote.controller,
             token=remote.token,
             json=as_json,
@@ -95,6 +97,7 @@ def submit(
             request = batchfile.load(command[0])
         else:
             request = job.batch(hold=schedule.hold, start_at=schedule.start_time())
+        request = schedule.with_notify(request)
         client = remote.client()
         if upload:
             request = _uploaded(client, request)
@@ -235,6 +238,10 @@ def show(batch: BatchArg, remote: Connection, as_json: JsonOpt = False) -> None:
         cells = [job, str(seg["index"]), seg["label"], seg["state"], seg["node"] or "-"]
         segments.add_row(*cells, str(seg["attempts"]), seg["error"])
     out.print(segments)
+    if status.raw.get("deliveries"):
+        from qfarm.cli.notify import deliveries_table
+
+        out.print(deliveries_table(status.raw["deliveries"]))
 
 
 @app.command(epilog="**Example**\n\n    qfarm wait 12 && echo rendered")
@@ -347,21 +354,56 @@ _action("resubmit", "resubmitted", "Run a failed or canceled batch's unfinished 
 
     qfarm remove 12
 
+    qfarm remove --older-than 7d --dry-run
+
     qfarm remove $(qfarm batches --json | jq '.[] | select(.state == "done") | .id')
 """
 )
 @with_option_sets
 def remove(
-    batches: Annotated[
-        list[int], typer.Argument(metavar="BATCH", help="The ids of ended batches.")
-    ],
     remote: Connection,
+    batches: Annotated[
+        list[int] | None,
+        typer.Argument(metavar="BATCH", help="The ids of ended batches.", show_default=False),
+    ] = None,
+    older_than: Annotated[
+        str | None,
+        typer.Option(
+            "--older-than",
+            metavar="AGE",
+            help="Every batch that ended longer ago than this: 12h, 7d, 4w.",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", metavar=FLAG, help="Only list what --older-than would remove."),
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Remove ended batches from the controller: their records, logs, outputs in cluster
-    storage and the uploads only they used. A batch still going must be canceled first."""
+    storage and the uploads only they used. A batch still going must be canceled first;
+    --older-than never takes one. (`qfarm controller --keep 30d` does it by itself.)"""
+    if bool(batches) == (older_than is not None):
+        raise fail_usage("name the batches to remove, or give --older-than AGE (not both)")
+    if dry_run and older_than is None:
+        raise fail_usage("--dry-run goes with --older-than")
     client = remote.client()
-    for batch in batches:
+    if older_than is not None:
+        try:
+            age = parse_duration(older_than, "--older-than")
+        except InvalidRequest as exc:
+            raise fail_usage(str(exc)) from None
+        removed = client.remove_older(age, dry_run=dry_run)
+        if as_json:
+            print_json({"removed": removed, "dry_run": dry_run})
+        else:
+            verb = "would be removed" if dry_run else "removed"
+            for batch in removed:
+                out.print(f"batch {batch} {verb}", highlight=False)
+            if not removed:
+                out.print(f"no batch ended more than {older_than} ago", highlight=False)
+        return
+    for batch in batches or ():
         client.remove(batch)
         if not as_json:
             out.print(f"batch {batch} removed", highlight=False)

@@ -31,7 +31,10 @@ def register_commands(argv: list[str]) -> None:
     import qfarm.cli.limits
     import qfarm.cli.openjd
     import qfarm.cli.presets
-    import qfarm.cli.scale  # noqa: F401
+    import qfarm.cli.scale
+    import qfarm.cli.watch
+    import qfarm.cli.login
+    import qfarm.cli.audit  # noqa: F401
     # isort: on
 
 

@@ -299,6 +299,7 @@ def submit_template(
     """
     try:
         request = openjd_batch(source, job, hold=schedule.hold, start_at=schedule.start_time())
+        request = schedule.with_notify(request)
         handle = remote.client().submit(request)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None

@@ -27,6 +27,7 @@ from qfarm.domain.errors import InvalidRequest
 
 if TYPE_CHECKING:
     from qfarm.client import Client
+    from qfarm.domain.model import BatchRequest
 
 R = TypeVar("R")
 
@@ -230,9 +231,37 @@ class Schedule(OptionSet):
         str | None, typer.Option("--start-at", help="Run no earlier than: 22:00, an ISO time.")
     ] = None
 
+    # Who hears of the batch's end (qfarm.domain.notify): here, so that every command that
+    # submits takes them.
+    notify: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--notify",
+            metavar="TARGET",
+            help="Tell of the batch's end: mailto:ADDRESS or a webhook's http(s):// URL. "
+            "Repeatable.",
+        ),
+    ] = None
+    notify_on: Annotated[
+        str,
+        typer.Option(
+            "--notify-on", metavar="done|failed|ended", help="Which ends --notify tells of."
+        ),
+    ] = "ended"
+
     def start_time(self) -> float | None:
         """``--start-at`` as epoch seconds. Raises InvalidRequest."""
         return parse_start_at(self.start_at)
+
+    def with_notify(self, request: BatchRequest) -> BatchRequest:
+        """``request`` with the ``--notify`` targets added to its own (a batch file's).
+        Raises InvalidRequest naming a bad target."""
+        from qfarm.domain.notify import checked, notifications
+
+        if not self.notify:
+            return request
+        given = notifications(self.notify, self.notify_on)
+        return dataclasses.replace(request, notify=checked((*request.notify, *given)))
 
 
 @dataclasses.dataclass(frozen=True)

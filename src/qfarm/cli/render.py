@@ -273,6 +273,7 @@ def submit_render(
         request = render_batch(
             scene, render, job, hold=schedule.hold, start_at=schedule.start_time()
         )
+        request = schedule.with_notify(request)
         client = remote.client()
         check_features(request, lambda: farm_fingerprints(client.nodes()), "any online node's")
         handle = client.submit(request)

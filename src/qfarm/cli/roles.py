@@ -7,17 +7,20 @@ import asyncio
 import contextlib
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from qfarm import config
 from qfarm.cli.app import app
 from qfarm.cli.common import FLAG, err, fail_usage, out
+from qfarm.cli.notify import ControllerNotify
 from qfarm.cli.options import Connection, JoinTokenOpt, with_option_sets
 from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.units import parse_duration
 from qfarm.node import pathmap
 from qfarm.security import tokens
+from qfarm.security.pki import TlsFiles, connection_string
 
 if TYPE_CHECKING:
     from qfarm.security.pki import JoinToken
@@ -37,9 +40,15 @@ NodeNameArg = Annotated[str, typer.Argument(metavar="NAME", help="The node's nam
     qfarm controller --dashboard     # Dask's dashboard too (needs bokeh)
 
     qfarm controller --fair-share    # owners share the farm at each priority
+
+    qfarm controller --smtp smtp://qfarm@mail.example.com --notify mailto:ops@example.com
+
+    qfarm controller --watch watch.toml    # watch folders inside it (qfarm watch --help)
 """
 )
+@with_option_sets
 def controller(
+    *,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="HTTP API port (0: any free one).")] = (
         DEFAULT_PORT
@@ -97,6 +106,44 @@ def controller(
             "instances, not first come, first served.",
         ),
     ] = False,
+    keep: Annotated[
+        str | None,
+        typer.Option(
+            "--keep",
+            metavar="AGE",
+            help="Remove ended batches, their logs and stored outputs this long after they "
+            "end: 30d, 12h; 'forever' stops it [default: as set before, else forever].",
+        ),
+    ] = None,
+    watch: Annotated[
+        Path | None,
+        typer.Option(
+            "--watch",
+            metavar="CONFIG",
+            help="Watch folders run inside the controller: a TOML file of [[watch]] tables, "
+            "each with qfarm watch's settings (folder, preset or batch, output, ...).",
+        ),
+    ] = None,
+    https: Annotated[
+        bool | None,
+        typer.Option(
+            "--https/--http",
+            metavar=FLAG,
+            help="Serve the API and the Batch Monitor over HTTPS, with a certificate of the "
+            "cluster CA unless --tls-cert [default: HTTPS beyond loopback, HTTP on it]. --http "
+            "beyond loopback only behind a proxy that does TLS.",
+            show_default=False,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", metavar="FILE", help="The API's certificate (PEM), your own."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option("--tls-key", metavar="FILE", help="The private key of --tls-cert (PEM)."),
+    ] = None,
+    notifying: ControllerNotify,
 ) -> None:
     """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
 
@@ -105,15 +152,26 @@ def controller(
     first start it makes one and prints it, once; `qfarm token` makes more and revokes them.
     """
     from qfarm.api.serve import ControllerAddresses, serve_controller
+    from qfarm.cli.watch import watch_folders
     from qfarm.store import Store
 
     try:
         if dashboard:
             check_dashboard(host, scheduler)
+        kept = None if keep in (None, "forever") else parse_duration(keep, "--keep")
+        if kept is not None and kept < 1:
+            raise InvalidRequest(f"--keep {keep!r} is under a second")
+        watches = watch_folders(watch)
+        served_tls = api_tls(host, https, tls_cert, tls_key)
         directory = config.data_dir(data_dir)
         store = Store(config.database_url(db, directory))
+        notify_config = notifying.config(directory)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
+    if keep is not None:
+        from qfarm.controller.retention import keep as keep_for
+
+        keep_for(store, kept)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     from qfarm.security.pki import ClusterAuthority
 
@@ -141,6 +199,13 @@ def controller(
                 highlight=False,
                 soft_wrap=True,
             )
+            if served_tls is not None and ClusterAuthority.exists(directory):
+                login = connection_string(ClusterAuthority.existing(directory), first_token)
+                out.print(
+                    f"clients log in with: qfarm login {url} {login}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
         if new_cluster:
             join = ClusterAuthority.existing(directory).join_token()
             out.print(
@@ -162,6 +227,10 @@ def controller(
             token=token,
             dashboard=dashboard,
             fair_share=fair_share,
+            https=served_tls is not None,
+            tls=served_tls or None,
+            notify=notify_config,
+            beside=watches,
             on_ready=ready,
         )
         asyncio.run(serving)
@@ -172,6 +241,25 @@ def controller(
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def api_tls(
+    host: str, https: bool | None, cert: Path | None, key: Path | None
+) -> TlsFiles | Literal[False] | None:
+    """How the API is served: None over HTTP, False over HTTPS with a certificate of the
+    cluster CA, or the user's own certificate and key (InvalidRequest for half of them)."""
+    if (cert is None) != (key is None):
+        raise InvalidRequest("--tls-cert and --tls-key go together: give both")
+    if https is False:
+        if cert is not None:
+            raise InvalidRequest("--http serves no certificate: leave out --tls-cert")
+        return None
+    if cert is not None and key is not None:
+        for path in (cert, key):
+            if not path.is_file():
+                raise InvalidRequest(f"{path} does not exist")
+        return TlsFiles("", str(cert), str(key))
+    return False if https or host not in LOOPBACK else None
 
 
 def check_dashboard(host: str, scheduler: str | None) -> None:
@@ -383,6 +471,21 @@ def node_disable(name: NodeNameArg, remote: Connection) -> None:
     """Drain a node: its running segments finish, it gets no new ones."""
     remote.client().set_node_enabled(name, False)
     out.print(f"node {name} disabled", highlight=False)
+
+
+@node_app.command(
+    "revoke",
+    epilog="**Examples**\n\n    qfarm node revoke render-07\n\n"
+    "    qfarm node revoke render-07 && qfarm join-token --rotate",
+)
+@with_option_sets
+def node_revoke(name: NodeNameArg, remote: Connection) -> None:
+    """Shut a node out at once: the scheduler refuses its certificate from the next
+    handshake, its running segments are requeued elsewhere, and it may not join again under
+    this name or with this key; the other nodes and the CA are untouched. If the machine
+    may be in the wrong hands, rotate the join token too (it could join with a new key)."""
+    remote.client().revoke_node(name)
+    out.print(f"node {name} revoked: it can no longer connect or join", highlight=False)
 
 
 @node_app.command("enable", epilog="**Example**\n\n    qfarm node enable render-07")

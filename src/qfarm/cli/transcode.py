@@ -278,6 +278,7 @@ def submit_transcode(
                 "instead of giving --output"
             )
         request = media.batch(job, hold=schedule.hold, start_at=schedule.start_time())
+        request = schedule.with_notify(request)
         client = remote.client()
         if upload:
             request = uploaded(client, request)

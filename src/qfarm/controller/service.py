@@ -21,8 +21,11 @@ from qfarm.controller.activity import NodeActivity, node_activity
 from qfarm.controller.dispatcher import Dispatcher
 from qfarm.controller.estimates import Estimates
 from qfarm.controller.local import local_runner
+from qfarm.controller.notify import Notifier, check_notifications
 from qfarm.controller.planning import plan_batch
+from qfarm.controller.retention import Retention, keep, remove_ended_before
 from qfarm.controller.storage import ClusterStorage
+from qfarm.domain.errors import InvalidRequest, NotFound
 from qfarm.domain.model import (
     FINAL_BATCH_STATES,
     Batch,
@@ -58,6 +61,11 @@ class Controller:
     estimates: Estimates | None = None
     _loop_task: asyncio.Task[None] | None = None
     _listeners: set[asyncio.Queue[list[Change]]] = field(default_factory=set)
+    # Removes ended batches kept long enough (served controllers only; see start).
+    retention: Retention | None = None
+    _retention_task: asyncio.Task[None] | None = None
+    # Email and webhooks when batches end (qfarm controller sets it; None: none are sent).
+    notifier: Notifier | None = None
 
     @classmethod
     async def embedded(
@@ -114,8 +122,14 @@ class Controller:
                 tls=authority.controller_files(),
                 dashboard=dashboard,
             )
+        if authority is not None and (crl := authority.crl()) is not None:
+            engine.refuse(crl)  # nodes revoked before this start stay shut out
         controller = cls._with(store, engine, data_dir, None, fair_share)
         controller.authority = authority
+        # Ended batches go once kept long enough (qfarm controller --keep): a served
+        # controller's job, never an embedded run's, whose batches are the user's own.
+        controller.retention = Retention(store, controller.remove)
+        controller._retention_task = asyncio.create_task(controller.retention.run())
         return controller
 
     @classmethod
@@ -153,6 +167,7 @@ class Controller:
 
     def submit(self, request: BatchRequest, planned: list[PlannedJob] | None = None) -> int:
         """Store a batch (planned here unless the caller already did) and queue it."""
+        check_notifications(self.notifier, request.notify)
         if planned is None:
             planned = self.plan(request)
         batch_id = self.store.add_batch(request, planned)
@@ -203,6 +218,21 @@ class Controller:
         self.store.set_node_state(name, NodeState.ONLINE if enabled else NodeState.DISABLED)
         self.dispatcher.set_disabled(name, not enabled)
 
+    async def revoke_node(self, name: str) -> None:
+        """Shut node ``name`` out for good: its certificates revoked (the scheduler refuses
+        them in the handshake from now on), its connections closed so its running work is
+        requeued, and its name and key barred from joining again. NotFound for a node that
+        never joined; InvalidRequest on an external scheduler, which issues nothing."""
+        if self.authority is None:
+            raise InvalidRequest(
+                "this controller issues no certificates (it uses an external scheduler, "
+                "whose deployment decides who joins): disable the node instead"
+            )
+        self.engine.refuse(self.authority.revoke(name))
+        with contextlib.suppress(NotFound):  # it may have joined and never registered
+            self.set_node_enabled(name, False)
+        await self.engine.drop_node(name)
+
     @property
     def storage(self) -> ClusterStorage:
         """Cluster storage: uploads and outputs for nodes without a shared disk."""
@@ -219,6 +249,19 @@ class Controller:
         await asyncio.to_thread(shutil.rmtree, logs, True)
         await asyncio.to_thread(self.storage.remove_batch_files, batch_id, uploads)
         self._broadcast([Change("batch", batch_id, "removed", batch_id)])
+
+    async def remove_ended_before(self, cutoff: float, dry_run: bool = False) -> list[int]:
+        """Remove every batch that ended before ``cutoff`` (epoch seconds), as
+        :meth:`remove` does each; the ids removed (with ``dry_run``, those it would)."""
+        if dry_run:
+            return self.store.ended_before(cutoff)
+        return await remove_ended_before(self.store, cutoff, self.remove)
+
+    def set_retention(self, seconds: float | None) -> None:
+        """Keep ended batches this long (None: for ever); the sweep follows at once."""
+        keep(self.store, seconds)
+        if self.retention is not None:
+            self.retention.changed()
 
     def waiting(self, batch_id: int) -> dict[int, str]:
         """Why jobs of a batch with queued segments do not run them, for those that wait on
@@ -313,6 +356,12 @@ class Controller:
             await asyncio.sleep(poll)
 
     async def close(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retention_task
+        if self.notifier is not None:
+            await self.notifier.close()
         self.dispatcher.stop()
         if self._loop_task is not None:
             with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from qfarm.domain.notify import Notification
 from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
 
 
@@ -308,6 +309,8 @@ class BatchRequest:
     hold: bool = False
     start_at: float | None = None  # epoch seconds; nothing is dispatched before it
     serialize: bool = False  # run jobs strictly in the order written
+    # Who hears of its end (besides the farm-wide defaults): domain.notify.
+    notify: tuple[Notification, ...] = ()
 
 
 @dataclass(frozen=True)

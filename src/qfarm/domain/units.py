@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from qfarm.domain.errors import InvalidRequest
 
-_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600}
+_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def duration(seconds: float | None) -> str:

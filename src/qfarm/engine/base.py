@@ -119,6 +119,15 @@ class Engine(Protocol):
         """Take back a task that will not report (its node is gone); it ends as lost."""
         ...
 
+    def refuse(self, crl_file: str) -> None:
+        """Refuse the certificates this CRL (a PEM file) revokes in every handshake from now
+        on."""
+        ...
+
+    async def drop_node(self, name: str) -> int:
+        """Close node ``name``'s connections now (its tasks are lost); how many."""
+        ...
+
     async def close(self) -> None: ...
 
 

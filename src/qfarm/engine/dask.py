@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -104,6 +105,7 @@ class DaskEngine:
         self._facts: dict[str, dict[str, Any]] = {}
         # Where Dask's dashboard is served, when this engine's scheduler serves it.
         self.dashboard_url: str | None = None
+        self._tls: TlsFiles | None = None  # the keys of a scheduler we started
         client.subscribe_topic(EVENT_TOPIC, self._on_event)
 
     @classmethod
@@ -167,6 +169,7 @@ class DaskEngine:
                     await part.close()
             raise
         engine = cls(client, owned)
+        engine._tls = tls
         if dashboard:
             server = scheduler.services["dashboard"]
             engine.dashboard_url = f"http://{host}:{server.port}/status"
@@ -189,6 +192,42 @@ class DaskEngine:
         for part in reversed(self._owned):
             with contextlib.suppress(Exception):
                 await part.close()
+
+    def refuse(self, crl_file: str) -> None:
+        """Refuse the certificates that the CRL in ``crl_file`` (PEM) revokes in every
+        handshake with our
+        scheduler from now on: its listeners get a new TLS context that checks the CRL.
+
+        Dask builds a listener's context once, when it starts, and tornado's server reads
+        it anew at every connection it accepts (``TCPServer.ssl_options``), so a context
+        put there holds for the next handshake. Connections open already are the
+        caller's to close (:meth:`drop_node`)."""
+        if self._tls is None:
+            raise InvalidRequest("this engine's scheduler was not started with cluster keys")
+        for part in self._owned:
+            for listener in getattr(part, "listeners", ()) if isinstance(part, Scheduler) else ():
+                server = getattr(listener, "tcp_server", None)
+                if server is None:
+                    continue
+                context = security(self._tls).get_listen_args("scheduler")["ssl_context"]
+                # A file: OpenSSL reads CRLs from one, not from cadata (certificates only).
+                context.load_verify_locations(cafile=crl_file)
+                context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+                server.ssl_options = context
+
+    async def drop_node(self, name: str) -> int:
+        """Close the connections of node ``name``'s workers at once (their tasks are lost,
+        as a node's that died); how many there were."""
+        schedulers = [part for part in self._owned if isinstance(part, Scheduler)]
+        dropped = 0
+        for scheduler in schedulers:
+            for address, worker in list(scheduler.workers.items()):
+                if worker.name == name:
+                    await scheduler.remove_worker(
+                        address, stimulus_id=f"qfarm-revoked-{time.time()}", close=True
+                    )
+                    dropped += 1
+        return dropped
 
     async def nodes(self) -> list[EngineNode]:
         """The live workers and the service instances each offers."""

@@ -24,6 +24,7 @@ class NodeConfig:
     # node has none, as in an embedded cluster, whose jobs use shared folders).
     controller_url: str | None = None
     token: str | None = None  # the API token for those requests, where the controller wants one
+    ca: str | None = None  # the cluster CA (PEM) of a controller on HTTPS
     scratch_root: Path = field(default_factory=default_scratch)  # where uploads are fetched to
     # --path-map: the controller's path prefixes and this node's for them.
     path_map: dict[str, str] = field(default_factory=dict)

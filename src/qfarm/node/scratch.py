@@ -87,7 +87,7 @@ def using_upload(task: SegmentTask, config: NodeConfig) -> Iterator[tuple[Segmen
 def _client(config: NodeConfig) -> Client:
     from qfarm.client import Client
 
-    return Client(config.controller_url, token=config.token)
+    return Client(config.controller_url, token=config.token, ca=config.ca)
 
 
 def prepare(task: SegmentTask, config: NodeConfig) -> tuple[SegmentTask, Path]:

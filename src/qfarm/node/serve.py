@@ -15,11 +15,12 @@ from pathlib import Path
 
 from qfarm import __version__
 from qfarm.client import Client, ControllerError
-from qfarm.domain.errors import JoinRefused, QfarmError
+from qfarm.domain.errors import InvalidRequest, JoinRefused, QfarmError
 from qfarm.domain.requirements import GPU, check_amount, parse_amounts, parse_tags
 from qfarm.engine.base import NodeSpec
 from qfarm.engine.worker import run_node
 from qfarm.jobtypes.supervisor import RECORD_DIR_ENV, reap_leftovers
+from qfarm.login import pinned_ca
 from qfarm.node.availability import NodeHours
 from qfarm.node.config import NodeConfig
 from qfarm.node.facts import detect_gpus
@@ -125,10 +126,14 @@ async def serve_node(
     os.environ[RECORD_DIR_ENV] = str(records)
     # The rest of the node's configuration reaches its workers as data, in their runner.
     capacity = capacity or Capacity()
+    # A controller on HTTPS: its CA, checked against the join token's fingerprint before
+    # anything is sent (the node's own requests for inputs and outputs use it too).
+    ca = await _pinned_ca(controller_url, join_token, on_waiting)
     runner = SegmentRunner(
         NodeConfig(
             controller_url=controller_url,
             token=token,
+            ca=ca,
             scratch_root=home / "scratch",
             path_map=dict(path_map or {}),
             tags=capacity.tags,
@@ -140,7 +145,7 @@ async def serve_node(
             when_idle=hours.when_idle if hours else None,
         )
     )
-    client = Client(controller_url, token=token)
+    client = Client(controller_url, token=token, ca=ca)
     delay = 0.5
     while True:
         reap_leftovers(records)
@@ -172,6 +177,26 @@ async def serve_node(
             if ended
             else "the worker ended"
         )
+
+
+async def _pinned_ca(
+    url: str, join_token: pki.JoinToken | None, on_waiting: Callable[[str], None]
+) -> str | None:
+    """The CA of a controller on HTTPS, as the join token names it, once the controller
+    answers; None over HTTP or without a join token (the machine's trusted CAs then). A
+    controller that shows another CA is refused at once (JoinRefused)."""
+    if not url.startswith("https://") or join_token is None:
+        return None
+    delay = 0.5
+    while True:
+        try:
+            return await asyncio.to_thread(pinned_ca, url, join_token.fingerprint)
+        except JoinRefused:
+            raise
+        except InvalidRequest as exc:  # not up yet
+            on_waiting(str(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 async def idle_for(records: Path, seconds: float) -> None:

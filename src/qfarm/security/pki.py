@@ -24,8 +24,10 @@ import contextlib
 import datetime
 import hashlib
 import hmac
+import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from qfarm.domain.errors import InvalidRequest, JoinRefused, QfarmError
+from qfarm.security.revocation import Revocations
 
 TOKEN_PREFIX = "qfj1"
 CA_DAYS = 3650
@@ -49,6 +52,8 @@ CA_KEY = "ca-key.pem"
 JOIN_SECRET = "join-secret"
 CONTROLLER_CERT = "controller.pem"
 CONTROLLER_KEY = "controller-key.pem"
+API_CERT = "api.pem"
+API_KEY = "api-key.pem"
 NODE_CERT = "node.pem"
 NODE_KEY = "node-key.pem"
 
@@ -81,6 +86,42 @@ def parse_join_token(text: str) -> JoinToken:
             "copy it whole from `qfarm join-token` on the controller's machine"
         )
     return JoinToken(parts[1], parts[2])
+
+
+LOGIN_PREFIX = "qfc1"
+
+
+@dataclass(frozen=True)
+class Login:
+    """What a client needs to reach a controller over HTTPS it has never seen: the cluster
+    CA's fingerprint (so that the CA the controller shows can be checked) and the client
+    token. Written ``qfc1.<fingerprint>.<token>``, as ``qfarm login`` takes it."""
+
+    fingerprint: str | None
+    token: str
+
+    def __str__(self) -> str:
+        return f"{LOGIN_PREFIX}.{self.fingerprint}.{self.token}"
+
+
+def parse_login(text: str) -> Login:
+    """A connection string (``qfc1.<fingerprint>.<token>``) or a bare client token (no
+    fingerprint: the controller's certificate must then be one this machine trusts)."""
+    parts = text.strip().split(".")
+    if parts[0] != LOGIN_PREFIX:
+        if len(parts) != 1 or not parts[0]:
+            raise InvalidRequest("the token is neither a client token nor qfc1.<fp>.<token>")
+        return Login(None, parts[0])
+    if len(parts) != 3 or not all(parts[1:]):
+        raise InvalidRequest(
+            "the connection string is not of the form qfc1.<fingerprint>.<token>: copy it "
+            "whole from the controller's first start or `qfarm token create`"
+        )
+    return Login(parts[1], parts[2])
+
+
+def connection_string(authority: ClusterAuthority, token: str) -> str:
+    return str(Login(fingerprint(authority.ca_cert), token))
 
 
 def fingerprint(cert_pem: str | bytes) -> str:
@@ -173,9 +214,16 @@ def make_csr(key: ec.EllipticCurvePrivateKey, name: str) -> str:
     return csr.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
 
 
-def issue(ca_cert: str, ca_key: str, csr_pem: str, days: int = NODE_CERT_DAYS) -> str:
+def issue(
+    ca_cert: str,
+    ca_key: str,
+    csr_pem: str,
+    days: int = NODE_CERT_DAYS,
+    names: Sequence[str] = (),
+) -> str:
     """Sign a certificate request with the CA: a certificate for both ends of a TLS
-    connection (a node listens for the scheduler, and connects to it)."""
+    connection (a node listens for the scheduler, and connects to it). ``names``: the host
+    names and addresses it serves as (the API's HTTPS certificate)."""
     try:
         csr = x509.load_pem_x509_csr(csr_pem.encode())
     except ValueError:
@@ -209,9 +257,20 @@ def issue(ca_cert: str, ca_key: str, csr_pem: str, days: int = NODE_CERT_DAYS) -
             x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
             critical=False,
         )
-        .sign(signer, hashes.SHA256())
     )
-    return cert_pem(cert)
+    if names:
+        cert = cert.add_extension(x509.SubjectAlternativeName(_alt_names(names)), critical=False)
+    return cert_pem(cert.sign(signer, hashes.SHA256()))
+
+
+def _alt_names(names: Sequence[str]) -> list[x509.GeneralName]:
+    alt: list[x509.GeneralName] = []
+    for name in dict.fromkeys(names):
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(name)))
+        except ValueError:
+            alt.append(x509.DNSName(name))
+    return alt
 
 
 def check_issued(ca_pem: str, expected: str, cert: str, key: ec.EllipticCurvePrivateKey) -> None:
@@ -314,7 +373,33 @@ class ClusterAuthority:
                 "the join token is wrong or was replaced: get the current one with "
                 "`qfarm join-token` on the controller's machine"
             )
-        return issue(self.ca_cert, (self.folder / CA_KEY).read_text(), csr_pem)
+        try:
+            barred = self.revocations.barred(x509.load_pem_x509_csr(csr_pem.encode()))
+        except ValueError:
+            raise InvalidRequest("the certificate request is not a PEM CSR") from None
+        if barred:
+            raise JoinRefused(f"{barred}: it may not join this cluster again")
+        cert = issue(self.ca_cert, (self.folder / CA_KEY).read_text(), csr_pem)
+        self.revocations.record_issued(cert)
+        return cert
+
+    @property
+    def revocations(self) -> Revocations:
+        return Revocations(self.folder, _write_private)
+
+    def revoke(self, name: str) -> str:
+        """Revoke node ``name``'s certificates and bar it from joining again; the file of
+        the new CRL that the scheduler must check. NotFound for a node that never joined."""
+        self.revocations.revoke(name)
+        crl = self.crl()
+        assert crl is not None
+        return crl
+
+    def crl(self) -> str | None:
+        """The file of the current CRL (PEM, written afresh), or None while no node is
+        revoked."""
+        signer = load_key((self.folder / CA_KEY).read_text())
+        return self.revocations.crl(self.ca_cert, signer)
 
     def controller_files(self) -> TlsFiles:
         """A certificate for the controller's scheduler and client, written beside the CA.
@@ -333,6 +418,23 @@ class ClusterAuthority:
             str(self.folder / CA_CERT),
             str(self.folder / CONTROLLER_CERT),
             str(self.folder / CONTROLLER_KEY),
+        )
+
+    def api_files(self, names: Sequence[str]) -> TlsFiles:
+        """The HTTPS certificate of the controller's API for the host ``names`` (names and
+        addresses) it is reached at, made afresh at each start (the names may change)."""
+        key = new_key()
+        cert = issue(
+            self.ca_cert,
+            (self.folder / CA_KEY).read_text(),
+            make_csr(key, "qfarm controller API"),
+            days=CA_DAYS,
+            names=names,
+        )
+        _write_private(self.folder / API_KEY, key_pem(key))
+        _write_private(self.folder / API_CERT, cert)
+        return TlsFiles(
+            str(self.folder / CA_CERT), str(self.folder / API_CERT), str(self.folder / API_KEY)
         )
 
 

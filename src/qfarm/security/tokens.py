@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 import time
+from dataclasses import dataclass
 
 from qfarm.domain.errors import InvalidRequest
 from qfarm.store import Store
@@ -25,6 +26,8 @@ SCOPES = (CLIENT_SCOPE, METRICS_SCOPE)
 # last_used_at is written at most this often per token: a busy client must not turn every
 # request into a database write.
 TOUCH_SECONDS = 60.0
+# The actor of a request made with the shared --token secret, which names no one.
+SHARED_ACTOR = "shared token"
 
 
 def new_secret() -> str:
@@ -42,6 +45,15 @@ def create(store: Store, name: str, scope: str = CLIENT_SCOPE) -> tuple[int, str
         raise InvalidRequest(f"unknown token scope {scope!r}: use one of {', '.join(SCOPES)}")
     secret = new_secret()
     return store.add_token(name, digest(secret), scope), secret
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """Who a request's token says it comes from: the token's name (what the audit log
+    names as the actor) and id; the shared secret has no id."""
+
+    actor: str
+    token_id: int | None
 
 
 class Gate:
@@ -68,15 +80,19 @@ class Gate:
     def allows(self, secret: str, scope: str = CLIENT_SCOPE) -> bool:
         """Whether ``secret`` opens ``scope``: a client token (or the shared secret) opens
         every scope, a metrics token only its own."""
+        return self.admit(secret, scope) is not None
+
+    def admit(self, secret: str, scope: str = CLIENT_SCOPE) -> Admitted | None:
+        """Who ``secret`` is, if it opens ``scope`` (see :meth:`allows`); None otherwise."""
         if not secret:
-            return False
+            return None
         if self.shared and hmac.compare_digest(secret.encode(), self.shared.encode()):
-            return True
+            return Admitted(SHARED_ACTOR, None)
         token = self.store.token_for(digest(secret))
         if token is None or token.scope not in (CLIENT_SCOPE, scope):
-            return False
+            return None
         now = time.time()
         if now - self._touched.get(token.id, 0.0) >= TOUCH_SECONDS:
             self._touched[token.id] = now
             self.store.token_used(token.id, now)
-        return True
+        return Admitted(token.name, token.id)

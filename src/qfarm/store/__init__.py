@@ -13,13 +13,15 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 (reading), :mod:`~qfarm.store.dispatch`, :mod:`~qfarm.store.reports`,
 :mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.estimates` (what
 ETAs read), :mod:`~qfarm.store.limits`, :mod:`~qfarm.store.resizing` (adaptive chunks),
-:mod:`~qfarm.store.nodes` and
-:mod:`~qfarm.store.tokens`, on one engine (:mod:`~qfarm.store.base`).
+:mod:`~qfarm.store.nodes`,
+:mod:`~qfarm.store.tokens` and :mod:`~qfarm.store.audit`, on one engine (:mod:`~qfarm.store.base`).
 """
 
 from __future__ import annotations
 
+from qfarm.store.audit import AuditEntry, Auditing
 from qfarm.store.batches import Batches
+from qfarm.store.deliveries import Deliveries
 from qfarm.store.dispatch import Dispatching
 from qfarm.store.estimates import Estimating
 from qfarm.store.limits import Limits
@@ -36,11 +38,14 @@ from qfarm.store.records import (
     TokenInfo,
 )
 from qfarm.store.resizing import ResizeFacts, Resizing
+from qfarm.store.settings import Settings
 from qfarm.store.tables import SCHEMA_VERSION, attempts
 from qfarm.store.tokens import Tokens
+from qfarm.store.watched import Watched
 
 __all__ = [
     "SCHEMA_VERSION",
+    "AuditEntry",
     "Canceled",
     "Candidate",
     "Change",
@@ -56,5 +61,17 @@ __all__ = [
 ]
 
 
-class Store(Batches, Dispatching, Estimating, Limits, Nodes, Resizing, Tokens):
+class Store(
+    Auditing,
+    Batches,
+    Deliveries,
+    Dispatching,
+    Estimating,
+    Limits,
+    Nodes,
+    Resizing,
+    Settings,
+    Tokens,
+    Watched,
+):
     """The store on one database URL (SQLite or PostgreSQL); see the module's docstring."""

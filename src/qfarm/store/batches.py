@@ -37,7 +37,7 @@ from qfarm.store.records import Canceled, Change, PlannedJob, Result
 from qfarm.store.reports import Reports
 from qfarm.store.rows import Row, insert, new_segment, one_batch, to_segment
 from qfarm.store.settle import settle_jobs
-from qfarm.store.tables import attempts, batches, jobs, segments
+from qfarm.store.tables import attempts, batches, deliveries, jobs, segments
 
 
 class Batches(Reports):
@@ -62,6 +62,7 @@ class Batches(Reports):
                     submitted_at=now,
                     start_at=request.start_at,
                     request_digest=digest,
+                    notify=[n.to_dict() for n in request.notify] or None,
                 ),
             )
             job_ids: list[int] = []
@@ -217,6 +218,8 @@ class Batches(Reports):
             conn.execute(delete(attempts).where(attempts.c.segment_id.in_(segment_ids)))
             conn.execute(delete(segments).where(segments.c.batch_id == batch_id))
             conn.execute(delete(jobs).where(jobs.c.batch_id == batch_id))
+            # Its notifications go with it (ids may be used again by a new batch).
+            conn.execute(delete(deliveries).where(deliveries.c.batch_id == batch_id))
             conn.execute(delete(batches).where(batches.c.id == batch_id))
             if uploads:
                 # Uploads are named by random ids: a spec that mentions one uses it.

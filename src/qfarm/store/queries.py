@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from qfarm.domain.errors import NotFound
 from qfarm.domain.model import (
     ACTIVE_SEGMENT_STATES,
+    FINAL_BATCH_STATES,
     Attempt,
     AttemptOutcome,
     Batch,
@@ -41,6 +42,18 @@ class Queries(StoreBase):
             query = query.where(batches.c.state.in_([s.value for s in states]))
         with self.engine.connect() as conn:
             return [to_batch(row) for row in conn.execute(query)]
+
+    def ended_before(self, cutoff: float) -> list[int]:
+        """Ids of the batches that ended (done, failed, canceled) before ``cutoff`` (epoch
+        seconds), oldest first: what retention removes."""
+        query = (
+            select(batches.c.id)
+            .where(batches.c.state.in_([s.value for s in FINAL_BATCH_STATES]))
+            .where(batches.c.finished_at < cutoff)
+            .order_by(batches.c.finished_at)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query).scalars())
 
     def job(self, job_id: int) -> Job:
         with self.engine.connect() as conn:

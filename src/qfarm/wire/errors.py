@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from qfarm.domain.errors import InvalidRequest, JoinRefused, NotFound, QfarmError
 from qfarm.domain.model import IllegalTransition
+from qfarm.domain.watched import AlreadyTaken
 
 
 class ControllerError(QfarmError):
@@ -38,6 +39,7 @@ class HttpError:
 ERRORS: tuple[HttpError, ...] = (
     HttpError(403, JoinRefused, JoinRefused, "a node's join with a wrong proof"),
     HttpError(404, NotFound, NotFound, "an unknown batch, segment, attempt, node or file"),
+    HttpError(409, AlreadyTaken, Conflict, "a watched file that was claimed before"),
     HttpError(409, IllegalTransition, Conflict, "an action the object's state forbids"),
     HttpError(400, InvalidRequest, InvalidRequest, "a request that cannot be accepted"),
     HttpError(400, QfarmError, InvalidRequest, "a request that cannot be accepted"),

@@ -108,6 +108,16 @@ class LimitOut(Answer):
     in_use: int = Field(description="segments out now that hold it")
 
 
+class AuditOut(Answer):
+    id: int
+    at: float = Field(description="epoch seconds")
+    actor: str = Field(description="the client token's name, `local USER`, or `node NAME`")
+    action: str = Field(description="family.verb: batch.submit, node.disable, token.revoke, ...")
+    target: str
+    outcome: int = Field(description="the HTTP status it was answered with (4xx: refused)")
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
 class JobIn(Request):
     type: str = Field(default="command", min_length=1, description="the job type: command, …")
     name: str = ""
@@ -118,6 +128,26 @@ class JobIn(Request):
     requirements: RequirementsIn | None = None
 
 
+NOTIFY_ON = Literal["done", "failed", "ended"]
+
+
+class NotificationIn(Request):
+    """Who hears of a batch's end: an email address or a webhook, on done, failed or any end."""
+
+    target: str = Field(
+        min_length=1,
+        max_length=2000,
+        description="mailto:ADDRESS (one address), or an http:// or https:// URL",
+    )
+    on: NOTIFY_ON = Field(default="ended", description="done, failed, or ended (any end)")
+
+
+class NotifySettingsIn(Request):
+    notify: list[NotificationIn] = Field(
+        max_length=20, description="the farm-wide notifications: told of every batch"
+    )
+
+
 class BatchIn(Request):
     jobs: list[JobIn] = Field(min_length=1)
     name: str = ""
@@ -126,6 +156,9 @@ class BatchIn(Request):
     hold: bool = False
     start_at: float | None = Field(default=None, description="epoch seconds")
     serialize: bool = False
+    notify: list[NotificationIn] = Field(
+        default=[], max_length=20, description="who hears of its end, besides the defaults"
+    )
 
 
 class JoinIn(Request):
@@ -146,6 +179,11 @@ class InfoOut(Answer):
     scheduler: str
     join: bool = Field(description="whether nodes need the join token")
     dashboard: str | None = Field(description="Dask's dashboard, when it was asked for")
+
+
+class CaOut(Answer):
+    ca: str = Field(description="the cluster CA's certificate, PEM")
+    fingerprint: str = Field(description="SHA-256 of its DER form, URL-safe base64")
 
 
 class JoinOut(Answer):
@@ -206,12 +244,57 @@ class JobOut(Answer):
     eta: float | None = Field(default=None, description="when it is expected to end (epoch s)")
 
 
+class NotificationOut(Answer):
+    target: str
+    on: str
+
+
+class DeliveryOut(Answer):
+    """One notification of a batch's end, and how its delivery went."""
+
+    id: int
+    target: str
+    event: str = Field(description="the end told: done, failed or canceled")
+    state: str = Field(description="pending (retried with backoff), delivered or failed")
+    attempts: int
+    created_at: float
+    next_at: float | None = Field(default=None, description="the next try (pending only)")
+    delivered_at: float | None = None
+    last_error: str = ""
+
+
+class NotifySettingsOut(Answer):
+    notify: list[NotificationOut]
+    email: bool = Field(description="whether the controller has an SMTP server to send email")
+
+
 class BatchDetailOut(BatchOut):
     jobs: list[JobOut]
+    notify: list[NotificationOut] = Field(
+        default=[], description="what the batch asked for itself (the defaults come on top)"
+    )
+    deliveries: list[DeliveryOut] = Field(
+        default=[], description="its notifications owed or sent, oldest first"
+    )
 
 
 class RemovedOut(Answer):
     removed: int
+
+
+class RemovedManyOut(Answer):
+    removed: list[int] = Field(description="the batches removed, oldest first")
+    dry_run: bool = Field(description="true: nothing was removed, these would have been")
+
+
+class RetentionIn(Request):
+    keep: float | None = Field(
+        ge=1, description="seconds an ended batch is kept before it is removed; null: for ever"
+    )
+
+
+class RetentionOut(Answer):
+    keep: float | None = Field(description="seconds ended batches are kept; null: for ever")
 
 
 class SegmentOut(Answer):
@@ -299,3 +382,45 @@ class NodeOut(Answer):
 class NodeStateOut(Answer):
     name: str
     state: str
+
+
+# ------------------------------------------------------------------ watch folders
+
+
+WATCHED_STATES = Literal["claimed", "submitted", "done", "failed", "refused"]
+
+
+class WatchedIn(Request):
+    """A claim on one version of a file in a watch folder, made before its batch is
+    submitted: a second claim on the same version is refused (409)."""
+
+    # No NUL in text (no file name holds one, and PostgreSQL's text refuses it); numbers
+    # strict, so that true is no size.
+    watch: str = Field(
+        min_length=1, max_length=200, pattern=r"^[^\x00]*$", description="the watch's name"
+    )
+    path: str = Field(
+        min_length=1, max_length=4096, pattern=r"^[^\x00]*$", description="in the folder"
+    )
+    size: int = Field(ge=0, le=2**63 - 1, strict=True, description="bytes")
+    mtime: float = Field(strict=True, description="its modification time, epoch seconds")
+
+
+class WatchedUpdateIn(Request):
+    """What became of a claimed file: submitted (with its batch), done, failed, refused."""
+
+    state: WATCHED_STATES
+    batch_id: int | None = Field(default=None, ge=1, le=2**53, strict=True)
+    error: str = Field(default="", max_length=10_000, pattern=r"^[^\x00]*$")
+
+
+class WatchedOut(Answer):
+    id: int
+    watch: str
+    path: str
+    size: int
+    mtime: float
+    state: str
+    taken_at: float
+    batch_id: int | None = None
+    error: str = ""
