@@ -111,7 +111,12 @@ def test_the_controller_service_is_what_nodes_are_pointed_at() -> None:
     port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
     [node] = [c for _, t in pod_specs() for c in t["spec"]["containers"] if c["name"] == "node"]
     url = node["args"][node["args"].index("--controller") + 1]
-    assert url == f"http://qfarm-controller:{port}"
+    assert url == f"https://qfarm-controller:{port}"
+    # ... and a name the controller's HTTPS certificate carries.
+    [controller] = [
+        c for _, t in pod_specs() for c in t["spec"]["containers"] if c["name"] == "controller"
+    ]
+    assert controller["args"][controller["args"].index("--tls-name") + 1] == "qfarm-controller"
 
 
 def test_the_keda_scaler_targets_the_nodes_on_an_exported_metric() -> None:

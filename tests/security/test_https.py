@@ -16,8 +16,9 @@ import pytest
 from qfarm.client import Client
 from qfarm.domain.errors import InvalidRequest
 from qfarm.login import CA_FILE_ENV, LOGIN_FILE_ENV
-from qfarm.security.pki import fingerprint, make_ca
+from qfarm.security.pki import fingerprint, issue, key_pem, make_ca, make_csr, new_key
 from tests.controller.test_cluster import start_controller, start_node, stop
+from tests.controller.test_reliability import record
 from tests.helpers import wait_until_sync
 
 QFARM = [sys.executable, "-m", "qfarm"]
@@ -56,6 +57,10 @@ def test_over_https_clients_log_in_by_fingerprint_and_nodes_join(
         refused = qfarm("login", url, other, env=saved)
         assert refused.returncode == 1 and "another cluster" in refused.stderr
         assert not (tmp_path / "login.json").exists()
+        record("a client shown a certificate of another CA than its connection string names",
+               "qfarm login refused it before the token was sent (exit 1, nothing saved); a "
+               "client that knows no cluster CA refuses the connection, saying to log in",
+               None, "nothing: no token sent")  # fmt: skip
 
         logged = qfarm("login", url, connection, env=saved)
         assert logged.returncode == 0, logged.stderr
@@ -91,3 +96,32 @@ def test_a_token_is_never_sent_over_plain_http_beyond_loopback() -> None:
 def test_half_of_a_certificate_pair_is_a_usage_error(tmp_path: Path) -> None:
     done = qfarm("controller", "--port", "0", "--tls-cert", str(tmp_path / "c.pem"), env={})
     assert done.returncode == 2 and "--tls-cert and --tls-key go together" in done.stderr
+
+
+@pytest.mark.integration
+def test_a_certificate_of_your_own_is_served_and_trusted_through_its_ca_file(
+    tmp_path: Path,
+) -> None:
+    # A studio's own CA and a certificate it issued for this host: not the cluster CA's.
+    ca, ca_key = make_ca()
+    key = new_key()
+    cert = issue(ca, ca_key, make_csr(key, "farm.example"), names=["127.0.0.1", "localhost"])
+    for name, text in (("studio-ca.pem", ca), ("api.pem", cert), ("api-key.pem", key_pem(key))):
+        (tmp_path / name).write_text(text)
+    controller, url = start_controller(
+        tmp_path, "--require-token", "--tls-cert", str(tmp_path / "api.pem"),
+        "--tls-key", str(tmp_path / "api-key.pem"),
+    )  # fmt: skip
+    try:
+        assert url.startswith("https://") and controller.stdout is not None
+        token = controller.stdout.readline().split()[-1]
+        saved = {LOGIN_FILE_ENV: str(tmp_path / "login.json")}
+        # The cluster CA's fingerprint is not what signs this certificate: refused.
+        pinned = qfarm("login", url, f"qfc1.{fingerprint(make_ca()[0])}.{token}", env=saved)
+        assert pinned.returncode != 0
+        logged = qfarm("login", url, token, "--ca-file", str(tmp_path / "studio-ca.pem"), env=saved)
+        assert logged.returncode == 0, logged.stderr
+        listed = qfarm("batches", "--json", env=saved)
+        assert listed.returncode == 0 and json.loads(listed.stdout) == []
+    finally:
+        stop(controller)

@@ -75,6 +75,7 @@ async def serve_controller(
     beside: Sequence[Callable[[Controller], Coroutine[Any, Any, None]]] = (),
     https: bool = False,
     tls: TlsFiles | None = None,
+    tls_names: Sequence[str] = (),
     on_ready: Callable[[ControllerAddresses], None] = lambda addresses: None,
 ) -> None:
     """Run a controller until SIGINT or SIGTERM. ``on_ready`` is called once the API
@@ -85,7 +86,8 @@ async def serve_controller(
     ``beside``: what runs beside the controller in its loop once the API answers (the
     watch folders of --watch), each given the controller, and canceled when it stops.
     ``https``: serve the API over HTTPS, with ``tls`` (the user's certificate and key) or
-    else a certificate of the cluster CA for the names and addresses of ``host``.
+    else a certificate of the cluster CA for the names and addresses of ``host`` and
+    ``tls_names``.
     """
     advertiser: Any = None
     companions: list[asyncio.Task[None]] = []
@@ -99,7 +101,8 @@ async def serve_controller(
             store, controller, notify or NotifyConfig(webhook_secret=webhook_secret(data_dir))
         )
         if https and tls is None:
-            tls = ClusterAuthority.open(data_dir).api_files(served_names(host))
+            names = [*served_names(host), *tls_names]
+            tls = ClusterAuthority.open(data_dir).api_files(names)
         config = uvicorn.Config(
             create_app(controller, token),
             host=host,

@@ -143,6 +143,15 @@ def controller(
         Path | None,
         typer.Option("--tls-key", metavar="FILE", help="The private key of --tls-cert (PEM)."),
     ] = None,
+    tls_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tls-name",
+            metavar="NAME",
+            help="Another name clients reach it by, for its certificate (a load balancer's, "
+            "a Kubernetes Service's). Repeatable.",
+        ),
+    ] = None,
     notifying: ControllerNotify,
 ) -> None:
     """Run a cluster controller: the store, a Dask scheduler, the dispatcher and the HTTP API.
@@ -199,8 +208,14 @@ def controller(
                 highlight=False,
                 soft_wrap=True,
             )
-            if served_tls is not None and ClusterAuthority.exists(directory):
-                login = connection_string(ClusterAuthority.existing(directory), first_token)
+            if served_tls is not None:
+                # With the cluster CA's certificate, the connection string pins that CA; a
+                # certificate of the user's own is checked as their CA (or the system) says.
+                login = (
+                    connection_string(ClusterAuthority.open(directory), first_token)
+                    if served_tls is False
+                    else first_token
+                )
                 out.print(
                     f"clients log in with: qfarm login {url} {login}",
                     highlight=False,
@@ -229,6 +244,7 @@ def controller(
             fair_share=fair_share,
             https=served_tls is not None,
             tls=served_tls or None,
+            tls_names=tls_names or [],
             notify=notify_config,
             beside=watches,
             on_ready=ready,
