@@ -28,7 +28,7 @@ from qfarm.cli.options import BatchArg, Connection, JsonOpt, QuietOpt, Schedule,
 from qfarm.cli.progress import BatchProgress
 from qfarm.cli.report import api_report, print_report, print_summaries
 from qfarm.client import BatchStatus, Client
-from qfarm.domain.errors import InvalidRequest, NotFound
+from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchCounts, BatchRequest, priority_label
 from qfarm.domain.requirements import Requirements
 from qfarm.domain.units import duration, parse_duration
@@ -448,94 +448,6 @@ def nodes(remote: Connection, as_json: JsonOpt = False) -> None:
                  str(n["cores"]), version, tools]  # fmt: skip
         table.add_row(*cells, n["refused"] or n.get("hours", ""))
     out.print(table)
-
-
-@app.command(epilog="**Examples**\n\n    qfarm logs 12\n\n    qfarm logs 12 --segment 3")
-@with_option_sets
-def logs(
-    *,
-    batch: BatchArg,
-    segment: Annotated[
-        int | None, typer.Option("--segment", "-s", help="Only this segment (its number).")
-    ] = None,
-    follow: Annotated[
-        bool,
-        typer.Option(
-            "--follow",
-            "-f",
-            metavar=FLAG,
-            help="Keep printing every attempt's output until the batch ends.",
-        ),
-    ] = False,
-    remote: Connection,
-) -> None:
-    """Print the log of each segment's last attempt: the whole file where this machine can
-    read it (shared storage, or the controller's machine), else the tail the controller keeps.
-    """
-    client = remote.client()
-    segments = client.segments(batch)
-    if segment is not None:
-        segments = [s for s in segments if s["index"] == segment]
-        if not segments:
-            raise NotFound(f"batch {batch} has no segment {segment}")
-    if follow:
-        _follow_logs(client, batch, {s["id"]: s for s in segments})
-        return
-    for seg in segments:
-        attempts = client.attempts(batch, seg["id"])
-        if not attempts:
-            continue
-        last = attempts[-1]
-        out.print(
-            f"== segment {seg['index']} ({seg['label']}) attempt {last['number']} "
-            f"on {last['node']}: {last['outcome'] or seg['state']}",
-            style="bold",
-            highlight=False,
-        )
-        path = Path(last["log_path"]) if last["log_path"] else None
-        if path is not None and path.is_file():
-            out.print(path.read_text(errors="replace"), end="", markup=False, highlight=False)
-        elif last["log_tail"]:
-            out.print(last["log_tail"], markup=False, highlight=False)
-
-
-def _follow_logs(client: Client, batch: int, segments: dict[int, dict[str, Any]]) -> None:
-    """Every attempt's output as it is written, each line prefixed with its segment's number;
-    where a log file cannot be read from here, its tail when the attempt ends.
-    """
-    offsets: dict[tuple[int, int], int] = {}
-    finished: set[tuple[int, int]] = set()
-    while True:
-        ended = client.batch(batch).finished  # read before the logs: nothing is missed
-        for segment_id, seg in segments.items():
-            for attempt in client.attempts(batch, segment_id):
-                key = (segment_id, attempt["number"])
-                if key in finished:
-                    continue
-                prefix = f"{seg['index']:>4} | "
-                path = Path(attempt["log_path"]) if attempt["log_path"] else None
-                readable = path is not None and path.is_file()
-                if readable and path is not None:
-                    with open(path, "rb") as fh:
-                        fh.seek(offsets.get(key, 0))
-                        data = fh.read()
-                    offsets[key] = offsets.get(key, 0) + len(data)
-                    for line in data.decode(errors="replace").splitlines():
-                        out.print(prefix + line, highlight=False)
-                if attempt["ended_at"] is not None:
-                    if not readable and attempt["log_tail"]:
-                        for line in attempt["log_tail"].splitlines():
-                            out.print(prefix + line, highlight=False)
-                    out.print(
-                        f"{prefix}== attempt {attempt['number']} on {attempt['node']}: "
-                        f"{attempt['outcome']}",
-                        style="bold",
-                        highlight=False,
-                    )
-                    finished.add(key)
-        if ended:
-            return
-        time.sleep(0.5)
 
 
 @app.command(epilog="**Example**\n\n    qfarm clusters --json")
