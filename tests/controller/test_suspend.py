@@ -115,7 +115,7 @@ def test_cancel_of_a_suspended_batch_ends_its_processes(tmp_path: Path) -> None:
             leaders = [store.attempts(s.id)[-1].pid or 0 for s in store.segments(batch_id)]
             members = [p.pid for leader in leaders for p in group_of(leader)]
             for leader in leaders:
-                await wait_until(lambda leader=leader: stopped(leader), timeout=10)
+                await wait_until(lambda leader=leader: stopped(leader), timeout=30)
 
             await controller.cancel(batch_id)
             batch = await asyncio.wait_for(controller.wait(batch_id), 30)
