@@ -2,8 +2,9 @@
 
 Run the fault tests, then this script:
 
-    python -m pytest tests/controller/test_reliability.py tests/security/test_security.py \
-        tests/security/test_tokens.py tests/security/test_join.py
+    python -m pytest tests/controller/test_reliability.py tests/security \
+        tests/controller/test_notify.py tests/controller/test_retention.py \
+        tests/watch/test_watcher.py
     python bench/reliability_table.py [--record FILE.json] [--write docs/reliability.md]
 
 The tests measure; this only lays their rows out as a table, with the machine and the date.
@@ -23,10 +24,11 @@ ROOT = Path(__file__).resolve().parent.parent
 INTRO = """# Reliability
 
 Faults, bad input and access, each an automated test with real processes
-(`tests/controller/test_reliability.py`, `tests/security/test_security.py`,
-`tests/security/test_tokens.py`, `tests/security/test_join.py`): a
-`qfarm controller` and `qfarm node` processes on loopback, killed, frozen, starved of disk and
-restarted while they work. The goal for every row: nothing lost. "Time to recover" runs from
+(`tests/controller/test_reliability.py`, `tests/security/`, `tests/controller/test_notify.py`,
+`tests/controller/test_retention.py`, `tests/watch/test_watcher.py`): a `qfarm controller`
+and `qfarm node` processes on loopback, killed, frozen, starved of disk, revoked and
+restarted while they work; watch folders, webhook receivers and clients met with what goes
+wrong in the field. The goal for every row: nothing lost. "Time to recover" runs from
 the fault to the batch ending done (or, for a frozen node, to the node being given up and its
 work going elsewhere; for a crashed worker, to the node back online).
 """

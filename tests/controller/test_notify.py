@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -28,6 +29,7 @@ from tests.controller.notify_support import (
     free_port,
     smtp_server,
 )
+from tests.controller.test_reliability import record
 from tests.helpers import embedded, wait_until
 
 pytestmark = pytest.mark.integration
@@ -153,6 +155,7 @@ def test_webhooks_are_signed_and_say_what_failed(tmp_path: Path) -> None:
 
 def test_a_receiver_that_is_down_gets_it_when_it_comes_back(tmp_path: Path) -> None:
     receiver = WebhookReceiver(port=free_port())  # reserved: nothing listens yet
+    waited: list[float] = []
 
     async def scenario() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         config = NotifyConfig(webhook_secret=SECRET, retry_delays=FAST)
@@ -166,7 +169,9 @@ def test_a_receiver_that_is_down_gets_it_when_it_comes_back(tmp_path: Path) -> N
             await wait_until(tried_twice, 30, "two failed tries")
             while_down = await deliveries(api, batch_id)
             receiver.start()
+            back = time.monotonic()
             await wait_until(lambda: _states(api, batch_id, "delivered"), 30, "the retry")
+            waited.append(time.monotonic() - back)
             return while_down, await deliveries(api, batch_id)
 
     try:
@@ -177,6 +182,11 @@ def test_a_receiver_that_is_down_gets_it_when_it_comes_back(tmp_path: Path) -> N
     assert "ConnectError" in down["last_error"] or "refused" in down["last_error"].lower()
     assert up["state"] == "delivered" and up["attempts"] > down["attempts"]
     assert len(receiver.received) == 1
+    record("a webhook receiver is down when the batch ends, and comes back",
+           f"{down['attempts']} tries failed (connection refused, kept as the delivery's last "
+           f"error, attempts counted), retried with backoff (the test's: 0.2-0.3 s); delivered "
+           f"once, on try {up['attempts']}, once it was back",
+           waited[0], "nothing: one delivery, never blocking the batches")  # fmt: skip
 
 
 def test_pending_deliveries_outlive_their_controller(tmp_path: Path) -> None:
@@ -216,6 +226,9 @@ def test_pending_deliveries_outlive_their_controller(tmp_path: Path) -> None:
         receiver.stop()
     assert (row["state"], row["attempts"]) == ("delivered", 2)
     assert len(receiver.received) == 1
+    record("the controller stops with a webhook delivery pending",
+           "the delivery was in the store; the next controller delivered it (its try 2)",
+           None, "nothing")  # fmt: skip
 
 
 def test_bad_targets_are_refused_and_the_defaults_are_settings(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from qfarm.config import logs_dir
 from qfarm.controller.retention import LONGEST_SWEEP, SHORTEST_SWEEP, sweep_interval
 from qfarm.controller.service import Controller
 from qfarm.store import Store
+from tests.controller.test_reliability import record
 from tests.helpers import wait_until
 
 HELD = {"hold": True, "jobs": [{"type": "command", "spec": {"command": ["true"]}}]}
@@ -73,6 +74,10 @@ def test_ended_batches_are_removed_by_hand_and_once_kept_long_enough(tmp_path: P
     assert seen["no_setting"] == {"keep": None} and seen["set"] == {"keep": 1.0}
     assert seen["refused"] == 400
     assert seen["logs"] == []
+    record("ended batches past their time (--keep; PUT /api/v1/settings/retention)",
+           "removed with their logs by the background sweep, or by DELETE /batches?older_than; "
+           "a held batch, still going, left alone by both",
+           None, "nothing still going")  # fmt: skip
     # By hand through the API, and by the sweep, whose actor is retention itself.
     assert seen["audit"][:2] == [("retention", "batch.remove"), ("anonymous", "setting.retention")]
     assert ("anonymous", "batch.remove") in seen["audit"]
