@@ -18,7 +18,14 @@ from rich.table import Table
 from qfarm import config
 from qfarm.cli.app import app
 from qfarm.cli.common import FLAG, fail_usage, out, print_json
-from qfarm.cli.options import Connection, DataDirOpt, JsonOpt, OptionSet, with_option_sets
+from qfarm.cli.options import (
+    Connection,
+    DataDirOpt,
+    JsonOpt,
+    NotifyOnOpt,
+    OptionSet,
+    with_option_sets,
+)
 from qfarm.domain.errors import InvalidRequest
 
 if TYPE_CHECKING:
@@ -46,12 +53,7 @@ class ControllerNotify(OptionSet):
             "from before (qfarm notify set changes them while it runs).",
         ),
     ] = None
-    notify_on: Annotated[
-        str,
-        typer.Option(
-            "--notify-on", metavar="done|failed|ended", help="Which ends --notify tells of."
-        ),
-    ] = "ended"
+    notify_on: NotifyOnOpt = "ended"
     smtp: Annotated[
         str | None,
         typer.Option(

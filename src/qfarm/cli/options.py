@@ -193,6 +193,12 @@ ResourceOpt = Annotated[
 ]
 
 
+NotifyOnOpt = Annotated[
+    str,
+    typer.Option("--notify-on", metavar="done|failed|ended", help="Which ends --notify tells of."),
+]
+
+
 def connect(controller: str | None, token: str | None) -> Client:
     """The client of ``--controller`` (or $QFARM_CONTROLLER) with ``--token``. The client
     module is loaded here, by the commands that use it, not by every ``qfarm run``."""
@@ -242,12 +248,7 @@ class Schedule(OptionSet):
             "Repeatable.",
         ),
     ] = None
-    notify_on: Annotated[
-        str,
-        typer.Option(
-            "--notify-on", metavar="done|failed|ended", help="Which ends --notify tells of."
-        ),
-    ] = "ended"
+    notify_on: NotifyOnOpt = "ended"
 
     def start_time(self) -> float | None:
         """``--start-at`` as epoch seconds. Raises InvalidRequest."""
