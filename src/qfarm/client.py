@@ -39,6 +39,7 @@ from qfarm.wire.schemas import (
     AuditOut,
     BatchDetailOut,
     BatchOut,
+    FailuresOut,
     FileWrittenOut,
     InfoOut,
     JoinOut,
@@ -265,6 +266,11 @@ class Client:
     def attempts(self, batch_id: int, segment_id: int) -> list[dict[str, Any]]:
         return self._get_list(AttemptOut, f"/batches/{batch_id}/segments/{segment_id}/attempts")
 
+    def download_log(self, batch_id: int, segment_id: int, number: int, target: Path) -> None:
+        """Save attempt ``number``'s whole log (as the controller reads it) to ``target``."""
+        attempt = f"/batches/{batch_id}/segments/{segment_id}/attempts/{number}"
+        self._download(f"{attempt}/log?download=1", target)
+
     def action(self, batch_id: int, action: str) -> BatchStatus:
         """``cancel``, ``pause``, ``suspend`` (pause and stop the running processes),
         ``resume`` or ``resubmit``."""
@@ -389,6 +395,16 @@ class Client:
         asked = {"since": since, "actor": actor, "action": action, "limit": limit}
         params = {key: value for key, value in asked.items() if value is not None}
         return self._get_list(AuditOut, "/audit", params=params)
+
+    def failures(
+        self, since: float | None = None, by: str = "error", limit: int = 1000
+    ) -> dict[str, Any]:
+        """The failed and lost attempts since ``since`` (epoch s; default a day ago),
+        grouped by error, node or job (see GET /api/v1/failures)."""
+        params: dict[str, Any] = {"by": by, "limit": limit}
+        if since is not None:
+            params["since"] = since
+        return self._get(FailuresOut, "GET", "/failures", params=params).model_dump()
 
     # ------------------------------------------------------------ watch folders
 

@@ -31,6 +31,7 @@ from qfarm.api import (
     routes_batches,
     routes_cluster,
     routes_events,
+    routes_failures,
     routes_files,
     routes_limits,
     routes_logs,
@@ -110,6 +111,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
     app.include_router(routes_notify.router(controller))  # GET/PUT /settings/notify
+    app.include_router(routes_failures.router(controller))  # GET /failures
     for module in (routes_cluster, routes_batches, routes_logs, routes_files, routes_nodes,
                    routes_events, routes_openjd, routes_limits, routes_metrics,
                    routes_audit, routes_watched, routes_settings):  # fmt: skip

@@ -13,7 +13,7 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 (reading), :mod:`~qfarm.store.dispatch`, :mod:`~qfarm.store.reports`,
 :mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.estimates` (what
 ETAs read), :mod:`~qfarm.store.limits`, :mod:`~qfarm.store.resizing` (adaptive chunks),
-:mod:`~qfarm.store.nodes`,
+:mod:`~qfarm.store.failures` (the Failures view), :mod:`~qfarm.store.nodes`,
 :mod:`~qfarm.store.tokens` and :mod:`~qfarm.store.audit`, on one engine (:mod:`~qfarm.store.base`).
 """
 
@@ -24,6 +24,7 @@ from qfarm.store.batches import Batches
 from qfarm.store.deliveries import Deliveries
 from qfarm.store.dispatch import Dispatching
 from qfarm.store.estimates import Estimating
+from qfarm.store.failures import Failures
 from qfarm.store.limits import Limits
 from qfarm.store.nodes import Nodes
 from qfarm.store.records import (
@@ -67,6 +68,7 @@ class Store(
     Deliveries,
     Dispatching,
     Estimating,
+    Failures,
     Limits,
     Nodes,
     Resizing,

@@ -327,6 +327,17 @@ class AttemptOut(Answer):
     last_progress_at: float | None = None
 
 
+class LogSummaryOut(Answer):
+    """An attempt's log in numbers (qfarm.domain.loglines): what the page's "First error"
+    button jumps to, over the same text GET .../log answers."""
+
+    lines: int
+    bytes: int
+    first_error_line: int | None = Field(description="numbered from 1; null: none looks like one")
+    first_error: str = Field(description="that line, cut to 300 characters")
+    whole: bool = Field(description="false: only the tail the store keeps could be read")
+
+
 class PresetOut(Answer):
     name: str
     kind: str
@@ -424,3 +435,56 @@ class WatchedOut(Answer):
     taken_at: float
     batch_id: int | None = None
     error: str = ""
+
+
+# ------------------------------------------------------------------------ failures
+
+
+class FailedAttemptOut(Answer):
+    """A failed or lost attempt, with the batch, segment and number that address its log
+    (``/batches/{batch_id}/segments/{segment_id}/attempts/{number}/log``)."""
+
+    batch_id: int
+    batch_name: str
+    job_id: int
+    job_name: str
+    segment_id: int
+    segment_index: int
+    segment_label: str
+    number: int
+    node: str
+    outcome: str = Field(description="failed (an exit code, a timeout, a stall) or lost")
+    ended_at: float = Field(description="epoch seconds")
+    exit_code: int | None = None
+    error: str = ""
+    last_line: str = Field(description="its log's last non-empty line, else its error")
+
+
+class JobRefOut(Answer):
+    id: int
+    batch_id: int
+    name: str
+
+
+class FailureGroupOut(Answer):
+    key: str = Field(description="the same group has the same key on the next read")
+    title: str
+    exit_code: int | None = Field(default=None, description="error groups only")
+    line: str = Field(default="", description="error groups only: the log line they share")
+    node: str = Field(default="", description="node groups only")
+    count: int = Field(description="attempts in the group")
+    nodes: list[str] = Field(description="the nodes they ran on, most attempts first")
+    jobs: list[JobRefOut]
+    batches: list[int]
+    segments: list[int]
+    latest: float = Field(description="when the newest of them ended (epoch s)")
+    retryable: list[int] = Field(description="its batches a resubmit would rerun now")
+    attempts: list[FailedAttemptOut] = Field(description="newest first")
+
+
+class FailuresOut(Answer):
+    by: str = Field(description="error, node or job")
+    since: float = Field(description="the window's start (epoch s)")
+    total: int = Field(description="attempts read (at most limit)")
+    truncated: bool = Field(description="true: more attempts failed in the window than limit")
+    groups: list[FailureGroupOut]

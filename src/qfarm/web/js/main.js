@@ -13,10 +13,11 @@ import { setConnection, showMessage } from "./dom.js";
 import { Live } from "./live.js";
 import * as batchView from "./views/batch.js";
 import * as batchList from "./views/batches.js";
+import * as failuresView from "./views/failures.js";
 import * as form from "./views/form.js";
 import * as nodesView from "./views/nodes.js";
 
-const VIEWS = { batches: batchList, batch: batchView, nodes: nodesView, submit: form };
+const VIEWS = { batches: batchList, batch: batchView, nodes: nodesView, submit: form, failures: failuresView };
 
 const page = {
   view: null,
@@ -70,7 +71,7 @@ function route() {
   let view = parts[0] || "batches";
   if (view === "batch" && parts[1]) {
     page.batchId = Number(parts[1]);
-  } else if (!["batches", "nodes", "submit"].includes(view)) {
+  } else if (!["batches", "nodes", "submit", "failures"].includes(view)) {
     view = "batches";
   }
   if (page.view === "batch" && view !== "batch") batchView.leave();
@@ -98,7 +99,9 @@ const live = new Live({
 });
 
 batchView.init(run);
+batchList.init(run);
 nodesView.init(run);
+failuresView.init(run);
 form.init();
 onNewToken(() => live.connect());
 window.addEventListener("hashchange", route);

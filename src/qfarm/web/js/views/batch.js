@@ -45,6 +45,9 @@ let run = (task) => task(); // main's queue: updates of the page happen one at a
 
 export function init(serialize) {
   run = serialize;
+  for (const id of ["grid-state", "grid-node"]) {
+    document.getElementById(id).addEventListener("input", refreshGridFilters);
+  }
   document.getElementById("set-priority").addEventListener("click", () => {
     const level = document.getElementById("batch-priority").value;
     if (confirm(`Set the priority of batch ${view.id} to ${level}?`)) run(() => setPriority(level));
@@ -72,8 +75,33 @@ export async function load(id) {
   view.segments = new Map(segments.map((s) => [s.id, s]));
   keepAttempts(attempts);
   renderGrid();
+  if (await openLinkedAttempt()) return redrawTimeline();
   if (view.segments.has(view.selected)) await renderDetail();
   redrawTimeline();
+}
+
+// A link to one attempt's log (#/batch/ID/segment/SID/attempt/N, as the Failures view
+// makes them) chooses that segment and shows that log, once: the address then becomes the
+// batch's own, so a later read of the view (a reconnect) leaves the user's choice alone.
+async function openLinkedAttempt() {
+  const found = location.hash.match(/^#\/batch\/(\d+)\/segment\/(\d+)\/attempt\/(\d+)$/);
+  if (!found || Number(found[1]) !== view.id) return false;
+  history.replaceState(null, "", `#/batch/${view.id}`);
+  const [segmentId, number] = [Number(found[2]), Number(found[3])];
+  const segment = view.segments.get(segmentId);
+  const attempt = (view.attempts.get(segmentId) || []).find((a) => a.number === number);
+  if (!segment || !attempt) {
+    showMessage(`Batch ${view.id} has no attempt ${number} of segment ${segmentId}.`);
+    return false;
+  }
+  view.selected = segmentId;
+  clearLog();
+  for (const [id, cell] of view.cells) cell.classList.toggle("selected", id === segmentId);
+  await showLog(view.id, segment, attempt);
+  await renderDetail();
+  document.getElementById("segment-detail").scrollIntoView();
+  document.getElementById("log").focus();
+  return true;
 }
 
 // Changes from the event stream (all of them: those of other batches are skipped). Returns
@@ -238,8 +266,8 @@ function keepAttempts(attempts) {
 function keepSegments(segments) {
   const same = segments.length === view.segments.size && segments.every((s) => view.segments.has(s.id));
   view.segments = new Map(segments.map((s) => [s.id, s]));
-  if (!same) return renderGrid();
-  for (const segment of segments) updateCell(segment);
+  if (!same) renderGrid();
+  refreshGridFilters();
 }
 
 function cellLabel(segment) {
@@ -270,6 +298,24 @@ function updateCell(segment) {
   cell.dataset.state = segment.state;
   cell.title = label;
   cell.setAttribute("aria-label", label);
+  // The grid's filters (state, node): a cell they leave out is hidden, not dropped.
+  const state = document.getElementById("grid-state").value;
+  const node = document.getElementById("grid-node").value;
+  cell.hidden = Boolean((state && segment.state !== state) || (node && segment.node !== node));
+}
+
+// The node filter offers the nodes the batch's segments ran on; a change of either filter
+// shows or hides cells, reading nothing.
+function refreshGridFilters() {
+  const select = document.getElementById("grid-node");
+  const nodes = [...new Set([...view.segments.values()].map((s) => s.node).filter(Boolean))].sort();
+  const have = [...select.options].slice(1).map((o) => o.value);
+  if (nodes.join("\n") !== have.join("\n")) {
+    const chosen = select.value;
+    select.replaceChildren(el("option", { value: "", text: "any node" }), ...nodes.map((n) => el("option", { text: n })));
+    select.value = nodes.includes(chosen) ? chosen : "";
+  }
+  for (const segment of view.segments.values()) updateCell(segment);
 }
 
 async function select(segmentId) {

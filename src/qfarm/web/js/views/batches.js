@@ -5,6 +5,7 @@
 import { ApiError, api } from "../api.js";
 import { el, progressBar, stateLabel } from "../dom.js";
 import { fraction, priorityLabel, span, when } from "../format.js";
+import * as bulk from "./bulk.js";
 
 // More batches than this named in one round of changes, and the list read whole is cheaper.
 const ONE_BY_ONE = 8;
@@ -17,6 +18,12 @@ export async function load() {
   const body = document.querySelector("#batches-table tbody");
   body.replaceChildren(...batches.slice().reverse().map((batch) => keep(batch)));
   showEmpty();
+  bulk.applyFilters();
+}
+
+// The list's bar of actions on many batches and its filters (views/bulk.js).
+export function init(run) {
+  bulk.init(run, load);
 }
 
 export async function apply(changes) {
@@ -57,6 +64,7 @@ function put(batch) {
 function drop(id) {
   rows.get(id)?.remove();
   rows.delete(id);
+  bulk.forget(id);
 }
 
 function showEmpty() {
@@ -66,6 +74,7 @@ function showEmpty() {
 function keep(batch) {
   const row = batchRow(batch);
   rows.set(batch.id, row);
+  bulk.filterRow(batch, row);
   return row;
 }
 
@@ -78,6 +87,7 @@ function batchRow(batch) {
   return el(
     "tr",
     { className: "clickable", "data-batch": String(batch.id), onclick: open },
+    bulk.checkCell(batch),
     el("td", {}, link),
     el("td", { className: "wrap", text: batch.name || "–" }),
     el("td", {}, stateLabel(batch.state)),
