@@ -91,7 +91,9 @@ function batchRow(batch) {
     el("td", {}, link),
     el("td", { className: "wrap", text: batch.name || "–" }),
     el("td", {}, stateLabel(batch.state)),
-    el("td", {}, progressBar(done, `batch ${batch.id} progress`), ` ${Math.round(done * 100)}%`),
+    // At phone width the bar alone (its title says the percentage): room for the tick column.
+    el("td", {}, progressBar(done, `batch ${batch.id} progress`),
+       el("span", { className: "wide-only", text: ` ${Math.round(done * 100)}%` })),
     el("td", { className: "wide-only", text: priorityLabel(batch.priority) }),
     el("td", { className: "wide-only", text: batch.owner || "–" }),
     el("td", { className: "wide-only", text: when(batch.submitted_at) }),
