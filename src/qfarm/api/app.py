@@ -37,7 +37,6 @@ from qfarm.api import (
     routes_logs,
     routes_metrics,
     routes_nodes,
-    routes_notify,
     routes_openjd,
     routes_settings,
     routes_watched,
@@ -110,11 +109,9 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
     async def monitor() -> HTMLResponse:
         return HTMLResponse((WEB_DIR / "index.html").read_text(encoding="utf-8"))
 
-    app.include_router(routes_notify.router(controller))  # GET/PUT /settings/notify
-    app.include_router(routes_failures.router(controller))  # GET /failures
     for module in (routes_cluster, routes_batches, routes_logs, routes_files, routes_nodes,
                    routes_events, routes_openjd, routes_limits, routes_metrics,
-                   routes_audit, routes_watched, routes_settings):  # fmt: skip
+                   routes_audit, routes_watched, routes_settings, routes_failures):  # fmt: skip
         app.include_router(module.router(controller))
     document_errors_as_answered(app)
     return app

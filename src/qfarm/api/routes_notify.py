@@ -1,24 +1,16 @@
-"""Notifications over the API: the farm-wide defaults (``GET``/``PUT
-/api/v1/settings/notify``), and the conversions the batch routes use for a batch's own
-notifications and its deliveries."""
+"""Notifications over the API: the conversions between the wire's models and the domain's,
+for a batch's own notifications, its deliveries and the farm-wide defaults (served under
+/api/v1/settings by :mod:`qfarm.api.routes_settings`)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from fastapi import APIRouter
-
-from qfarm.api.common import API, errors
-from qfarm.controller.notify import Notifier
-from qfarm.controller.service import Controller
-from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.notify import Delivery, Notification, NotifyOn, checked
 from qfarm.wire.schemas import (
     DeliveryOut,
     NotificationIn,
     NotificationOut,
-    NotifySettingsIn,
-    NotifySettingsOut,
 )
 
 
@@ -43,32 +35,3 @@ def delivery_out(delivery: Delivery) -> DeliveryOut:
         delivered_at=delivery.delivered_at,
         last_error=delivery.last_error,
     )
-
-
-def router(controller: Controller) -> APIRouter:
-    api = APIRouter(prefix=f"{API}/settings", tags=["settings"])
-
-    def notifier() -> Notifier:
-        if controller.notifier is None:
-            raise InvalidRequest("this controller sends no notifications (qfarm controller does)")
-        return controller.notifier
-
-    def answer() -> NotifySettingsOut:
-        found = notifier()
-        return NotifySettingsOut(
-            notify=[notification_out(n) for n in found.defaults()], email=found.smtp is not None
-        )
-
-    @api.get("/notify", responses=errors())
-    async def notify_defaults() -> NotifySettingsOut:
-        """The farm-wide notifications, told of every batch besides its own."""
-        return answer()
-
-    @api.put("/notify", responses=errors())
-    async def set_notify_defaults(body: NotifySettingsIn) -> NotifySettingsOut:
-        """Replace the farm-wide notifications (400 naming a bad target, or an email one
-        when the controller has no SMTP server); batches that end from now on are told."""
-        notifier().set_defaults(notifications_of(body.notify))
-        return answer()
-
-    return api

@@ -57,6 +57,7 @@ AT_ONCE = 20
 IDLE_SECONDS = 30.0
 FINAL_STATES = frozenset(s.value for s in FINAL_BATCH_STATES)
 NO_SMTP = "this controller has no SMTP server configured (qfarm controller --smtp URL)"
+NO_NOTIFIER = "this controller sends no notifications (qfarm controller does)"
 
 
 class ChangeFeed(Protocol):
@@ -87,7 +88,7 @@ def check_notifications(notifier: Notifier | None, given: Sequence[Notification]
     if not given:
         return
     if notifier is None:
-        raise InvalidRequest("this controller sends no notifications (qfarm controller does)")
+        raise InvalidRequest(NO_NOTIFIER)
     notifier.check(given)
 
 

@@ -75,11 +75,11 @@ class InControllerSubmitter:
         if batch.state not in FINAL_BATCH_STATES:
             return None
         error = ""
-        for job in store.jobs(batch_id):
-            if job.state is JobState.DONE:
-                continue
-            segments = [s for s in store.segments(batch_id) if s.job_id == job.id]
-            error = job.error or failure_summary(segments)
+        unfinished = [job for job in store.jobs(batch_id) if job.state is not JobState.DONE]
+        # A job without an error of its own is told by its failed segments: read once.
+        segments = store.segments(batch_id) if any(not j.error for j in unfinished) else []
+        for job in unfinished:
+            error = job.error or failure_summary([s for s in segments if s.job_id == job.id])
             if error:
                 break
         if not error and batch.state.value != "done":

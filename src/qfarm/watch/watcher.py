@@ -233,11 +233,17 @@ class FolderWatcher:
             if end is not None:
                 del self.out[record.id]
                 await self._end(record, end.outcome, end.error)
-        for record, since in list(self.doubtful.values()):
-            if grace and self.clock() - since < CLAIM_GRACE_SECONDS:
-                continue
+        expired = [
+            record
+            for record, since in self.doubtful.values()
+            if not grace or self.clock() - since >= CLAIM_GRACE_SECONDS
+        ]
+        if not expired:
+            return
+        # What became of them, read once for all of them.
+        current = {r.id: r for r in await self.submitter.taken(self.settings.name)}
+        for record in expired:
             del self.doubtful[record.id]
-            current = {r.id: r for r in await self.submitter.taken(self.settings.name)}
             if current.get(record.id, record).state is WatchedState.CLAIMED:
                 await self._end(record, WatchedState.FAILED, NOT_SUBMITTED)
 
