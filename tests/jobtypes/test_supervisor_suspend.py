@@ -77,7 +77,7 @@ def test_a_suspended_counter_is_continued_not_restarted(tmp_path: Path) -> None:
 
     assert sup.suspend("seg-c") is True
     assert sup.is_suspended("seg-c")
-    wait_until_sync(lambda: all_stopped(leader), timeout=10, what="the group to stop (state T)")
+    wait_until_sync(lambda: all_stopped(leader), timeout=30, what="the group to stop (state T)")
     frozen = lines(log)
     # Stopped, every process of the group: nothing can write. Still so, and the log the same.
     assert all_stopped(leader)
@@ -140,7 +140,7 @@ def test_a_stopped_group_ends_on_sigterm_when_killed(tmp_path: Path) -> None:
     wait_until_sync(lambda: len(lines(log)) >= 1, timeout=10, what="the count to begin")
     members = [p.pid for p in group(leader)]
     assert sup.suspend("seg-k")
-    wait_until_sync(lambda: all_stopped(leader), timeout=10, what="the group to stop")
+    wait_until_sync(lambda: all_stopped(leader), timeout=30, what="the group to stop")
 
     assert sup.kill("seg-k") is True
     thread.join(timeout=30)
@@ -157,7 +157,7 @@ def test_suspend_all_and_continue_all_reach_every_running_group(tmp_path: Path) 
     leaders = sup.running()
     assert sorted(sup.suspend_all()) == ["a", "b"]
     for key in ("a", "b"):
-        wait_until_sync(lambda k=key: all_stopped(leaders[k]), timeout=10, what=f"{key} stops")
+        wait_until_sync(lambda k=key: all_stopped(leaders[k]), timeout=30, what=f"{key} stops")
     assert sorted(sup.continue_all()) == ["a", "b"]
     assert sup.continue_all() == []
     for key, (thread, results) in runs.items():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -13,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from qfarm.api.common import API, errors
 from qfarm.api.routes_logs import EVENTS
 from qfarm.controller.service import Controller
+from qfarm.waits import get_within
 
 KEEP_ALIVE_SECONDS = 15
 
@@ -33,7 +33,7 @@ def router(controller: Controller) -> APIRouter:
                 # reconnects and reloads rather than going silently stale.
                 while controller.listening(queue) and not await request.is_disconnected():
                     try:
-                        changes = await asyncio.wait_for(queue.get(), KEEP_ALIVE_SECONDS)
+                        changes = await get_within(queue, KEEP_ALIVE_SECONDS)
                     except TimeoutError:
                         yield ": keep-alive\n\n"
                         continue

@@ -18,7 +18,6 @@ a pause or a cancel acts on everything not yet running at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import Counter, deque
@@ -39,6 +38,7 @@ from qfarm.domain.model import FINAL_JOB_STATES
 from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
 from qfarm.engine.base import Engine, EngineNode, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
+from qfarm.waits import wait_set
 
 NODE_REFRESH_SECONDS = 1.0
 IDLE_TICK_SECONDS = 0.5
@@ -156,8 +156,7 @@ class Dispatcher(NodeWatch, BatchSteering):
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
             ended = time.monotonic()
             self.metrics.tick(ended - began)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.engine.wakeup.wait(), IDLE_TICK_SECONDS)
+            await wait_set(self.engine.wakeup, IDLE_TICK_SECONDS)
             if len(self.in_flight) >= BUSY_IN_FLIGHT:
                 # A busy farm: let reports gather so the next tick records many at once.
                 pause = min(max(MIN_TICK_SECONDS, ended - began), MAX_TICK_PAUSE_SECONDS)

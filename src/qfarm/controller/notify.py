@@ -41,6 +41,7 @@ from qfarm.domain.notify import (
     retry_delay,
 )
 from qfarm.store import Change, Store
+from qfarm.waits import get_within, wait_set
 
 log = logging.getLogger("qfarm.notify")
 
@@ -195,7 +196,7 @@ class Notifier:
         while True:
             assert self._queue is not None
             try:
-                changes = await asyncio.wait_for(self._queue.get(), IDLE_SECONDS)
+                changes = await get_within(self._queue, IDLE_SECONDS)
             except TimeoutError:
                 if not self.feed.listening(self._queue):
                     # Dropped for falling behind: listen again, and look for what was missed.
@@ -227,8 +228,7 @@ class Notifier:
         """Until a new delivery is written, a try ends, or the next pending one is due."""
         due = self.store.next_delivery_at()
         wait = IDLE_SECONDS if due is None else max(0.0, min(IDLE_SECONDS, due - self.clock()))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), wait)
+        await wait_set(self._wake, wait)
 
     async def _try(self, delivery: Delivery) -> None:
         """One try of a delivery, and its outcome written down."""

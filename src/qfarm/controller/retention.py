@@ -10,7 +10,6 @@ ended, and one resubmitted since it was picked is refused by the store and left 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 
 from qfarm.domain.errors import QfarmError
 from qfarm.store import AuditEntry, Store
+from qfarm.waits import wait_set
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,5 @@ class Retention:
             except Exception:  # a database hiccup must not end retention for good
                 log.exception("retention sweep failed; trying again at the next one")
             interval = sweep_interval(kept_for(self.store))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), interval)
+            await wait_set(self._changed, interval)
             self._changed.clear()

@@ -10,11 +10,11 @@ by itself (``--idle-exit``), so no segment is ever cut short to shrink the farm.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Mapping
 
 from qfarm.scale.adapt import AdaptRange, nodes_wanted, queue_from_metrics
 from qfarm.scale.slurm import WAITING_STATES, SlurmNodes
+from qfarm.waits import wait_set
 
 
 async def follow_queue(
@@ -41,5 +41,4 @@ async def follow_queue(
             if extra:
                 await nodes.cancel(extra)
                 say(f"{wanted} node(s) wanted, {have} submitted: canceled {', '.join(extra)}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval)
+        await wait_set(stop, interval)

@@ -18,7 +18,6 @@ followed to their end, sources of ended ones that were not moved yet are moved.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Coroutine
@@ -26,6 +25,7 @@ from typing import Any
 
 from qfarm.domain.errors import QfarmError
 from qfarm.domain.watched import FileVersion, WatchedFile, WatchedState
+from qfarm.waits import wait_set
 from qfarm.watch import folder as disk
 from qfarm.watch.events import FolderEvents
 from qfarm.watch.report import Happening, WatchReport
@@ -134,8 +134,7 @@ class FolderWatcher:
         self._wake.clear()
         if self._rescan:
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), max(0.02, seconds))
+        await wait_set(self._wake, max(0.02, seconds))
 
     async def _guarded(self, step: Coroutine[Any, Any, None]) -> None:
         """Run a step; a controller out of reach or a folder gone is told once and tried
