@@ -12,7 +12,7 @@ import pytest
 from tests.helpers import wait_until_sync
 
 # The monitor tests' fixtures (a controller with two nodes, Chromium, a page), used by name.
-from tests.web.test_monitor import Farm, browser, farm, page  # noqa: F401
+from tests.web.conftest import Farm
 
 pytestmark = pytest.mark.integration
 
@@ -23,8 +23,8 @@ def held(on: Farm, name: str, owner: str, cwd: Path) -> int:
 
 
 def test_filter_select_and_act_on_many_batches(
-    farm: Farm,  # noqa: F811
-    page: Any,  # noqa: F811
+    farm: Farm,
+    page: Any,
     tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect
@@ -74,8 +74,8 @@ def test_filter_select_and_act_on_many_batches(
 
 
 def test_the_segment_grid_filters_by_state_and_node(
-    farm: Farm,  # noqa: F811
-    page: Any,  # noqa: F811
+    farm: Farm,
+    page: Any,
     tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect

@@ -21,7 +21,7 @@ import pytest
 from qfarm.client import Client
 from tests.controller.test_cluster import start_controller, start_node, stop
 from tests.helpers import wait_until_sync
-from tests.web.test_monitor import ARTIFACTS, Farm, browser, page  # noqa: F401 (fixtures)
+from tests.web.conftest import ARTIFACTS, Farm
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def attempts_of(farm: Farm, batch_id: int) -> list[int]:
     ]
 
 
-def test_failures_grouped_retried_and_a_node_disabled(farm: Farm, page: Any) -> None:  # noqa: F811
+def test_failures_grouped_retried_and_a_node_disabled(farm: Farm, page: Any) -> None:
     from playwright.sync_api import expect
 
     disk = submit_failing(farm, "disk", "echo rendering; echo 'ERROR: disk full'; exit 3", "1-2")
@@ -119,7 +119,7 @@ def test_failures_grouped_retried_and_a_node_disabled(farm: Farm, page: Any) -> 
     assert DISK_FULL in shown.stdout and CRASHED in shown.stdout, shown.stdout
 
 
-def test_failures_at_phone_width(farm: Farm, browser: Any) -> None:  # noqa: F811
+def test_failures_at_phone_width(farm: Farm, browser: Any) -> None:
     from playwright.sync_api import expect
 
     submit_failing(farm, "phone", "echo 'ERROR: a rather long last line of a log'; exit 2", "1")

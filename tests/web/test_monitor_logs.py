@@ -18,7 +18,7 @@ import pytest
 
 from tests.controller.test_cluster import QFARM
 from tests.helpers import wait_until_sync
-from tests.web.test_monitor import ARTIFACTS, WAIT_MS, Farm, browser, farm, page  # noqa: F401 (fixtures)
+from tests.web.conftest import ARTIFACTS, WAIT_MS, Farm
 
 pytestmark = pytest.mark.integration
 
@@ -56,8 +56,8 @@ def open_log(tab: Any, on: Farm, batch_id: int, segment: dict[str, Any]) -> None
 
 
 def test_the_log_says_whose_it_is_finds_jumps_and_downloads(
-    farm: Farm,  # noqa: F811
-    page: Any,  # noqa: F811
+    farm: Farm,
+    page: Any,
     tmp_path: Path,
 ) -> None:
     from playwright.sync_api import expect
@@ -148,7 +148,7 @@ def test_the_log_says_whose_it_is_finds_jumps_and_downloads(
     page.locator("#segment-detail").screenshot(path=str(ARTIFACTS / "log-viewer.png"))
 
 
-def test_search_keeps_up_with_a_followed_log(farm: Farm, page: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_search_keeps_up_with_a_followed_log(farm: Farm, page: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     go = tmp_path / "go"
@@ -183,7 +183,7 @@ def test_search_keeps_up_with_a_followed_log(farm: Farm, page: Any, tmp_path: Pa
     expect(page.locator("#log .line.error-line")).to_have_attribute("data-line", "7")
 
 
-def test_the_log_tools_fit_at_phone_width(farm: Farm, browser: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_the_log_tools_fit_at_phone_width(farm: Farm, browser: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     batch_id, segment, _ = failed_twice(farm, tmp_path)

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from tests.helpers import wait_until_sync
-from tests.web.test_monitor import Farm, browser, farm, page  # noqa: F401 (fixtures)
+from tests.web.conftest import Farm
 
 pytestmark = pytest.mark.integration
 
 
-def test_suspend_from_the_page_and_resume(farm: Farm, page: Any, tmp_path: Path) -> None:  # noqa: F811
+def test_suspend_from_the_page_and_resume(farm: Farm, page: Any, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     count = tmp_path / "count-{start}.txt"
