@@ -52,6 +52,7 @@ from qfarm.wire.schemas import (
     UploadOut,
     WatchedOut,
 )
+from qfarm.wire.stats import DurationsOut, StatsOut
 
 API = "/api/v1"
 CONTROLLER_ENV = "QFARM_CONTROLLER"
@@ -260,8 +261,13 @@ class Client:
     def batch(self, batch_id: int) -> BatchStatus:
         return BatchStatus.of(self._call("GET", f"/batches/{batch_id}"))
 
-    def segments(self, batch_id: int) -> list[dict[str, Any]]:
-        return self._get_list(SegmentOut, f"/batches/{batch_id}/segments")
+    def segments(
+        self, batch_id: int, offset: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The batch's segments by job and index; ``limit`` of them after ``offset``, or
+        all."""
+        page = {"offset": offset, **({} if limit is None else {"limit": limit})}
+        return self._get_list(SegmentOut, f"/batches/{batch_id}/segments", params=page)
 
     def attempts(self, batch_id: int, segment_id: int) -> list[dict[str, Any]]:
         return self._get_list(AttemptOut, f"/batches/{batch_id}/segments/{segment_id}/attempts")
@@ -405,6 +411,16 @@ class Client:
         if since is not None:
             params["since"] = since
         return self._get(FailuresOut, "GET", "/failures", params=params).model_dump()
+
+    def stats(self, window: float = 3600, step: float = 60) -> dict[str, Any]:
+        """Done and busy per service and node, in ``step`` s buckets (GET /stats)."""
+        got = self._get(StatsOut, "GET", "/stats", params={"window": window, "step": step})
+        return got.model_dump()
+
+    def durations(self, batch_id: int, job: int | None = None) -> dict[str, Any]:
+        """How long each tried segment of a batch (of one job of it) took."""
+        path, params = f"/batches/{batch_id}/durations", {} if job is None else {"job": job}
+        return self._get(DurationsOut, "GET", path, params=params).model_dump()
 
     # ------------------------------------------------------------ watch folders
 

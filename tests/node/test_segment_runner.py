@@ -58,7 +58,7 @@ def test_a_task_and_its_result_cross_the_engine_as_plain_dicts(tmp_path: Path) -
     assert AttemptResult.from_dict(result.to_dict()) == result
     assert set(result.to_dict()) == {
         "key", "ok", "exit_code", "error", "killed", "pid", "started_at", "ended_at",
-        "log_tail",
+        "log_tail", "thumbnail",
     }  # fmt: skip
 
 

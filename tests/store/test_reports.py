@@ -56,7 +56,7 @@ def test_dispatch_creates_attempt_and_marks_job_and_batch_running(
     assert batch.state is BatchState.RUNNING
     assert batch.started_at == now
     assert changes == [
-        Change("segment", cand.segment_id, "dispatched", batch_id),
+        Change("segment", cand.segment_id, "dispatched", batch_id, "node-x"),
         Change("job", job.id, "running", batch_id),
         Change("batch", batch_id, "running", batch_id),
     ]

@@ -39,6 +39,8 @@ from qfarm.api import (
     routes_nodes,
     routes_openjd,
     routes_settings,
+    routes_stats,
+    routes_thumbnails,
     routes_watched,
 )
 from qfarm.api.common import API
@@ -111,7 +113,8 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
 
     for module in (routes_cluster, routes_batches, routes_logs, routes_files, routes_nodes,
                    routes_events, routes_openjd, routes_limits, routes_metrics,
-                   routes_audit, routes_watched, routes_settings, routes_failures):  # fmt: skip
+                   routes_audit, routes_watched, routes_settings, routes_failures,
+                   routes_stats, routes_thumbnails):  # fmt: skip
         app.include_router(module.router(controller))
     document_errors_as_answered(app)
     return app

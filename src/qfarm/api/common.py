@@ -7,10 +7,12 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Path as FastApiPath
+from fastapi import Query, Response
 
 from qfarm.controller.service import Controller
 from qfarm.domain.actions import batch_actions
 from qfarm.domain.model import Batch
+from qfarm.store import Page
 from qfarm.wire.errors import ERRORS, UNAUTHORIZED
 from qfarm.wire.schemas import BatchOut, ErrorOut, SegmentCountsOut
 
@@ -18,6 +20,23 @@ API = "/api/v1"
 # Ids in paths: positive and small enough for every database (a larger number is a 400, not
 # an overflow deep in the driver).
 ObjectId = Annotated[int, FastApiPath(ge=1, le=2**53)]
+
+# Paged listings: ?offset=N&limit=M, and the count of every page in X-Total-Count, so that a
+# monitor of a batch of 10,000 segments can read it in parts, and a script knows when it
+# has read them all. Without a limit a listing is whole, as before paging came.
+Offset = Annotated[int, Query(ge=0, le=2**53, description="Rows to skip.")]
+Limit = Annotated[
+    int | None, Query(ge=1, le=100_000, description="At most this many rows (all if unset).")
+]
+TOTAL_HEADER = "X-Total-Count"
+
+
+def paging(response: Response, offset: int, limit: int | None, total: int | None) -> Page:
+    """The page asked for; ``total`` (rows in every page), when known, goes in the answer's
+    X-Total-Count header."""
+    if total is not None:
+        response.headers[TOTAL_HEADER] = str(total)
+    return Page(offset, limit)
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
-from qfarm.api.common import API, ObjectId, batch_out, errors
+from qfarm.api.common import API, Limit, ObjectId, Offset, batch_out, errors, paging
 from qfarm.api.routes_notify import delivery_out, notification_out, notifications_of
 from qfarm.controller.service import Controller
 from qfarm.domain.errors import InvalidRequest
@@ -48,6 +48,13 @@ from qfarm.wire.schemas import (
 # and a job of thousands of frames is not described anew each time. Bounded over a
 # long-lived controller.
 SUMMARIES_KEPT = 10_000
+
+CLOCK_HEADER = "X-Qfarm-Time"
+SINCE = (
+    "Epoch seconds: only the attempts dispatched, started or ended since then, and those "
+    "still going (a monitor's catch-up read; take the X-Qfarm-Time of the last answer, less "
+    "a few seconds for reports written meanwhile)."
+)
 
 
 def batch_request(body: BatchIn) -> BatchRequest:
@@ -123,8 +130,13 @@ def router(controller: Controller) -> APIRouter:
         return batch_out(controller, store.batch(batch_id))
 
     @api.get("", responses=errors())
-    async def batches() -> list[BatchOut]:
-        return [batch_out(controller, b) for b in store.batches()]
+    async def batches(
+        response: Response, offset: Offset = 0, limit: Limit = None
+    ) -> list[BatchOut]:
+        """The batches, oldest first (paged with offset and limit)."""
+        total = store.batch_total() if limit is not None or offset else None
+        page = paging(response, offset, limit, total)
+        return [batch_out(controller, b) for b in store.batches(page=page)]
 
     summaries: dict[int, list[str]] = {}
 
@@ -228,9 +240,14 @@ def router(controller: Controller) -> APIRouter:
         return batch_out(controller, store.batch(batch_id))
 
     @api.get("/{batch_id}/segments", responses=errors(404))
-    async def segments(batch_id: ObjectId) -> list[SegmentOut]:
+    async def segments(
+        batch_id: ObjectId, response: Response, offset: Offset = 0, limit: Limit = None
+    ) -> list[SegmentOut]:
+        """The batch's segments, by job and index (paged with offset and limit)."""
         store.batch(batch_id)
-        return [segment_out(s) for s in store.segments(batch_id)]
+        total = store.segment_total(batch_id) if limit is not None or offset else None
+        page = paging(response, offset, limit, total)
+        return [segment_out(s) for s in store.segments(batch_id, page=page)]
 
     @api.get("/{batch_id}/segments/{segment_id}/attempts", responses=errors(404))
     async def attempts(batch_id: ObjectId, segment_id: ObjectId) -> list[AttemptOut]:
@@ -238,9 +255,21 @@ def router(controller: Controller) -> APIRouter:
         return [AttemptOut(**asdict(a)) for a in store.attempts(segment_id)]
 
     @api.get("/{batch_id}/attempts", responses=errors(404))
-    async def batch_attempts(batch_id: ObjectId) -> list[AttemptOut]:
-        """Every attempt of the batch, in dispatch order (what a timeline draws)."""
+    async def batch_attempts(
+        batch_id: ObjectId,
+        response: Response,
+        since: Annotated[float | None, Query(ge=0, le=2**53, description=SINCE)] = None,
+        offset: Offset = 0,
+        limit: Limit = None,
+    ) -> list[AttemptOut]:
+        """The batch's attempts, in dispatch order (what a timeline draws); with ``since``,
+        only those that moved since then or are still going. X-Qfarm-Time is the
+        controller's clock when it read them: the next ``since``."""
         store.batch(batch_id)
-        return [AttemptOut(**asdict(a)) for a in store.batch_attempts(batch_id)]
+        response.headers[CLOCK_HEADER] = f"{time.time():.3f}"
+        paged = limit is not None or offset
+        total = store.batch_attempt_total(batch_id, since) if paged else None
+        page = paging(response, offset, limit, total)
+        return [AttemptOut(**asdict(a)) for a in store.batch_attempts(batch_id, since, page)]
 
     return api

@@ -36,7 +36,8 @@ def register_commands(argv: list[str]) -> None:
     import qfarm.cli.watch
     import qfarm.cli.login
     import qfarm.cli.audit
-    import qfarm.cli.failures  # noqa: F401
+    import qfarm.cli.failures
+    import qfarm.cli.stats  # noqa: F401
     # isort: on
 
 

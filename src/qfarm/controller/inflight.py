@@ -106,6 +106,7 @@ class DispatcherState:
             # The store keeps the log's path chosen at dispatch, under the controller's logs
             # folder, which is the only one it reads; the node sends only its tail.
             log_tail=r.log_tail,
+            thumbnail=r.thumbnail,
         )
 
     async def _ask_nodes_to_stop(self, flights: list[InFlight], *, suspend: bool) -> list[InFlight]:

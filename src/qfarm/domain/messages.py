@@ -46,6 +46,39 @@ class SegmentTask:
 
 
 @dataclass(frozen=True)
+class Picture:
+    """One encoded image of a thumbnail: its media type, size in pixels and bytes."""
+
+    media_type: str  # image/jpeg
+    width: int
+    height: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    """A look at what a segment made, made on its node after the segment succeeded: a
+    small picture for lists and a display-size one for a click. It rides with the
+    attempt's result, so it costs no request of its own."""
+
+    kind: str  # frame (a rendered or written image), poster (a chunk), output (a video)
+    label: str  # what people read: "frame 12", "clip.mp4"
+    source: str  # the output's file name
+    small: Picture
+    full: Picture
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Thumbnail:
+        return cls(
+            kind=data["kind"],
+            label=data["label"],
+            source=data["source"],
+            small=Picture(**data["small"]),
+            full=Picture(**data["full"]),
+        )
+
+
+@dataclass(frozen=True)
 class AttemptResult:
     """How an attempt ended on its node: every ending, a crash of the job type included, is
     one of these (a node that died sends none: the engine reports the task lost)."""
@@ -59,10 +92,14 @@ class AttemptResult:
     started_at: float | None = None
     ended_at: float | None = None
     log_tail: str = ""  # the last lines of its log, for the store and error messages
+    thumbnail: Thumbnail | None = None  # of its newest output, when it succeeded
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttemptResult:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        if values.get("thumbnail") is not None:
+            values["thumbnail"] = Thumbnail.from_dict(values["thumbnail"])
+        return cls(**values)

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import ssl
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,21 @@ SWEEP_SECONDS = 1.0
 # fetched from the scheduler instead.
 RESULT_GRACE_SECONDS = 1.0
 
+# Events of our topic a scheduler of ours keeps once sent on. A segment's "ended" event
+# carries its thumbnail (up to about 350 KB); Dask keeps the last 1000 events of every
+# topic for get_events, which qfarm never calls, and pictures would pile up there.
+EVENT_HISTORY = 16
+
 log = logging.getLogger(__name__)
+
+
+def _short_history(scheduler: Any) -> None:
+    """Keep only :data:`EVENT_HISTORY` of our topic's events in ``scheduler`` (a Dask
+    whose scheduler keeps them elsewhere keeps its own default)."""
+    topics = getattr(getattr(scheduler, "_broker", None), "_topics", None)
+    topic = topics[EVENT_TOPIC] if topics is not None else None
+    if topic is not None and isinstance(getattr(topic, "events", None), deque):
+        topic.events = deque(topic.events, maxlen=EVENT_HISTORY)
 
 
 async def _why(future: Any) -> str:
@@ -144,6 +159,7 @@ class DaskEngine:
                 **http,
             )
             await scheduler
+        _short_history(scheduler)
         owned: list[Any] = [scheduler]
         try:
             nannies = [

@@ -30,6 +30,7 @@ from qfarm.node import facts as node_facts
 from qfarm.node import pathmap, scratch
 from qfarm.node.availability import Availability
 from qfarm.node.config import NodeConfig
+from qfarm.node.thumbs import make_thumbnail
 
 LOG_TAIL_LINES = 20
 LOG_TAIL_CHARS = 4000
@@ -203,6 +204,7 @@ def _run_attempt(
         stall_timeout=_stall_timeout(task),
         path_map=config.path_map,
     )
+    thumb = None
     try:
         if config.path_map and not jobtypes.get(task.job_type).maps_paths:
             task = replace(
@@ -214,9 +216,13 @@ def _run_attempt(
             with scratch.using_upload(task, config) as (local, folder):
                 outcome = _run(local, ctx)
                 if outcome.ok:
+                    # Before the outputs are sent: sending removes them from scratch.
+                    thumb = make_thumbnail(local, ctx)
                     scratch.send_outputs(local, folder, config)
         else:
             outcome = _run(task, ctx)
+            if outcome.ok:
+                thumb = make_thumbnail(task, ctx)
     except QfarmError as exc:  # cluster storage could not be reached, say
         ctx.log(str(exc))
         outcome = SegmentOutcome(ok=False, error=str(exc))
@@ -248,6 +254,7 @@ def _run_attempt(
         started_at=started_at,
         ended_at=time.time(),
         log_tail=log_tail(log_path),
+        thumbnail=thumb if outcome.ok else None,
     )
 
 

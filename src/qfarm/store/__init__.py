@@ -13,8 +13,10 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 (reading), :mod:`~qfarm.store.dispatch`, :mod:`~qfarm.store.reports`,
 :mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.estimates` (what
 ETAs read), :mod:`~qfarm.store.limits`, :mod:`~qfarm.store.resizing` (adaptive chunks),
-:mod:`~qfarm.store.failures` (the Failures view), :mod:`~qfarm.store.nodes`,
-:mod:`~qfarm.store.tokens` and :mod:`~qfarm.store.audit`, on one engine (:mod:`~qfarm.store.base`).
+:mod:`~qfarm.store.failures` (the Failures view), :mod:`~qfarm.store.stats` (the charts),
+:mod:`~qfarm.store.nodes`, :mod:`~qfarm.store.thumbnails` (pictures of what segments made),
+:mod:`~qfarm.store.tokens` and :mod:`~qfarm.store.audit`, on one
+engine (:mod:`~qfarm.store.base`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from qfarm.store.records import (
     Candidate,
     Change,
     Dispatch,
+    Page,
     PlannedJob,
     Progress,
     Result,
@@ -40,7 +43,9 @@ from qfarm.store.records import (
 )
 from qfarm.store.resizing import ResizeFacts, Resizing
 from qfarm.store.settings import Settings
+from qfarm.store.stats import Stats
 from qfarm.store.tables import SCHEMA_VERSION, attempts
+from qfarm.store.thumbnails import Thumbnails
 from qfarm.store.tokens import Tokens
 from qfarm.store.watched import Watched
 
@@ -51,6 +56,7 @@ __all__ = [
     "Candidate",
     "Change",
     "Dispatch",
+    "Page",
     "PlannedJob",
     "Progress",
     "ResizeFacts",
@@ -73,6 +79,8 @@ class Store(
     Nodes,
     Resizing,
     Settings,
+    Stats,
+    Thumbnails,
     Tokens,
     Watched,
 ):

@@ -32,12 +32,13 @@ from qfarm.domain.steering import (
     pause_target,
     resume_target,
 )
-from qfarm.store.moves import move
+from qfarm.store.moves import Pending, move
 from qfarm.store.records import Canceled, Change, PlannedJob, Result
 from qfarm.store.reports import Reports
 from qfarm.store.rows import Row, insert, new_segment, one_batch, to_segment
 from qfarm.store.settle import settle_jobs
 from qfarm.store.tables import attempts, batches, deliveries, jobs, segments
+from qfarm.store.thumbnails import delete_batch_thumbnails
 
 
 class Batches(Reports):
@@ -179,8 +180,13 @@ class Batches(Reports):
                 .where(segments.c.batch_id == batch_id)
                 .where(segments.c.state == SegmentState.QUEUED.value)
             ).all()
+            # One executemany for them all: a batch of 10,000 queued segments cancels in a
+            # fraction of a second, not one UPDATE each.
+            pending = Pending()
             for row in queued:
-                move(conn, row, SegmentState.CANCELED, changes, error=reason)
+                pending.move(row, SegmentState.CANCELED, changes)
+                pending.segment(row.id, error=reason)
+            pending.flush(conn)
             for job in conn.execute(select(jobs).where(jobs.c.batch_id == batch_id)):
                 if JobState(job.state) in CANCELED_AT_ONCE:
                     move(conn, job, JobState.CANCELED, changes, error=reason)
@@ -220,6 +226,7 @@ class Batches(Reports):
             conn.execute(delete(jobs).where(jobs.c.batch_id == batch_id))
             # Its notifications go with it (ids may be used again by a new batch).
             conn.execute(delete(deliveries).where(deliveries.c.batch_id == batch_id))
+            delete_batch_thumbnails(conn, batch_id)
             conn.execute(delete(batches).where(batches.c.id == batch_id))
             if uploads:
                 # Uploads are named by random ids: a spec that mentions one uses it.

@@ -197,7 +197,7 @@ def record_dispatches(conn: Connection, dispatches: Sequence[Dispatch]) -> list[
     pending = Pending()
     for d in dispatches:
         row = rows[d.segment_id]
-        pending.move(row, SegmentState.DISPATCHED, changes)
+        pending.move(row, SegmentState.DISPATCHED, changes, node=d.node)
         pending.segment(row.id, node=d.node, attempts=row.attempts + 1, error="", progress=0.0)
     pending.flush(conn)
     conn.execute(

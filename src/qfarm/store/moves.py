@@ -36,14 +36,16 @@ class Pending:
         changes: list[Change],
         *,
         old: SegmentState | None = None,
+        node: str | None = None,
     ) -> SegmentState:
         """Move a segment to ``new``, checked by the model. ``old`` overrides the row's state
-        when the segment already moved earlier in the same transaction. Returns ``new``.
+        when the segment already moved earlier in the same transaction; ``node`` is the node
+        it was dispatched to, for its change. Returns ``new``.
         """
         current = SegmentState(row.state) if old is None else old
         check_transition(row.id, current, new)
         self.segment(row.id, state=new.value)
-        changes.append(Change("segment", row.id, new.value, row.batch_id))
+        changes.append(Change("segment", row.id, new.value, row.batch_id, node))
         return new
 
     def segment(self, segment_id: int, **values: Any) -> None:

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, or_, select
 
 from qfarm.domain.errors import NotFound
 from qfarm.domain.model import (
@@ -24,6 +24,7 @@ from qfarm.domain.model import (
     SegmentState,
 )
 from qfarm.store.base import StoreBase
+from qfarm.store.records import ALL, Page
 from qfarm.store.rows import to_attempt, to_batch, to_job, to_segment
 from qfarm.store.tables import attempts, batches, jobs, segments
 
@@ -36,12 +37,18 @@ class Queries(StoreBase):
             raise NotFound(f"no batch {batch_id}")
         return to_batch(row)
 
-    def batches(self, states: Iterable[BatchState] | None = None) -> list[Batch]:
-        query = select(batches).order_by(batches.c.id)
-        if states is not None:
-            query = query.where(batches.c.state.in_([s.value for s in states]))
+    def batches(self, states: Iterable[BatchState] | None = None, page: Page = ALL) -> list[Batch]:
         with self.engine.connect() as conn:
-            return [to_batch(row) for row in conn.execute(query)]
+            return [to_batch(row) for row in conn.execute(paged(_batches(states), page))]
+
+    def batch_total(self, states: Iterable[BatchState] | None = None) -> int:
+        """How many batches :meth:`batches` lists in all pages."""
+        return self._total(_batches(states))
+
+    def _total(self, query: Select[Any]) -> int:
+        with self.engine.connect() as conn:
+            count = select(func.count()).select_from(query.order_by(None).subquery())
+            return int(conn.execute(count).scalar_one())
 
     def ended_before(self, cutoff: float) -> list[int]:
         """Ids of the batches that ended (done, failed, canceled) before ``cutoff`` (epoch
@@ -70,17 +77,14 @@ class Queries(StoreBase):
             return [to_job(row) for row in rows]
 
     def segments(
-        self, batch_id: int, states: Iterable[SegmentState] | None = None
+        self, batch_id: int, states: Iterable[SegmentState] | None = None, page: Page = ALL
     ) -> list[Segment]:
-        query = (
-            select(segments)
-            .where(segments.c.batch_id == batch_id)
-            .order_by(segments.c.job_id, segments.c.idx)
-        )
-        if states is not None:
-            query = query.where(segments.c.state.in_([s.value for s in states]))
+        query = paged(_segments(batch_id, states), page)
         with self.engine.connect() as conn:
             return [to_segment(row) for row in conn.execute(query)]
+
+    def segment_total(self, batch_id: int, states: Iterable[SegmentState] | None = None) -> int:
+        return self._total(_segments(batch_id, states))
 
     def attempts(self, segment_id: int) -> list[Attempt]:
         with self.engine.connect() as conn:
@@ -91,16 +95,18 @@ class Queries(StoreBase):
             )
             return [to_attempt(row) for row in rows]
 
-    def batch_attempts(self, batch_id: int) -> list[Attempt]:
-        """Every attempt of a batch's segments, in dispatch order: a timeline's data."""
+    def batch_attempts(
+        self, batch_id: int, since: float | None = None, page: Page = ALL
+    ) -> list[Attempt]:
+        """The attempts of a batch's segments, in dispatch order: a timeline's data. With
+        ``since`` (epoch seconds), only those dispatched, started or ended since then and
+        those still going: what a monitor that has the rest must read again."""
         with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(attempts)
-                .join(segments, segments.c.id == attempts.c.segment_id)
-                .where(segments.c.batch_id == batch_id)
-                .order_by(attempts.c.dispatched_at, attempts.c.id)
-            )
+            rows = conn.execute(paged(_batch_attempts(batch_id, since), page))
             return [to_attempt(row) for row in rows]
+
+    def batch_attempt_total(self, batch_id: int, since: float | None = None) -> int:
+        return self._total(_batch_attempts(batch_id, since))
 
     def counts(self, batch_id: int) -> BatchCounts:
         with self.engine.connect() as conn:
@@ -246,3 +252,47 @@ def _work(rows: Iterable[tuple[str, Any, Any]]) -> tuple[float, float]:
         elif state in (SegmentState.RUNNING.value, SegmentState.SUSPENDED.value):
             done += float(partial or 0)  # a suspended segment keeps what it had done
     return total, done
+
+
+def paged(query: Select[Any], page: Page) -> Select[Any]:
+    """``query`` cut to ``page`` (its order must be total, or pages may overlap)."""
+    if page.offset:
+        query = query.offset(page.offset)
+    return query if page.limit is None else query.limit(page.limit)
+
+
+def _batches(states: Iterable[BatchState] | None) -> Select[Any]:
+    query = select(batches).order_by(batches.c.id)
+    if states is not None:
+        query = query.where(batches.c.state.in_([s.value for s in states]))
+    return query
+
+
+def _segments(batch_id: int, states: Iterable[SegmentState] | None) -> Select[Any]:
+    query = (
+        select(segments)
+        .where(segments.c.batch_id == batch_id)
+        .order_by(segments.c.job_id, segments.c.idx)
+    )
+    if states is not None:
+        query = query.where(segments.c.state.in_([s.value for s in states]))
+    return query
+
+
+def _batch_attempts(batch_id: int, since: float | None) -> Select[Any]:
+    query = (
+        select(attempts)
+        .join(segments, segments.c.id == attempts.c.segment_id)
+        .where(segments.c.batch_id == batch_id)
+        .order_by(attempts.c.dispatched_at, attempts.c.id)
+    )
+    if since is not None:
+        query = query.where(
+            or_(
+                attempts.c.ended_at.is_(None),
+                attempts.c.ended_at >= since,
+                attempts.c.started_at >= since,
+                attempts.c.dispatched_at >= since,
+            )
+        )
+    return query

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from qfarm.domain.messages import Thumbnail
 from qfarm.domain.model import Segment, SegmentPlan
 from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
 
@@ -97,6 +98,19 @@ class Result:
     pid: int | None = None
     log_tail: str = ""
     log_path: str = ""
+    # What the segment made, seen small and large (kept when the attempt counts as done).
+    thumbnail: Thumbnail | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    """A slice of a listing: ``limit`` rows (all, when None) after the first ``offset``."""
+
+    offset: int = 0
+    limit: int | None = None
+
+
+ALL = Page()
 
 
 @dataclass(frozen=True)
@@ -107,6 +121,9 @@ class Change:
     id: int
     state: str
     batch_id: int
+    # The node a segment was dispatched to, on that change only: a monitor then shows
+    # where each segment runs from the event alone, reading nothing.
+    node: str | None = None
 
 
 @dataclass(frozen=True)

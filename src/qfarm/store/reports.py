@@ -22,13 +22,14 @@ from qfarm.domain.lifecycle import (
     on_started,
     on_suspended,
 )
-from qfarm.domain.model import CancelState, SegmentKind, SegmentState
+from qfarm.domain.model import AttemptOutcome, CancelState, SegmentKind, SegmentState
 from qfarm.store.moves import Pending, move
 from qfarm.store.queries import Queries
 from qfarm.store.records import Change, Progress, Result, Started
 from qfarm.store.rows import Row, segment_rows
 from qfarm.store.settle import settle_jobs
 from qfarm.store.tables import batches, jobs, segments
+from qfarm.store.thumbnails import NewThumbnail, record_thumbnails
 
 # Built once with bound parameters: every tick with results runs them.
 _JOB_RETRIES = select(jobs.c.id, jobs.c.retries, jobs.c.failed_nodes).where(
@@ -103,6 +104,7 @@ class Reports(Queries):
             # Jobs with a work segment that ended for good without being done: their
             # assemble segment can never run, and is canceled so the job can end.
             unassemblable: dict[int, str] = {}
+            pictures: list[NewThumbnail] = []
             for r in results:
                 row = current(r.segment_id, r.attempt)
                 if row is None:
@@ -124,6 +126,10 @@ class Reports(Queries):
                 if r.pid:
                     values["pid"] = r.pid
                 pending.attempt(row.id, r.attempt, **values)
+                if r.thumbnail is not None and outcome is AttemptOutcome.DONE:
+                    pictures.append(
+                        NewThumbnail(row.batch_id, row.job_id, row.id, r.attempt, r.thumbnail)
+                    )
                 facts = SegmentFacts(
                     state=state[row.id],
                     kind=SegmentKind(row.kind),
@@ -148,6 +154,7 @@ class Reports(Queries):
                     unassemblable[row.job_id] = end.blocks_assembly
                 touched_jobs.add(row.job_id)
             pending.flush(conn)
+            record_thumbnails(conn, pictures)
             for job_id, names in failed_nodes.items():
                 known = set(job_rows[job_id].failed_nodes or ())
                 conn.execute(

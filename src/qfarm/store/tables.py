@@ -15,18 +15,21 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    func,
     inspect,
     text,
 )
+from sqlalchemy.schema import CreateIndex
 
 metadata = MetaData()
 
 # Bumped with every change to the tables below; MIGRATIONS bring an older store up to date.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 schema = Table("qfarm_schema", metadata, Column("version", Integer, nullable=False))
 
@@ -116,6 +119,44 @@ attempts = Table(
     Column("log_tail", Text, nullable=False, default=""),
     Column("log_path", Text, nullable=False, default=""),
     Column("pid", Integer),
+)
+
+# The Failures view reads attempts by outcome, newest first by when they failed (their
+# end, or their dispatch when no end was recorded): this index answers it in that order.
+attempts_failed_at = Index(
+    "ix_attempts_outcome_when",
+    attempts.c.outcome,
+    func.coalesce(attempts.c.ended_at, attempts.c.dispatched_at),
+)
+
+# Pictures of what segments made (their newest frame, a chunk's poster frame), made by the
+# nodes: a small one for lists, a display-size one for a click. A few per job are kept
+# (qfarm.store.thumbnails.KEEP_PER_JOB); they go with their batch.
+thumbnails = Table(
+    "thumbnails",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("batch_id", Integer, nullable=False),
+    Column("job_id", Integer, nullable=False),
+    Column("segment_id", Integer, nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("kind", String(16), nullable=False),  # frame, poster, output
+    Column("label", Text, nullable=False, default=""),  # "frame 12", "clip.mp4"
+    Column("source", Text, nullable=False, default=""),  # the output's file name
+    Column("created_at", Float, nullable=False),
+    Column("media_type", String(32), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+    Column("full_media_type", String(32), nullable=False),
+    Column("full_width", Integer, nullable=False),
+    Column("full_height", Integer, nullable=False),
+    Column("full_data", LargeBinary, nullable=False),
+    Index("ix_thumbnails_job_id", "job_id", "id"),
+    Index("ix_thumbnails_batch_id", "batch_id", "id"),
+    # Ids are never given again (SQLite would reuse the largest after a delete): the API
+    # lets browsers cache a thumbnail's bytes by its id.
+    sqlite_autoincrement=True,
 )
 
 nodes = Table(
@@ -266,6 +307,16 @@ def _migrate_6_to_7(conn: Connection) -> int:
     return 7
 
 
+def _migrate_7_to_8(conn: Connection) -> int:
+    """Schema 8 adds the thumbnails table, which create_all has just made, and the index
+    on attempts that the Failures view reads by (create_all makes the indexes of new
+    tables only)."""
+    # IF NOT EXISTS: reflection does not see an expression index on SQLite, so checkfirst
+    # cannot tell that a store rebuilt from a newer one has it already.
+    conn.execute(CreateIndex(attempts_failed_at, if_not_exists=True))
+    return 8
+
+
 # Schema version found -> the step that brings it one version on (returns the new version).
 MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     1: _migrate_1_to_2,
@@ -274,4 +325,5 @@ MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     4: _migrate_4_to_5,
     5: _migrate_5_to_6,
     6: _migrate_6_to_7,
+    7: _migrate_7_to_8,
 }

@@ -26,6 +26,12 @@ export function onNewToken(listener) {
 }
 
 export async function api(path, options = {}) {
+  return (await apiAnswer(path, options)).body;
+}
+
+// The answer's body and its headers (a paged listing's X-Total-Count, the controller's
+// clock in X-Qfarm-Time).
+export async function apiAnswer(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   if (token()) headers.Authorization = `Bearer ${token()}`;
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
@@ -36,7 +42,7 @@ export async function api(path, options = {}) {
   });
   if (response.status === 401) {
     await askForToken();
-    return api(path, options);
+    return apiAnswer(path, options);
   }
   const text = await response.text();
   let body = text;
@@ -49,7 +55,7 @@ export async function api(path, options = {}) {
     const message = body && body.error ? body.error : `HTTP ${response.status}`;
     throw new ApiError(response.status, message);
   }
-  return body;
+  return { body, headers: response.headers };
 }
 
 let tokenPrompt = null; // one prompt, however many requests were refused at once

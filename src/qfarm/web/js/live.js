@@ -4,14 +4,18 @@
 //
 // Changes are gathered for a moment and handed on together, the last state of each object
 // winning: a dispatcher tick that moves a hundred segments costs the page one round of
-// updates, not a hundred. Each (re)connection is reported through onOpen, since what changed
-// while the stream was down is lost and the page must read its view afresh.
+// updates, not a hundred. Each round is handed on with the time its first change came
+// (performance.now()), for the page to say how long the round took to be shown. Each
+// (re)connection is reported through onOpen, since what changed while the stream was down
+// is lost and the page must read its view afresh.
 
 import { streamUrl } from "./api.js";
 import { setConnection } from "./dom.js";
 
 const RECONNECT_MS = 2000;
-const GATHER_MS = 150;
+// Short enough that a change is on screen well within a fifth of a second; long enough to
+// gather what one dispatcher tick sends.
+const GATHER_MS = 40;
 
 export class Live {
   constructor({ onOpen, onChanges }) {
@@ -20,6 +24,7 @@ export class Live {
     this.source = null;
     this.pending = new Map(); // "kind:id" -> the newest change of that object
     this.timer = null;
+    this.arrived = 0; // when the first change of the round being gathered came
   }
 
   connect() {
@@ -48,13 +53,16 @@ export class Live {
     const key = `${change.kind}:${change.id}`;
     this.pending.delete(key); // re-added at the end: changes stay in the order they last moved
     this.pending.set(key, change);
-    if (!this.timer) this.timer = setTimeout(() => this.flush(), GATHER_MS);
+    if (!this.timer) {
+      this.arrived = performance.now();
+      this.timer = setTimeout(() => this.flush(), GATHER_MS);
+    }
   }
 
   flush() {
     this.timer = null;
     const changes = [...this.pending.values()];
     this.pending.clear();
-    if (changes.length) this.onChanges(changes);
+    if (changes.length) this.onChanges(changes, this.arrived);
   }
 }

@@ -2,21 +2,37 @@
 // and the timeline.
 //
 // The view is read whole once (load: the batch, its segments, its attempts) and then kept
-// current from the change events that name this batch (apply). A segment's new state is in
-// its event and is shown at once; then only what the events named is read again: the batch
-// (its counts, job progress and allowed actions change with every segment) and the attempts
-// of each named segment, which give the timeline its bars and the grid the segment's node.
+// current from the change events that name this batch. A segment's new state, and on
+// dispatch its node, are in its event: paint shows them at once, reading nothing. What the
+// events cannot say is then read in one catch-up (refresh), however many events came: the
+// batch (its counts, job progress and allowed actions), the attempts that moved since the
+// last read (GET .../attempts?since, for the timeline), and the chosen segment's attempts.
+// Catch-ups never overlap and come at most every few hundred milliseconds, spaced further
+// when they take long (a batch of 10,000 segments), so a busy farm cannot flood the page.
+// What ended segments add, the durations chart (a figure per segment) and the pictures
+// nodes made of their outputs, is read in a slower lane of its own: after the view is read,
+// and then every few seconds while segments end.
 
-import { api } from "../api.js";
+import { api, apiAnswer } from "../api.js";
 import { el, progressBar, showMessage, stateLabel } from "../dom.js";
 import { fraction, priorityLabel, priorityLevel, span, when } from "../format.js";
+import { drawDurations } from "./durations.js";
+import { SegmentGrid } from "./grid.js";
 import { clearLog, showLog, shownAttempt } from "./log.js";
+import { refreshThumbnails, showJobThumbnails } from "./thumbs.js";
 import { drawTimeline } from "./timeline.js";
 
-// Up to this many segments named in one round of changes are read one by one; more (a
-// cancel, a resubmit, a tick that dispatches many) and reading the batch's segments and
-// attempts whole is the cheaper way: two requests however many changed.
-const ONE_BY_ONE = 8;
+// The least time between two catch-up reads, and how many times its own duration a
+// catch-up waits before the next (so reading never takes more than a third of the time).
+const REFRESH_GAP_MS = 250;
+const REFRESH_SPACING = 2;
+// A catch-up read of attempts starts this long before the controller's clock of the last
+// read: an attempt whose report was written while that read ran is read again, not missed.
+const SINCE_SLACK_S = 5;
+// The least time between two reads of the per-segment figures, and their spacing.
+const FIGURES_GAP_MS = 3000;
+const FIGURES_SPACING = 4;
+const ENDED = new Set(["done", "failed", "canceled"]);
 
 // How the page shows the batch actions the API lists in a batch's `actions` (see
 // qfarm.domain.actions). The page never works out itself what a batch in some state allows:
@@ -36,15 +52,25 @@ const ACTIONS = {
 const view = {
   id: null,
   segments: new Map(), // segment id -> segment, as GET .../segments gives it, kept current
-  cells: new Map(), // segment id -> its button in the grid
+  grid: null, // the SegmentGrid
   attempts: new Map(), // segment id -> its attempts, oldest first
+  clock: null, // the controller's clock at the last read of attempts (X-Qfarm-Time)
   selected: null, // the segment whose attempts are shown
 };
+
+// The catch-up read (see the top): the segments named since the last one, whether one is
+// due (timer) and when the last one ended.
+const catchUp = { named: new Set(), timer: null, gap: REFRESH_GAP_MS };
+const figures = { timer: null, gap: FIGURES_GAP_MS };
 
 let run = (task) => task(); // main's queue: updates of the page happen one at a time
 
 export function init(serialize) {
   run = serialize;
+  view.grid = new SegmentGrid(document.getElementById("segment-grid"), {
+    onChoose: (id) => run(() => select(id)),
+    describe: cellLabel,
+  });
   for (const id of ["grid-state", "grid-node"]) {
     document.getElementById(id).addEventListener("input", refreshGridFilters);
   }
@@ -62,19 +88,23 @@ export function leave() {
 export async function load(id) {
   if (id !== view.id) {
     view.selected = null;
+    view.grid.select(null);
     clearLog();
     document.getElementById("segment-detail").hidden = true;
   }
   view.id = id;
+  catchUp.named.clear(); // this read covers them
   const [batch, segments, attempts] = await Promise.all([
     api(`/batches/${id}`),
     api(`/batches/${id}/segments`),
-    api(`/batches/${id}/attempts`),
+    apiAnswer(`/batches/${id}/attempts`),
   ]);
   renderBatch(batch);
   view.segments = new Map(segments.map((s) => [s.id, s]));
-  keepAttempts(attempts);
-  renderGrid();
+  keepAttempts(attempts.body);
+  view.clock = Number(attempts.headers.get("X-Qfarm-Time")) || null;
+  refreshGridFilters();
+  scheduleFigures(0);
   if (await openLinkedAttempt()) return redrawTimeline();
   if (view.segments.has(view.selected)) await renderDetail();
   redrawTimeline();
@@ -96,7 +126,7 @@ async function openLinkedAttempt() {
   }
   view.selected = segmentId;
   clearLog();
-  for (const [id, cell] of view.cells) cell.classList.toggle("selected", id === segmentId);
+  view.grid.select(segmentId);
   await showLog(view.id, segment, attempt);
   await renderDetail();
   document.getElementById("segment-detail").scrollIntoView();
@@ -104,50 +134,83 @@ async function openLinkedAttempt() {
   return true;
 }
 
-// Changes from the event stream (all of them: those of other batches are skipped). Returns
-// "removed" when this batch was removed, for the page to leave the view.
-export async function apply(changes) {
+// Whether the changes say this batch was removed.
+export function removedIn(changes) {
+  return changes.some((c) => c.batch_id === view.id && c.kind === "batch" && c.state === "removed");
+}
+
+// Changes from the event stream, shown at once: each segment's new state (and node) in the
+// grid. Returns whether all of them could be (false: a segment the page never saw, or a
+// removed batch, which apply deals with). Reads nothing; main calls it as the events come,
+// unless a whole read of the view is under way, whose answer would be older.
+export function paint(changes) {
+  if (removedIn(changes)) return false;
+  const mine = changes.filter((c) => c.batch_id === view.id);
+  const named = mine.filter((c) => c.kind === "segment");
+  if (named.some((c) => !view.segments.has(c.id))) return false;
+  const filtered = gridFiltered();
+  for (const change of named) {
+    const segment = view.segments.get(change.id);
+    segment.state = change.state;
+    if (change.node) segment.node = change.node;
+    if (!filtered) view.grid.update(segment);
+  }
+  if (filtered && named.length) refreshGridFilters();
+  return true;
+}
+
+// Changes from the event stream (all of them: those of other batches are skipped), after
+// paint (`painted`) or instead of it. Returns "removed" when this batch was removed, for the
+// page to leave the view.
+export async function apply(changes, painted = false) {
   const mine = changes.filter((c) => c.batch_id === view.id);
   if (!mine.length) return null;
-  if (mine.some((c) => c.kind === "batch" && c.state === "removed")) return "removed";
-  const named = mine.filter((c) => c.kind === "segment");
-  if (named.some((c) => !view.segments.has(c.id))) {
+  if (removedIn(changes)) return "removed";
+  if (!painted && !paint(changes)) {
     // A segment the page never saw: its picture of the batch is off; read it whole.
     await load(view.id);
     return null;
   }
-  for (const change of named) {
-    const segment = view.segments.get(change.id);
-    segment.state = change.state;
-    updateCell(segment);
-  }
-  const base = `/batches/${view.id}`;
-  const whole = named.length > ONE_BY_ONE;
-  const reads = whole
-    ? [api(`${base}/segments`), api(`${base}/attempts`)]
-    : named.map((c) => api(`${base}/segments/${c.id}/attempts`));
-  const [batch, ...answers] = await Promise.all([api(base), ...reads]);
-  renderBatch(batch);
-  if (!named.length) return null;
-  if (whole) {
-    const [segments, attempts] = answers;
-    keepSegments(segments);
-    keepAttempts(attempts);
-  } else {
-    named.forEach((change, i) => {
-      const attempts = answers[i];
-      const segment = view.segments.get(change.id);
-      view.attempts.set(change.id, attempts);
-      // The node of its latest attempt, as GET .../segments would say.
-      if (attempts.length) segment.node = attempts[attempts.length - 1].node;
-      updateCell(segment);
-    });
-  }
-  if (view.segments.has(view.selected) && (whole || named.some((c) => c.id === view.selected))) {
-    await renderDetail();
-  }
-  redrawTimeline();
+  for (const change of mine) if (change.kind === "segment") catchUp.named.add(change.id);
+  scheduleCatchUp();
+  if (mine.some((c) => c.kind === "segment" && ENDED.has(c.state))) scheduleFigures(figures.gap);
   return null;
+}
+
+function scheduleFigures(delay) {
+  if (figures.timer) return;
+  figures.timer = setTimeout(() => run(refreshFigures), delay);
+}
+
+// The per-segment figures (see the top), in main's queue.
+async function refreshFigures() {
+  figures.timer = null;
+  const began = performance.now();
+  await Promise.all([drawDurations(document.getElementById("batch-durations"), view.id), refreshThumbnails(view.id)]);
+  figures.gap = Math.max(FIGURES_GAP_MS, FIGURES_SPACING * (performance.now() - began));
+}
+
+function scheduleCatchUp() {
+  if (catchUp.timer) return;
+  catchUp.timer = setTimeout(() => run(refresh), catchUp.gap);
+}
+
+// The catch-up read (see the top of this file), in main's queue like every update.
+async function refresh() {
+  catchUp.timer = null;
+  const id = view.id;
+  const began = performance.now();
+  const named = catchUp.named;
+  catchUp.named = new Set();
+  const since = view.clock === null ? "" : `?since=${Math.max(0, view.clock - SINCE_SLACK_S)}`;
+  const [batch, moved] = await Promise.all([api(`/batches/${id}`), apiAnswer(`/batches/${id}/attempts${since}`)]);
+  if (id !== view.id) return;
+  renderBatch(batch);
+  mergeAttempts(moved.body);
+  view.clock = Number(moved.headers.get("X-Qfarm-Time")) || view.clock;
+  if (view.segments.has(view.selected) && named.has(view.selected)) await renderDetail();
+  redrawTimeline();
+  catchUp.gap = Math.max(REFRESH_GAP_MS, REFRESH_SPACING * (performance.now() - began));
 }
 
 // ------------------------------------------------------------------ summary and actions
@@ -246,66 +309,52 @@ function renderJobs(jobs) {
         job.error || !job.waiting
           ? el("td", { className: "wrap", text: job.error || "" })
           : el("td", { className: "wrap waiting", text: `waiting: ${job.waiting}` }),
+        // Its newest picture (views/thumbs.js fills it).
+        el("td", { className: "thumb-cell", "data-thumb-job": String(job.id) }),
       ),
     ),
   );
+  showJobThumbnails(view.id);
 }
 
 // ------------------------------------------------------------------ segments
 
 function keepAttempts(attempts) {
   view.attempts = new Map();
-  for (const attempt of attempts) {
-    if (!view.attempts.has(attempt.segment_id)) view.attempts.set(attempt.segment_id, []);
-    view.attempts.get(attempt.segment_id).push(attempt);
-  }
+  mergeAttempts(attempts);
 }
 
-// The batch's segments read whole: kept, and the grid updated cell by cell where it has the
-// same segments (a cell with the focus keeps it), drawn anew where not.
-function keepSegments(segments) {
-  const same = segments.length === view.segments.size && segments.every((s) => view.segments.has(s.id));
-  view.segments = new Map(segments.map((s) => [s.id, s]));
-  if (!same) renderGrid();
-  refreshGridFilters();
+// Attempts read again (a catch-up): each replaces the one of its segment and number, or
+// comes after the segment's others; a segment's node is that of its latest attempt.
+function mergeAttempts(attempts) {
+  for (const attempt of attempts) {
+    const list = view.attempts.get(attempt.segment_id) || [];
+    const at = list.findIndex((a) => a.number === attempt.number);
+    if (at >= 0) list[at] = attempt;
+    else {
+      list.push(attempt);
+      list.sort((a, b) => a.number - b.number);
+    }
+    view.attempts.set(attempt.segment_id, list);
+    const segment = view.segments.get(attempt.segment_id);
+    if (segment && list[list.length - 1] === attempt && segment.node !== attempt.node) {
+      segment.node = attempt.node;
+      view.grid.update(segment);
+    }
+  }
 }
 
 function cellLabel(segment) {
   return `segment ${segment.index} (${segment.label}): ${segment.state}` + (segment.node ? ` on ${segment.node}` : "");
 }
 
-function renderGrid() {
-  view.cells = new Map();
-  const cells = [];
-  for (const segment of view.segments.values()) {
-    const cell = el(
-      "button",
-      { type: "button", "data-segment": String(segment.id), onclick: () => run(() => select(segment.id)) },
-      String(segment.index),
-    );
-    view.cells.set(segment.id, cell);
-    updateCell(segment);
-    cells.push(cell);
-  }
-  document.getElementById("segment-grid").replaceChildren(...cells);
+// The grid's filters (state, node): the grid shows the segments they let through.
+function gridFiltered() {
+  return Boolean(document.getElementById("grid-state").value || document.getElementById("grid-node").value);
 }
 
-function updateCell(segment) {
-  const cell = view.cells.get(segment.id);
-  if (!cell) return;
-  const label = cellLabel(segment);
-  cell.className = `cell ${segment.state}` + (segment.id === view.selected ? " selected" : "");
-  cell.dataset.state = segment.state;
-  cell.title = label;
-  cell.setAttribute("aria-label", label);
-  // The grid's filters (state, node): a cell they leave out is hidden, not dropped.
-  const state = document.getElementById("grid-state").value;
-  const node = document.getElementById("grid-node").value;
-  cell.hidden = Boolean((state && segment.state !== state) || (node && segment.node !== node));
-}
-
-// The node filter offers the nodes the batch's segments ran on; a change of either filter
-// shows or hides cells, reading nothing.
+// The node filter offers the nodes the batch's segments ran on; the grid is drawn again
+// with what the filters let through, reading nothing.
 function refreshGridFilters() {
   const select = document.getElementById("grid-node");
   const nodes = [...new Set([...view.segments.values()].map((s) => s.node).filter(Boolean))].sort();
@@ -315,13 +364,18 @@ function refreshGridFilters() {
     select.replaceChildren(el("option", { value: "", text: "any node" }), ...nodes.map((n) => el("option", { text: n })));
     select.value = nodes.includes(chosen) ? chosen : "";
   }
-  for (const segment of view.segments.values()) updateCell(segment);
+  const state = document.getElementById("grid-state").value;
+  const node = select.value;
+  const shown = [...view.segments.values()].filter(
+    (s) => (!state || s.state === state) && (!node || s.node === node),
+  );
+  view.grid.show(shown);
 }
 
 async function select(segmentId) {
   view.selected = segmentId;
   clearLog();
-  for (const [id, cell] of view.cells) cell.classList.toggle("selected", id === segmentId);
+  view.grid.select(segmentId);
   await renderDetail();
 }
 

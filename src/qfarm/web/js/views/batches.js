@@ -6,6 +6,7 @@ import { ApiError, api } from "../api.js";
 import { el, progressBar, stateLabel } from "../dom.js";
 import { fraction, priorityLabel, span, when } from "../format.js";
 import * as bulk from "./bulk.js";
+import { batchCell, refreshLatest } from "./thumbs.js";
 
 // More batches than this named in one round of changes, and the list read whole is cheaper.
 const ONE_BY_ONE = 8;
@@ -19,6 +20,7 @@ export async function load() {
   body.replaceChildren(...batches.slice().reverse().map((batch) => keep(batch)));
   showEmpty();
   bulk.applyFilters();
+  refreshLatest(); // the "last rendered" pictures: not awaited, they come when they come
 }
 
 // The list's bar of actions on many batches and its filters (views/bulk.js).
@@ -39,6 +41,8 @@ export async function apply(changes) {
   const batches = await Promise.all(ids.map((id) => readBatch(id)));
   ids.forEach((id, i) => (batches[i] ? put(batches[i]) : drop(id)));
   showEmpty();
+  // New pictures come with segments done; a removed batch takes its own away.
+  if (changes.some((c) => (c.kind === "segment" && c.state === "done") || c.state === "removed")) refreshLatest();
 }
 
 // One batch; null if it is gone already (removed since its event was sent).
@@ -94,6 +98,7 @@ function batchRow(batch) {
     // At phone width the bar alone (its title says the percentage): room for the tick column.
     el("td", {}, progressBar(done, `batch ${batch.id} progress`),
        el("span", { className: "wide-only", text: ` ${Math.round(done * 100)}%` })),
+    batchCell(batch.id), // its newest picture (wide screens; the panel above shows the farm's)
     el("td", { className: "wide-only", text: priorityLabel(batch.priority) }),
     el("td", { className: "wide-only", text: batch.owner || "–" }),
     el("td", { className: "wide-only", text: when(batch.submitted_at) }),
