@@ -26,7 +26,6 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from qfarm import login
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest
-from qfarm.domain.requirements import GPU, Requirements
 from qfarm.domain.watched import FileVersion, WatchedFile, WatchedState
 from qfarm.files import safe_relative, write_atomically
 
@@ -34,6 +33,7 @@ from qfarm.files import safe_relative, write_atomically
 # ControllerError is what callers have always caught).
 from qfarm.wire.errors import ControllerError as ControllerError
 from qfarm.wire.errors import client_error
+from qfarm.wire.requests import request_body
 from qfarm.wire.schemas import (
     AttemptOut,
     AuditOut,
@@ -69,46 +69,6 @@ def default_owner() -> str:
     except (KeyError, OSError):  # no name for this uid (a container's)
         user = str(os.getuid()) if hasattr(os, "getuid") else "unknown"
     return f"{user}@{socket.gethostname()}"
-
-
-def request_body(request: BatchRequest) -> dict[str, Any]:
-    """The JSON body of ``POST /batches`` for a batch request."""
-    return {
-        "name": request.name,
-        "owner": request.owner,
-        "priority": request.priority,
-        "hold": request.hold,
-        "start_at": request.start_at,
-        "serialize": request.serialize,
-        **({"notify": [n.to_dict() for n in request.notify]} if request.notify else {}),
-        "jobs": [
-            {
-                "type": job.job_type,
-                "name": job.name,
-                "spec": job.spec,
-                "retries": job.retries,
-                "timeout": job.timeout,
-                "depends_on": list(job.depends_on),
-                **({} if job.requirements.empty else {"requirements": _needs(job.requirements)}),
-            }
-            for job in request.jobs
-        ],
-    }
-
-
-def _needs(req: Requirements) -> dict[str, Any]:
-    """A job's requirements as the API's ``requirements`` field takes them."""
-    stored = req.to_dict()
-    amounts = dict(req.amounts)
-    gpus = amounts.pop(GPU, None)
-    return {
-        "tags": sorted(req.tags),
-        "gpus": gpus,
-        "resources": amounts,
-        "host_amounts": stored.get("host_amounts", []),
-        "host_attributes": stored.get("host_attributes", []),
-        "limits": sorted(req.limits),
-    }
 
 
 class ControllerUnreachable(ControllerError):
