@@ -242,6 +242,13 @@ class Client:
         ``resume`` or ``resubmit``."""
         return BatchStatus.of(self._call("POST", f"/batches/{batch_id}/{action}"))
 
+    def resubmit_segments(self, batch_id: int, segments: list[int]) -> BatchStatus:
+        """Run the chosen failed or canceled segments (ids) of an ended batch again."""
+        body = {"segments": segments}
+        return BatchStatus.of(
+            self._call("POST", f"/batches/{batch_id}/segments/resubmit", json=body)
+        )
+
     def remove(self, batch_id: int) -> None:
         """Remove an ended batch from the controller, with its logs and stored files."""
         self._call("DELETE", f"/batches/{batch_id}")

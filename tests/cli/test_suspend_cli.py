@@ -45,7 +45,7 @@ def test_pause_suspend_then_resume_continues_the_count(
     body = json.loads(paused.stdout)
     assert (body["state"], body["segments"]["suspended"]) == ("paused", 1)
     [attempt] = cluster.attempts(batch_id)
-    wait_until_sync(lambda: stopped(attempt["pid"]), timeout=10, what="the counter stopped")
+    wait_until_sync(lambda: stopped(attempt["pid"]), timeout=30, what="the counter stopped")
     frozen = numbers(count)
     assert stopped(attempt["pid"]) and numbers(count) == frozen
     shown = cluster.cli("batches")

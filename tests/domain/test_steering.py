@@ -7,20 +7,23 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest, NotFound
 from qfarm.domain.model import (
     FINAL_BATCH_STATES,
     BatchState,
     JobState,
     SegmentKind,
+    SegmentState,
     check_transition,
 )
 from qfarm.domain.steering import (
+    CHOSEN_AT_MOST,
     QueuedSegment,
     batch_dispatches,
     batch_on_dispatch,
     check_priority_change,
     check_remove,
+    check_rerun_chosen,
     check_resubmit,
     dispatch_order,
     job_on_dispatch,
@@ -171,3 +174,14 @@ def test_dispatch_moves_are_legal(state: JobState, kinds: set[SegmentKind]) -> N
     for new in job_on_dispatch(state, kinds):
         check_transition("j", state, new)
         state = new
+
+
+def test_chosen_segments_to_rerun_are_named_when_they_cannot() -> None:
+    states = {i: SegmentState.DONE for i in range(1, 9)} | {9: SegmentState.FAILED}
+    check_rerun_chosen(1, states, {9})
+    with pytest.raises(InvalidRequest, match=r"segment 1 \(done\), .*5 \(done\) and 3 more"):
+        check_rerun_chosen(1, states, set(range(1, 10)))
+    with pytest.raises(NotFound, match="batch 1 has no segment 10, 11"):
+        check_rerun_chosen(1, states, {9, 10, 11})
+    with pytest.raises(InvalidRequest, match=f"at most {CHOSEN_AT_MOST}"):
+        check_rerun_chosen(1, states, set(range(CHOSEN_AT_MOST + 1)))

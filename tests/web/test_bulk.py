@@ -1,6 +1,7 @@
-"""Many batches at once on the Batch Monitor's list: filters by name, owner, state and age,
-and actions on the selected batches, in Debian's Chromium against a real controller and
-nodes (the fixtures of tests/web/test_monitor.py)."""
+"""Many at once on the Batch Monitor: the list's filters by name, owner, state and age and
+actions on the selected batches, and in a batch's grid segments chosen by the keyboard and
+resubmitted together, in Debian's Chromium against a real controller and nodes (the
+fixtures of tests/web/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import wait_until_sync
-
-# The monitor tests' fixtures (a controller with two nodes, Chromium, a page), used by name.
-from tests.web.conftest import Farm
+from tests.web.conftest import ARTIFACTS, Farm
 
 pytestmark = pytest.mark.integration
 
@@ -96,3 +95,58 @@ def test_the_segment_grid_filters_by_state_and_node(
     page.locator("#grid-node").select_option(node)
     on_node = sum(s["node"] == node for s in segments)
     expect(page.locator("#segment-grid .cell:visible")).to_have_count(on_node)
+
+
+def test_choose_failed_segments_and_resubmit_only_those(
+    farm: Farm, page: Any, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    # Odd frames fail until their retry file exists: a rerun of a chosen one succeeds.
+    flaky = ["sh", "-c", f"test $(({{start}} % 2)) -eq 0 || test -e {tmp_path}/ok-{{start}}"]
+    job = {"type": "command", "retries": 0, "spec": {"command": flaky, "frames": "1-6",
+                                                     "cwd": str(tmp_path)}}  # fmt: skip
+    batch_id = farm.client.submit({"jobs": [job], "name": "some odd frames fail"}).id
+    wait_until_sync(lambda: farm.client.batch(batch_id).finished, timeout=60, what="the batch")
+    by_index = {s["index"]: s for s in farm.client.segments(batch_id)}
+    page.goto(f"{farm.url}/#/batch/{batch_id}")
+    expect(page.locator("#segment-grid .cell.failed")).to_have_count(3)
+    expect(page.locator("#pick-bar")).to_be_hidden()
+    page.get_by_label("Choose several").check()
+    expect(page.locator("#pick-count")).to_have_text("none chosen")
+    resubmit = page.get_by_role("button", name="Resubmit chosen")
+    expect(resubmit).to_be_disabled()
+
+    # By keyboard: segment 1 (failed) ticked with Enter, then segment 2 (done) with Space.
+    cell = page.locator("#segment-grid .cell").first
+    cell.focus()
+    page.keyboard.press("Enter")
+    expect(cell).to_have_attribute("aria-pressed", "true")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Space")
+    expect(page.locator("#pick-count")).to_have_text("2 chosen")
+    expect(resubmit).to_be_disabled()  # a done segment cannot run again
+    assert "neither failed" in (resubmit.get_attribute("title") or "")
+    page.keyboard.press("Space")  # untick it
+    # Segment 3 by click; the attempts of no segment open while choosing.
+    page.locator(f"#segment-grid .cell[data-segment='{by_index[3]['id']}']").click()
+    expect(page.locator("#pick-count")).to_have_text("2 chosen")
+    expect(page.locator("#segment-detail")).to_be_hidden()
+    for index in (1, 3):
+        (tmp_path / f"ok-{index}").touch()
+    expect(resubmit).to_be_enabled()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "segments-chosen.png"), full_page=True)
+    resubmit.click()
+
+    # Those two ran again and are done; segment 5, not chosen, is still failed.
+    for index in (1, 3):
+        cell = page.locator(f"#segment-grid .cell[data-segment='{by_index[index]['id']}']")
+        expect(cell).to_have_attribute("data-state", "done")
+    expect(page.locator("#batch-summary")).to_contain_text("failed")
+    expect(page.locator("#pick-count")).to_have_text("none chosen")
+    wait_until_sync(lambda: farm.client.batch(batch_id).finished, timeout=60, what="the rerun")
+    states = {s["index"]: s["state"] for s in farm.client.segments(batch_id)}
+    assert states == {1: "done", 2: "done", 3: "done", 4: "done", 5: "failed", 6: "done"}
+    assert [a["number"] for a in farm.client.attempts(batch_id, by_index[1]["id"])] == [1, 2]
+    assert len(farm.client.attempts(batch_id, by_index[5]["id"])) == 1

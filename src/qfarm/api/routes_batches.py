@@ -31,6 +31,7 @@ from qfarm.domain.requirements import (
     job_requirements,
 )
 from qfarm.jobtypes import job_summary
+from qfarm.wire.requests import ChosenSegmentsIn
 from qfarm.wire.schemas import (
     AttemptOut,
     BatchDetailOut,
@@ -229,6 +230,14 @@ def router(controller: Controller) -> APIRouter:
         "Resume a paused batch (its suspended processes go on, SIGCONT), or release a held one.",
     )
     steering("resubmit", controller.resubmit, "Rerun a failed or canceled batch's unfinished.")
+
+    @api.post("/{batch_id}/segments/resubmit", responses=errors(404, 409))
+    async def resubmit_chosen(batch_id: ObjectId, body: ChosenSegmentsIn) -> BatchOut:
+        """Rerun the chosen failed or canceled segments of a failed or canceled batch (and
+        only their jobs); 400 naming any chosen segment that is neither. Returns the
+        batch after."""
+        controller.resubmit(batch_id, body.segments)
+        return batch_out(controller, store.batch(batch_id))
 
     @api.put("/{batch_id}/priority", responses=errors(404))
     async def priority(batch_id: ObjectId, body: PriorityIn) -> BatchOut:

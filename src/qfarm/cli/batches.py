@@ -346,7 +346,50 @@ _action(
     "Resume a paused or held batch; processes stopped by `pause --suspend` go on from where "
     "they were.",
 )
-_action("resubmit", "resubmitted", "Run a failed or canceled batch's unfinished segments again.")
+SegmentsOpt = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--segment",
+        "-s",
+        metavar="N",
+        help="Only this failed or canceled segment (its number, as qfarm show and qfarm "
+        "logs give it); repeat for more. Only their jobs run again.",
+    ),
+]
+
+
+@app.command(
+    epilog="""**Examples**
+
+    qfarm resubmit 12                      # every failed or canceled segment
+
+    qfarm resubmit 12 --segment 3 -s 7     # only segments 3 and 7
+"""
+)
+@with_option_sets
+def resubmit(
+    batch: BatchArg,
+    remote: Connection,
+    segment: SegmentsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a failed or canceled batch's unfinished segments again, or only the chosen ones."""
+    if not segment:
+        _move(remote.client(), batch, "resubmit", "resubmitted", as_json)
+        return
+    client = remote.client()
+    wanted = set(segment)
+    chosen = [s for s in client.segments(batch) if s["index"] in wanted]
+    missing = sorted(wanted - {s["index"] for s in chosen})
+    if missing:
+        raise fail_usage(f"batch {batch} has no segment {', '.join(map(str, missing))}")
+    status = client.resubmit_segments(batch, [s["id"] for s in chosen])
+    if as_json:
+        print_json(status.raw)
+        return
+    out.print(
+        f"batch {batch}: {len(chosen)} segment(s) resubmitted ({status.state})", highlight=False
+    )
 
 
 @app.command(

@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -194,8 +194,10 @@ class Controller:
         """Resume a paused or held batch, continuing its suspended processes (SIGCONT)."""
         self._after(await self.dispatcher.resume_batch(batch_id))
 
-    def resubmit(self, batch_id: int) -> None:
-        self._after(self.store.resubmit_batch(batch_id))
+    def resubmit(self, batch_id: int, chosen: Collection[int] | None = None) -> None:
+        """Run an ended batch's failed and canceled segments again; ``chosen``: only those
+        segments (ids)."""
+        self._after(self.store.resubmit_batch(batch_id, chosen))
 
     def set_priority(self, batch_id: int, priority: int) -> None:
         self.store.set_priority(batch_id, priority)

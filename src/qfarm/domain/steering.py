@@ -8,10 +8,10 @@ reads the same from the CLI, the API and the web page.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from qfarm.domain.errors import InvalidRequest
+from qfarm.domain.errors import InvalidRequest, NotFound
 from qfarm.domain.model import (
     FINAL_BATCH_STATES,
     BatchState,
@@ -109,6 +109,39 @@ def check_remove(batch_id: int, state: BatchState) -> None:
 # Segments a resubmit or a reopen runs again, with fresh retries; done ones are kept.
 RERUN_SEGMENT_STATES = frozenset({SegmentState.FAILED, SegmentState.CANCELED})
 RERUN_JOB_STATES = frozenset({JobState.FAILED, JobState.CANCELED})
+
+# At most this many segments chosen by id in one request (a whole batch is resubmitted
+# without naming its segments).
+CHOSEN_AT_MOST = 10_000
+
+
+def check_rerun_chosen(
+    batch_id: int, states: Mapping[int, SegmentState], chosen: Collection[int]
+) -> None:
+    """Segments chosen to run again (``states``: those of the batch, by id) must be of the
+    batch and have failed or been canceled: a done one would be run twice, a running one is
+    running. The first few of each kind that are not are named."""
+    if not chosen:
+        raise InvalidRequest("no segments chosen: name the failed or canceled ones to run again")
+    if len(chosen) > CHOSEN_AT_MOST:
+        raise InvalidRequest(f"{len(chosen)} segments chosen: at most {CHOSEN_AT_MOST} at once")
+    unknown = sorted(s for s in chosen if s not in states)
+    if unknown:
+        raise NotFound(f"batch {batch_id} has no segment {_some(unknown)}")
+    wrong = sorted(s for s in chosen if states[s] not in RERUN_SEGMENT_STATES)
+    if wrong:
+        described = ", ".join(f"{s} ({states[s].value})" for s in wrong[:5])
+        more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
+        raise InvalidRequest(
+            f"only failed or canceled segments run again: segment {described}{more} of "
+            f"batch {batch_id} cannot"
+        )
+
+
+def _some(ids: Sequence[int]) -> str:
+    shown = ", ".join(str(i) for i in ids[:5])
+    return shown + (f" and {len(ids) - 5} more" if len(ids) > 5 else "")
+
 
 # ------------------------------------------------------------------------- dispatch order
 

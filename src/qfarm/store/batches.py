@@ -7,10 +7,11 @@ persists it, each action in one transaction.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import Connection, delete, select, update
 
+from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.lifecycle import CANCELED_AT_ONCE, cancel_begins, cancel_ends_batch, requeued_job
 from qfarm.domain.model import (
     ACTIVE_SEGMENT_STATES,
@@ -28,6 +29,7 @@ from qfarm.domain.steering import (
     RERUN_SEGMENT_STATES,
     check_priority_change,
     check_remove,
+    check_rerun_chosen,
     check_resubmit,
     pause_target,
     resume_target,
@@ -118,8 +120,10 @@ class Batches(Reports):
             check_priority_change(batch_id, BatchState(one_batch(conn, batch_id).state))
             conn.execute(update(batches).where(batches.c.id == batch_id).values(priority=priority))
 
-    def resubmit_batch(self, batch_id: int) -> list[Change]:
-        """Queue a finished batch's failed and canceled segments again, with fresh retries.
+    def resubmit_batch(self, batch_id: int, chosen: Collection[int] | None = None) -> list[Change]:
+        """Queue a finished batch's failed and canceled segments again, with fresh retries;
+        with ``chosen`` (segment ids), only those, each of which must have failed or been
+        canceled, and only their jobs run again.
 
         Done segments are kept: only what did not finish runs again.
         """
@@ -127,7 +131,13 @@ class Batches(Reports):
         with self._tx() as conn:
             batch = one_batch(conn, batch_id)
             check_resubmit(batch_id, BatchState(batch.state))
-            _requeue_unfinished(conn, batch_id, changes)
+            if chosen is not None:
+                rows = conn.execute(
+                    select(segments.c.id, segments.c.state).where(segments.c.batch_id == batch_id)
+                )
+                states = {row.id: SegmentState(row.state) for row in rows}
+                check_rerun_chosen(batch_id, states, set(chosen))
+            _requeue_unfinished(conn, batch_id, changes, chosen)
             _end_cancel(batch)
             move(conn, batch, BatchState.QUEUED, changes, finished_at=None, canceling=False)
         return changes
@@ -243,17 +253,28 @@ def _end_cancel(batch: Row) -> bool:
     return True
 
 
-def _requeue_unfinished(conn: Connection, batch_id: int, changes: list[Change]) -> None:
+def _requeue_unfinished(
+    conn: Connection,
+    batch_id: int,
+    changes: list[Change],
+    chosen: Collection[int] | None = None,
+) -> None:
     """Queue a batch's failed and canceled segments and jobs again (fresh retries), jobs
-    waiting again where what they depend on must rerun too. The batch's state is left as
-    it is: only an ended batch moves (a resubmit does that)."""
-    rerun = conn.execute(
-        select(segments.c.id, segments.c.state, segments.c.batch_id)
+    waiting again where what they depend on must rerun too; with ``chosen``, only those
+    segments and the jobs they belong to. The batch's state is left as it is: only an ended
+    batch moves (a resubmit does that)."""
+    query = (
+        select(segments.c.id, segments.c.state, segments.c.batch_id, segments.c.job_id)
         .where(segments.c.batch_id == batch_id)
         .where(segments.c.state.in_([s.value for s in RERUN_SEGMENT_STATES]))
-    ).all()
+    )
+    rerun = [row for row in conn.execute(query) if chosen is None or row.id in chosen]
+    pending = Pending()
     for row in rerun:
-        move(conn, row, SegmentState.QUEUED, changes, failures=0, error="")
+        pending.move(row, SegmentState.QUEUED, changes)
+        pending.segment(row.id, failures=0, error="")
+    pending.flush(conn)
+    rerun_jobs = {row.job_id for row in rerun}
     job_rows = conn.execute(
         select(jobs.c.id, jobs.c.state, jobs.c.batch_id, jobs.c.depends_on)
         .where(jobs.c.batch_id == batch_id)
@@ -263,7 +284,17 @@ def _requeue_unfinished(conn: Connection, batch_id: int, changes: list[Change]) 
     for job in job_rows:
         if state_of[job.id] not in RERUN_JOB_STATES:
             continue
+        if chosen is not None and job.id not in rerun_jobs:
+            continue  # none of its segments was chosen: it stays as it ended
         # Jobs come in order, so what this one depends on is already settled.
-        new = requeued_job(state_of[d] for d in job.depends_on or ())
+        deps = job.depends_on or ()
+        stuck = [d for d in deps if state_of[d] in RERUN_JOB_STATES]
+        if stuck:  # only when chosen: a whole resubmit reruns those too
+            raise InvalidRequest(
+                f"job {job.id} depends on job {stuck[0]}, which stays "
+                f"{state_of[stuck[0]].value}: choose its failed segments too, or resubmit "
+                "the whole batch"
+            )
+        new = requeued_job(state_of[d] for d in deps)
         move(conn, job, new, changes, failed_nodes=[], error="", finished_at=None)
         state_of[job.id] = new

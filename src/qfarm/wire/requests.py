@@ -1,12 +1,26 @@
 """What a client sends: a batch request as the JSON body of ``POST /batches``, the
-inverse of what the API's BatchIn reads."""
+inverse of what the API's BatchIn reads; and the segments chosen for an action on some of a
+batch's segments."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from qfarm.domain.model import BatchRequest
 from qfarm.domain.requirements import GPU, Requirements
+from qfarm.domain.steering import CHOSEN_AT_MOST
+from qfarm.wire.schemas import Request
+
+
+class ChosenSegmentsIn(Request):
+    """Segments of one batch, by id (``id`` in GET .../segments)."""
+
+    segments: Annotated[
+        list[Annotated[int, Field(ge=1, le=2**53)]],
+        Field(min_length=1, max_length=CHOSEN_AT_MOST),
+    ]
 
 
 def request_body(request: BatchRequest) -> dict[str, Any]:

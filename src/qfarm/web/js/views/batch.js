@@ -56,6 +56,7 @@ const view = {
   attempts: new Map(), // segment id -> its attempts, oldest first
   clock: null, // the controller's clock at the last read of attempts (X-Qfarm-Time)
   selected: null, // the segment whose attempts are shown
+  actions: [], // what the batch allows now, as the API last said
 };
 
 // The catch-up read (see the top): the segments named since the last one, whether one is
@@ -68,8 +69,25 @@ let run = (task) => task(); // main's queue: updates of the page happen one at a
 export function init(serialize) {
   run = serialize;
   view.grid = new SegmentGrid(document.getElementById("segment-grid"), {
-    onChoose: (id) => run(() => select(id)),
+    onChoose: (id) => (view.grid.picking ? pick([id]) : run(() => select(id))),
     describe: cellLabel,
+  });
+  document.getElementById("grid-pick").addEventListener("change", (event) => {
+    view.grid.setPicking(event.target.checked);
+    if (!event.target.checked) view.grid.tick([...view.grid.ticked], false);
+    showPicked();
+  });
+  document.getElementById("pick-shown").addEventListener("click", () => {
+    view.grid.tick(view.grid.items.map((s) => s.id), true);
+    showPicked();
+  });
+  document.getElementById("pick-clear").addEventListener("click", () => {
+    view.grid.tick([...view.grid.ticked], false);
+    showPicked();
+  });
+  document.getElementById("pick-resubmit").addEventListener("click", () => {
+    const count = view.grid.ticked.size;
+    if (confirm(`Resubmit the ${count} chosen segment(s) of batch ${view.id}?`)) run(resubmitPicked);
   });
   for (const id of ["grid-state", "grid-node"]) {
     document.getElementById(id).addEventListener("input", refreshGridFilters);
@@ -89,6 +107,7 @@ export async function load(id) {
   if (id !== view.id) {
     view.selected = null;
     view.grid.select(null);
+    view.grid.tick([...view.grid.ticked], false); // ticks are of one batch
     clearLog();
     document.getElementById("segment-detail").hidden = true;
   }
@@ -156,6 +175,7 @@ export function paint(changes) {
     if (!filtered) view.grid.update(segment);
   }
   if (filtered && named.length) refreshGridFilters();
+  if (view.grid.picking && named.length) showPicked();
   return true;
 }
 
@@ -227,7 +247,9 @@ function renderBatch(batch) {
   );
   const priority = document.getElementById("batch-priority");
   if (document.activeElement !== priority) priority.value = priorityLevel(batch.priority);
-  renderActions(batch.actions || []);
+  view.actions = batch.actions || [];
+  renderActions(view.actions);
+  showPicked();
   // The answers of actions carry no jobs: the table stays as it is until the next read.
   if (Array.isArray(batch.jobs)) renderJobs(batch.jobs);
 }
@@ -263,6 +285,44 @@ function renderActions(allowed) {
   // keyboard in the group rather than back at the top of the page.
   if (hadFocus && !box.contains(document.activeElement)) buttons[0]?.focus();
   document.getElementById("batch-priority-control").hidden = !allowed.includes("priority");
+}
+
+// ------------------------------------------------------------------ several segments
+
+// Tick a cell, or untick a ticked one.
+function pick(ids) {
+  for (const id of ids) view.grid.tick([id], !view.grid.ticked.has(id));
+  showPicked();
+}
+
+// The bar of actions on the chosen segments: how many, and whether they can be resubmitted
+// (the batch allows it, and each chosen one failed or was canceled: the API says the same).
+function showPicked() {
+  const picking = view.grid.picking;
+  document.getElementById("pick-bar").hidden = !picking;
+  const chosen = [...view.grid.ticked].map((id) => view.segments.get(id)).filter(Boolean);
+  document.getElementById("pick-count").textContent = chosen.length ? `${chosen.length} chosen` : "none chosen";
+  const button = document.getElementById("pick-resubmit");
+  const rerun = chosen.filter((s) => s.state === "failed" || s.state === "canceled");
+  const allowed = view.actions.includes("resubmit");
+  button.disabled = !chosen.length || !allowed || rerun.length !== chosen.length;
+  button.title = !allowed
+    ? "Only a failed or canceled batch can run segments again"
+    : rerun.length !== chosen.length
+      ? `${chosen.length - rerun.length} chosen segment(s) neither failed nor were canceled`
+      : "";
+}
+
+async function resubmitPicked() {
+  const ids = [...view.grid.ticked].filter((id) => view.segments.has(id));
+  try {
+    renderBatch(await api(`/batches/${view.id}/segments/resubmit`, { method: "POST", body: { segments: ids } }));
+    view.grid.tick(ids, false);
+    showPicked();
+    showMessage("");
+  } catch (error) {
+    showMessage(error.message);
+  }
 }
 
 async function act(verb) {

@@ -7,6 +7,9 @@
 // The keyboard: the grid is one stop of the Tab order (the cell last moved to), the arrow
 // keys, Home, End, Page Up and Page Down move in it, scrolling as they go, and Enter or
 // Space chooses the cell (it is a button).
+//
+// While picking (to act on several segments at once), choosing a cell ticks or unticks it
+// instead (a toggle button: aria-pressed), and the ticks outlive filters and scrolling.
 
 import { el } from "../dom.js";
 
@@ -26,6 +29,8 @@ export class SegmentGrid {
     this.range = [0, 0]; // the items drawn now: [first, end)
     this.current = null; // the segment whose cell is the grid's Tab stop
     this.selected = null;
+    this.picking = false;
+    this.ticked = new Set(); // segment ids ticked while picking
     this.pitch = 0; // a cell and its gap, in px (read from the page once it is laid out)
     this.columns = 1;
     this.frame = 0;
@@ -61,6 +66,28 @@ export class SegmentGrid {
     const cell = this.cells.get(id);
     if (cell) cell.classList.add("selected");
     if (this.position.has(id)) this.moveTo(id, false);
+  }
+
+  // Picking on or off: every drawn cell says whether it is a toggle.
+  setPicking(on) {
+    this.picking = on;
+    this.repaint();
+  }
+
+  // Tick or untick segments (true: ticked), their drawn cells repainted.
+  tick(ids, on) {
+    for (const id of ids) {
+      if (on) this.ticked.add(id);
+      else this.ticked.delete(id);
+    }
+    this.repaint();
+  }
+
+  repaint() {
+    for (const [id, cell] of this.cells) {
+      const segment = this.items[this.position.get(id)];
+      if (segment) this.paint(cell, segment);
+    }
   }
 
   // ---------------------------------------------------------------- drawing
@@ -127,10 +154,14 @@ export class SegmentGrid {
 
   paint(cell, segment) {
     const label = this.describe(segment);
-    cell.className = `cell ${segment.state}` + (segment.id === this.selected ? " selected" : "");
+    const ticked = this.ticked.has(segment.id);
+    cell.className =
+      `cell ${segment.state}` + (segment.id === this.selected ? " selected" : "") + (ticked ? " ticked" : "");
     cell.dataset.state = segment.state;
     cell.title = label;
     cell.setAttribute("aria-label", label);
+    if (this.picking) cell.setAttribute("aria-pressed", String(ticked));
+    else cell.removeAttribute("aria-pressed");
   }
 
   // ---------------------------------------------------------------- the keyboard

@@ -1,0 +1,65 @@
+"""POST /batches/{id}/segments/resubmit: chosen segments of an ended batch run again; what
+cannot is a JSON 4xx that names it, and the audit log records who asked."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from qfarm.api.app import create_app
+from qfarm.controller.service import Controller
+from qfarm.store import Store
+
+pytestmark = pytest.mark.integration
+
+HELD = {
+    "name": "held",
+    "hold": True,
+    "jobs": [{"type": "command", "spec": {"command": ["true"], "frames": "1-3"}}],
+}
+
+
+def test_chosen_segments_of_a_canceled_batch_run_again(tmp_path: Path) -> None:
+    async def scenario() -> dict[str, Any]:
+        store = Store(f"sqlite:///{tmp_path / 'qfarm.db'}")
+        controller = await Controller.start(store, tmp_path)
+        seen: dict[str, Any] = {}
+        try:
+            transport = httpx.ASGITransport(app=create_app(controller))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as c:
+                batch_id = (await c.post("/batches", json=HELD)).json()["id"]
+                ids = [s["id"] for s in (await c.get(f"/batches/{batch_id}/segments")).json()]
+                route = f"/batches/{batch_id}/segments/resubmit"
+
+                async def ask(body: Any) -> tuple[int, Any]:
+                    answer = await c.post(route, json=body)
+                    return answer.status_code, answer.json()
+
+                seen["held"] = await ask({"segments": ids[:1]})
+                await c.post(f"/batches/{batch_id}/cancel")
+                seen["empty"] = await ask({"segments": []})
+                seen["unknown"] = await ask({"segments": [ids[0], 424242]})
+                seen["chosen"] = await ask({"segments": ids[:1]})
+                segments = (await c.get(f"/batches/{batch_id}/segments")).json()
+                seen["states"] = [s["state"] for s in segments]
+                seen["audit"] = [e["action"] for e in (await c.get("/audit")).json()]
+        finally:
+            await controller.close()
+            store.close()
+        return seen
+
+    seen = asyncio.run(scenario())
+    status, body = seen["held"]
+    assert status == 400 and "only a failed or canceled batch" in body["error"]
+    status, body = seen["empty"]
+    assert status == 400 and "segments" in body["error"]
+    status, body = seen["unknown"]
+    assert status == 404 and "has no segment 424242" in body["error"]
+    status, body = seen["chosen"]
+    assert status == 200 and body["state"] == "queued"
+    assert seen["states"] == ["queued", "canceled", "canceled"]
+    assert "batch.resubmit_segments" in seen["audit"]

@@ -1,0 +1,80 @@
+"""Resubmitting chosen segments of an ended batch, against real databases: only those run
+again, with their jobs; the rest stays as it ended; what cannot run again is refused with
+the segments named, and nothing moves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from qfarm.domain.errors import InvalidRequest, NotFound
+from qfarm.domain.model import BatchState, JobState, SegmentState
+from qfarm.store import Store
+from tests.store.support import command_job, dispatch, done, failed, submit
+
+S = SegmentState
+
+
+def ended_with_failures(store: Store, tmp_path: Path) -> tuple[int, list[int]]:
+    """A failed batch of two jobs, three segments each: job a's first two failed, its third
+    done; job b's first failed, the rest done. Returns the batch and its segment ids."""
+    batch_id = submit(
+        store,
+        command_job(tmp_path, name="a", retries=0),
+        command_job(tmp_path, name="b", retries=0),
+    )
+    picked, _ = dispatch(store)
+    ids = [cand.segment_id for cand, _ in picked]
+    failing = {ids[0], ids[1], ids[3]}
+    store.record_reports(results=[failed(sid) if sid in failing else done(sid) for sid in ids])
+    assert store.batch(batch_id).state is BatchState.FAILED
+    return batch_id, [s.id for s in store.segments(batch_id)]
+
+
+def test_only_the_chosen_segments_and_their_jobs_run_again(store: Store, tmp_path: Path) -> None:
+    batch_id, ids = ended_with_failures(store, tmp_path)
+    store.resubmit_batch(batch_id, [ids[1]])
+    states = [s.state for s in store.segments(batch_id)]
+    assert states == [S.FAILED, S.QUEUED, S.DONE, S.FAILED, S.DONE, S.DONE]
+    assert [j.state for j in store.jobs(batch_id)] == [JobState.QUEUED, JobState.FAILED]
+    assert store.batch(batch_id).state is BatchState.QUEUED
+    # It runs, and the batch ends failed again: what was not chosen is still failed.
+    picked, _ = dispatch(store)
+    assert [cand.segment_id for cand, _ in picked] == [ids[1]]
+    store.record_reports(results=[done(ids[1], attempt=2)])
+    assert store.batch(batch_id).state is BatchState.FAILED
+
+
+def test_a_done_or_unknown_segment_is_refused_and_nothing_moves(
+    store: Store, tmp_path: Path
+) -> None:
+    batch_id, ids = ended_with_failures(store, tmp_path)
+    before = [s.state for s in store.segments(batch_id)]
+    with pytest.raises(InvalidRequest, match=rf"segment {ids[2]} \(done\)"):
+        store.resubmit_batch(batch_id, [ids[0], ids[2]])
+    with pytest.raises(NotFound, match=f"batch {batch_id} has no segment 999999"):
+        store.resubmit_batch(batch_id, [ids[0], 999_999])
+    with pytest.raises(InvalidRequest, match="no segments chosen"):
+        store.resubmit_batch(batch_id, [])
+    assert [s.state for s in store.segments(batch_id)] == before
+    assert store.batch(batch_id).state is BatchState.FAILED
+
+
+def test_a_job_whose_dependency_stays_failed_is_refused(store: Store, tmp_path: Path) -> None:
+    batch_id = submit(
+        store,
+        command_job(tmp_path, name="first", frames="1-2", retries=0),
+        command_job(tmp_path, name="then", frames="1-2", retries=0, depends_on=("first",)),
+    )
+    picked, _ = dispatch(store)
+    store.record_reports(results=[failed(cand.segment_id) for cand, _ in picked])
+    assert store.batch(batch_id).state in (BatchState.FAILED, BatchState.CANCELED)
+    later = [s for s in store.segments(batch_id) if s.job_id == store.jobs(batch_id)[1].id]
+    rerunnable = [s.id for s in later if s.state in (S.FAILED, S.CANCELED)]
+    with pytest.raises(InvalidRequest, match=r"depends on job .* choose its failed segments"):
+        store.resubmit_batch(batch_id, rerunnable)
+    # Chosen with what it depends on, both run again.
+    first = [s.id for s in store.segments(batch_id) if s.id not in {x.id for x in later}]
+    store.resubmit_batch(batch_id, first + rerunnable)
+    assert [j.state for j in store.jobs(batch_id)] == [JobState.QUEUED, JobState.WAITING]
