@@ -153,10 +153,10 @@ def plot(path: Path, result: dict[str, Any]) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
     t = [at for at, _ in figures.heap_mb]
     top.plot(t, [mb for _, mb in figures.heap_mb], label="JS heap (MB)")
-    top.set_ylabel("MB")
+    top.set_ylabel("JS heap (MB)", color="tab:blue")
     twin = top.twinx()
     twin.plot(t, [n for _, n in figures.dom_nodes], color="tab:orange", label="DOM nodes")
-    twin.set_ylabel("DOM nodes")
+    twin.set_ylabel("DOM nodes", color="tab:orange")
     top.set_title("Batch Monitor, 10,000 segments: memory over the run")
     plain_ms = [s * 1000 for s in result["plain"]]
     bottom.plot(t[: len(plain_ms)], plain_ms, label="plain whole read (ms)")

@@ -8,8 +8,10 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import httpx
 import psutil
 
+from qfarm.api.app import create_app
 from qfarm.controller.service import Controller
 from qfarm.engine.base import NodeSpec
 from qfarm.store import Store
@@ -62,3 +64,18 @@ def gone(pid: int) -> bool:
         return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
+
+
+@contextlib.asynccontextmanager
+async def in_process_api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A controller on a SQLite store in ``tmp_path``, with no nodes, and an HTTP client of
+    its API in this process (base URL ``http://t/api/v1``); both closed afterwards."""
+    store = Store(f"sqlite:///{tmp_path / 'qfarm.db'}")
+    controller = await Controller.start(store, tmp_path)
+    try:
+        transport = httpx.ASGITransport(app=create_app(controller))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as client:
+            yield client
+    finally:
+        await controller.close()
+        store.close()

@@ -8,12 +8,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from qfarm.api.app import create_app
-from qfarm.controller.service import Controller
-from qfarm.store import Store
+from tests.helpers import in_process_api
 
 pytestmark = pytest.mark.integration
 
@@ -26,36 +23,29 @@ HELD = {
 
 def test_segments_batches_and_attempts_are_paged(tmp_path: Path) -> None:
     async def scenario() -> dict[str, Any]:
-        store = Store(f"sqlite:///{tmp_path / 'qfarm.db'}")
-        controller = await Controller.start(store, tmp_path)
         seen: dict[str, Any] = {}
-        try:
-            transport = httpx.ASGITransport(app=create_app(controller))
-            async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as c:
-                batch_id = (await c.post("/batches", json=HELD)).json()["id"]
-                await c.post("/batches", json=HELD)
-                base = f"/batches/{batch_id}/segments"
-                whole = (await c.get(base)).json()
-                seen["whole"] = [s["id"] for s in whole]
-                seen["no total unpaged"] = (await c.get(base)).headers.get("X-Total-Count")
-                pages, totals = [], set()
-                for offset in (0, 10, 20):
-                    answer = await c.get(base, params={"offset": offset, "limit": 10})
-                    pages.append([s["id"] for s in answer.json()])
-                    totals.add(answer.headers["X-Total-Count"])
-                seen["pages"], seen["totals"] = pages, totals
-                listed = await c.get("/batches", params={"offset": 1, "limit": 5})
-                seen["batches"] = (
-                    [b["id"] for b in listed.json()],
-                    listed.headers["X-Total-Count"],
-                )
-                bad = await c.get(base, params={"limit": 0})
-                seen["bad"] = (bad.status_code, bad.json())
-                attempts = await c.get(f"/batches/{batch_id}/attempts", params={"since": 0})
-                seen["attempts"] = (attempts.json(), float(attempts.headers["X-Qfarm-Time"]))
-        finally:
-            await controller.close()
-            store.close()
+        async with in_process_api(tmp_path) as c:
+            batch_id = (await c.post("/batches", json=HELD)).json()["id"]
+            await c.post("/batches", json=HELD)
+            base = f"/batches/{batch_id}/segments"
+            whole = (await c.get(base)).json()
+            seen["whole"] = [s["id"] for s in whole]
+            seen["no total unpaged"] = (await c.get(base)).headers.get("X-Total-Count")
+            pages, totals = [], set()
+            for offset in (0, 10, 20):
+                answer = await c.get(base, params={"offset": offset, "limit": 10})
+                pages.append([s["id"] for s in answer.json()])
+                totals.add(answer.headers["X-Total-Count"])
+            seen["pages"], seen["totals"] = pages, totals
+            listed = await c.get("/batches", params={"offset": 1, "limit": 5})
+            seen["batches"] = (
+                [b["id"] for b in listed.json()],
+                listed.headers["X-Total-Count"],
+            )
+            bad = await c.get(base, params={"limit": 0})
+            seen["bad"] = (bad.status_code, bad.json())
+            attempts = await c.get(f"/batches/{batch_id}/attempts", params={"since": 0})
+            seen["attempts"] = (attempts.json(), float(attempts.headers["X-Qfarm-Time"]))
         return seen
 
     seen = asyncio.run(scenario())

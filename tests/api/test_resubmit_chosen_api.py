@@ -7,12 +7,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from qfarm.api.app import create_app
-from qfarm.controller.service import Controller
-from qfarm.store import Store
+from tests.helpers import in_process_api
 
 pytestmark = pytest.mark.integration
 
@@ -25,31 +22,24 @@ HELD = {
 
 def test_chosen_segments_of_a_canceled_batch_run_again(tmp_path: Path) -> None:
     async def scenario() -> dict[str, Any]:
-        store = Store(f"sqlite:///{tmp_path / 'qfarm.db'}")
-        controller = await Controller.start(store, tmp_path)
         seen: dict[str, Any] = {}
-        try:
-            transport = httpx.ASGITransport(app=create_app(controller))
-            async with httpx.AsyncClient(transport=transport, base_url="http://t/api/v1") as c:
-                batch_id = (await c.post("/batches", json=HELD)).json()["id"]
-                ids = [s["id"] for s in (await c.get(f"/batches/{batch_id}/segments")).json()]
-                route = f"/batches/{batch_id}/segments/resubmit"
+        async with in_process_api(tmp_path) as c:
+            batch_id = (await c.post("/batches", json=HELD)).json()["id"]
+            ids = [s["id"] for s in (await c.get(f"/batches/{batch_id}/segments")).json()]
+            route = f"/batches/{batch_id}/segments/resubmit"
 
-                async def ask(body: Any) -> tuple[int, Any]:
-                    answer = await c.post(route, json=body)
-                    return answer.status_code, answer.json()
+            async def ask(body: Any) -> tuple[int, Any]:
+                answer = await c.post(route, json=body)
+                return answer.status_code, answer.json()
 
-                seen["held"] = await ask({"segments": ids[:1]})
-                await c.post(f"/batches/{batch_id}/cancel")
-                seen["empty"] = await ask({"segments": []})
-                seen["unknown"] = await ask({"segments": [ids[0], 424242]})
-                seen["chosen"] = await ask({"segments": ids[:1]})
-                segments = (await c.get(f"/batches/{batch_id}/segments")).json()
-                seen["states"] = [s["state"] for s in segments]
-                seen["audit"] = [e["action"] for e in (await c.get("/audit")).json()]
-        finally:
-            await controller.close()
-            store.close()
+            seen["held"] = await ask({"segments": ids[:1]})
+            await c.post(f"/batches/{batch_id}/cancel")
+            seen["empty"] = await ask({"segments": []})
+            seen["unknown"] = await ask({"segments": [ids[0], 424242]})
+            seen["chosen"] = await ask({"segments": ids[:1]})
+            segments = (await c.get(f"/batches/{batch_id}/segments")).json()
+            seen["states"] = [s["state"] for s in segments]
+            seen["audit"] = [e["action"] for e in (await c.get("/audit")).json()]
         return seen
 
     seen = asyncio.run(scenario())

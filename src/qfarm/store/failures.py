@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from qfarm.domain.failures import FAILURE_OUTCOMES, FailedAttempt
 from qfarm.domain.model import AttemptOutcome, BatchState
 from qfarm.store.base import StoreBase
-from qfarm.store.tables import attempts, batches, jobs, segments
+from qfarm.store.tables import attempts, attempts_of_jobs, batches, jobs, segments
 
 # When an attempt failed: its end, or its dispatch for one whose end was never recorded.
 _WHEN = func.coalesce(attempts.c.ended_at, attempts.c.dispatched_at)
@@ -39,11 +39,7 @@ class Failures(StoreBase):
                 batches.c.name.label("batch_name"),
                 batches.c.state.label("batch_state"),
             )
-            .select_from(
-                attempts.join(segments, segments.c.id == attempts.c.segment_id)
-                .join(jobs, jobs.c.id == segments.c.job_id)
-                .join(batches, batches.c.id == segments.c.batch_id)
-            )
+            .select_from(attempts_of_jobs().join(batches, batches.c.id == segments.c.batch_id))
             .where(attempts.c.outcome.in_([o.value for o in FAILURE_OUTCOMES]))
             .where(since <= _WHEN)
             .order_by(_WHEN.desc(), attempts.c.id.desc())

@@ -13,7 +13,7 @@ from sqlalchemy import and_, or_, select
 
 from qfarm.domain.stats import AttemptSpan, AttemptTime
 from qfarm.store.base import StoreBase
-from qfarm.store.tables import attempts, jobs, segments
+from qfarm.store.tables import attempts, attempts_of_jobs, jobs, segments
 
 
 class Stats(StoreBase):
@@ -29,11 +29,7 @@ class Stats(StoreBase):
                 attempts.c.ended_at,
                 attempts.c.outcome,
             )
-            .select_from(
-                attempts.join(segments, segments.c.id == attempts.c.segment_id).join(
-                    jobs, jobs.c.id == segments.c.job_id
-                )
-            )
+            .select_from(attempts_of_jobs())
             .where(attempts.c.dispatched_at < end)
             .where(
                 or_(
@@ -73,11 +69,7 @@ class Stats(StoreBase):
                 attempts.c.ended_at,
                 attempts.c.outcome,
             )
-            .select_from(
-                attempts.join(segments, segments.c.id == attempts.c.segment_id).join(
-                    jobs, jobs.c.id == segments.c.job_id
-                )
-            )
+            .select_from(attempts_of_jobs())
             .where(segments.c.batch_id == batch_id)
             .order_by(jobs.c.idx, segments.c.idx, attempts.c.number)
         )

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Join,
     LargeBinary,
     MetaData,
     String,
@@ -327,3 +328,11 @@ MIGRATIONS: dict[int | None, Callable[[Connection], int]] = {
     6: _migrate_6_to_7,
     7: _migrate_7_to_8,
 }
+
+
+def attempts_of_jobs() -> Join:
+    """Attempts joined to their segments and jobs: what a query reads that sorts attempts
+    by job or service (the charts, the failures view)."""
+    return attempts.join(segments, segments.c.id == attempts.c.segment_id).join(
+        jobs, jobs.c.id == segments.c.job_id
+    )
