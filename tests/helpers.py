@@ -79,3 +79,27 @@ async def in_process_api(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     finally:
         await controller.close()
         store.close()
+
+
+def process_group(leader: int) -> list[psutil.Process]:
+    """A segment's process and every process under it ([] once it is gone)."""
+    try:
+        proc = psutil.Process(leader)
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def group_stopped(leader: int) -> bool:
+    """Every live process of the leader's group is stopped (state T, SIGSTOP), or waits on
+    one that is: a shell that forks with vfork sleeps uninterruptibly (state D) until its
+    child runs its program, and a child stopped before that holds its parent there, which
+    cannot run either until the group is continued."""
+    try:
+        states = [p.status() for p in process_group(leader)]
+    except psutil.NoSuchProcess:
+        return False
+    live = [s for s in states if s != psutil.STATUS_ZOMBIE]
+    if psutil.STATUS_STOPPED not in live:
+        return False
+    return all(s in (psutil.STATUS_STOPPED, psutil.STATUS_DISK_SLEEP) for s in live)

@@ -244,10 +244,15 @@ class Client:
 
     def resubmit_segments(self, batch_id: int, segments: list[int]) -> BatchStatus:
         """Run the chosen failed or canceled segments (ids) of an ended batch again."""
+        return self._on_segments(batch_id, "resubmit", segments)
+
+    def cancel_segments(self, batch_id: int, segments: list[int]) -> BatchStatus:
+        """Cancel the chosen unfinished segments (ids) of a batch still going."""
+        return self._on_segments(batch_id, "cancel", segments)
+
+    def _on_segments(self, batch_id: int, verb: str, segments: list[int]) -> BatchStatus:
         body = {"segments": segments}
-        return BatchStatus.of(
-            self._call("POST", f"/batches/{batch_id}/segments/resubmit", json=body)
-        )
+        return BatchStatus.of(self._call("POST", f"/batches/{batch_id}/segments/{verb}", json=body))
 
     def remove(self, batch_id: int) -> None:
         """Remove an ended batch from the controller, with its logs and stored files."""

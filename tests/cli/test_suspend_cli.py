@@ -7,24 +7,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import psutil
 import pytest
 
 from tests.controller.test_cluster import Cluster, cluster  # noqa: F401 (the fixture)
-from tests.helpers import wait_until_sync
+from tests.helpers import group_stopped, wait_until_sync
 
 pytestmark = pytest.mark.integration
-
-
-def stopped(pid: int) -> bool:
-    try:
-        proc = psutil.Process(pid)
-        group = [proc, *proc.children(recursive=True)]
-        states = [p.status() for p in group]
-    except psutil.NoSuchProcess:
-        return False
-    live = [s for s in states if s != psutil.STATUS_ZOMBIE]
-    return bool(live) and all(s == psutil.STATUS_STOPPED for s in live)
 
 
 def numbers(path: Path) -> list[str]:
@@ -45,9 +33,9 @@ def test_pause_suspend_then_resume_continues_the_count(
     body = json.loads(paused.stdout)
     assert (body["state"], body["segments"]["suspended"]) == ("paused", 1)
     [attempt] = cluster.attempts(batch_id)
-    wait_until_sync(lambda: stopped(attempt["pid"]), timeout=30, what="the counter stopped")
+    wait_until_sync(lambda: group_stopped(attempt["pid"]), timeout=30, what="the counter stopped")
     frozen = numbers(count)
-    assert stopped(attempt["pid"]) and numbers(count) == frozen
+    assert group_stopped(attempt["pid"]) and numbers(count) == frozen
     shown = cluster.cli("batches")
     assert "1 (1 suspended)" in shown.stdout, shown.stdout
 

@@ -11,12 +11,11 @@ import os
 import signal
 from pathlib import Path
 
-import psutil
 import pytest
 
 from qfarm.domain.model import BatchRequest, BatchState, JobRequest, SegmentState
 from qfarm.store import Store
-from tests.helpers import embedded, gone, wait_until
+from tests.helpers import embedded, gone, group_stopped, process_group, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -43,24 +42,6 @@ def counted(store: Store, segment_id: int, attempt: int = -1) -> list[str]:
     return [line for line in text.splitlines() if line.isdigit()]
 
 
-def group_of(leader: int) -> list[psutil.Process]:
-    try:
-        proc = psutil.Process(leader)
-        return [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def stopped(leader: int) -> bool:
-    """Every live process of the leader's group is in state T."""
-    try:
-        live = [p.status() for p in group_of(leader)]
-    except psutil.NoSuchProcess:
-        return False
-    live = [s for s in live if s != psutil.STATUS_ZOMBIE]
-    return bool(live) and all(s == psutil.STATUS_STOPPED for s in live)
-
-
 def test_a_suspended_counter_goes_on_from_where_it_was(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with embedded(tmp_path, nodes=1, instances=1) as controller:
@@ -81,9 +62,9 @@ def test_a_suspended_counter_goes_on_from_where_it_was(tmp_path: Path) -> None:
             await wait_until(lambda: store.attempts(segment.id)[-1].pid is not None)
             leader = store.attempts(segment.id)[-1].pid
             assert leader is not None
-            await wait_until(lambda: stopped(leader), timeout=10, what="the group in state T")
+            await wait_until(lambda: group_stopped(leader), timeout=10, what="the group in state T")
             frozen = counted(store, segment.id)
-            assert stopped(leader)  # still stopped: nothing of it can have written since
+            assert group_stopped(leader)  # still stopped: nothing of it can have written since
             assert counted(store, segment.id) == frozen
             assert len(frozen) < 30
 
@@ -113,9 +94,9 @@ def test_cancel_of_a_suspended_batch_ends_its_processes(tmp_path: Path) -> None:
                 lambda: all(store.attempts(s.id)[-1].pid for s in store.segments(batch_id))
             )
             leaders = [store.attempts(s.id)[-1].pid or 0 for s in store.segments(batch_id)]
-            members = [p.pid for leader in leaders for p in group_of(leader)]
+            members = [p.pid for leader in leaders for p in process_group(leader)]
             for leader in leaders:
-                await wait_until(lambda leader=leader: stopped(leader), timeout=30)
+                await wait_until(lambda leader=leader: group_stopped(leader), timeout=30)
 
             await controller.cancel(batch_id)
             batch = await asyncio.wait_for(controller.wait(batch_id), 30)
@@ -141,7 +122,7 @@ def test_a_node_lost_with_suspended_work_gives_it_back(tmp_path: Path) -> None:
             assert store.segments(batch_id)[0].state is S.SUSPENDED
             first = store.attempts(segment.id)[-1]
             assert first.pid is not None
-            await wait_until(lambda: stopped(first.pid or 0), timeout=10)
+            await wait_until(lambda: group_stopped(first.pid or 0), timeout=10)
             address = controller.dispatcher.nodes[first.node].address
             pids = await controller.engine.client.run(os.getpid, workers=[address])
             try:

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 
 from qfarm.jobtypes.supervisor import ProcessResult, StallWatch, Supervisor
-from tests.helpers import gone, wait_until_sync
+from tests.helpers import gone, group_stopped, process_group, wait_until_sync
 
 
 def counter(n: int) -> list[str]:
@@ -43,28 +43,9 @@ def lines(log: Path) -> list[str]:
     return log.read_text().splitlines() if log.exists() else []
 
 
-def group(leader: int) -> list[psutil.Process]:
-    try:
-        proc = psutil.Process(leader)
-        return [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def all_stopped(leader: int) -> bool:
-    """Every live process of the group is in state T (stopped)."""
-    members = group(leader)
-    try:
-        states = [p.status() for p in members]
-    except psutil.NoSuchProcess:
-        return False
-    live = [s for s in states if s != psutil.STATUS_ZOMBIE]
-    return bool(live) and all(s == psutil.STATUS_STOPPED for s in live)
-
-
 def none_stopped(leader: int) -> bool:
     try:
-        return all(p.status() != psutil.STATUS_STOPPED for p in group(leader))
+        return all(p.status() != psutil.STATUS_STOPPED for p in process_group(leader))
     except psutil.NoSuchProcess:
         return True
 
@@ -77,10 +58,10 @@ def test_a_suspended_counter_is_continued_not_restarted(tmp_path: Path) -> None:
 
     assert sup.suspend("seg-c") is True
     assert sup.is_suspended("seg-c")
-    wait_until_sync(lambda: all_stopped(leader), timeout=30, what="the group to stop (state T)")
+    wait_until_sync(lambda: group_stopped(leader), timeout=30, what="the group to stop (state T)")
     frozen = lines(log)
     # Stopped, every process of the group: nothing can write. Still so, and the log the same.
-    assert all_stopped(leader)
+    assert group_stopped(leader)
     assert lines(log) == frozen
     assert len(frozen) < 20
     assert thread.is_alive()
@@ -138,9 +119,9 @@ def test_a_stopped_group_ends_on_sigterm_when_killed(tmp_path: Path) -> None:
     thread, results = start(sup, counter(600), log, "seg-k")
     leader = sup.running()["seg-k"]
     wait_until_sync(lambda: len(lines(log)) >= 1, timeout=10, what="the count to begin")
-    members = [p.pid for p in group(leader)]
+    members = [p.pid for p in process_group(leader)]
     assert sup.suspend("seg-k")
-    wait_until_sync(lambda: all_stopped(leader), timeout=30, what="the group to stop")
+    wait_until_sync(lambda: group_stopped(leader), timeout=30, what="the group to stop")
 
     assert sup.kill("seg-k") is True
     thread.join(timeout=30)
@@ -157,7 +138,7 @@ def test_suspend_all_and_continue_all_reach_every_running_group(tmp_path: Path) 
     leaders = sup.running()
     assert sorted(sup.suspend_all()) == ["a", "b"]
     for key in ("a", "b"):
-        wait_until_sync(lambda k=key: all_stopped(leaders[k]), timeout=30, what=f"{key} stops")
+        wait_until_sync(lambda k=key: group_stopped(leaders[k]), timeout=30, what=f"{key} stops")
     assert sorted(sup.continue_all()) == ["a", "b"]
     assert sup.continue_all() == []
     for key, (thread, results) in runs.items():

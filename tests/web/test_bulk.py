@@ -150,3 +150,37 @@ def test_choose_failed_segments_and_resubmit_only_those(
     assert states == {1: "done", 2: "done", 3: "done", 4: "done", 5: "failed", 6: "done"}
     assert [a["number"] for a in farm.client.attempts(batch_id, by_index[1]["id"])] == [1, 2]
     assert len(farm.client.attempts(batch_id, by_index[5]["id"])) == 1
+
+
+def test_cancel_chosen_segments_and_the_rest_runs_on(farm: Farm, page: Any, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    gate = f"while [ ! -e {tmp_path}/go ]; do sleep 0.05; done"
+    spec = {"command": ["sh", "-c", gate], "frames": "1-4", "cwd": str(tmp_path)}
+    job = {"type": "command", "retries": 0, "spec": spec}
+    batch_id = farm.client.submit({"jobs": [job], "name": "cancel two of four"}).id
+    try:
+        page.goto(f"{farm.url}/#/batch/{batch_id}")
+        expect(page.locator("#segment-grid .cell.running")).to_have_count(2)
+        by_index = {s["index"]: s for s in farm.client.segments(batch_id)}
+        running = next(i for i, s in by_index.items() if s["state"] == "running")
+        queued = next(i for i, s in by_index.items() if s["state"] == "queued")
+        page.get_by_label("Choose several").check()
+        cancel = page.get_by_role("button", name="Cancel chosen")
+        for index in (running, queued):
+            page.locator(f"#segment-grid .cell[data-segment='{by_index[index]['id']}']").click()
+        expect(page.locator("#pick-count")).to_have_text("2 chosen")
+        expect(page.get_by_role("button", name="Resubmit chosen")).to_be_disabled()
+        expect(cancel).to_be_enabled()
+        cancel.click()
+        for index in (running, queued):
+            cell = page.locator(f"#segment-grid .cell[data-segment='{by_index[index]['id']}']")
+            expect(cell).to_have_attribute("data-state", "canceled")
+        expect(page.locator("#batch-summary")).to_contain_text("running")
+    finally:
+        (tmp_path / "go").touch()
+    wait_until_sync(lambda: farm.client.batch(batch_id).finished, timeout=60, what="the rest")
+    states = {s["index"]: s["state"] for s in farm.client.segments(batch_id)}
+    assert sorted(states.values()) == ["canceled", "canceled", "done", "done"]
+    assert states[running] == states[queued] == "canceled"
+    expect(page.locator("#batch-summary")).to_contain_text("canceled")

@@ -31,6 +31,7 @@ ACTIONS: dict[tuple[str, str], str] = {
     ("POST", f"{API}/batches/{{batch_id}}/resume"): "batch.resume",
     ("POST", f"{API}/batches/{{batch_id}}/resubmit"): "batch.resubmit",
     ("POST", f"{API}/batches/{{batch_id}}/segments/resubmit"): "batch.resubmit_segments",
+    ("POST", f"{API}/batches/{{batch_id}}/segments/cancel"): "batch.cancel_segments",
     ("PUT", f"{API}/batches/{{batch_id}}/priority"): "batch.priority",
     ("DELETE", f"{API}/batches"): "batch.remove",
     ("POST", f"{API}/nodes/{{name}}/disable"): "node.disable",

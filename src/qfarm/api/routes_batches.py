@@ -239,6 +239,14 @@ def router(controller: Controller) -> APIRouter:
         controller.resubmit(batch_id, body.segments)
         return batch_out(controller, store.batch(batch_id))
 
+    @api.post("/{batch_id}/segments/cancel", responses=errors(404, 409))
+    async def cancel_chosen(batch_id: ObjectId, body: ChosenSegmentsIn) -> BatchOut:
+        """Cancel the chosen segments of a batch still going: queued ones at once, running
+        ones killed; the rest of the batch runs on, and the jobs of the canceled ones end
+        canceled. 400 naming any chosen segment that has ended. Returns the batch after."""
+        await controller.cancel_segments(batch_id, body.segments)
+        return batch_out(controller, store.batch(batch_id))
+
     @api.put("/{batch_id}/priority", responses=errors(404))
     async def priority(batch_id: ObjectId, body: PriorityIn) -> BatchOut:
         try:

@@ -274,7 +274,7 @@ def wait(batch: BatchArg, remote: Connection, quiet: QuietOpt = False) -> None:
 ENDED_BATCH_UNMOVED = frozenset({"cancel", "pause", "suspend", "resume"})
 
 
-def _move(client: Client, batch: int, action: str, past: str, as_json: bool) -> None:
+def move_batch(client: Client, batch: int, action: str, past: str, as_json: bool) -> None:
     """Ask the controller for one of the batch actions of its API and say what came of it
     (with ``as_json``, the batch after, as the API answers it)."""
     if action in ENDED_BATCH_UNMOVED:
@@ -302,7 +302,7 @@ def _action(action: str, past: str, help: str) -> None:
 
     @with_option_sets
     def command(batch: BatchArg, remote: Connection, as_json: JsonOpt = False) -> None:
-        _move(remote.client(), batch, action, past, as_json)
+        move_batch(remote.client(), batch, action, past, as_json)
 
     app.command(action, help=help, epilog=f"**Example**\n\n    qfarm {action} 12")(command)
 
@@ -336,60 +336,15 @@ def pause(
     """Pause a batch: no new segments start; running ones finish, or with --suspend stop
     where they are until the batch is resumed."""
     action, past = ("suspend", "suspended") if suspend else ("pause", "paused")
-    _move(remote.client(), batch, action, past, as_json)
+    move_batch(remote.client(), batch, action, past, as_json)
 
 
-_action("cancel", "canceled", "Cancel a batch: queued work at once, running processes killed.")
 _action(
     "resume",
     "resumed",
     "Resume a paused or held batch; processes stopped by `pause --suspend` go on from where "
     "they were.",
 )
-SegmentsOpt = Annotated[
-    list[int] | None,
-    typer.Option(
-        "--segment",
-        "-s",
-        metavar="N",
-        help="Only this failed or canceled segment (its number, as qfarm show and qfarm "
-        "logs give it); repeat for more. Only their jobs run again.",
-    ),
-]
-
-
-@app.command(
-    epilog="""**Examples**
-
-    qfarm resubmit 12                      # every failed or canceled segment
-
-    qfarm resubmit 12 --segment 3 -s 7     # only segments 3 and 7
-"""
-)
-@with_option_sets
-def resubmit(
-    batch: BatchArg,
-    remote: Connection,
-    segment: SegmentsOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Run a failed or canceled batch's unfinished segments again, or only the chosen ones."""
-    if not segment:
-        _move(remote.client(), batch, "resubmit", "resubmitted", as_json)
-        return
-    client = remote.client()
-    wanted = set(segment)
-    chosen = [s for s in client.segments(batch) if s["index"] in wanted]
-    missing = sorted(wanted - {s["index"] for s in chosen})
-    if missing:
-        raise fail_usage(f"batch {batch} has no segment {', '.join(map(str, missing))}")
-    status = client.resubmit_segments(batch, [s["id"] for s in chosen])
-    if as_json:
-        print_json(status.raw)
-        return
-    out.print(
-        f"batch {batch}: {len(chosen)} segment(s) resubmitted ({status.state})", highlight=False
-    )
 
 
 @app.command(

@@ -28,6 +28,7 @@ def register_commands(argv: list[str]) -> None:
     import qfarm.cli.access
     import qfarm.cli.roles
     import qfarm.cli.batches
+    import qfarm.cli.chosen
     import qfarm.cli.logs
     import qfarm.cli.limits
     import qfarm.cli.openjd

@@ -183,6 +183,10 @@ class Controller:
     async def cancel(self, batch_id: int, reason: str = "canceled") -> None:
         await self.dispatcher.cancel_batch(batch_id, reason)
 
+    async def cancel_segments(self, batch_id: int, chosen: Collection[int]) -> None:
+        """Cancel the chosen segments (ids) of a running batch; the rest runs on."""
+        await self.dispatcher.cancel_segments(batch_id, chosen)
+
     def pause(self, batch_id: int) -> None:
         self._after(self.store.pause_batch(batch_id))
 

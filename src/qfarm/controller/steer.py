@@ -4,12 +4,13 @@ cancel them (the dispatcher's part; the rules are qfarm.domain.steering's)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Collection
 
 from qfarm import jobtypes
 from qfarm.controller.inflight import DispatcherState, InFlight
 from qfarm.domain.model import BatchState, SegmentState
 from qfarm.domain.steering import resume_continues, suspend_plan
-from qfarm.store import Change
+from qfarm.store import Canceled, Change
 
 
 class BatchSteering(DispatcherState):
@@ -72,7 +73,16 @@ class BatchSteering(DispatcherState):
         """Cancel queued work at once and kill what runs (a suspended segment is continued
         by its node's kill so that it can end); kills report back as canceled."""
         self.suspending.discard(batch_id)
-        canceled = self.store.cancel(batch_id, reason)
+        await self._cancel(batch_id, self.store.cancel(batch_id, reason))
+
+    async def cancel_segments(
+        self, batch_id: int, chosen: Collection[int], reason: str = "canceled"
+    ) -> None:
+        """Cancel the chosen segments of a running batch, as :meth:`cancel_batch` does the
+        whole batch; the rest of it runs on."""
+        await self._cancel(batch_id, self.store.cancel_segments(batch_id, chosen, reason))
+
+    async def _cancel(self, batch_id: int, canceled: Canceled) -> None:
         if canceled.changes and self.on_changes is not None:
             self.on_changes(canceled.changes)  # what ended at once, for the event stream
         by_segment = {f.segment_id: f for f in self.in_flight.values()}

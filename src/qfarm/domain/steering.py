@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from qfarm.domain.errors import InvalidRequest, NotFound
 from qfarm.domain.model import (
     FINAL_BATCH_STATES,
+    FINAL_SEGMENT_STATES,
     BatchState,
     JobState,
     SegmentKind,
@@ -120,21 +121,47 @@ def check_rerun_chosen(
 ) -> None:
     """Segments chosen to run again (``states``: those of the batch, by id) must be of the
     batch and have failed or been canceled: a done one would be run twice, a running one is
-    running. The first few of each kind that are not are named."""
+    running. The first few that are not are named."""
+    _check_chosen(
+        batch_id, states, chosen, RERUN_SEGMENT_STATES, "failed or canceled", "run again", "cannot"
+    )
+
+
+def check_cancel_chosen(
+    batch_id: int,
+    batch: BatchState,
+    states: Mapping[int, SegmentState],
+    chosen: Collection[int],
+) -> None:
+    """Segments chosen to be canceled must be of a batch still going and not have ended
+    yet: queued ones are canceled at once, running ones killed."""
+    refuse_if_ended(batch_id, batch, "canceled")
+    going = frozenset(SegmentState) - FINAL_SEGMENT_STATES
+    _check_chosen(batch_id, states, chosen, going, "unfinished", "are canceled", "has ended")
+
+
+def _check_chosen(
+    batch_id: int,
+    states: Mapping[int, SegmentState],
+    chosen: Collection[int],
+    allowed: frozenset[SegmentState],
+    kinds: str,
+    verb: str,
+    refusal: str,
+) -> None:
     if not chosen:
-        raise InvalidRequest("no segments chosen: name the failed or canceled ones to run again")
+        raise InvalidRequest(f"no segments chosen: name the segments that {verb}")
     if len(chosen) > CHOSEN_AT_MOST:
         raise InvalidRequest(f"{len(chosen)} segments chosen: at most {CHOSEN_AT_MOST} at once")
     unknown = sorted(s for s in chosen if s not in states)
     if unknown:
         raise NotFound(f"batch {batch_id} has no segment {_some(unknown)}")
-    wrong = sorted(s for s in chosen if states[s] not in RERUN_SEGMENT_STATES)
+    wrong = sorted(s for s in chosen if states[s] not in allowed)
     if wrong:
         described = ", ".join(f"{s} ({states[s].value})" for s in wrong[:5])
         more = f" and {len(wrong) - 5} more" if len(wrong) > 5 else ""
         raise InvalidRequest(
-            f"only failed or canceled segments run again: segment {described}{more} of "
-            f"batch {batch_id} cannot"
+            f"only {kinds} segments {verb}: segment {described}{more} of batch {batch_id} {refusal}"
         )
 
 

@@ -11,7 +11,8 @@ SQLite runs in WAL mode, so readers (a progress bar, the API) never block the di
 
 :class:`Store` is assembled from one part per concern: :mod:`~qfarm.store.queries`
 (reading), :mod:`~qfarm.store.dispatch`, :mod:`~qfarm.store.reports`,
-:mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.estimates` (what
+:mod:`~qfarm.store.batches` (adding and steering), :mod:`~qfarm.store.chosen`
+(chosen segments canceled), :mod:`~qfarm.store.estimates` (what
 ETAs read), :mod:`~qfarm.store.limits`, :mod:`~qfarm.store.resizing` (adaptive chunks),
 :mod:`~qfarm.store.failures` (the Failures view), :mod:`~qfarm.store.stats` (the charts),
 :mod:`~qfarm.store.nodes`, :mod:`~qfarm.store.thumbnails` (pictures of what segments made),
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 from qfarm.store.audit import AuditEntry, Auditing
 from qfarm.store.batches import Batches
+from qfarm.store.chosen import ChosenSegments
 from qfarm.store.deliveries import Deliveries
 from qfarm.store.dispatch import Dispatching
 from qfarm.store.estimates import Estimating
@@ -71,6 +73,7 @@ __all__ = [
 class Store(
     Auditing,
     Batches,
+    ChosenSegments,
     Deliveries,
     Dispatching,
     Estimating,

@@ -85,10 +85,15 @@ export function init(serialize) {
     view.grid.tick([...view.grid.ticked], false);
     showPicked();
   });
-  document.getElementById("pick-resubmit").addEventListener("click", () => {
-    const count = view.grid.ticked.size;
-    if (confirm(`Resubmit the ${count} chosen segment(s) of batch ${view.id}?`)) run(resubmitPicked);
-  });
+  for (const [id, verb, ask] of [
+    ["pick-resubmit", "resubmit", "Resubmit"],
+    ["pick-cancel", "cancel", "Cancel"],
+  ]) {
+    document.getElementById(id).addEventListener("click", () => {
+      const count = view.grid.ticked.size;
+      if (confirm(`${ask} the ${count} chosen segment(s) of batch ${view.id}?`)) run(() => actOnPicked(verb));
+    });
+  }
   for (const id of ["grid-state", "grid-node"]) {
     document.getElementById(id).addEventListener("input", refreshGridFilters);
   }
@@ -295,28 +300,31 @@ function pick(ids) {
   showPicked();
 }
 
-// The bar of actions on the chosen segments: how many, and whether they can be resubmitted
-// (the batch allows it, and each chosen one failed or was canceled: the API says the same).
+// What each action on chosen segments needs: the batch to allow the batch action of that
+// name, and every chosen segment to be in one of these states (the API says the same).
+const ON_CHOSEN = {
+  resubmit: { button: "pick-resubmit", states: ["failed", "canceled"], why: "neither failed nor were canceled" },
+  cancel: { button: "pick-cancel", states: ["queued", "dispatched", "running", "suspended"], why: "have ended" },
+};
+
+// The bar of actions on the chosen segments: how many, and which actions they allow.
 function showPicked() {
-  const picking = view.grid.picking;
-  document.getElementById("pick-bar").hidden = !picking;
+  document.getElementById("pick-bar").hidden = !view.grid.picking;
   const chosen = [...view.grid.ticked].map((id) => view.segments.get(id)).filter(Boolean);
   document.getElementById("pick-count").textContent = chosen.length ? `${chosen.length} chosen` : "none chosen";
-  const button = document.getElementById("pick-resubmit");
-  const rerun = chosen.filter((s) => s.state === "failed" || s.state === "canceled");
-  const allowed = view.actions.includes("resubmit");
-  button.disabled = !chosen.length || !allowed || rerun.length !== chosen.length;
-  button.title = !allowed
-    ? "Only a failed or canceled batch can run segments again"
-    : rerun.length !== chosen.length
-      ? `${chosen.length - rerun.length} chosen segment(s) neither failed nor were canceled`
-      : "";
+  for (const [verb, rule] of Object.entries(ON_CHOSEN)) {
+    const button = document.getElementById(rule.button);
+    const allowed = view.actions.includes(verb);
+    const off = chosen.filter((s) => !rule.states.includes(s.state)).length;
+    button.disabled = !chosen.length || !allowed || off > 0;
+    button.title = !allowed ? `Batch ${view.id} cannot be ${verb === "cancel" ? "canceled" : "resubmitted"} now` : off ? `${off} chosen segment(s) ${rule.why}` : "";
+  }
 }
 
-async function resubmitPicked() {
+async function actOnPicked(verb) {
   const ids = [...view.grid.ticked].filter((id) => view.segments.has(id));
   try {
-    renderBatch(await api(`/batches/${view.id}/segments/resubmit`, { method: "POST", body: { segments: ids } }));
+    renderBatch(await api(`/batches/${view.id}/segments/${verb}`, { method: "POST", body: { segments: ids } }));
     view.grid.tick(ids, false);
     showPicked();
     showMessage("");

@@ -1,6 +1,7 @@
-"""``qfarm resubmit BATCH --segment N`` against a real `qfarm controller` and `qfarm node`
-processes: only the chosen failed segments run again; a segment the batch lacks is a usage
-error (exit 2), and a done one is refused with the API's message."""
+"""``qfarm resubmit|cancel BATCH --segment N`` against a real `qfarm controller` and
+`qfarm node` processes: only the chosen failed segments run again, only the chosen running
+one is canceled; a segment the batch lacks is a usage error (exit 2), and a done one is
+refused with the API's message."""
 
 from __future__ import annotations
 
@@ -39,3 +40,25 @@ def test_resubmit_only_the_chosen_segments(
     states = {s["index"]: s["state"] for s in cluster.client.segments(batch_id)}
     assert states == {1: "failed", 2: "done", 3: "done", 4: "done"}
     assert cluster.client.batch(batch_id).state == "failed"  # segment 1 still failed
+
+
+def test_cancel_only_the_chosen_segment(
+    cluster: Cluster,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    script = f"while [ ! -e {tmp_path}/go-{{start}} ]; do sleep 0.05; done"
+    batch_id = cluster.submit(script, tmp_path, spec={"frames": "1-2"})
+    try:
+        wait_until_sync(
+            lambda: {s["state"] for s in cluster.client.segments(batch_id)} == {"running"},
+            what="both segments to run",
+        )
+        canceled = cluster.cli("cancel", str(batch_id), "--segment", "1")
+        assert canceled.returncode == 0, canceled.stderr
+        assert canceled.stdout.strip() == f"batch {batch_id}: 1 segment(s) canceled (running)"
+    finally:
+        (tmp_path / "go-2").touch()
+    wait_until_sync(lambda: cluster.client.batch(batch_id).finished, what="the batch to end")
+    states = {s["index"]: s["state"] for s in cluster.client.segments(batch_id)}
+    assert states == {1: "canceled", 2: "done"}
+    assert cluster.client.batch(batch_id).state == "canceled"

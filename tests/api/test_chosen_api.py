@@ -1,5 +1,6 @@
-"""POST /batches/{id}/segments/resubmit: chosen segments of an ended batch run again; what
-cannot is a JSON 4xx that names it, and the audit log records who asked."""
+"""POST /batches/{id}/segments/resubmit and .../cancel: chosen segments of an ended batch
+run again, those of a batch still going are canceled; what cannot be is a JSON 4xx that
+names it, and the audit log records who asked."""
 
 from __future__ import annotations
 
@@ -53,3 +54,27 @@ def test_chosen_segments_of_a_canceled_batch_run_again(tmp_path: Path) -> None:
     assert status == 200 and body["state"] == "queued"
     assert seen["states"] == ["queued", "canceled", "canceled"]
     assert "batch.resubmit_segments" in seen["audit"]
+
+
+def test_chosen_segments_of_a_held_batch_are_canceled(tmp_path: Path) -> None:
+    async def scenario() -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        async with in_process_api(tmp_path) as c:
+            batch_id = (await c.post("/batches", json=HELD)).json()["id"]
+            ids = [s["id"] for s in (await c.get(f"/batches/{batch_id}/segments")).json()]
+            route = f"/batches/{batch_id}/segments/cancel"
+            answer = await c.post(route, json={"segments": ids[1:]})
+            seen["canceled"] = (answer.status_code, answer.json()["state"])
+            again = await c.post(route, json={"segments": ids[1:2]})
+            seen["again"] = (again.status_code, again.json())
+            segments = (await c.get(f"/batches/{batch_id}/segments")).json()
+            seen["states"] = [s["state"] for s in segments]
+            seen["audit"] = [e["action"] for e in (await c.get("/audit")).json()]
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["canceled"] == (200, "held")
+    status, body = seen["again"]
+    assert status == 400 and "(canceled)" in body["error"] and "has ended" in body["error"]
+    assert seen["states"] == ["queued", "canceled", "canceled"]
+    assert "batch.cancel_segments" in seen["audit"]

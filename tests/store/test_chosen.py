@@ -1,6 +1,7 @@
-"""Resubmitting chosen segments of an ended batch, against real databases: only those run
-again, with their jobs; the rest stays as it ended; what cannot run again is refused with
-the segments named, and nothing moves."""
+"""Chosen segments, against real databases: resubmitted in an ended batch, only those run
+again, with their jobs, and the rest stays as it ended; canceled in a running batch, the
+queued ones end at once, the ones out on nodes are handed back to be killed, and the rest
+runs on. What cannot be done is refused with the segments named, and nothing moves."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import pytest
 
 from qfarm.domain.errors import InvalidRequest, NotFound
 from qfarm.domain.model import BatchState, JobState, SegmentState
-from qfarm.store import Store
-from tests.store.support import command_job, dispatch, done, failed, submit
+from qfarm.store import Result, Store
+from tests.store.support import command_job, dispatch, done, failed, picked_ids, submit
 
 S = SegmentState
 
@@ -78,3 +79,43 @@ def test_a_job_whose_dependency_stays_failed_is_refused(store: Store, tmp_path: 
     first = [s.id for s in store.segments(batch_id) if s.id not in {x.id for x in later}]
     store.resubmit_batch(batch_id, first + rerunnable)
     assert [j.state for j in store.jobs(batch_id)] == [JobState.QUEUED, JobState.WAITING]
+
+
+def test_chosen_segments_of_a_running_batch_are_canceled_and_the_rest_runs_on(
+    store: Store, tmp_path: Path
+) -> None:
+    batch_id = submit(
+        store,
+        command_job(tmp_path, name="a", retries=0),
+        command_job(tmp_path, name="b", retries=0),
+    )
+    running = picked_ids(dispatch(store, 1)[0])  # one of job a out on a node
+    ids = [s.id for s in store.segments(batch_id)]
+    assert running == [ids[0]]
+    canceled = store.cancel_segments(batch_id, [ids[0], ids[1]])
+    # The queued one at once; the dispatched one is handed back, for its kill.
+    assert [s.id for s in canceled.active] == [ids[0]]
+    assert ("segment", ids[1], "canceled") in {(c.kind, c.id, c.state) for c in canceled.changes}
+    states = [s.state for s in store.segments(batch_id)]
+    assert states == [S.DISPATCHED, S.CANCELED, S.QUEUED, S.QUEUED, S.QUEUED, S.QUEUED]
+    # The rest runs on: job b's and job a's third are dispatched, and the kill reports.
+    rest = picked_ids(dispatch(store)[0])
+    assert sorted(rest) == ids[2:]
+    store.record_reports(results=[done(sid) for sid in rest])
+    store.record_reports(
+        results=[Result(ids[0], 1, ok=False, node="node-a", canceled=True, error="canceled")]
+    )
+    assert [j.state for j in store.jobs(batch_id)] == [JobState.CANCELED, JobState.DONE]
+    assert store.batch(batch_id).state is BatchState.CANCELED
+
+
+def test_an_ended_segment_or_batch_is_not_canceled(store: Store, tmp_path: Path) -> None:
+    batch_id, ids = ended_with_failures(store, tmp_path)
+    with pytest.raises(InvalidRequest, match=rf"batch {batch_id} is failed: it cannot be canceled"):
+        store.cancel_segments(batch_id, ids[:1])
+    running = submit(store, command_job(tmp_path, retries=0))
+    [first, *_] = picked_ids(dispatch(store, 1)[0])
+    store.record_reports(results=[done(first)])
+    with pytest.raises(InvalidRequest, match=rf"segment {first} \(done\) .* has ended"):
+        store.cancel_segments(running, [first])
+    assert store.batch(running).state is BatchState.RUNNING

@@ -1,0 +1,47 @@
+"""Chosen segments of a batch canceled while it runs: the queued ones at once, the ones out
+on nodes returned for the dispatcher to kill (their attempts then report as canceled), and
+their jobs, and the batch, ended when nothing of them is left to run. Which segments may be
+canceled is the domain's (:func:`qfarm.domain.steering.check_cancel_chosen`).
+
+(Running chosen segments again is :meth:`Batches.resubmit_batch` with ``chosen``.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import select
+
+from qfarm.domain.model import ACTIVE_SEGMENT_STATES, BatchState, SegmentState
+from qfarm.domain.steering import check_cancel_chosen
+from qfarm.store.base import StoreBase
+from qfarm.store.moves import Pending
+from qfarm.store.records import Canceled, Change
+from qfarm.store.rows import one_batch, to_segment
+from qfarm.store.settle import settle_jobs
+from qfarm.store.tables import segments
+
+
+class ChosenSegments(StoreBase):
+    def cancel_segments(
+        self, batch_id: int, chosen: Collection[int], reason: str = "canceled"
+    ) -> Canceled:
+        """Cancel the ``chosen`` segments (ids) of a batch still going; returns the active
+        ones, which the dispatcher must kill, and the changes made at once."""
+        changes: list[Change] = []
+        wanted = set(chosen)
+        with self._tx() as conn:
+            batch = one_batch(conn, batch_id)
+            rows = conn.execute(select(segments).where(segments.c.batch_id == batch_id)).all()
+            states = {row.id: SegmentState(row.state) for row in rows}
+            check_cancel_chosen(batch_id, BatchState(batch.state), states, wanted)
+            mine = [row for row in rows if row.id in wanted]
+            queued = [row for row in mine if states[row.id] is SegmentState.QUEUED]
+            pending = Pending()
+            for row in queued:
+                pending.move(row, SegmentState.CANCELED, changes)
+                pending.segment(row.id, error=reason)
+            pending.flush(conn)
+            settle_jobs(conn, {row.job_id for row in queued}, changes)
+            active = [to_segment(row) for row in mine if states[row.id] in ACTIVE_SEGMENT_STATES]
+        return Canceled(active, changes)
