@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -169,6 +169,9 @@ class FakeEngine:
         self.killed.append(key)
         self.finish(key, ok=False, exit_code=-15, error="killed", killed=True)
         return True
+
+    async def kill_many(self, targets: Mapping[str, str]) -> set[str]:
+        return {key for key, address in targets.items() if await self.kill(key, address)}
 
     async def suspend(self, key: str, address: str) -> bool:
         """As on a node: a running task's processes stop; the task stays out."""

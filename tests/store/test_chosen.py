@@ -119,3 +119,56 @@ def test_an_ended_segment_or_batch_is_not_canceled(store: Store, tmp_path: Path)
     with pytest.raises(InvalidRequest, match=rf"segment {first} \(done\) .* has ended"):
         store.cancel_segments(running, [first])
     assert store.batch(running).state is BatchState.RUNNING
+
+
+def test_canceling_a_queued_work_segment_cancels_its_assembly(store: Store) -> None:
+    from tests.store.test_assembly import assembled_batch
+
+    batch_id = assembled_batch(store)
+    work1, work2, _assemble = [s.id for s in store.segments(batch_id)]
+    [(cand, _)] = dispatch(store, 1)[0]
+    assert cand.segment_id == work1
+    store.cancel_segments(batch_id, [work2])
+    store.record_reports(results=[done(work1)])
+    # Nothing can be assembled without part 2: the job and the batch end, canceled.
+    assert [s.state for s in store.segments(batch_id)] == [S.DONE, S.CANCELED, S.CANCELED]
+    assert store.batch(batch_id).state is BatchState.CANCELED
+    # Resubmitting part 2 runs its assembly again too, and the job ends done.
+    store.resubmit_batch(batch_id, [work2])
+    assert [s.state for s in store.segments(batch_id)] == [S.DONE, S.QUEUED, S.QUEUED]
+    [(cand, _)] = dispatch(store)[0]
+    store.record_reports(results=[done(work2, attempt=1)])
+    [(assembly, _)] = dispatch(store)[0]
+    store.record_reports(results=[done(assembly.segment_id, attempt=1)])
+    assert store.batch(batch_id).state is BatchState.DONE
+
+
+def test_a_chosen_cancel_holds_when_the_node_is_lost_or_the_process_fails(
+    store: Store, tmp_path: Path
+) -> None:
+    batch_id = submit(store, command_job(tmp_path, name="a", retries=3))
+    first, second = picked_ids(dispatch(store, 2)[0])
+    store.cancel_segments(batch_id, [first, second])
+    # Its node went away before the kill came, and the other failed on its own: neither
+    # is queued again (a lost attempt would be, and a failure within retries would be).
+    store.record_reports(
+        results=[
+            Result(first, 1, ok=False, node="node-a", lost=True, error="node lost"),
+            failed(second),
+        ]
+    )
+    by_id = {s.id: s.state for s in store.segments(batch_id)}
+    assert by_id[first] is S.CANCELED
+    assert by_id[second] is S.FAILED  # ended, not retried
+
+
+def test_a_batch_that_never_ran_again_ends_after_its_chosen_cancel(
+    store: Store, tmp_path: Path
+) -> None:
+    batch_id, ids = ended_with_failures(store, tmp_path)
+    store.resubmit_batch(batch_id, [ids[3]])  # job b's failed one; job a stays failed
+    assert store.batch(batch_id).state is BatchState.QUEUED
+    store.cancel_segments(batch_id, [ids[3]])
+    # Nothing left to run: it ends failed (job a failed), by way of running.
+    batch = store.batch(batch_id)
+    assert batch.state is BatchState.FAILED and batch.started_at is not None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from qfarm.store import Page, Started, Store
+from qfarm.store import Page, Result, Started, Store
 from tests.store.support import command_job, dispatch, done, submit
 
 
@@ -55,3 +55,16 @@ def test_a_catch_up_read_has_what_moved_since_and_what_is_still_going(
     assert store.batch_attempt_total(batch_id, since=ended + 1) == 0
     assert store.batch_attempt_total(batch_id) == 3
     assert [a.segment_id for a in store.batch_attempts(batch_id, page=Page(1, 1))] == [second]
+
+
+def test_an_end_a_node_dated_by_its_own_late_clock_is_still_caught_up(
+    store: Store, tmp_path: Path
+) -> None:
+    batch_id = submit(store, command_job(tmp_path, frames="1", segment_size=1))
+    [(cand, _)] = dispatch(store, 1)[0]
+    read_at = time.time()
+    # The node's clock is ten minutes behind: it dates the end before the last read.
+    late = Result(cand.segment_id, 1, ok=True, node="node-a", exit_code=0, ended_at=read_at - 600)
+    store.record_reports(results=[late])
+    [attempt] = store.batch_attempts(batch_id, since=read_at - 5)
+    assert attempt.outcome is not None and attempt.ended_at == read_at - 600

@@ -38,7 +38,8 @@ def big_farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Farm]:
     try:
         for name in ("big-1", "big-2"):
             nodes.append(start_node(root, url, name, services="command=50"))
-        yield Farm(url, Client(url), root, int(url.rsplit(":", 1)[1]))
+        # A generous timeout: the farm runs 100 processes at once beside the other tests.
+        yield Farm(url, Client(url, timeout=120), root, int(url.rsplit(":", 1)[1]))
     finally:
         for proc in [*nodes, controller]:
             stop(proc)
@@ -95,6 +96,21 @@ def test_a_batch_of_10000_segments_stays_live(big_farm: Farm, page: Any, tmp_pat
         assert grid.evaluate("box => box.scrollTop") > 0
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "monitor-scale-end.png"), full_page=True)
+
+        # At phone width the grid draws fewer columns for the same segments, and nothing
+        # scrolls sideways.
+        wide = drawn.count()
+        page.set_viewport_size({"width": 375, "height": 800})
+        page.keyboard.press("Home")
+        expect(page.locator("#segment-grid .cell:focus")).to_have_text("1")
+        wait_until_sync(
+            lambda: page.evaluate("document.documentElement.scrollWidth") <= 375,
+            timeout=10,
+            what="the batch view to fit 375 px",
+        )
+        assert 0 < drawn.count() < wide, (drawn.count(), wide)
+        page.screenshot(path=str(ARTIFACTS / "monitor-scale-phone.png"), full_page=True)
+        page.set_viewport_size({"width": 1280, "height": 900})
 
         # The view read whole again, with attempts of 300 segments: what a reload costs.
         probe.load(f"{farm.url}/#/batch/{batch_id}")

@@ -52,9 +52,9 @@ SUMMARIES_KEPT = 10_000
 
 CLOCK_HEADER = "X-Qfarm-Time"
 SINCE = (
-    "Epoch seconds: only the attempts dispatched, started or ended since then, and those "
-    "still going (a monitor's catch-up read; take the X-Qfarm-Time of the last answer, less "
-    "a few seconds for reports written meanwhile)."
+    "Epoch seconds on the controller's clock: only the attempts dispatched or whose end "
+    "was recorded since then, and those still going (a monitor's catch-up read; take the "
+    "X-Qfarm-Time of the last answer, less a few seconds for reports written meanwhile)."
 )
 
 

@@ -86,12 +86,8 @@ class BatchSteering(DispatcherState):
         if canceled.changes and self.on_changes is not None:
             self.on_changes(canceled.changes)  # what ended at once, for the event stream
         by_segment = {f.segment_id: f for f in self.in_flight.values()}
-        kills = []
-        for segment in canceled.active:
-            flight = by_segment.get(segment.id)
-            if flight is None:
-                continue
-            self.killing.add(flight.key)
-            kills.append(self.engine.kill(flight.key, flight.address))
-        await asyncio.gather(*kills)
+        flights = [by_segment[s.id] for s in canceled.active if s.id in by_segment]
+        self.killing.update(f.key for f in flights)
+        # One call per node, however many of its segments are killed.
+        await self.engine.kill_many({f.key: f.address for f in flights})
         self.poke()

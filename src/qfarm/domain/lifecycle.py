@@ -208,6 +208,19 @@ def requeued_job(deps: Iterable[JobState]) -> JobState:
 # -------------------------------------------------------------------------- batches
 
 
+def batch_end_path(batch: BatchState, jobs: Collection[JobState]) -> tuple[BatchState, ...]:
+    """The moves that end a batch once every job ended (:func:`batch_end`), or (). A batch
+    that never ran (queued or held: its chosen segments resubmitted, then canceled before
+    one of them was dispatched) runs on the way to done or failed, as a job does, so that
+    its started time is set; to canceled it goes at once."""
+    ended = batch_end(batch, jobs)
+    if ended is None:
+        return ()
+    if ended is B.CANCELED or batch not in (B.QUEUED, B.HELD):
+        return (ended,)
+    return (*((B.QUEUED,) if batch is B.HELD else ()), B.RUNNING, ended)
+
+
 def batch_end(batch: BatchState, jobs: Collection[JobState]) -> BatchState | None:
     """The state a batch ends in once every job ended, or None: while a job has not, or
     when the batch has ended already (a cancel may have ended it first)."""

@@ -6,7 +6,7 @@ dispatcher and its tests can use these (and a fake engine) without starting a cl
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -105,6 +105,12 @@ class Engine(Protocol):
         """End a running task's processes on its node; its end still comes via collect."""
         ...
 
+    async def kill_many(self, targets: Mapping[str, str]) -> set[str]:
+        """:meth:`kill` of many tasks (task -> its node's address) with one call per node:
+        a cancel of a batch with hundreds running. Returns the tasks whose node killed
+        them."""
+        ...
+
     async def suspend(self, key: str, address: str) -> bool:
         """Stop a running task's processes where they are (SIGSTOP); True when the node
         stopped a running process. The task stays out, holding its instance."""
@@ -149,6 +155,10 @@ class NodeRunner(Protocol):
 
     def kill(self, key: str) -> bool:
         """End the processes of one attempt on this node."""
+        ...
+
+    def kill_many(self, keys: list[str]) -> list[bool]:
+        """:meth:`kill` of many at once (one grace period for all); whether each ran."""
         ...
 
     def suspend(self, key: str) -> bool:

@@ -18,8 +18,8 @@ import contextlib
 import logging
 import ssl
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -390,12 +390,25 @@ class DaskEngine:
         """End a running segment's process group on its node. Its task then returns
         normally with ``killed`` set, which is how the dispatcher learns it ended.
         """
-        try:
-            answers = await self.client.run(kill_on_node, key, workers=[address])
-        except Exception as exc:
-            log.warning("could not reach %s to kill %s: %s", address, key, exc)
-            return False
-        return bool(answers.get(address))
+        return key in await self.kill_many({key: address})
+
+    async def kill_many(self, targets: Mapping[str, str]) -> set[str]:
+        """:meth:`kill` of many segments, one call per node: a call per segment opens a
+        connection to its worker each, and a hundred at once to one worker time out."""
+        by_node: dict[str, list[str]] = defaultdict(list)
+        for key, address in targets.items():
+            by_node[address].append(key)
+
+        async def on(address: str, keys: list[str]) -> set[str]:
+            try:
+                answers = await self.client.run(kill_on_node, keys, workers=[address])
+            except Exception as exc:
+                log.warning("could not reach %s to kill %s: %s", address, ", ".join(keys), exc)
+                return set()
+            return {key for key, ok in zip(keys, answers.get(address) or (), strict=False) if ok}
+
+        reached = await asyncio.gather(*(on(a, keys) for a, keys in by_node.items()))
+        return set().union(*reached)
 
     async def suspend(self, key: str, address: str) -> bool:
         """Stop a running segment's process group where it is, on its node. Its Dask task

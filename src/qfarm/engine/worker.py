@@ -78,9 +78,12 @@ HOST_MEMORY = "qfarm_host_memory_used"
 AVAILABILITY = "qfarm_availability"  # NodeRunner.availability: 1 takes work, 0 or -1 not
 
 
-def kill_on_node(key: str, dask_worker: Any = None) -> bool:
-    """Run by the controller on one worker (Dask passes ``dask_worker``)."""
-    return _runner(dask_worker).kill(key)
+async def kill_on_node(keys: list[str], dask_worker: Any = None) -> list[bool]:
+    """Run by the controller on one worker (Dask passes ``dask_worker``): end these
+    attempts' processes; whether each was running. In a thread: the kill waits for the
+    processes to end, and the worker's event loop must go on answering the scheduler
+    meanwhile (a worker that does not is taken for lost)."""
+    return await asyncio.to_thread(_runner(dask_worker).kill_many, keys)
 
 
 def suspend_on_node(key: str, dask_worker: Any = None) -> bool:

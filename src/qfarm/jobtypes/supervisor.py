@@ -300,15 +300,21 @@ class Supervisor:
 
         Returns whether a process was running.
         """
+        return self.kill_many([key])[0]
+
+    def kill_many(self, keys: Sequence[str]) -> list[bool]:
+        """:meth:`kill` of many keys at once: every group is sent its SIGTERM first and
+        given one grace period together, so a cancel of fifty segments on a node takes
+        the time of one, not fifty. Returns, for each key, whether a process was running."""
         with self._lock:
-            self._killed[key] = None
+            procs = []
+            for key in keys:
+                self._killed[key] = None
+                procs.append(self._running.get(key))
             while len(self._killed) > KILLED_KEYS_KEPT:
                 del self._killed[next(iter(self._killed))]
-            proc = self._running.get(key)
-        if proc is None:
-            return False
-        self._end_group(proc)
-        return True
+        self._end_groups([proc for proc in procs if proc is not None])
+        return [proc is not None for proc in procs]
 
     def forget(self, key: str) -> None:
         """Drop the record that ``key`` was killed or suspended, once its segment has
@@ -322,7 +328,7 @@ class Supervisor:
         """End every running group (the worker is going away). Returns how many."""
         with self._lock:
             keys = list(self._running)
-        return sum(self.kill(key) for key in keys)
+        return sum(self.kill_many(keys))
 
     def running(self) -> dict[str, int]:
         """Segment key -> pid of its process group leader."""
@@ -331,20 +337,28 @@ class Supervisor:
 
     @staticmethod
     def _end_group(proc: subprocess.Popen[bytes]) -> None:
-        _signal_group(proc.pid, signal.SIGTERM)
-        # A stopped (suspended) group acts on SIGTERM only once continued: continue it
-        # after the SIGTERM is pending, so it ends at once rather than running on. A group
-        # that runs ignores the SIGCONT.
-        _signal_group(proc.pid, signal.SIGCONT)
+        Supervisor._end_groups([proc])
+
+    @staticmethod
+    def _end_groups(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+        for proc in procs:
+            _signal_group(proc.pid, signal.SIGTERM)
+            # A stopped (suspended) group acts on SIGTERM only once continued: continue it
+            # after the SIGTERM is pending, so it ends at once rather than running on. A
+            # group that runs ignores the SIGCONT.
+            _signal_group(proc.pid, signal.SIGCONT)
         deadline = time.monotonic() + KILL_GRACE_SECONDS
+        alive = list(procs)
         # poll() reaps the leader when this thread is the one that started it (a timeout);
         # otherwise the thread in wait() does, and poll() returns at once.
-        while time.monotonic() < deadline:
-            proc.poll()
-            if not _group_alive(proc.pid):
-                break
-            time.sleep(0.02)
-        _signal_group(proc.pid, signal.SIGKILL)
+        while alive and time.monotonic() < deadline:
+            for proc in alive:
+                proc.poll()
+            alive = [proc for proc in alive if _group_alive(proc.pid)]
+            if alive:
+                time.sleep(0.02)
+        for proc in procs:
+            _signal_group(proc.pid, signal.SIGKILL)
 
 
 def _signal_group(pgid: int, sig: int) -> None:

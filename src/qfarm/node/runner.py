@@ -100,6 +100,9 @@ class SegmentRunner:
     def kill(self, key: str) -> bool:
         return SUPERVISOR.kill(key)
 
+    def kill_many(self, keys: list[str]) -> list[bool]:
+        return SUPERVISOR.kill_many(keys)
+
     def suspend(self, key: str) -> bool:
         return SUPERVISOR.suspend(key)
 

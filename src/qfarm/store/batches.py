@@ -21,6 +21,7 @@ from qfarm.domain.model import (
     CancelState,
     JobState,
     Segment,
+    SegmentKind,
     SegmentState,
     check_transition,
 )
@@ -128,6 +129,7 @@ class Batches(Reports):
         Done segments are kept: only what did not finish runs again.
         """
         changes: list[Change] = []
+        chosen = None if chosen is None else set(chosen)
         with self._tx() as conn:
             batch = one_batch(conn, batch_id)
             check_resubmit(batch_id, BatchState(batch.state))
@@ -136,7 +138,7 @@ class Batches(Reports):
                     select(segments.c.id, segments.c.state).where(segments.c.batch_id == batch_id)
                 )
                 states = {row.id: SegmentState(row.state) for row in rows}
-                check_rerun_chosen(batch_id, states, set(chosen))
+                check_rerun_chosen(batch_id, states, chosen)
             _requeue_unfinished(conn, batch_id, changes, chosen)
             _end_cancel(batch)
             move(conn, batch, BatchState.QUEUED, changes, finished_at=None, canceling=False)
@@ -264,15 +266,28 @@ def _requeue_unfinished(
     segments and the jobs they belong to. The batch's state is left as it is: only an ended
     batch moves (a resubmit does that)."""
     query = (
-        select(segments.c.id, segments.c.state, segments.c.batch_id, segments.c.job_id)
+        select(
+            segments.c.id, segments.c.state, segments.c.batch_id, segments.c.job_id, segments.c.kind
+        )
         .where(segments.c.batch_id == batch_id)
         .where(segments.c.state.in_([s.value for s in RERUN_SEGMENT_STATES]))
     )
-    rerun = [row for row in conn.execute(query) if chosen is None or row.id in chosen]
+    unfinished = conn.execute(query).all()
+    if chosen is None:
+        rerun = unfinished
+    else:
+        # And the assemble segment of each job chosen: it was canceled with the work.
+        chosen_jobs = {row.job_id for row in unfinished if row.id in chosen}
+        rerun = [
+            row
+            for row in unfinished
+            if row.id in chosen
+            or (row.kind == SegmentKind.ASSEMBLE.value and row.job_id in chosen_jobs)
+        ]
     pending = Pending()
     for row in rerun:
         pending.move(row, SegmentState.QUEUED, changes)
-        pending.segment(row.id, failures=0, error="")
+        pending.segment(row.id, failures=0, error="", canceling=False)
     pending.flush(conn)
     rerun_jobs = {row.job_id for row in rerun}
     job_rows = conn.execute(

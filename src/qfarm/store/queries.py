@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select
 
 from qfarm.domain.errors import NotFound
 from qfarm.domain.model import (
@@ -99,8 +99,9 @@ class Queries(StoreBase):
         self, batch_id: int, since: float | None = None, page: Page = ALL
     ) -> list[Attempt]:
         """The attempts of a batch's segments, in dispatch order: a timeline's data. With
-        ``since`` (epoch seconds), only those dispatched, started or ended since then and
-        those still going: what a monitor that has the rest must read again."""
+        ``since`` (epoch seconds, the controller's clock), only those dispatched or whose
+        end was reported since then, and those still going: what a monitor that has the
+        rest must read again."""
         with self.engine.connect() as conn:
             rows = conn.execute(paged(_batch_attempts(batch_id, since), page))
             return [to_attempt(row) for row in rows]
@@ -287,12 +288,14 @@ def _batch_attempts(batch_id: int, since: float | None) -> Select[Any]:
         .order_by(attempts.c.dispatched_at, attempts.c.id)
     )
     if since is not None:
+        # By the controller's clock (dispatched_at, reported_at): a node's may be off.
+        # ended_at for attempts that ended before schema 8 recorded when.
         query = query.where(
             or_(
                 attempts.c.ended_at.is_(None),
-                attempts.c.ended_at >= since,
-                attempts.c.started_at >= since,
+                attempts.c.reported_at >= since,
                 attempts.c.dispatched_at >= since,
+                and_(attempts.c.reported_at.is_(None), attempts.c.ended_at >= since),
             )
         )
     return query

@@ -40,7 +40,7 @@ _CANCELING_BATCHES = select(batches.c.id).where(
     batches.c.id.in_(bindparam("ids", expanding=True)), batches.c.canceling.is_(True)
 )
 
-_QUEUED_ASSEMBLY = (
+QUEUED_ASSEMBLY = (
     select(segments.c.id, segments.c.state, segments.c.batch_id)
     .where(segments.c.job_id == bindparam("job_id"))
     .where(segments.c.kind == SegmentKind.ASSEMBLE.value)
@@ -110,8 +110,10 @@ class Reports(Queries):
                 if row is None:
                     continue
                 outcome = attempt_outcome(ok=r.ok, canceled=r.canceled, lost=r.lost)
+                now = time.time()
                 values: dict[str, Any] = {
-                    "ended_at": r.ended_at or time.time(),
+                    "ended_at": r.ended_at or now,
+                    "reported_at": now,
                     "exit_code": r.exit_code,
                     "outcome": outcome.value,
                     "error": r.error,
@@ -135,7 +137,11 @@ class Reports(Queries):
                     kind=SegmentKind(row.kind),
                     failures=row.failures,
                     retries=job_rows[row.job_id].retries,
-                    cancel=CancelState.CANCELING if row.batch_id in canceling else CancelState.NONE,
+                    cancel=(
+                        CancelState.CANCELING
+                        if row.batch_id in canceling or row.canceling
+                        else CancelState.NONE
+                    ),
                 )
                 end = end_attempt(facts, outcome, r.error)
                 walk(row, end.path)
@@ -163,7 +169,7 @@ class Reports(Queries):
                     .values(failed_nodes=sorted(known | names))
                 )
             for job_id, reason in unassemblable.items():
-                for seg in conn.execute(_QUEUED_ASSEMBLY, {"job_id": job_id}):
+                for seg in conn.execute(QUEUED_ASSEMBLY, {"job_id": job_id}):
                     move(conn, seg, SegmentState.CANCELED, changes, error=reason)
             settle_jobs(conn, touched_jobs, changes)
         return changes

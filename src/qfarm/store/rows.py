@@ -40,6 +40,7 @@ SEGMENT_STATES = select(
     segments.c.job_id,
     segments.c.batch_id,
     segments.c.kind,
+    segments.c.canceling,
 ).where(segments.c.id.in_(bindparam("ids", expanding=True)))
 
 

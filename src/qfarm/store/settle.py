@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
 
-from qfarm.domain.lifecycle import JobFacts, batch_end, job_end, settle_dependants
+from qfarm.domain.lifecycle import JobFacts, batch_end_path, job_end, settle_dependants
 from qfarm.domain.model import (
     ACTIVE_SEGMENT_STATES,
     FINAL_JOB_STATES,
@@ -87,6 +87,10 @@ def _settle_batch(conn: Connection, batch_id: int, now: float, changes: list[Cha
     if any(state not in FINAL_JOB_STATES for state in state_of.values()):
         return  # the common case: no need to read the batch
     batch = conn.execute(select(batches).where(batches.c.id == batch_id)).one()
-    ended = batch_end(BatchState(batch.state), list(state_of.values()))
-    if ended is not None:
-        move(conn, batch, ended, changes, finished_at=now)
+    path = batch_end_path(BatchState(batch.state), list(state_of.values()))
+    if path:
+        values: dict[SegmentState | JobState | BatchState, dict[str, Any]] = {
+            BatchState.RUNNING: {"started_at": now},
+            path[-1]: {"finished_at": now},
+        }
+        move_path(conn, batch, path, changes, values)

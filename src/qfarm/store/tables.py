@@ -99,6 +99,9 @@ segments = Table(
     Column("node", String(200)),
     Column("error", Text, nullable=False, default=""),
     Column("progress", Float, nullable=False, default=0.0),
+    # Chosen to be canceled while out on a node (qfarm cancel --segment): whatever its
+    # attempt reports, lost or failed, it ends canceled, as in a batch being canceled.
+    Column("canceling", Boolean, nullable=False, default=False),
     Index("ix_segments_job_state_idx", "job_id", "state", "idx"),
     Index("ix_segments_state_batch", "state", "batch_id"),
 )
@@ -120,6 +123,10 @@ attempts = Table(
     Column("log_tail", Text, nullable=False, default=""),
     Column("log_path", Text, nullable=False, default=""),
     Column("pid", Integer),
+    # When the controller wrote the attempt's end (its own clock; ended_at is the node's):
+    # what a monitor's catch-up read (?since) compares, so a node's skewed clock loses
+    # nothing.
+    Column("reported_at", Float),
 )
 
 # The Failures view reads attempts by outcome, newest first by when they failed (their
@@ -309,9 +316,16 @@ def _migrate_6_to_7(conn: Connection) -> int:
 
 
 def _migrate_7_to_8(conn: Connection) -> int:
-    """Schema 8 adds the thumbnails table, which create_all has just made, and the index
-    on attempts that the Failures view reads by (create_all makes the indexes of new
-    tables only)."""
+    """Schema 8 adds the thumbnails table, which create_all has just made, the index on
+    attempts that the Failures view reads by (create_all makes the indexes of new tables
+    only), segments.canceling (false for all) and attempts.reported_at (NULL: the ended
+    attempts of before are read by their ended_at)."""
+    if "canceling" not in {c["name"] for c in inspect(conn).get_columns("segments")}:
+        conn.execute(
+            text("ALTER TABLE segments ADD COLUMN canceling BOOLEAN NOT NULL DEFAULT FALSE")
+        )
+    if "reported_at" not in {c["name"] for c in inspect(conn).get_columns("attempts")}:
+        conn.execute(text("ALTER TABLE attempts ADD COLUMN reported_at FLOAT"))
     # IF NOT EXISTS: reflection does not see an expression index on SQLite, so checkfirst
     # cannot tell that a store rebuilt from a newer one has it already.
     conn.execute(CreateIndex(attempts_failed_at, if_not_exists=True))

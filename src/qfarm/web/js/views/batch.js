@@ -57,6 +57,8 @@ const view = {
   clock: null, // the controller's clock at the last read of attempts (X-Qfarm-Time)
   selected: null, // the segment whose attempts are shown
   actions: [], // what the batch allows now, as the API last said
+  shown: false, // the view is on the page (reads due after it was left are not made)
+  loading: 0, // whole reads of the batch under way
 };
 
 // The catch-up read (see the top): the segments named since the last one, whether one is
@@ -103,9 +105,15 @@ export function init(serialize) {
   });
 }
 
-// Leaving the view: a followed log is let go, and chosen again on coming back.
+// Leaving the view: a followed log is let go, and chosen again on coming back; reads
+// due for it are not made.
 export function leave() {
   clearLog();
+  view.shown = false;
+  for (const lane of [catchUp, figures]) {
+    clearTimeout(lane.timer);
+    lane.timer = null;
+  }
 }
 
 export async function load(id) {
@@ -117,12 +125,19 @@ export async function load(id) {
     document.getElementById("segment-detail").hidden = true;
   }
   view.id = id;
+  view.shown = true;
+  view.loading += 1; // what events say meanwhile is painted after this read, not before
   catchUp.named.clear(); // this read covers them
-  const [batch, segments, attempts] = await Promise.all([
-    api(`/batches/${id}`),
-    api(`/batches/${id}/segments`),
-    apiAnswer(`/batches/${id}/attempts`),
-  ]);
+  let batch, segments, attempts;
+  try {
+    [batch, segments, attempts] = await Promise.all([
+      api(`/batches/${id}`),
+      api(`/batches/${id}/segments`),
+      apiAnswer(`/batches/${id}/attempts`),
+    ]);
+  } finally {
+    view.loading -= 1;
+  }
   renderBatch(batch);
   view.segments = new Map(segments.map((s) => [s.id, s]));
   keepAttempts(attempts.body);
@@ -168,7 +183,7 @@ export function removedIn(changes) {
 // removed batch, which apply deals with). Reads nothing; main calls it as the events come,
 // unless a whole read of the view is under way, whose answer would be older.
 export function paint(changes) {
-  if (removedIn(changes)) return false;
+  if (view.loading || removedIn(changes)) return false;
   const mine = changes.filter((c) => c.batch_id === view.id);
   const named = mine.filter((c) => c.kind === "segment");
   if (named.some((c) => !view.segments.has(c.id))) return false;
@@ -210,6 +225,7 @@ function scheduleFigures(delay) {
 // The per-segment figures (see the top), in main's queue.
 async function refreshFigures() {
   figures.timer = null;
+  if (!view.shown) return;
   const began = performance.now();
   await Promise.all([drawDurations(document.getElementById("batch-durations"), view.id), refreshThumbnails(view.id)]);
   figures.gap = Math.max(FIGURES_GAP_MS, FIGURES_SPACING * (performance.now() - began));
@@ -223,6 +239,7 @@ function scheduleCatchUp() {
 // The catch-up read (see the top of this file), in main's queue like every update.
 async function refresh() {
   catchUp.timer = null;
+  if (!view.shown) return;
   const id = view.id;
   const began = performance.now();
   const named = catchUp.named;

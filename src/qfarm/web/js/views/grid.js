@@ -39,11 +39,17 @@ export class SegmentGrid {
     box.replaceChildren(this.spacer);
     box.addEventListener("scroll", () => this.schedule());
     box.addEventListener("keydown", (event) => this.key(event));
+    // A cell reached by Tab or a click is where the arrow keys go on from.
+    box.addEventListener("focusin", (event) => {
+      const id = Number(event.target.dataset?.segment);
+      if (id) this.current = id;
+    });
     new ResizeObserver(() => this.schedule()).observe(box);
   }
 
   // A new list of segments to show (a new batch, or the filters changed).
   show(segments) {
+    const hadFocus = this.box.contains(document.activeElement);
     this.items = segments;
     this.position = new Map(segments.map((s, i) => [s.id, i]));
     if (!this.position.has(this.current)) this.current = segments.length ? segments[0].id : null;
@@ -51,6 +57,8 @@ export class SegmentGrid {
     for (const cell of this.cells.values()) cell.remove();
     this.cells.clear();
     this.draw();
+    // The keyboard stays in the grid (a filtered grid is drawn again on every change).
+    if (hadFocus) this.cells.get(this.current)?.focus();
   }
 
   // A segment shown changed (its state or node): its cell, if drawn, says so.
@@ -148,7 +156,9 @@ export class SegmentGrid {
         before = cells[i];
       }
     }
-    for (const [id, cell] of this.cells) cell.tabIndex = id === this.current ? 0 : -1;
+    // The Tab stop: the current cell, or the first drawn when it scrolled out of sight.
+    const stop = this.cells.has(this.current) ? this.current : this.cells.keys().next().value;
+    for (const [id, cell] of this.cells) cell.tabIndex = id === stop ? 0 : -1;
     if (hadFocus && !this.box.contains(document.activeElement)) this.cells.get(this.current)?.focus();
   }
 

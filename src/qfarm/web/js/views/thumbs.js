@@ -13,32 +13,40 @@
 import { API, token } from "../api.js";
 import { el } from "../dom.js";
 
-const KEPT_URLS = 200; // object URLs kept; the oldest are revoked beyond this
-const urls = new Map(); // "id/size" -> Promise of an object URL
+// Object URLs kept, the least recently used dropped beyond this many: more than a page
+// shows at once (a batch view shows at most 24 per job), so none shown is ever dropped.
+const KEPT_URLS = 600;
+const urls = new Map(); // "id/size" -> Promise of an object URL, least recently used first
 
 const batch = { id: null, thumbs: [], latest: new Map(), reading: null };
 const farm = { byBatch: new Map(), reading: null };
 
-// The object URL of a picture's bytes; null when it cannot be read (gone with its batch).
+// The object URL of a picture's bytes; null when it cannot be read now (gone with its
+// batch, or the controller out of reach: asked again next time, not remembered).
 function pictureUrl(thumb, full = false) {
   const key = `${thumb.id}/${full ? "full" : "small"}`;
-  if (!urls.has(key)) {
-    const path = full ? thumb.full_url : thumb.url;
-    const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
-    urls.set(
-      key,
-      fetch(path.startsWith(API) ? path : API + path, { headers })
-        .then((answer) => (answer.ok ? answer.blob() : null))
-        .then((blob) => (blob ? URL.createObjectURL(blob) : null))
-        .catch(() => null),
-    );
-    if (urls.size > KEPT_URLS) {
-      const [oldest, url] = urls.entries().next().value;
-      urls.delete(oldest);
-      url.then((made) => made && URL.revokeObjectURL(made));
-    }
+  const kept = urls.get(key);
+  if (kept) {
+    urls.delete(key); // to the end: used now
+    urls.set(key, kept);
+    return kept;
   }
-  return urls.get(key);
+  const path = full ? thumb.full_url : thumb.url;
+  const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+  const made = fetch(path.startsWith(API) ? path : API + path, { headers })
+    .then((answer) => (answer.ok ? answer.blob() : null))
+    .then((blob) => (blob ? URL.createObjectURL(blob) : null))
+    .catch(() => null);
+  urls.set(key, made);
+  made.then((url) => {
+    if (url === null && urls.get(key) === made) urls.delete(key);
+  });
+  while (urls.size > KEPT_URLS) {
+    const [oldest, url] = urls.entries().next().value;
+    urls.delete(oldest);
+    url.then((gone) => gone && URL.revokeObjectURL(gone));
+  }
+  return made;
 }
 
 // What the picture's alt text and caption say: batch, job and frame.
