@@ -68,6 +68,7 @@ def test_submit_from_the_form_and_watch_it_reach_done(
     row = page.locator(f"tr[data-batch='{batch_id}']")
     expect(row).to_contain_text("from the form")
     expect(row).to_contain_text("done")
+    expect(row).to_contain_text("web@127.0.0.1")  # the form names no owner: who sent it
 
 
 def test_the_form_refuses_bad_input_with_the_clis_message(farm: Farm, page: Any) -> None:

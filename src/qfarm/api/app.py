@@ -53,8 +53,6 @@ from qfarm.wire.errors import ERRORS, METHOD_NOT_ALLOWED, UNAUTHORIZED, one_line
 # Server-sent-event streams: a browser's EventSource sends no headers, so these take the
 # token as ?token= too.
 STREAM_PATHS = ("/events", "/follow")
-# The actor of a request to a cluster that has no client tokens (open on loopback).
-ANONYMOUS = "anonymous"
 WEB_DIR = Path(__file__).parent.parent / "web"
 
 
@@ -99,7 +97,7 @@ def create_app(controller: Controller, token: str | None = None) -> FastAPI:
         elif guarded and gate.required():
             return JSONResponse({"error": UNAUTHORIZED.description}, status_code=401)
         elif path != JOIN_PATH:
-            request.state.actor = ANONYMOUS
+            request.state.actor = audit.ANONYMOUS
         return None
 
     add_error_handlers(app)

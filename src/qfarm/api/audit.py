@@ -58,6 +58,9 @@ UNRECORDED: set[tuple[str, str]] = {
 
 READING = frozenset({"GET", "HEAD", "OPTIONS"})
 
+# The actor of a request to a cluster that has no client tokens (open on loopback).
+ANONYMOUS = "anonymous"
+
 # What a path parameter names, for the entry's target: ``batch 12``, ``node render-04``.
 TARGETS = {"batch_id": "batch", "name": "{family}", "file_id": "watched file"}
 

@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
+from qfarm.api.audit import ANONYMOUS
 from qfarm.api.common import API, Limit, ObjectId, Offset, batch_out, errors, paging
 from qfarm.api.routes_notify import delivery_out, notification_out, notifications_of
 from qfarm.controller.service import Controller
@@ -31,6 +32,7 @@ from qfarm.domain.requirements import (
     job_requirements,
 )
 from qfarm.jobtypes import job_summary
+from qfarm.security.tokens import SHARED_ACTOR
 from qfarm.wire.requests import ChosenSegmentsIn
 from qfarm.wire.schemas import (
     AttemptOut,
@@ -115,6 +117,15 @@ def segment_out(segment: Segment) -> SegmentOut:
     )
 
 
+def submitter(http: Request) -> str:
+    """Who submitted, for a batch that names no owner: the token's name, as the audit log
+    names the actor, else the address the request came from."""
+    actor = getattr(http.state, "actor", None)
+    if actor and actor not in (ANONYMOUS, SHARED_ACTOR):  # those name no one
+        return str(actor)
+    return f"web@{http.client.host if http.client else 'unknown'}"
+
+
 def router(controller: Controller) -> APIRouter:
     """The batch routes of ``controller``."""
     api = APIRouter(prefix=f"{API}/batches", tags=["batches"])
@@ -122,7 +133,11 @@ def router(controller: Controller) -> APIRouter:
 
     @api.post("", status_code=201, responses=errors())
     async def submit(body: BatchIn, http: Request) -> BatchOut:
-        """Submit a batch; it is planned (400 for what cannot run) and queued, or held."""
+        """Submit a batch; it is planned (400 for what cannot run) and queued, or held. A
+        batch that names no owner (the Batch Monitor's form) is owned by the client token's
+        name, or on a cluster without tokens by ``web@`` the address it came from."""
+        if not body.owner.strip():
+            body = body.model_copy(update={"owner": submitter(http)})
         request = batch_request(body)
         # Planning reads media files (a transcode's source): off the event loop.
         planned = await asyncio.to_thread(controller.plan, request)
