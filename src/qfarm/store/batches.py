@@ -195,9 +195,7 @@ class Batches(Reports):
             # One executemany for them all: a batch of 10,000 queued segments cancels in a
             # fraction of a second, not one UPDATE each.
             pending = Pending()
-            for row in queued:
-                pending.move(row, SegmentState.CANCELED, changes)
-                pending.segment(row.id, error=reason)
+            pending.move_all(queued, SegmentState.CANCELED, changes, error=reason)
             pending.flush(conn)
             for job in conn.execute(select(jobs).where(jobs.c.batch_id == batch_id)):
                 if JobState(job.state) in CANCELED_AT_ONCE:
@@ -285,9 +283,7 @@ def _requeue_unfinished(
             or (row.kind == SegmentKind.ASSEMBLE.value and row.job_id in chosen_jobs)
         ]
     pending = Pending()
-    for row in rerun:
-        pending.move(row, SegmentState.QUEUED, changes)
-        pending.segment(row.id, failures=0, error="", canceling=False)
+    pending.move_all(rerun, SegmentState.QUEUED, changes, failures=0, error="", canceling=False)
     pending.flush(conn)
     rerun_jobs = {row.job_id for row in rerun}
     job_rows = conn.execute(

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from qfarm.domain.model import ACTIVE_SEGMENT_STATES, BatchState, SegmentKind, SegmentState
 from qfarm.domain.steering import check_cancel_chosen
 from qfarm.store.base import StoreBase
-from qfarm.store.moves import Pending, move
+from qfarm.store.moves import Pending
 from qfarm.store.records import Canceled, Change
-from qfarm.store.reports import QUEUED_ASSEMBLY
+from qfarm.store.reports import cancel_assembly
 from qfarm.store.rows import one_batch, to_segment
 from qfarm.store.settle import settle_jobs
 from qfarm.store.tables import segments
@@ -41,16 +41,13 @@ class ChosenSegments(StoreBase):
             mine = [row for row in rows if row.id in wanted]
             queued = [row for row in mine if states[row.id] is SegmentState.QUEUED]
             pending = Pending()
-            for row in queued:
-                pending.move(row, SegmentState.CANCELED, changes)
-                pending.segment(row.id, error=reason)
+            pending.move_all(queued, SegmentState.CANCELED, changes, error=reason)
             active = [row for row in mine if states[row.id] in ACTIVE_SEGMENT_STATES]
             for row in active:  # whatever their attempts report now, they end canceled
                 pending.segment(row.id, canceling=True)
             pending.flush(conn)
             # A job's assemble segment cannot run without every work segment done.
             for job_id in {row.job_id for row in queued if row.kind == SegmentKind.WORK.value}:
-                for seg in conn.execute(QUEUED_ASSEMBLY, {"job_id": job_id}):
-                    move(conn, seg, SegmentState.CANCELED, changes, error=NOT_ASSEMBLED)
+                cancel_assembly(conn, job_id, NOT_ASSEMBLED, changes)
             settle_jobs(conn, {row.job_id for row in queued}, changes)
         return Canceled([to_segment(row) for row in active], changes)

@@ -48,6 +48,14 @@ class Pending:
         changes.append(Change("segment", row.id, new.value, row.batch_id, node))
         return new
 
+    def move_all(
+        self, rows: Sequence[Row], new: SegmentState, changes: list[Change], **values: Any
+    ) -> None:
+        """:meth:`move` each of ``rows`` to ``new``, writing ``values`` with it."""
+        for row in rows:
+            self.move(row, new, changes)
+            self.segment(row.id, **values)
+
     def segment(self, segment_id: int, **values: Any) -> None:
         self.segments.setdefault(segment_id, {}).update(values)
 

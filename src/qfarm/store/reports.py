@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 
 from qfarm.domain.lifecycle import (
     SegmentFacts,
@@ -40,12 +40,19 @@ _CANCELING_BATCHES = select(batches.c.id).where(
     batches.c.id.in_(bindparam("ids", expanding=True)), batches.c.canceling.is_(True)
 )
 
-QUEUED_ASSEMBLY = (
+_QUEUED_ASSEMBLY = (
     select(segments.c.id, segments.c.state, segments.c.batch_id)
     .where(segments.c.job_id == bindparam("job_id"))
     .where(segments.c.kind == SegmentKind.ASSEMBLE.value)
     .where(segments.c.state == SegmentState.QUEUED.value)
 )
+
+
+def cancel_assembly(conn: Connection, job_id: int, reason: str, changes: list[Change]) -> None:
+    """Cancel a job's queued assemble segment: a work segment of it ended without being
+    done, so nothing can be assembled."""
+    for seg in conn.execute(_QUEUED_ASSEMBLY, {"job_id": job_id}):
+        move(conn, seg, SegmentState.CANCELED, changes, error=reason)
 
 
 class Reports(Queries):
@@ -169,8 +176,7 @@ class Reports(Queries):
                     .values(failed_nodes=sorted(known | names))
                 )
             for job_id, reason in unassemblable.items():
-                for seg in conn.execute(QUEUED_ASSEMBLY, {"job_id": job_id}):
-                    move(conn, seg, SegmentState.CANCELED, changes, error=reason)
+                cancel_assembly(conn, job_id, reason, changes)
             settle_jobs(conn, touched_jobs, changes)
         return changes
 

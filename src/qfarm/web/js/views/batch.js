@@ -71,7 +71,7 @@ let run = (task) => task(); // main's queue: updates of the page happen one at a
 export function init(serialize) {
   run = serialize;
   view.grid = new SegmentGrid(document.getElementById("segment-grid"), {
-    onChoose: (id) => (view.grid.picking ? pick([id]) : run(() => select(id))),
+    onChoose: (id) => (view.grid.picking ? pick(id) : run(() => select(id))),
     describe: cellLabel,
   });
   document.getElementById("grid-pick").addEventListener("change", (event) => {
@@ -312,8 +312,8 @@ function renderActions(allowed) {
 // ------------------------------------------------------------------ several segments
 
 // Tick a cell, or untick a ticked one.
-function pick(ids) {
-  for (const id of ids) view.grid.tick([id], !view.grid.ticked.has(id));
+function pick(id) {
+  view.grid.tick([id], !view.grid.ticked.has(id));
   showPicked();
 }
 
