@@ -159,7 +159,12 @@ export class SegmentGrid {
     // The Tab stop: the current cell, or the first drawn when it scrolled out of sight.
     const stop = this.cells.has(this.current) ? this.current : this.cells.keys().next().value;
     for (const [id, cell] of this.cells) cell.tabIndex = id === stop ? 0 : -1;
-    if (hadFocus && !this.box.contains(document.activeElement)) this.cells.get(this.current)?.focus();
+    if (hadFocus && !this.box.contains(document.activeElement)) {
+      // The focused cell left the rows drawn (the grid was resized, say): scroll back to
+      // it rather than drop the keyboard out of the grid.
+      if (this.cells.has(this.current)) this.cells.get(this.current).focus();
+      else if (this.position.has(this.current)) this.moveTo(this.current, true);
+    }
   }
 
   paint(cell, segment) {
