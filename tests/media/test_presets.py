@@ -240,6 +240,10 @@ def test_file_without_preset_tables(tmp_path: Path, text: str) -> None:
             "level '7.5' is not an H.264 level (1 to 6.2)",
         ),
         (
+            'container = "mp4"\nvideo_codec = "libx265"\nlevel = "3.2"\n',
+            "level '3.2' is not an HEVC level (1, 2, 2.1, 3, 3.1, 4, 4.1, 5 to 6.2)",
+        ),
+        (
             'container = "webm"\nvideo_codec = "libvpx-vp9"\nlevel = "4"\n',
             "level is for libx264 and libx265, not libvpx-vp9",
         ),

@@ -1,10 +1,12 @@
-"""The H.264 level an output needs, as x264 picks it when left to choose.
+"""The H.264 and HEVC level an output needs, as x264 and x265 pick it when left to choose.
 
 A split transcode must give the same level as plain ffmpeg on the whole file: players check
 the level before playing, and a chunk encoded without its frame rate used to be labelled
 Level 6.2. The assembly checks the output's level against :func:`x264_level`, which
 follows x264's own choice: the lowest level of the standard's Table A-1 whose frame size,
-decoded picture buffer, macroblock rate and (for a bitrate target) bit rate the stream fits.
+decoded picture buffer, macroblock rate and (for a bitrate target) bit rate the stream fits;
+and against :func:`x265_level`, x265's choice from H.265's Tables A.8 and A.9 (picture
+size, luma sample rate, bit rate and tier).
 """
 
 from __future__ import annotations
@@ -124,3 +126,109 @@ def kbps(bitrate: str) -> int | None:
         return round(float(text[:-1]) * scale) if scale else round(float(text) / 1000)
     except ValueError:
         return None
+
+
+@dataclass(frozen=True)
+class HevcLevel:
+    idc: int  # general_level_idc: 30 times the level, 93 is Level 3.1
+    luma_samples: int  # MaxLumaPs: luma samples a picture
+    luma_rate: int  # MaxLumaSr: luma samples a second
+    bitrate_main: int  # MaxBR of the Main tier, kbit/s
+    bitrate_high: int | None  # of the High tier; None below Level 4, which has none
+
+    @property
+    def name(self) -> str:
+        whole, tenths = divmod(self.idc // 3, 10)
+        return f"{whole}.{tenths}" if tenths else str(whole)
+
+
+# H.265 Tables A.8 and A.9, as x265 (3.5, the one ffmpeg 7.0 links) holds them, in the
+# order it tries them; 8.5 is what it writes for a stream beyond every level.
+HEVC_LEVELS: Sequence[HevcLevel] = (
+    HevcLevel(30, 36864, 552960, 128, None),
+    HevcLevel(60, 122880, 3686400, 1500, None),
+    HevcLevel(63, 245760, 7372800, 3000, None),
+    HevcLevel(90, 552960, 16588800, 6000, None),
+    HevcLevel(93, 983040, 33177600, 10000, None),
+    HevcLevel(120, 2228224, 66846720, 12000, 30000),
+    HevcLevel(123, 2228224, 133693440, 20000, 50000),
+    HevcLevel(150, 8912896, 267386880, 25000, 100000),
+    HevcLevel(153, 8912896, 534773760, 40000, 160000),
+    HevcLevel(156, 8912896, 1069547520, 60000, 240000),
+    HevcLevel(180, 35651584, 1069547520, 60000, 240000),
+    HevcLevel(183, 35651584, 2139095040, 120000, 480000),
+    HevcLevel(186, 35651584, 4278190080, 240000, 800000),
+)
+HEVC_BEYOND = 255  # Level 8.5
+X265_PRESETS = frozenset(
+    {"ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
+     "veryslow", "placebo"}
+)  # fmt: skip
+# x265 parameters (-x265-params key=value:...) that change what the level must hold or set
+# it: with any of them the level is not predicted unless the preset names one. (The
+# references and B-frames of x265's presets fit the smallest decoded picture buffer, six
+# pictures; ``ref``, ``bframes`` and ``b-pyramid`` can outgrow it.)
+X265_LEVEL_PARAMS = frozenset(
+    {"level-idc", "level", "high-tier", "ref", "bframes", "b-pyramid", "vbv-maxrate",
+     "vbv-bufsize", "bitrate", "uhd-bd", "lossless", "ctu", "fps", "input-res",
+     "allow-non-conformance", "temporal-layers", "interlace", "field", "preset", "tune"}
+)  # fmt: skip
+
+
+def hevc_by_name(text: str) -> HevcLevel:
+    """An HEVC level from its name: "3.1", "31", "4". Raises ValueError."""
+    cleaned = text.strip().lower()
+    try:
+        number = float(cleaned)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an HEVC level like 3.1 or 4") from None
+    tenths = round(number * 10) if "." in cleaned or number < 10 else round(number)
+    for level in HEVC_LEVELS:
+        if level.idc == tenths * 3:
+            return level
+    raise ValueError(f"{text!r} is not an HEVC level (1, 2, 2.1, 3, 3.1, 4, 4.1, 5 to 6.2)")
+
+
+def x265_level(
+    width: int,
+    height: int,
+    rate: Fraction,
+    *,
+    encoder_preset: str | None,
+    bitrate_kbps: int | None = None,
+) -> int | None:
+    """The general_level_idc x265 writes for pictures of ``width`` x ``height`` at
+    ``rate`` (its ``determineLevel``), or None where it cannot be told. A bit rate past a
+    level's Main tier and within its High tier gives that level (x265 allows the High tier
+    by default); a constant-quality encode has no bit rate to fit."""
+    if (encoder_preset or "medium") not in X265_PRESETS or rate <= 0:
+        return None
+    samples = width * height
+    per_second = samples * rate.numerator // rate.denominator
+    bitrate = bitrate_kbps or 0
+    for level in HEVC_LEVELS:
+        side = math.sqrt(level.luma_samples * 8)
+        fits = (
+            samples <= level.luma_samples
+            and per_second <= level.luma_rate
+            and bitrate <= (level.bitrate_high or level.bitrate_main)
+            and width <= side
+            and height <= side
+        )
+        if fits:
+            return level.idc
+    return HEVC_BEYOND
+
+
+def x265_params(options: Sequence[str]) -> dict[str, str]:
+    """The ``-x265-params`` of encoder options, by key (``no-`` dropped): ffmpeg takes the
+    last one given."""
+    params: dict[str, str] = {}
+    for at, option in enumerate(options[:-1]):
+        if option == "-x265-params":
+            params = {}
+            for item in options[at + 1].split(":"):
+                key, _, value = item.partition("=")
+                key = key.strip().lower()
+                params[key.removeprefix("no-")] = value
+    return params

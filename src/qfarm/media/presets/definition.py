@@ -226,11 +226,13 @@ def _check_level_and_profile(preset: Preset, where: str) -> None:
         if preset.video_codec not in ("libx264", "libx265"):
             raise InvalidRequest(f"{where}: level is for libx264 and libx265, not "
                                  f"{preset.video_codec}")  # fmt: skip
-        if preset.video_codec == "libx264":
-            try:
+        try:
+            if preset.video_codec == "libx264":
                 levels.by_name(preset.level)
-            except ValueError as exc:
-                raise InvalidRequest(f"{where}: level {exc}") from None
+            else:
+                levels.hevc_by_name(preset.level)
+        except ValueError as exc:
+            raise InvalidRequest(f"{where}: level {exc}") from None
     if preset.profile is not None:
         if preset.video_codec in (None, "copy"):
             raise InvalidRequest(f"{where}: profile needs a video_codec that encodes")
