@@ -1,6 +1,6 @@
 """Transcodes keep what users' files carry: every audio sample, the audio-to-video offset
-across seams, the H.264 level plain ffmpeg gives, and (in the streams section) every
-track, subtitle, chapter, timecode and colour tag.
+across seams, the H.264 and HEVC level plain ffmpeg gives, and (in the streams section)
+every track, subtitle (bitmap ones too), chapter, timecode and colour tag.
 
 Each source is made by ffmpeg's lavfi, shaped like a file a user hands the farm, encoded
 split (segments of about 1.3 s) and in one piece on a real embedded cluster in one batch,
@@ -12,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import subprocess
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from qfarm.domain.model import BatchRequest, BatchState, JobRequest
+from qfarm.media.levels import x265_level
 from qfarm.media.probe import MediaInfo, probe
 from qfarm.media.tool import ffmpeg
 from tests.helpers import embedded
+from tests.media.bitmap_subtitles import EVENTS, make_bitmap_subtitled
 from tests.media.markers import make_sync_source, read_markers
 
 pytestmark = pytest.mark.integration
@@ -35,8 +38,11 @@ PRESET_ARGS = {
     "vp9": ["-c:v", "libvpx-vp9", "-crf", "32", "-pix_fmt", "yuv420p", "-b:v", "0",
             "-row-mt", "1", "-deadline", "good", "-cpu-used", "4", "-c:a", "libopus",
             "-b:a", "128k"],
+    "hevc": ["-c:v", "libx265", "-preset", "medium", "-crf", "26", "-pix_fmt", "yuv420p",
+             "-tag:v", "hvc1", "-x265-params", "log-level=error", "-c:a", "aac", "-b:a", "192k"],
 }  # fmt: skip
-EXTENSIONS = {"h264": ".mp4", "prores-422": ".mov", "vp9": ".webm", "remux-mkv": ".mkv"}
+EXTENSIONS = {"h264": ".mp4", "prores-422": ".mov", "vp9": ".webm", "remux-mkv": ".mkv",
+              "hevc": ".mp4"}  # fmt: skip
 PRESET_ARGS["remux-mkv"] = ["-c", "copy", "-c:s", "srt"]
 # One audio track and no subtitles, chosen by the preset.
 FIRST_ONLY = {"name": "h264-first", "container": "mp4", "video_codec": "libx264", "crf": 20,
@@ -72,6 +78,15 @@ def _720p(path: Path) -> Path:
     """720p25 H.264 (Level 3.1 from plain ffmpeg), 3 s, no audio."""
     _run("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=3",
          "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(path))  # fmt: skip
+    return path
+
+
+def _360p50(path: Path) -> Path:
+    """640x360 at 50 fps, 2 s with audio: HEVC Level 3, where its size alone fits 2.1."""
+    _run("-f", "lavfi", "-i", "testsrc2=size=640x360:rate=50:duration=2",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000:duration=2",
+         "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac",
+         str(path))  # fmt: skip
     return path
 
 
@@ -151,6 +166,20 @@ SOURCES = [
         "mov-text",
         lambda p: _subtitled(p, "mov_text", 1),
         plain_maps=("-map", "0:v", "-map", "0:a", "-map", "0:s", "-c:s", "mov_text"),
+    ),
+    Source("360p50-hevc", _360p50, preset="hevc"),
+    Source(
+        "bitmap-subs",
+        make_bitmap_subtitled,
+        suffix=".mkv",
+        plain_maps=("-map", "0:v", "-map", "0:a", "-map", "0:s:0", "-c:s", "copy"),
+    ),
+    Source(
+        "bitmap-subs-mov",
+        make_bitmap_subtitled,
+        preset="prores-422",
+        suffix=".mkv",
+        plain_maps=("-map", "0:v", "-map", "0:a"),
     ),
     Source(
         "mov-text-remux",
@@ -255,8 +284,8 @@ def test_no_audio_sample_is_lost(outputs: dict[str, Outputs], name: str) -> None
         assert abs(split - plain) <= frame
 
 
-@pytest.mark.parametrize("name", ["720p", "sync", "pcm-h264"])
-def test_split_h264_has_the_level_plain_ffmpeg_gives(
+@pytest.mark.parametrize("name", ["720p", "sync", "pcm-h264", "360p50-hevc"])
+def test_split_h264_and_hevc_have_the_level_plain_ffmpeg_gives(
     outputs: dict[str, Outputs], name: str
 ) -> None:
     paths = outputs[name]
@@ -265,6 +294,10 @@ def test_split_h264_has_the_level_plain_ffmpeg_gives(
     assert split.level == whole.level == plain.level
     if name == "720p":
         assert split.level == 31
+    if name == "360p50-hevc":
+        # general_level_idc 90, Level 3: what H.265's table gives 640x360 at 50 fps.
+        assert split.codec == "hevc"
+        assert split.level == 90 == x265_level(640, 360, Fraction(50), encoder_preset="medium")
 
 
 # ------------------------------------------------------------------ every stream kept
@@ -407,3 +440,91 @@ def test_stream_languages_survive_a_split(outputs: dict[str, Outputs]) -> None:
     for path in (outputs["srt-51"].split, outputs["srt-51"].whole):
         languages = {s.kind: s.language for s in probe(str(path)).streams}
         assert languages["audio"] == "fra" and languages["subtitle"] == "eng"
+
+
+# ------------------------------------------------------------------ bitmap subtitles
+
+
+def _subtitle_streams(path: Path) -> list[tuple[Any, ...]]:
+    """Each subtitle stream as a player reads it: codec, language, disposition, and each
+    packet's time (ms), duration (ms) and bytes."""
+    import av
+
+    found = []
+    with av.open(str(path)) as container:
+        for stream in container.streams.subtitles:
+            packets = [
+                (round(1000 * float(packet.pts * stream.time_base)),
+                 round(1000 * float((packet.duration or 0) * stream.time_base)), bytes(packet))
+                for packet in container.demux(stream)
+                if packet.size and packet.pts is not None
+            ]  # fmt: skip
+            container.seek(0)
+            found.append((stream.codec_context.name, stream.metadata.get("language"),
+                          str(stream.disposition), packets))  # fmt: skip
+    return found
+
+
+def test_vobsub_is_carried_into_mp4_as_plain_ffmpeg_copies_it(
+    outputs: dict[str, Outputs],
+) -> None:
+    """A disc rip's VobSub (English, default and forced) reaches an MP4, split or not, as
+    plain ffmpeg's stream copy of the whole file has it: the same packets, bytes for bytes,
+    at the same times, with its language and disposition; and each shows when it did in the
+    source, against the video. Its PGS (French), which no MP4 holds, is dropped with a
+    warning that names it."""
+    from qfarm.jobtypes.transcode import TRANSCODE
+
+    paths = outputs["bitmap-subs"]
+    source = _subtitle_streams(paths.source)
+    assert [s[:3] for s in source] == [
+        ("dvdsub", "eng", "Disposition.default|forced"), ("pgssub", "fra", "Disposition(0)"),
+    ]  # fmt: skip
+    assert [p[0] for p in source[0][3]] == [round(1000 * start) for start, _ in EVENTS]
+    plain = _subtitle_streams(paths.plain)
+    assert len(plain) == 1 and plain[0][0] == "dvdsub" and len(plain[0][3]) == len(EVENTS)
+    for path in (paths.split, paths.whole):
+        assert _subtitle_streams(path) == plain, path.name
+        # The source's AAC starts 21 ms before its video; the output starts at its audio.
+        video_at = 1000 * probe(str(path)).video.start_seconds  # type: ignore[union-attr]
+        shown = [p[0] - video_at for p in plain[0][3]]
+        assert shown == pytest.approx([p[0] for p in source[0][3]], abs=1), path.name
+    assert [p[2] for p in plain[0][3]] == [p[2] for p in source[0][3]]
+    spec = TRANSCODE.validate({"input": str(paths.source), "preset": "h264"})
+    assert [s["action"] for s in spec["streams"] if s["kind"] == "subtitle"] == [
+        "copied",
+        "dropped: a mp4 file holds no hdmv_pgs_subtitle subtitles (of bitmap ones, only "
+        "dvd_subtitle)",
+    ]
+    assert spec["warnings"] == [
+        "bitmap-subs.mkv #3 subtitle hdmv_pgs_subtitle (fra): dropped: a mp4 file holds no "
+        "hdmv_pgs_subtitle subtitles (of bitmap ones, only dvd_subtitle)"
+    ]
+
+
+def test_bitmap_subtitles_a_container_cannot_hold_are_dropped_by_name(
+    outputs: dict[str, Outputs], tmp_path: Path
+) -> None:
+    """MOV holds no bitmap subtitles (ffmpeg's MOV muxer refuses VobSub, PGS and DVB, as
+    plain ffmpeg shows): both streams are dropped, each named, and the output has none;
+    Matroska keeps both, copied."""
+    from qfarm.jobtypes.transcode import TRANSCODE
+
+    paths = outputs["bitmap-subs-mov"]
+    for path in (paths.split, paths.whole, paths.plain):
+        assert _subtitle_streams(path) == []
+    refused = subprocess.run(
+        [ffmpeg().path, "-hide_banner", "-v", "error", "-y", "-i", str(paths.source),
+         "-map", "0:s:0", "-c", "copy", str(tmp_path / "vobsub.mov")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "dvd_subtitle" in refused.stderr
+    spec = TRANSCODE.validate({"input": str(paths.source), "preset": "prores-422"})
+    assert spec["warnings"] == [
+        "bitmap-subs-mov.mkv #2 subtitle dvd_subtitle (eng): dropped: a mov file holds no "
+        "bitmap subtitles",
+        "bitmap-subs-mov.mkv #3 subtitle hdmv_pgs_subtitle (fra): dropped: a mov file holds "
+        "no bitmap subtitles",
+    ]
+    spec = TRANSCODE.validate({"input": str(paths.source), "preset": "remux-mkv"})
+    assert [s["action"] for s in spec["streams"]] == ["copied"] * 4

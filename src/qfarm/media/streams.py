@@ -5,9 +5,12 @@ tracks; an output that silently keeps one video and one audio track loses their 
 every stream is kept by default, converted where the output's container cannot hold it
 as it is (text subtitles become mov_text in MP4 and MOV, WebVTT in WebM, SubRip in
 Matroska when they were mov_text), and dropped only where the container has no place for
-it, with a reason that names it. The plan is made once, at validation: it travels in the
-job's spec (``streams``, for ``qfarm show`` and the run summary) and drives the ffmpeg
-maps of every segment.
+it, with a reason that names it. Bitmap subtitles cannot be converted (ffmpeg encodes
+bitmap subtitles only from bitmaps), so they are copied where the container holds them:
+Matroska holds every kind; ffmpeg 7.0's MP4 muxer holds VobSub (``dvd_subtitle``, as
+``mp4s``) but not PGS or DVB, and its MOV muxer none (each tried by the tests). The plan
+is made once, at validation: it travels in the job's spec (``streams``, for ``qfarm show``
+and the run summary) and drives the ffmpeg maps of every segment.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ BITMAP_SUBTITLES = frozenset({"dvd_subtitle", "hdmv_pgs_subtitle", "dvb_subtitle
 # The text subtitle codec each container takes, and the ones it holds as they are.
 SUBTITLE_TARGET = {"mp4": "mov_text", "mov": "mov_text", "webm": "webvtt", "mkv": "subrip"}
 SUBTITLE_KEPT = {
-    "mp4": frozenset({"mov_text"}),
+    "mp4": frozenset({"mov_text", "dvd_subtitle"}),
     "mov": frozenset({"mov_text"}),
     "webm": frozenset({"webvtt"}),
     "mkv": frozenset({"subrip", "srt", "ass", "ssa", "webvtt", *BITMAP_SUBTITLES}),
@@ -127,6 +130,10 @@ def _subtitle(preset: Preset, stream: StreamFacts) -> StreamPlan:
         target = SUBTITLE_TARGET[container]
         return _plan(stream, f"converted to {target}", target)
     if stream.codec in BITMAP_SUBTITLES:
+        held = sorted(SUBTITLE_KEPT[container] & BITMAP_SUBTITLES)
+        if held:
+            return _plan(stream, f"dropped: a {container} file holds no {stream.codec} "
+                                 f"subtitles (of bitmap ones, only {', '.join(held)})")  # fmt: skip
         return _plan(stream, f"dropped: a {container} file holds no bitmap subtitles")
     return _plan(stream, f"dropped: ffmpeg cannot put {stream.codec or 'this'} subtitle in a "
                          f"{container} file")  # fmt: skip
