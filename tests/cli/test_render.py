@@ -172,3 +172,33 @@ def test_submit_refuses_a_scene_needing_features_no_online_node_has(tmp_path: Pa
         check_features(request, lambda: [plain], "any online node's")
     check_features(request, lambda: [plain, full], "any online node's")  # one node has both
     check_features(request, lambda: [], "any online node's")  # none yet: the job's wait says
+
+
+def test_run_render_of_an_ini_section_and_a_section_the_file_lacks(tmp_path: Path) -> None:
+    """``qfarm run render 'anim.ini[High]'`` renders that section (its frames, size and
+    output) and says what it read; a section the file lacks, or a file that is not there,
+    is a one-line usage error naming it."""
+    need("povray")
+    from tests.jobtypes.test_render import png_size
+    from tests.jobtypes.test_render_sections import sections_scene
+
+    sections_scene(tmp_path)
+    result = qfarm(
+        "run", "render", "anim.ini[High]", "--segment-size", "2", data_dir=tmp_path / "data",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "read anim.ini[High]: ball.pov, animation frames 1-4, clock 0-1 (cyclic), 48x36" in (
+        result.stderr
+    )
+    names = sorted(p.name for p in (tmp_path / "high").iterdir())
+    assert names == [f"shot{n}.png" for n in range(1, 5)]
+    assert png_size(tmp_path / "high" / "shot1.png") == (48, 36)
+    for scene, message in [
+        ("anim.ini[Draft]", "anim.ini has no section [Draft]; its sections are [Low], [High]"),
+        ("gone.ini[Low]", f"scene {tmp_path}/gone.ini does not exist"),
+    ]:
+        result = qfarm("run", "render", scene, data_dir=tmp_path / "data", cwd=tmp_path)
+        assert result.returncode == 2, (scene, result.stderr)
+        assert message in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

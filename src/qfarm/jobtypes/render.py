@@ -79,10 +79,13 @@ class RenderJobType:
         if not isinstance(raw_scene, str) or not raw_scene:
             raise InvalidRequest("a render job needs a scene file")
         scene = job_path(cwd, raw_scene)
-        if not os.path.isfile(scene):
-            raise InvalidRequest(f"scene {scene} does not exist")
+        scene_file = renderers.scene_file(scene)  # anim.ini of anim.ini[Section]
+        if not os.path.isfile(scene_file):
+            raise InvalidRequest(f"scene {scene_file} does not exist")
         raw_renderer = spec.get("renderer")
-        renderer = renderers.get(str(raw_renderer)) if raw_renderer else renderers.for_scene(scene)
+        renderer = (
+            renderers.get(str(raw_renderer)) if raw_renderer else renderers.for_scene(scene_file)
+        )
         allowed = self.common | renderer.options
         refuse_unknown(spec, allowed, f"{renderer.name} render job")
         options = renderer.check_options(spec)
@@ -104,10 +107,10 @@ class RenderJobType:
                 raise InvalidRequest(f"{key} must be a whole number from 1 to {MAX_SIZE}")
             dims[key] = value
         raw_name = spec.get("name")
-        name = str(raw_name or Path(scene).stem)
+        name = str(raw_name or Path(scene_file).stem)
         if not name or os.sep in name:
             raise InvalidRequest(f"frame name {name!r} must be a plain file name")
-        raw_output = spec.get("output") or scene_settings.output or Path(scene).stem
+        raw_output = spec.get("output") or scene_settings.output or Path(scene_file).stem
         output = os.path.normpath(os.path.join(cwd, os.path.expanduser(str(raw_output))))
         # The scene's own naming holds where its own output folder does.
         own_names = not spec.get("output") and not raw_name and scene_settings.output

@@ -14,11 +14,13 @@ from qfarm.domain.errors import InvalidRequest
 from qfarm.renderers.base import Renderer, RendererMissing
 from qfarm.renderers.blender import BLENDER
 from qfarm.renderers.povray import POVRAY
+from qfarm.renderers.povray_ini import split_section
 
 RENDERERS: dict[str, Renderer] = {BLENDER.name: BLENDER, POVRAY.name: POVRAY}
 
 __all__ = [
-    "RENDERERS", "Renderer", "RendererMissing", "fingerprint", "for_scene", "get", "versions",
+    "RENDERERS", "Renderer", "RendererMissing", "fingerprint", "for_scene", "get", "scene_file",
+    "versions",
 ]  # fmt: skip
 
 
@@ -28,6 +30,12 @@ def get(name: str) -> Renderer:
     except KeyError:
         known = ", ".join(sorted(RENDERERS))
         raise InvalidRequest(f"unknown renderer {name!r}: known are {known}") from None
+
+
+def scene_file(scene: str) -> str:
+    """The file a scene argument names: ``anim.ini`` of POV-Ray's ``anim.ini[Low]`` (an INI
+    file's section), the argument itself otherwise."""
+    return split_section(scene)[0]
 
 
 def for_scene(scene: str) -> Renderer:

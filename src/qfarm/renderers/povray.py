@@ -6,7 +6,9 @@ never the job's: ``--frames`` picks frames of it, and each segment renders its f
 Subset_Start/End_Frame (with Frame_Step) of that same animation, so ``clock`` in every frame
 is the clock of the same frame in a full, direct render.
 
-* An ``.ini`` file sets the animation itself. It is handed to POV-Ray as it is, and qfarm adds
+* An ``.ini`` file sets the animation itself, or a section of one (``anim.ini[Low]``: the
+  lines before its first label, then section ``[Low]``'s). It is handed to POV-Ray as it is
+  (``anim.ini[Low]`` again for a section), and qfarm adds
   only what it must on the command line, after it (POV-Ray lets later options win): the
   subset, the staging output name, no display and no pause, and the options the job gives
   (``--width``, ``--height``, ``--antialias``, the cores). Everything else in the file
@@ -35,7 +37,14 @@ from typing import Any
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.frames import FrameRun, parse_frames
 from qfarm.renderers.base import SceneSettings, executable, version_of
-from qfarm.renderers.povray_ini import EXTENSIONS, PovAnimation, PovIni, animation_of, read_ini
+from qfarm.renderers.povray_ini import (
+    EXTENSIONS,
+    PovAnimation,
+    PovIni,
+    animation_of,
+    read_ini,
+    split_section,
+)
 
 
 class PovrayRenderer:
@@ -66,12 +75,13 @@ class PovrayRenderer:
     def read_scene(
         self, scene: str, spec: Mapping[str, Any], runs: Sequence[FrameRun] | None
     ) -> SceneSettings:
-        if scene.lower().endswith(".ini"):
+        path, section = split_section(scene)
+        if path.lower().endswith(".ini"):
             if spec.get("animation"):
                 raise InvalidRequest(
                     f"{os.path.basename(scene)} sets its own animation: leave out --animation"
                 )
-            return _ini_settings(scene)
+            return _ini_settings(path, section)
         return _pov_settings(scene, spec.get("animation"), runs)
 
     def extension(self, job: Mapping[str, Any]) -> str:
@@ -106,7 +116,7 @@ class PovrayRenderer:
             argv.append(f"+A{float(job['antialias'])}")
         if threads:
             argv.append(f"+WT{int(threads)}")
-        return argv, str(Path(scene).parent)
+        return argv, str(Path(split_section(scene)[0]).parent)
 
     def staged_name(self, frame: int, job: Mapping[str, Any]) -> str:
         animation = PovAnimation(**job["animation"])
@@ -149,9 +159,10 @@ def _parse_animation(text: str) -> PovAnimation:
     return PovAnimation(initial_frame=runs[0].start, final_frame=runs[0].end)
 
 
-def _ini_settings(path: str) -> SceneSettings:
-    """An INI file's scene, animation and output, checked, for planning and naming."""
-    ini = read_ini(path)
+def _ini_settings(path: str, section: str | None) -> SceneSettings:
+    """An INI file's (or one section's) scene, animation and output, checked, for planning
+    and naming."""
+    ini = read_ini(path, section)
     folder = os.path.dirname(path)
     input_name = ini.get("input_file_name")
     if not input_name:
@@ -164,7 +175,11 @@ def _ini_settings(path: str) -> SceneSettings:
     extension = EXTENSIONS.get((output_type or "n")[:1].lower())
     if extension is None:
         raise InvalidRequest(f"{ini.where()}: unknown Output_File_Type {output_type!r}")
-    job: dict[str, Any] = {"ini": path, "animation": asdict(animation), "extension": extension}
+    # POV-Ray reads the section itself from the same argument: anim.ini[Low].
+    ini_argument = f"{path}[{section}]" if section else path
+    job: dict[str, Any] = {
+        "ini": ini_argument, "animation": asdict(animation), "extension": extension,
+    }  # fmt: skip
     if output_type:
         job["output_type"] = output_type
     output, prefix = _ini_output(ini, folder, Path(scene).stem)

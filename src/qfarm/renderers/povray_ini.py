@@ -3,7 +3,10 @@ output, so a job can plan its frames and name them as a direct ``povray scene.in
 
 The format is POV-Ray's own: ``Key=Value`` lines (keys in any case), ``;`` comments, switch
 lines (``+W320 +H240``), and ``[Section]`` labels. Like POV-Ray given a bare file name, only the
-lines before the first section label count. Repeatable keys (``Declare``, ``Library_Path``)
+lines before the first section label count; given ``anim.ini[Low]``, those lines and then the
+lines of section ``[Low]`` (its label matched in any case, as POV-Ray matches it; POV-Ray
+renders the lines before the first label alone for a section the file lacks, which qfarm
+refuses, naming the sections there are). Repeatable keys (``Declare``, ``Library_Path``)
 add up; for the others the last one wins. qfarm hands the INI file itself to POV-Ray, so this
 reading is only for planning and for telling the user what was read: what POV-Ray does with
 every setting stays POV-Ray's business.
@@ -43,6 +46,16 @@ EXTENSIONS = {
 TRUE = frozenset({"on", "true", "yes", "1"})
 FALSE = frozenset({"off", "false", "no", "0"})
 _SWITCH = re.compile(r"^([+-])(kfi|kff|stp|kc|ki|kf|sf|ef|w|h|i|o|f|a)(.*)$", re.IGNORECASE)
+_SECTIONED = re.compile(r"^(.*\.ini)\[([^\[\]]+)\]$", re.IGNORECASE | re.DOTALL)
+
+
+def split_section(scene: str) -> tuple[str, str | None]:
+    """POV-Ray's ``anim.ini[Low]``: the file (``anim.ini``) and the section (``Low``); any
+    other scene is its own file, with no section."""
+    match = _SECTIONED.match(scene)
+    if match is None:
+        return scene, None
+    return match.group(1), match.group(2).strip()
 
 
 @dataclass(frozen=True)
@@ -53,6 +66,7 @@ class PovIni:
     settings: dict[str, str] = field(default_factory=dict)
     declares: tuple[str, ...] = ()
     library_paths: tuple[str, ...] = ()
+    section: str | None = None  # the section read after the lines before the first label
 
     def get(self, key: str) -> str | None:
         return self.settings.get(key)
@@ -89,7 +103,8 @@ class PovIni:
             ) from None
 
     def where(self) -> str:
-        return os.path.basename(self.path)
+        name = os.path.basename(self.path)
+        return f"{name}[{self.section}]" if self.section else name
 
 
 @dataclass(frozen=True)
@@ -115,8 +130,10 @@ class PovAnimation:
 
     @property
     def digits(self) -> int:
-        """POV-Ray pads frame numbers in file names to the digits of Final_Frame."""
-        return len(str(self.final_frame))
+        """POV-Ray pads frame numbers in file names to the digits of Final_Frame, or of the
+        frame after it in a cyclic animation (measured: Final_Frame=9 with Cyclic_Animation
+        writes ``f04.png``, without it ``f4.png``)."""
+        return len(str(self.final_frame + 1 if self.cyclic else self.final_frame))
 
     def default_frames(self) -> str:
         """The frames a direct render of it writes: the subset where one is set, by step."""
@@ -138,27 +155,31 @@ class PovAnimation:
         return text
 
 
-def read_ini(path: str, _depth: int = 0) -> PovIni:
-    """Read an INI file's lines before its first section label; InvalidRequest when it
-    cannot be read. ``Include_Ini`` files are read in place, as POV-Ray does."""
+def read_ini(path: str, section: str | None = None, _depth: int = 0) -> PovIni:
+    """Read an INI file's lines before its first section label, then those of ``section``
+    where one is named; InvalidRequest when it cannot be read or has no such section.
+    ``Include_Ini`` files (``other.ini`` or ``other.ini[Section]``) are read in place, as
+    POV-Ray does."""
     try:
         with open(path, encoding="utf-8", errors="replace") as fh:
             lines = fh.read().splitlines()
     except OSError as exc:
         raise InvalidRequest(f"cannot read {path}: {exc.strerror}") from None
+    blocks = _blocks(lines)
+    chosen = [blocks[0][1]]
+    if section is not None:
+        found = [b for label, b in blocks[1:] if label.lower() == section.lower()]
+        if not found:
+            raise InvalidRequest(_no_section(path, section, [label for label, _ in blocks[1:]]))
+        chosen.append(found[0])
     settings: dict[str, str] = {}
     repeated: dict[str, list[str]] = {key: [] for key in REPEATED}
-    for number, raw in enumerate(lines, start=1):
-        line = _strip_comment(raw).strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            break
+    for number, line in (entry for block in chosen for entry in block):
         for key, value in _entries(line, path, number):
             if key == "include_ini":
-                included = read_ini(_beside(path, value), _depth + 1) if _depth < 10 else None
-                if included is None:
+                if _depth >= 10:
                     raise InvalidRequest(f"{path}: Include_Ini nests too deep")
+                included = read_ini(*split_section(_beside(path, value)), _depth=_depth + 1)
                 settings.update(included.settings)
                 repeated["declare"] += included.declares
                 repeated["library_path"] += included.library_paths
@@ -171,7 +192,31 @@ def read_ini(path: str, _depth: int = 0) -> PovIni:
         settings=settings,
         declares=tuple(repeated["declare"]),
         library_paths=tuple(repeated["library_path"]),
+        section=section,
     )
+
+
+def _blocks(lines: list[str]) -> list[tuple[str, list[tuple[int, str]]]]:
+    """The lines before the first label (labelled ""), then each section's, with their
+    line numbers; comments and blank lines left out."""
+    blocks: list[tuple[str, list[tuple[int, str]]]] = [("", [])]
+    for number, raw in enumerate(lines, start=1):
+        line = _strip_comment(raw).strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            blocks.append((line[1:].partition("]")[0].strip(), []))
+        else:
+            blocks[-1][1].append((number, line))
+    return blocks
+
+
+def _no_section(path: str, section: str, labels: list[str]) -> str:
+    name = os.path.basename(path)
+    if not labels:
+        return f"{name} has no section [{section}]: it has no sections"
+    listed = ", ".join(f"[{label}]" for label in dict.fromkeys(labels))
+    return f"{name} has no section [{section}]; its sections are {listed}"
 
 
 def animation_of(ini: PovIni) -> PovAnimation:
@@ -222,7 +267,7 @@ def _entries(line: str, path: str, number: int) -> list[tuple[str, str]]:
     if not sep:
         # A bare name is another INI file to read, or the scene itself.
         name = _unquote(line)
-        if name.lower().endswith(".ini"):
+        if split_section(name)[0].lower().endswith(".ini"):
             return [("include_ini", name)]
         return [("input_file_name", name)]
     return [(key.strip().lower(), _unquote(value.strip()))]
