@@ -94,9 +94,19 @@ def psnr(path: Path, reference: Path) -> str:
     return "identical" if match.group(1) == "inf" else f"{float(match.group(1)):.2f} dB"
 
 
+def dropped(case: Case) -> str:
+    """The source streams qfarm's plan drops with a warning, as the warning names them."""
+    from qfarm.jobtypes.transcode import TRANSCODE
+
+    spec = {"input": str(case.path), "preset": case.source.preset, **case.source.spec}
+    warnings = TRANSCODE.validate(spec)["warnings"]
+    named = [w.split(" ", 1)[1].split(": dropped", 1)[0] for w in warnings if " subtitle " in w]
+    return "dropped, named: " + "; ".join(named) if named else NONE
+
+
 def notes(case: Case, root: Path) -> str:
     if not case.source.name.startswith("interlaced"):
-        return NONE
+        return dropped(case)
     true = root / "true-frames.mp4"
     if not true.exists():
         _true_frames(true)
@@ -178,8 +188,9 @@ Streams: `v:` video, `a:` audio (with its channel layout), `s:` subtitles. "Same
 whether qfarm's split output, its one-piece output and plain ffmpeg's list the same streams,
 codecs and layouts. Samples are each audio track's presented samples (source → split output,
 and plain ffmpeg's); an AAC or Opus output may hold up to its last frame of padding more.
-Level is the H.264 level of the split output / of plain ffmpeg's. Offset is the beep minus
-the flash of the sync sources (source → split output), in ms.
+Level is the H.264 level_idc or the HEVC general_level_idc (30 times the level: 90 is
+Level 3) of the split output / of plain ffmpeg's. Offset is the beep minus the flash of the
+sync sources (source → split output), in ms.
 
 """
 COLUMNS = ("source", "preset", "source streams", "split output streams", "same as plain",
@@ -187,7 +198,8 @@ COLUMNS = ("source", "preset", "source streams", "split output streams", "same a
 
 FOOTER = """
 What is not carried, and says so: streams a container cannot hold are dropped with a warning
-that names them (bitmap subtitles and attachments into MP4, cover pictures); an
+that names them (PGS and DVB subtitles into MP4, where VobSub is copied; every bitmap
+subtitle into MOV, whose muxer takes none; attachments into MP4 and MOV; cover pictures); an
 interlaced source is deinterlaced (bwdif) for progressive presets unless the preset or job
 says `deinterlace = "off"` (rows `interlaced` and `interlaced-kept`).
 """
