@@ -170,7 +170,8 @@ def test_two_tasks_given_to_one_node_at_once_share_its_session(tmp_path: Path) -
                             "args": [
                                 "-c",
                                 f"{wait_go}; echo {n} >> {done}; "
-                                f'echo "task {n} saw $(paste -sd, {done}) $SEEN" >> {trace}',
+                                f'echo "task {n} saw $(paste -sd, {done}) $SEEN" >> {trace}; '
+                                f"date +%s.%N > {out}/ended-{n}",
                             ],
                         }
                     }
@@ -210,3 +211,8 @@ def test_two_tasks_given_to_one_node_at_once_share_its_session(tmp_path: Path) -
     a, b = (line.split()[1] for line in lines[1:3])  # in the order they ran
     assert lines == ["enter", f"task {a} saw {a} yes", f"task {b} saw {a},{b} yes", "exit"]
     assert sum("reused" in Path(x.log_path).read_text() for x in attempts) == 1
+    # The segment that waited for the session counts as started when it got it, once the
+    # first task had ended, not when it reached the node.
+    waited = next(x for x in attempts if "reused" in Path(x.log_path).read_text())
+    assert waited.started_at is not None
+    assert waited.started_at >= float((out / f"ended-{a}").read_text())

@@ -83,7 +83,9 @@ class SegmentContext:
     def waited(self) -> None:
         """The attempt waited on its node before its work began (an OpenJD segment for its
         job's session, held by another segment there): the wait counts against neither its
-        timeout nor its stall watch, as its time in the node's queue does not."""
+        timeout nor its stall watch, as its time in the node's queue does not, and the
+        attempt is reported as started now (its duration is what adaptive chunks and ETAs
+        learn from)."""
         self.started = time.monotonic()
         if self._stall is not None:
             self._stall.hold()
