@@ -50,10 +50,12 @@ ACTIONS: dict[tuple[str, str], str] = {
 
 # Changes left out of the log on purpose: the bytes of each file of an upload or an output
 # (one request per file, thousands for an image sequence). The upload itself is logged when
-# it is made, and the batch that uses it when it is submitted.
+# it is made, and the batch that uses it when it is submitted. And the outline of an OpenJD
+# template: a POST only because a template does not fit in a query; it changes nothing.
 UNRECORDED: set[tuple[str, str]] = {
     ("PUT", f"{API}/uploads/{{upload}}/files/{{rel:path}}"),
     ("PUT", f"{API}/batches/{{batch_id}}/outputs/{{rel:path}}"),
+    ("POST", f"{API}/openjd/outline"),
 }
 
 READING = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -1,8 +1,12 @@
 """Open Job Description: a job template, its parameter values and environment templates, as
-JSON, submitted as a batch of one job per step (``POST /api/v1/openjd``).
+JSON, submitted as a batch of one job per step (``POST /api/v1/openjd``), and a template's
+outline, its steps and parameter definitions (``POST /api/v1/openjd/outline``), which the
+Batch Monitor's form shows as fields, so that no page parses a template itself.
 
-The template is validated by the loader of ``qfarm run TEMPLATE`` (openjd-model): an invalid
-template or parameter value is a 400 naming the field, and nothing is queued.
+Each template is a JSON object, or the text of its ``.yaml``/``.json`` file (a page sends the
+file it was given as it is). It is validated by the loader of ``qfarm run TEMPLATE``
+(openjd-model): an invalid template or parameter value is a 400 naming the field, and
+nothing is queued.
 """
 
 from __future__ import annotations
@@ -19,17 +23,30 @@ from qfarm.api.common import API, batch_out, errors
 from qfarm.controller.service import Controller
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.model import BatchRequest, parse_priority
+from qfarm.wire.openjd import OpenJDOutlineOut, OpenJDParameterOut
 from qfarm.wire.schemas import BatchOut, Priority, Request
+
+# A template as a JSON object, or the text of its YAML or JSON file.
+Document = dict[str, Any] | str
+
+
+class OpenJDOutlineIn(Request):
+    template: Document = Field(
+        description="an OpenJD job template (jobtemplate-2023-09): an object or its file's text"
+    )
+    environments: list[Document] = Field(
+        default=[], description="environment templates (environment-2023-09), entered in order"
+    )
 
 
 class OpenJDIn(Request):
-    template: dict[str, Any] = Field(
-        description="an OpenJD job template (specificationVersion: jobtemplate-2023-09)"
+    template: Document = Field(
+        description="an OpenJD job template (jobtemplate-2023-09): an object or its file's text"
     )
     parameters: dict[str, Any] = Field(
         default={}, description='job parameter values by name, e.g. {"Frames": "1-240"}'
     )
-    environments: list[dict[str, Any]] = Field(
+    environments: list[Document] = Field(
         default=[], description="environment templates (environment-2023-09), entered in order"
     )
     step: str | None = Field(default=None, description="run only this step, without its deps")
@@ -49,12 +66,17 @@ def openjd_request(body: OpenJDIn) -> BatchRequest:
     """The batch of a body: its template loaded and validated (InvalidRequest otherwise)."""
     from qfarm.jobtypes.openjd import jobs_from_plan
     from qfarm.openjd import load_plan_from_documents
+    from qfarm.openjd.outline import document
 
     try:
         priority = parse_priority(body.priority)
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
-    plan = load_plan_from_documents(body.template, body.parameters, body.environments)
+    environments = [
+        document(env, f"environments[{index}]") for index, env in enumerate(body.environments)
+    ]
+    template = document(body.template, "template")
+    plan = load_plan_from_documents(template, body.parameters, environments)
     jobs = jobs_from_plan(
         plan, path_mapping=body.path_mapping, retries=body.retries, timeout=body.timeout
     )
@@ -74,6 +96,24 @@ def openjd_request(body: OpenJDIn) -> BatchRequest:
     )
 
 
+def outline_answer(body: OpenJDOutlineIn) -> OpenJDOutlineOut:
+    """The outline of a body's templates (InvalidRequest naming the field otherwise)."""
+    from qfarm.openjd.outline import outline
+
+    found = outline(body.template, body.environments)
+    return OpenJDOutlineOut(
+        name=found.name,
+        steps=list(found.steps),
+        parameters=[
+            OpenJDParameterOut(
+                **{**dataclasses.asdict(p), "allowed_values": list(p.allowed_values)},
+                required=p.required,
+            )
+            for p in found.parameters
+        ],
+    )
+
+
 def router(controller: Controller) -> APIRouter:
     """The OpenJD route of ``controller``."""
     api = APIRouter(prefix=f"{API}/openjd", tags=["openjd"])
@@ -90,5 +130,12 @@ def router(controller: Controller) -> APIRouter:
         batch_id = controller.submit(request, planned)
         http.state.audit_target = f"batch {batch_id}"
         return batch_out(controller, store.batch(batch_id))
+
+    @api.post("/outline", responses=errors())
+    async def openjd_outline(body: OpenJDOutlineIn) -> OpenJDOutlineOut:
+        """Read a job template's name, steps and parameter definitions (with those of its
+        environment templates), to ask for the values before submitting it. Changes
+        nothing. 400 for an invalid template or environment template, naming the field."""
+        return await asyncio.to_thread(outline_answer, body)
 
     return api

@@ -23,9 +23,10 @@ import * as batchList from "./views/batches.js";
 import * as failuresView from "./views/failures.js";
 import * as form from "./views/form.js";
 import * as nodesView from "./views/nodes.js";
+import * as openjdForm from "./views/openjd.js";
 import * as statsView from "./views/stats.js";
 
-const VIEWS = { batches: batchList, batch: batchView, nodes: nodesView, submit: form, failures: failuresView, stats: statsView };
+const VIEWS = { batches: batchList, batch: batchView, nodes: nodesView, submit: form, openjd: openjdForm, failures: failuresView, stats: statsView };
 
 const page = {
   view: null,
@@ -115,7 +116,7 @@ function route() {
   let view = parts[0] || "batches";
   if (view === "batch" && parts[1]) {
     page.batchId = Number(parts[1]);
-  } else if (!["batches", "nodes", "submit", "failures", "stats"].includes(view)) {
+  } else if (!["batches", "nodes", "submit", "openjd", "failures", "stats"].includes(view)) {
     view = "batches";
   }
   if (page.view === "batch" && view !== "batch") batchView.leave();
@@ -148,6 +149,7 @@ nodesView.init(run);
 failuresView.init(run);
 statsView.init(run);
 form.init();
+openjdForm.init();
 onNewToken(() => live.connect());
 window.addEventListener("hashchange", route);
 route();
