@@ -1,6 +1,5 @@
-"""OpenJD jobs end to end on an embedded cluster: two steps, one depending on the other,
-their tasks segmented across two nodes and run through openjd-sessions; and the tasks one node
-is given at once sharing its session of the job."""
+"""An OpenJD job end to end on an embedded cluster: two steps, one depending on the other,
+their tasks segmented across two nodes and run through openjd-sessions."""
 
 from __future__ import annotations
 
@@ -11,11 +10,11 @@ from typing import Any
 import pytest
 import yaml
 
-from qfarm.domain.model import BatchRequest, BatchState, SegmentState
+from qfarm.domain.model import BatchRequest, BatchState
 from qfarm.jobtypes.openjd import TOOL, batch_from_plan, jobs_from_plan
 from qfarm.node import facts
 from qfarm.openjd import load_plan
-from tests.helpers import embedded, wait_until
+from tests.helpers import embedded
 
 pytestmark = pytest.mark.integration
 
@@ -126,93 +125,3 @@ def test_a_failed_task_fails_the_batch_with_its_exit_code(tmp_path: Path) -> Non
     assert state is BatchState.FAILED
     assert attempt.exit_code == 7 and attempt.error == "task exited with code: 7"
     assert "oops" in attempt.log_tail and "exited with code: 7" in attempt.log_tail
-
-
-@needs_wiring
-def test_two_tasks_given_to_one_node_at_once_share_its_session(tmp_path: Path) -> None:
-    """One node with two openjd instances is given both tasks of the job at once (each task
-    waits for the test's go, so both are out before either ends). They run one after the
-    other in one session: the job environment is entered and exited once, both tasks get
-    what its onEnter exported with openjd_env, and the second sees what the first left in
-    the session's working directory."""
-    out = tmp_path / "out"
-    out.mkdir()
-    trace = out / "trace"
-    wait_go = f"for i in $(seq 1200); do [ -e {out}/go ] && break; sleep 0.05; done"
-    n, done = "{{Task.Param.N}}", "{{Session.WorkingDirectory}}/done"
-    doc = {
-        "specificationVersion": "jobtemplate-2023-09",
-        "name": "Shared",
-        "jobEnvironments": [
-            {
-                "name": "Once",
-                "script": {
-                    "actions": {
-                        "onEnter": {
-                            "command": "bash",
-                            "args": ["-c", f"echo enter >> {trace}; echo 'openjd_env: SEEN=yes'"],
-                        },
-                        "onExit": {"command": "bash", "args": ["-c", f"echo exit >> {trace}"]},
-                    }
-                },
-            }
-        ],
-        "steps": [
-            {
-                "name": "Tasks",
-                "parameterSpace": {
-                    "taskParameterDefinitions": [{"name": "N", "type": "INT", "range": "1-2"}]
-                },
-                "script": {
-                    "actions": {
-                        "onRun": {
-                            "command": "bash",
-                            "args": [
-                                "-c",
-                                f"{wait_go}; echo {n} >> {done}; "
-                                f'echo "task {n} saw $(paste -sd, {done}) $SEEN" >> {trace}; '
-                                f"date +%s.%N > {out}/ended-{n}",
-                            ],
-                        }
-                    }
-                },
-            }
-        ],
-    }
-    path = tmp_path / "job.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    request = batch_from_plan(load_plan(path, [], []))
-
-    async def scenario() -> tuple[BatchState, list[Any]]:
-        farm = tmp_path / "farm"
-        farm.mkdir()
-        async with embedded(farm, nodes=1, services={"openjd": 2}) as controller:
-            batch_id = controller.submit(request)
-
-            def both_out() -> bool:
-                segments = controller.store.segments(batch_id)
-                return all(s.state in (SegmentState.DISPATCHED, SegmentState.RUNNING)
-                           for s in segments)  # fmt: skip
-
-            await wait_until(both_out, timeout=60, what="both segments on the node")
-            (out / "go").touch()
-            batch = await asyncio.wait_for(controller.wait(batch_id), 120)
-            attempts = [
-                a
-                for s in controller.store.segments(batch_id)
-                for a in controller.store.attempts(s.id)
-            ]
-            return batch.state, attempts
-
-    state, attempts = asyncio.run(scenario())
-    assert state is BatchState.DONE and len(attempts) == 2
-    lines = trace.read_text().splitlines()
-    assert lines.count("enter") == lines.count("exit") == 1, lines  # one session
-    a, b = (line.split()[1] for line in lines[1:3])  # in the order they ran
-    assert lines == ["enter", f"task {a} saw {a} yes", f"task {b} saw {a},{b} yes", "exit"]
-    assert sum("reused" in Path(x.log_path).read_text() for x in attempts) == 1
-    # The segment that waited for the session counts as started when it got it, once the
-    # first task had ended, not when it reached the node.
-    waited = next(x for x in attempts if "reused" in Path(x.log_path).read_text())
-    assert waited.started_at is not None
-    assert waited.started_at >= float((out / f"ended-{a}").read_text())

@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,16 +20,8 @@ from qfarm.domain.model import SegmentPlan
 from qfarm.jobtypes import plan_job
 from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
 from qfarm.jobtypes.openjd import OPENJD, jobs_from_plan
-from qfarm.jobtypes.openjd.pool import (
-    IDLE_ENV,
-    POOL,
-    PoolKey,
-    SessionPool,
-    Turn,
-    idle_seconds,
-)
-from qfarm.jobtypes.openjd.segment import run_segment
-from qfarm.jobtypes.openjd.session import NODE_LOG
+from qfarm.jobtypes.openjd.pool import IDLE_ENV, POOL, SessionPool, idle_seconds
+from qfarm.jobtypes.openjd.session import NODE_LOG, run_segment
 from qfarm.jobtypes.supervisor import Supervisor
 from qfarm.openjd import load_plan
 from tests.helpers import wait_until_sync
@@ -318,106 +309,26 @@ def test_closing_the_worker_ends_idle_sessions(tmp_path: Path, out: Path) -> Non
     assert trace(out)[-1] == "exit" and node.pool.idle_count() == 0
 
 
-# Task 1 runs until {{Param.Out}}/go exists, so the test can give the node segment 2 while
-# segment 1 holds the job's session.
-HOLD = (
-    "if [ {{Task.Param.Frame}} = 1 ]; then touch {{Param.Out}}/started; for i in $(seq 600); "
-    "do [ -e {{Param.Out}}/go ] && break; sleep 0.05; done; fi; "
-    'echo "task {{Task.Param.Frame}} $GREETING"'
-)
-
-
-def test_two_segments_at_once_take_turns_in_one_session(tmp_path: Path, out: Path) -> None:
-    job, segs = plan(tmp_path, template(step(HOLD, frames="1-2")), out)
-    node = Node(tmp_path, "n")
-    # Given together, as a node with two openjd instances is: 1 left one queued, 2 none.
-    first = _in_thread(lambda: node.run(job, segs[0], 1))
-    wait_until_sync((out / "started").exists, timeout=20, what="task 1 to start")
-    second = _in_thread(lambda: node.run(job, segs[1], 0))
-    wait_until_sync(lambda: node.pool.waiting(JOB_ID) == 1, timeout=20, what="2 to wait")
-    assert trace(out) == ["enter"]  # 2 opened no session of its own
-    (out / "go").touch()
-    for thread, _ in (first, second):
-        thread.join(30)
-    assert first[1] == second[1] == [SegmentOutcome(ok=True, exit_code=0)]
-    # 2 ran in 1's session after it (the job had none queued: 2 ended it), not beside it.
-    assert trace(out) == ["enter", "task 1 hello", "task 2 hello", "exit"]
-    assert "reused" in node.logs[1].read_text()
-    assert "leaving the farmhouse" in node.logs[1].read_text()
-    assert node.pool.idle_count() == 0 and node.pool.waiting(JOB_ID) == 0
-
-
-def test_a_segment_canceled_while_it_waits_for_the_session_stops_waiting(
-    tmp_path: Path, out: Path
-) -> None:
-    job, segs = plan(tmp_path, template(step(HOLD, frames="1-3")), out)
-    node = Node(tmp_path, "n")
-    first = _in_thread(lambda: node.run(job, segs[0], 2))
-    wait_until_sync((out / "started").exists, timeout=20, what="task 1 to start")
-    ctx = node.context("cancel-me", 1)
-    second = _in_thread(lambda: run_segment(job, segs[1].spec, ctx, node.pool))
-    wait_until_sync(lambda: node.pool.waiting(JOB_ID) == 1, timeout=20, what="2 to wait")
-    assert not node.supervisor.kill("cancel-me")  # no process of it runs yet
-    second[0].join(20)
-    assert second[1] == [SegmentOutcome(ok=False, error="canceled", killed=True)]
-    assert "canceled while waiting" in ctx.log_path.read_text()
-    assert first[0].is_alive()  # 1 goes on in the session, untouched
-    (out / "go").touch()
-    first[0].join(30)
-    assert first[1] == [SegmentOutcome(ok=True, exit_code=0)]
-    assert trace(out) == ["enter", "task 1 hello"] and node.pool.idle_count() == 1
-    assert node.run(job, segs[2], 0).ok  # the last one takes it and ends it
-    assert trace(out) == ["enter", "task 1 hello", "task 3 hello", "exit"]
-
-
-def test_the_time_spent_waiting_for_the_session_is_not_the_segments(tmp_path: Path) -> None:
-    ctx = SegmentContext(
-        key="k", log_path=tmp_path / "k.log", timeout=60, started=time.monotonic() - 59.0
+def test_two_segments_at_once_have_a_session_each(tmp_path: Path, out: Path) -> None:
+    # Each of the first two tasks waits until both have started: they run at the same time.
+    both = (
+        "touch {{Param.Out}}/started-{{Task.Param.Frame}}; "
+        "if [ {{Task.Param.Frame}} -le 2 ]; then for i in $(seq 200); do "
+        "[ -e {{Param.Out}}/started-1 ] && [ -e {{Param.Out}}/started-2 ] && break; "
+        'sleep 0.05; done; fi; echo "task {{Task.Param.Frame}}"'
     )
-    left = ctx.remaining()
-    assert left is not None and left < 2
-    ctx.waited()
-    left = ctx.remaining()
-    assert left is not None and left > 58
-
-
-class _Kept:
-    """A stand-in session for the pool's bookkeeping (the pool only reads its key)."""
-
-    def __init__(self, key: PoolKey) -> None:
-        self.key = key
-        self.closed = False
-
-    def close_idle(self) -> None:
-        self.closed = True
-
-
-def test_waiting_segments_take_the_session_in_segment_order() -> None:
-    pool = SessionPool(idle=600)
-    key = PoolKey.of(JOB_ID, {"step": "S"}, {})
-    assert pool.acquire(key, "a3", 3) == Turn(held=True, session=None)
-    kept = _Kept(key)
-    got: list[str] = []
-
-    def wait(holder: str, order: int) -> None:
-        turn = pool.acquire(key, holder, order)
-        got.append(holder)
-        assert turn.held and turn.session is kept
-        pool.give_back(kept, holder)
-
-    later = [threading.Thread(target=wait, args=(h, o)) for h, o in (("a5", 5), ("a4", 4))]
-    for count, thread in enumerate(later, start=1):  # 5 waits first, then 4: 4 goes first
-        thread.start()
-        wait_until_sync(lambda count=count: pool.waiting(JOB_ID) == count, what="the waits")
-    pool.begin(JOB_ID, 2)
-    assert pool.give_back(kept, "a3")  # given on, not kept idle
-    for thread in later:
-        thread.join(10)
-    assert got == ["a4", "a5"] and pool.idle_count() == 1 and not kept.closed
-    # A turn given up without a session: the next one opens a new session.
-    assert pool.acquire(key, "a6", 6).session is kept
-    pool.leave(key, "a6")
-    assert pool.acquire(key, "a7", 7) == Turn(held=True, session=None)
+    job, segs = plan(tmp_path, template(step(both, frames="1-3")), out)
+    node = Node(tmp_path, "n")
+    runs = [_in_thread(lambda seg=seg: node.run(job, seg, 2)) for seg in segs[:2]]
+    for thread, _ in runs:
+        thread.join(30)
+    assert [r for _, r in runs] == [[SegmentOutcome(ok=True, exit_code=0)]] * 2
+    assert node.pool.idle_count() == 2
+    assert trace(out).count("enter") == 2
+    # The last segment takes one session and ends both, their output in its log.
+    assert node.run(job, segs[2], 0).ok
+    assert trace(out).count("exit") == 2 and node.pool.idle_count() == 0
+    assert node.logs[-1].read_text().count("leaving the farmhouse") == 2
 
 
 def test_a_changed_spec_or_environment_never_reuses_a_session(tmp_path: Path, out: Path) -> None:

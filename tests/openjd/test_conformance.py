@@ -53,7 +53,7 @@ KNOWN_RUN: dict[str, str] = {
         "openjd-sessions 0.14 drops an openjd_env line that a task's onRun (or the "
         "onWrapTaskRun hook standing in for it) prints, on purpose (its _session.py: 'a "
         "known divergence from openjd-rs', filed upstream), so task 2's WrappedAction."
-        "Environment never holds TASK1_VAR, though qfarm now runs both tasks in one session"
+        "Environment never holds TASK1_VAR, though both tasks run in one session here"
     ),
     "base/jobs/3.3.1--format-string-name-resolved.test.yaml": (
         "the step needs amount.custom.licenses >= 1, which no node of qfarm run's embedded "
@@ -162,12 +162,14 @@ OS_NAME = "windows" if sys.platform == "win32" else "posix"
 
 def _run_command(doc: dict[str, Any], tmp_path: Path) -> list[str]:
     """``qfarm openjd run`` with the test's template and inputs written under ``tmp_path``."""
-    # One node, so that the job's tasks run one after another in the session that node keeps
-    # for the job, as the OpenJD CLI runs them (several nodes each have a session of their own,
-    # which the specification allows but some WRAP_ACTIONS cases, reading what an earlier task
-    # exported, do not expect). No retries: a task the test expects to fail fails once, and its
-    # log is the one shown.
-    command = [sys.executable, "-m", "qfarm", "openjd", "run", "--nodes", "1", "--retries", "0"]
+    # One node with one instance, so that the job's tasks run one after another in the one
+    # session that node keeps for the job, as the OpenJD CLI runs them (each instance that
+    # runs a task of the job at the same time has a session of its own, which the
+    # specification allows but some WRAP_ACTIONS cases, reading what an earlier task exported,
+    # do not expect). No retries: a task the test expects to fail fails once, and its log is
+    # the one shown.
+    command = [sys.executable, "-m", "qfarm", "openjd", "run", "--nodes", "1", "--instances"]
+    command += ["1", "--retries", "0"]
     command.append("--quiet")
     command.append(str(_write(doc["template"], tmp_path / "template.yaml")))
     if "parameters" in doc:

@@ -129,6 +129,13 @@ NodesOpt = Annotated[
     int | None,
     typer.Option("--nodes", help="Local service nodes to start [default: 2 on 2+ cores]."),
 ]
+InstancesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--instances",
+        help="Instances of each service per node [default: command cores / nodes, transcode 1].",
+    ),
+]
 DataDirOpt = Annotated[
     Path | None,
     typer.Option("--data-dir", help="Where the store and logs live [env: QFARM_DATA_DIR]."),

@@ -7,7 +7,6 @@ of :mod:`qfarm.cli.job_commands`.
 from __future__ import annotations
 
 import shutil
-from typing import Annotated
 
 import typer
 
@@ -23,6 +22,7 @@ from qfarm.cli.options import (
     DbOpt,
     FollowOpt,
     FreshOpt,
+    InstancesOpt,
     JsonOpt,
     NodesOpt,
     QuietOpt,
@@ -70,14 +70,7 @@ write {{ and }} for literal braces.
 def run(
     job: CommandJob,
     nodes: NodesOpt = None,
-    instances: Annotated[
-        int | None,
-        typer.Option(
-            "--instances",
-            help="Instances of each service per node [default: command cores / nodes, "
-            "transcode 1].",
-        ),
-    ] = None,
+    instances: InstancesOpt = None,
     data_dir: DataDirOpt = None,
     db: DbOpt = None,
     as_json: JsonOpt = False,
@@ -108,6 +101,7 @@ def run(
             retries=None if job.retries == 2 else job.retries,
             timeout=job.timeout,
             nodes=nodes,
+            instances=instances,
             data_dir=data_dir,
             db=db,
             json=as_json,

@@ -80,16 +80,6 @@ class SegmentContext:
 
             self.on_progress = on_progress
 
-    def waited(self) -> None:
-        """The attempt waited on its node before its work began (an OpenJD segment for its
-        job's session, held by another segment there): the wait counts against neither its
-        timeout nor its stall watch, as its time in the node's queue does not, and the
-        attempt is reported as started now (its duration is what adaptive chunks and ETAs
-        learn from)."""
-        self.started = time.monotonic()
-        if self._stall is not None:
-            self._stall.hold()
-
     def remaining(self) -> float | None:
         if self.timeout is None:
             return None

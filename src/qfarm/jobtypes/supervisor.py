@@ -316,12 +316,6 @@ class Supervisor:
         self._end_groups([proc for proc in procs if proc is not None])
         return [proc is not None for proc in procs]
 
-    def was_killed(self, key: str) -> bool:
-        """Whether ``key`` was killed (and not yet forgotten), running or not: a segment that
-        waits before its first process starts looks here to stop waiting."""
-        with self._lock:
-            return key in self._killed
-
     def forget(self, key: str) -> None:
         """Drop the record that ``key`` was killed or suspended, once its segment has
         reported."""

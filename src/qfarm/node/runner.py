@@ -207,7 +207,6 @@ def _run_attempt(
         stall_timeout=_stall_timeout(task),
         path_map=config.path_map,
     )
-    begun = ctx.started
     thumb = None
     try:
         if config.path_map and not jobtypes.get(task.job_type).maps_paths:
@@ -255,9 +254,7 @@ def _run_attempt(
         error=outcome.error,
         killed=outcome.killed,
         pid=ctx.pid,
-        # After any wait of the job type's before its work began (SegmentContext.waited):
-        # what the attempt's duration, its ETA and adaptive chunks are read from.
-        started_at=started_at + max(0.0, ctx.started - begun),
+        started_at=started_at,
         ended_at=time.time(),
         log_tail=log_tail(log_path),
         thumbnail=thumb if outcome.ok else None,

@@ -3,10 +3,9 @@
 :func:`jobs_from_plan` turns a plan from :func:`qfarm.openjd.load_plan` into one job per step
 (step dependencies are job dependencies); each task, or TASK_CHUNKING chunk, of the step is
 one segment, labelled with its parameter values (``Frame=1-5``). On a node the segments of a
-job take turns in one openjd-sessions session kept between them, which enters the
-environments once (:mod:`qfarm.jobtypes.openjd.segment`, :mod:`~qfarm.jobtypes.openjd.session`,
-:mod:`~qfarm.jobtypes.openjd.pool`). The spec's fields are listed in
-:mod:`qfarm.jobtypes.openjd.spec`.
+job run in openjd-sessions sessions kept between them, entering the environments once per
+session (:mod:`qfarm.jobtypes.openjd.session`, :mod:`qfarm.jobtypes.openjd.pool`). The
+spec's fields are listed in :mod:`qfarm.jobtypes.openjd.spec`.
 """
 
 from __future__ import annotations
@@ -113,7 +112,7 @@ class OpenJDJobType:
     def run(
         self, job: Mapping[str, Any], segment: Mapping[str, Any], ctx: SegmentContext
     ) -> SegmentOutcome:
-        from qfarm.jobtypes.openjd.segment import run_segment
+        from qfarm.jobtypes.openjd.session import run_segment
 
         try:
             return run_segment(job, segment, ctx)

@@ -1,23 +1,17 @@
 """The open OpenJD sessions of one node process, kept between the segments of a job.
 
 A session whose environments are entered is worth keeping: the next segment of the same job
-on this node runs its task in it without entering them again, and sees what the earlier
-tasks exported with ``openjd_env`` (a session is one OpenJD worker's: its actions run one
-after another). So a node keeps *one* session per job (per :class:`PoolKey`): a segment
-waits for its key's turn (:meth:`SessionPool.acquire`), which goes to the segments waiting
-here in segment order, takes the key's session if there is one, and when its task is done
-gives it back (:meth:`SessionPool.give_back`) to the next segment of the key waiting here,
-or to the pool to keep idle. Two segments of one job that the dispatcher gave this node at
-once (a node with two ``openjd`` instances) therefore run one after the other in one
-session, not side by side in two: the second waits, its timeout not yet counting.
+on this node runs its task in it without entering them again. A segment takes an idle session
+of its job (:meth:`SessionPool.take`), or opens one; when its task is done it gives the session
+back (:meth:`SessionPool.put`) or ends it. Segments run in worker threads, and a session runs
+one action at a time, so a session is either idle here or held by exactly one segment, never
+both; two segments of one job running at once have a session each.
 
 Sessions are ended (their environments exited) by:
 
-* the segment that is done with its session when the job left none queued at the
-  controller (``ctx.job_queued_after == 0``) and no other segment of the key waits here:
-  its own session, and every idle session of the job (:meth:`SessionPool.take_job`);
-* the pool's reaper thread, for a session idle longer than :func:`idle_seconds` (a node that
-  gets no more of the job's segments, the rest having gone to other nodes);
+* the segment that leaves none of its job queued (``ctx.job_queued_after == 0``): its own
+  session, and every idle session of the job (:meth:`SessionPool.take_job`);
+* the pool's reaper thread, for a session idle longer than :func:`idle_seconds`;
 * :meth:`SessionPool.close_all` when the worker process closes (the node runner's
   ``kill_all``, which the worker plugin's teardown calls, and an exit hook of the process).
 
@@ -27,14 +21,13 @@ members, so the node runner can import this module cheaply.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import hashlib
 import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from multiprocessing import util as mp_util
 from typing import Any, Protocol
@@ -42,8 +35,6 @@ from typing import Any, Protocol
 # How long an idle session is kept, in seconds, when QFARM_OPENJD_IDLE_SECONDS does not say.
 IDLE_SECONDS = 30.0
 IDLE_ENV = "QFARM_OPENJD_IDLE_SECONDS"
-# How often a segment waiting for its job's session looks whether it was canceled meanwhile.
-WAIT_POLL_SECONDS = 0.1
 
 
 def idle_seconds() -> float:
@@ -86,18 +77,8 @@ class Pooled(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Turn:
-    """What :meth:`SessionPool.acquire` gives a segment: whether it holds its key's turn
-    (False: it was stopped while waiting, and gives nothing back), and the key's session
-    when one was kept (None: the segment opens one)."""
-
-    held: bool
-    session: Pooled | None = None
-
-
 class SessionPool:
-    """Idle sessions by key, whose turn it is, and what the node knows of each job's queue."""
+    """Idle sessions by key, and what the node knows of each job's queue."""
 
     def __init__(self, idle: float | None = None) -> None:
         self._idle_seconds = idle
@@ -105,9 +86,6 @@ class SessionPool:
         self._idle: dict[Pooled, float] = {}  # session -> when it is ended (monotonic)
         self._busy: dict[int, int] = {}  # job id -> segments of it running here
         self._drained: set[int] = set()  # jobs that left nothing queued
-        self._holders: dict[PoolKey, str] = {}  # key -> the attempt holding its turn
-        self._waiting: dict[PoolKey, list[int]] = {}  # segment orders waiting, lowest first
-        self._handed: dict[PoolKey, Pooled] = {}  # sessions given on to the next in line
         self._reaper: threading.Thread | None = None
         self._hooked_pid: int | None = None
         self._closed = False
@@ -145,69 +123,27 @@ class SessionPool:
         with self._cond:
             return job_id in self._drained
 
-    def acquire(
-        self,
-        key: PoolKey,
-        holder: str,
-        order: int,
-        stopped: Callable[[], bool] = lambda: False,
-    ) -> Turn:
-        """Wait for ``key``'s turn for the attempt ``holder`` (its key): until no segment
-        holds it and no segment waiting for it here comes before ``order`` (the segment's
-        number in its job), or ``stopped()`` (the segment was canceled meanwhile). The key's
-        session comes with the turn when one was kept idle or given on."""
+    def take(self, key: PoolKey) -> Pooled | None:
+        """An idle session for ``key``, now held by the caller, or None."""
         with self._cond:
-            waiting = self._waiting.setdefault(key, [])
-            bisect.insort(waiting, order)
-            try:
-                while key in self._holders or waiting[0] != order:
-                    if stopped():
-                        return Turn(held=False)
-                    self._cond.wait(timeout=WAIT_POLL_SECONDS)
-            finally:
-                waiting.remove(order)
-                if not waiting:
-                    del self._waiting[key]
-                self._cond.notify_all()
-            self._holders[key] = holder
-            session = self._handed.pop(key, None)
-            if session is None:
-                session = next((s for s in self._idle if s.key == key), None)
-                if session is not None:
+            for session in self._idle:
+                if session.key == key:
                     del self._idle[session]
-            return Turn(held=True, session=session)
+                    return session
+        return None
 
-    def give_back(self, session: Pooled, holder: str) -> bool:
-        """The segment holding ``session.key``'s turn is done with ``session``, whose task
-        succeeded: give it to the next segment of the key waiting here, else keep it idle
-        unless the job left none queued or the worker is closing. False: nobody keeps it,
-        and the caller ends it. The turn is given up either way."""
-        key = session.key
+    def put(self, session: Pooled) -> None:
+        """Keep ``session`` idle until a segment takes it or it has waited too long."""
         with self._cond:
-            if self._holders.get(key) == holder:
-                del self._holders[key]
-            self._cond.notify_all()
-            if self._waiting.get(key):
-                self._handed[key] = session
-                return True
-            if self._closed or key.job_id in self._drained:
-                return False
-            self._idle[session] = time.monotonic() + self.idle_seconds
-            self._start_reaper()
-            return True
-
-    def leave(self, key: PoolKey, holder: str) -> None:
-        """``holder`` gives up ``key``'s turn, if it still holds it, with no session to give
-        on (it failed or was ended): the next segment waiting for it opens a new one."""
-        with self._cond:
-            if self._holders.get(key) == holder:
-                del self._holders[key]
-            self._cond.notify_all()
-
-    def waiting(self, job_id: int) -> int:
-        """How many segments of ``job_id`` wait here for their session."""
-        with self._cond:
-            return sum(len(v) for k, v in self._waiting.items() if k.job_id == job_id)
+            if self._closed:
+                closing = True
+            else:
+                closing = False
+                self._idle[session] = time.monotonic() + self.idle_seconds
+                self._start_reaper()
+                self._cond.notify_all()
+        if closing:  # the worker is closing: nothing more will take it
+            session.close_idle()
 
     def take_job(self, job_id: int) -> list[Pooled]:
         """Every idle session of ``job_id``, now held by the caller (to end them)."""

@@ -3,15 +3,12 @@
 A :class:`JobSession` is one openjd-sessions session of one job on this node. The segment
 that opens it enters the step's environments in order (environment templates', the job's, the
 step's: ``onEnter``, ``openjd_env`` variables); that and every later segment of the job that
-takes it from the node's :mod:`pool <qfarm.jobtypes.openjd.pool>` (one session per job on a
-node: its segments take turns in it) runs its task (or chunk) in it; :mod:`.segment` runs a
-segment so. The environments are exited in reverse (``onExit``, how a template cleans up)
-once:
+takes it from the node's :mod:`pool <qfarm.jobtypes.openjd.pool>` runs its task (or chunk) in
+it. The environments are exited in reverse (``onExit``, how a template cleans up) once:
 
-* by the segment that is done with the session when its job left none queued
-  (``ctx.job_queued_after == 0``, or not known) and no other segment of the job waits for
-  it on this node, before it returns, so the output is in its log; it also ends the idle
-  sessions of its job;
+* by the segment that leaves none of its job queued (``ctx.job_queued_after == 0``, or not
+  known), before it returns, so the output is in its log; it also ends the idle sessions of
+  its job, and a session of the job whose segment ends after that is ended too;
 * by the segment whose task failed, was canceled or timed out, or whose environment failed
   (a session in doubt is never reused: a retry opens a new one);
 * by the pool, when the session was idle for :func:`~qfarm.jobtypes.openjd.pool.idle_seconds`
@@ -61,8 +58,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from qfarm.jobtypes.base import SegmentContext
-from qfarm.jobtypes.openjd.pool import PoolKey
+from qfarm.jobtypes.base import SegmentContext, SegmentOutcome
+from qfarm.jobtypes.openjd.pool import POOL, PoolKey, SessionPool
 from qfarm.jobtypes.openjd.spec import decode_environments, decode_script, path_mapping_rules
 from qfarm.jobtypes.openjd.watch import POLL_SECONDS, SessionLogHandler, Watch
 from qfarm.jobtypes.supervisor import PROCESS_STARTS
@@ -94,9 +91,7 @@ def _safe(key: str) -> str:
 
 
 @dataclass
-class Action:
-    """How one action of a session ended (the first failed one decides a failure)."""
-
+class _Action:
     what: str  # for the failure reason: "task", "onEnter of Render env"
     state: str
     exit_code: int | None
@@ -171,7 +166,7 @@ class JobSession:
         start: Callable[[], None],
         watch: Watch | None,
         deadline: float | None = None,
-    ) -> Action:
+    ) -> _Action:
         """Start one action with ``start()`` and wait for it to end, canceling it with the
         template's cancelation when ``watch`` says the node ended the segment (no watch for
         ``onExit``), or at once when ``deadline`` (monotonic) passes."""
@@ -185,7 +180,7 @@ class JobSession:
                 start()
         except (RuntimeError, ValueError) as exc:
             self._note(f"{what} could not start: {exc}")
-            return Action(what, "failed", None)
+            return _Action(what, "failed", None)
         canceled = False
         while True:
             # The callback only wakes this loop; the session's state says whether the action
@@ -210,7 +205,7 @@ class JobSession:
                     session.cancel_action(time_limit=timedelta(0))
         status = session.action_status
         state = getattr(getattr(status, "state", None), "value", "failed")
-        return Action(
+        return _Action(
             what, str(state), getattr(status, "exit_code", None), self._handler.start_busy
         )
 
@@ -225,7 +220,7 @@ class JobSession:
                     with open(path, "a", encoding="utf-8") as fh:
                         fh.write(f"[qfarm] {line}\n")
 
-    def open(self, watch: Watch) -> Action | None:
+    def open(self, watch: Watch) -> _Action | None:
         """Start the session and enter its environments; the failed action, or None (also
         when the watch says the segment was canceled before all were entered)."""
         from openjd.model import RevisionExtensions, SpecificationRevision
@@ -255,7 +250,7 @@ class JobSession:
         except RuntimeError as exc:
             ctx.log(f"the openjd session could not start: {exc}")
             self._finish()
-            return Action("session", "failed", None)
+            return _Action("session", "failed", None)
         session = self._session
         for origin, env in self.environments:
             if watch.canceled:
@@ -273,7 +268,7 @@ class JobSession:
                 return done
         return None
 
-    def run_task(self, segment: Mapping[str, Any], watch: Watch) -> Action | None:
+    def run_task(self, segment: Mapping[str, Any], watch: Watch) -> _Action | None:
         """Run the segment's task (or chunk); the failed action, or None."""
         job, session = self.job, self._session
         step_table = _symtab(job.get("step_symbol_table"))
@@ -297,13 +292,13 @@ class JobSession:
             self._running_task = False
         return None if done.state == "success" else done
 
-    def close(self, deadline: float | None = None) -> Action | None:
+    def close(self, deadline: float | None = None) -> _Action | None:
         """Exit the entered environments in reverse and end the session; the first failed
         ``onExit``, or None. Only the first call does anything."""
         if self._closed:
             return None
         self._closed = True
-        failure: Action | None = None
+        failure: _Action | None = None
         try:
             for identifier, table, name in reversed(self._entered):
 
@@ -385,3 +380,105 @@ def _symtab(text: str | None) -> Any:
     from openjd.expr import SerializedSymbolTable
 
     return None if text is None else SerializedSymbolTable.from_json_str(text)
+
+
+def run_segment(
+    job: Mapping[str, Any],
+    segment: Mapping[str, Any],
+    ctx: SegmentContext,
+    pool: SessionPool = POOL,
+) -> SegmentOutcome:
+    """Run one segment in a session of its job from ``pool`` (or a new one), and end or
+    keep the session (see the module's docstring)."""
+    try:
+        import openjd.sessions  # noqa: F401
+    except ImportError as exc:
+        return SegmentOutcome(ok=False, error=f"openjd-sessions is not installed here: {exc}")
+    key = PoolKey.of(ctx.job_id, job, ctx.environment)
+    taken = pool.take(key)
+    session = taken if isinstance(taken, JobSession) else None
+    if session is None:
+        session = JobSession(job, key, ctx)  # InvalidRequest for a spec it cannot read
+        opened = True
+    else:
+        session.bind(ctx)
+        opened = False
+    pool.begin(ctx.job_id, ctx.job_queued_after)
+    watch = Watch(ctx)
+    watch.wait_started()
+    failure: _Action | None = None
+    kept = False
+    try:
+        if not opened:
+            ctx.log(
+                f"openjd session {session.session_id} reused: its environments were entered "
+                f"by {session.opened_by}"
+            )
+        for retry in range(BUSY_RETRIES + 1):
+            if opened:
+                failure = session.open(watch)
+            if failure is None and not watch.canceled:
+                failure = session.run_task(segment, watch)
+            if failure is None or not failure.busy or watch.canceled or retry == BUSY_RETRIES:
+                break
+            ctx.log(
+                f"the {failure.what}'s process could not start (its script was busy: another "
+                "process of this node was starting); opening the session again"
+            )
+            session.close()
+            session, opened, failure = JobSession(job, key, ctx), True, None
+        if failure is None and not watch.canceled:
+            ctx.on_progress(1.0)
+        if failure is None and not watch.canceled and not pool.drained(ctx.job_id):
+            session.release()
+            pool.put(session)
+            kept = True
+    finally:
+        drained = pool.drained(ctx.job_id)
+        if not kept:
+            left = session.close()
+            failure = failure or left
+            if drained or watch.killed:
+                for other in pool.take_job(ctx.job_id):
+                    if isinstance(other, JobSession):
+                        _end_other(other, ctx)
+        pool.end(ctx.job_id)
+        watch.stop()
+    return _outcome(ctx, session, failure, watch)
+
+
+def _end_other(other: JobSession, ctx: SegmentContext) -> None:
+    """End an idle session of the job in ``ctx``'s segment, whose log gets its output; a
+    failed ``onExit`` there is logged, not the segment's failure (its own task is done)."""
+    other.bind(ctx)
+    ctx.log(f"ending idle openjd session {other.session_id} of this job")
+    left = other.close()
+    if left is not None:
+        ctx.log(f"{left.what} of openjd session {other.session_id} failed ({left.state})")
+
+
+def _outcome(
+    ctx: SegmentContext, session: JobSession, failure: _Action | None, watch: Watch
+) -> SegmentOutcome:
+    if watch.canceled:
+        if watch.timed_out:
+            return SegmentOutcome(ok=False, error="openjd task timed out", timed_out=True)
+        if watch.result is not None and watch.result.killed:
+            return SegmentOutcome(ok=False, error="canceled", killed=True)
+        return SegmentOutcome(ok=False, error="openjd task stalled")  # the runner says more
+    if failure is None:
+        return SegmentOutcome(ok=True, exit_code=0)
+    code = failure.exit_code
+    if failure.state == "timeout":
+        return SegmentOutcome(
+            ok=False, exit_code=code, error=f"{failure.what} timed out", timed_out=True
+        )
+    reason = session.fail_message
+    if not reason:
+        reason = f"{failure.what} {failure.state}"
+        if code is not None:
+            reason = f"{failure.what} exited with code: {code}"
+    if session.status_message and session.status_message not in reason:
+        reason += f" (status: {session.status_message})"
+    ctx.log(f"failed: {reason}")
+    return SegmentOutcome(ok=False, exit_code=code, error=reason)
