@@ -24,9 +24,15 @@ def test_pause_suspend_then_resume_continues_the_count(
     tmp_path: Path,
 ) -> None:
     count = tmp_path / "count.txt"
-    script = f"i=0; while [ $i -lt 25 ]; do echo $i >> {count}; i=$((i+1)); sleep 0.1; done"
+    gate = tmp_path / "gate"
+    # After 3 the counter waits for the gate, so however slowly the pause below comes (a
+    # loaded machine takes seconds to start a CLI process), the batch is still running.
+    script = (
+        f"i=0; while [ $i -lt 25 ]; do echo $i >> {count}; i=$((i+1)); "
+        f"if [ $i -eq 3 ]; then while [ ! -e {gate} ]; do sleep 0.05; done; fi; sleep 0.1; done"
+    )
     batch_id = cluster.submit(script, tmp_path, spec={"frames": "1"})
-    wait_until_sync(lambda: len(numbers(count)) >= 3, what="the count to begin")
+    wait_until_sync(lambda: len(numbers(count)) >= 3, what="the count to reach the gate")
 
     paused = cluster.cli("pause", "--suspend", "--json", str(batch_id))
     assert paused.returncode == 0, paused.stderr
@@ -34,6 +40,7 @@ def test_pause_suspend_then_resume_continues_the_count(
     assert (body["state"], body["segments"]["suspended"]) == ("paused", 1)
     [attempt] = cluster.attempts(batch_id)
     wait_until_sync(lambda: group_stopped(attempt["pid"]), timeout=30, what="the counter stopped")
+    gate.touch()  # open: only the suspension holds the counter now
     frozen = numbers(count)
     assert group_stopped(attempt["pid"]) and numbers(count) == frozen
     shown = cluster.cli("batches")
