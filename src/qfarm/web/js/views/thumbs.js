@@ -82,7 +82,13 @@ async function openFull(thumb, opener) {
   img.height = thumb.full_height;
   document.getElementById("thumb-caption").textContent =
     `${describe(thumb)} (${thumb.source}, segment ${thumb.segment_label}, ${thumb.full_width}×${thumb.full_height})`;
-  dialog.onclose = () => opener?.isConnected && opener.focus();
+  // Back to the picture that opened it, unless the keyboard has moved on meanwhile: the
+  // close event comes a moment after the close itself (the browser has already put the
+  // focus back by then, and the user may have gone on to another picture).
+  dialog.onclose = () => {
+    const now = document.activeElement;
+    if (opener?.isConnected && (!now || now === document.body)) opener.focus();
+  };
   if (!dialog.open) dialog.showModal();
   const url = await pictureUrl(thumb, true);
   if (url && img.alt === describe(thumb)) img.src = url;
