@@ -27,6 +27,8 @@ from tests.web.scale import WAVE, Gates, PageProbe, drive
 pytestmark = pytest.mark.integration
 
 SEGMENTS = 10_000
+# How long the page may take to show what the API already says, in ms.
+CATCH_UP_MS = 30_000
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +75,9 @@ def test_a_batch_of_10000_segments_stays_live(big_farm: Farm, page: Any, tmp_pat
             lambda r: failed.append(r.url) if "/api/v1/" in r.url and r.status >= 400 else None,
         )
         drive(farm.client, gates, batch_id, probe, range(3))
-        expect(summary).to_contain_text(f"{3 * WAVE} done")
+        # The page catches up with the API (how fast is bench/monitor_scale.py's to measure:
+        # on a machine loaded by other tests it has lagged more than the default 5 s).
+        expect(summary).to_contain_text(f"{3 * WAVE} done", timeout=CATCH_UP_MS)
         # The cells in sight say what the API says of their segments.
         first = {s["id"]: s["state"] for s in farm.client.segments(batch_id, limit=WAVE)}
         wait_until_sync(
@@ -124,7 +128,7 @@ def test_a_batch_of_10000_segments_stays_live(big_farm: Farm, page: Any, tmp_pat
 
         # The view read whole again, with attempts of 300 segments: what a reload costs.
         probe.load(f"{farm.url}/#/batch/{batch_id}")
-        expect(summary).to_contain_text(f"{3 * WAVE} done")
+        expect(summary).to_contain_text(f"{3 * WAVE} done", timeout=CATCH_UP_MS)
         probe.collect()
         figures = probe.figures.summary()
         (ARTIFACTS / "monitor-scale.json").write_text(json.dumps(figures, indent=2) + "\n")
