@@ -51,6 +51,10 @@ err = Console(stderr=True, markup=False)
 # took a value.
 FLAG = ""
 
+# The host names of this machine's loopback: a controller listening only there needs no
+# token or TLS to be safe from the network, and a node joining one may share its keys.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 def print_error(message: object) -> None:
     """One line on stderr: ``qfarm: error: ...``."""

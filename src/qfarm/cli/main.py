@@ -26,7 +26,8 @@ def register_commands(argv: list[str]) -> None:
     # In this order, which is that of `qfarm --help`: it lists commands as they were added.
     # isort: off
     import qfarm.cli.access
-    import qfarm.cli.roles
+    import qfarm.cli.controller
+    import qfarm.cli.node
     import qfarm.cli.batches
     import qfarm.cli.chosen
     import qfarm.cli.logs

@@ -110,7 +110,7 @@ def scale_slurm(
     controller's queue (GET /metrics) and keeps as many nodes as the queued and running
     segments need, within min and max; nodes no longer needed leave when idle.
     """
-    from qfarm.cli.roles import join_token_for
+    from qfarm.cli.node import join_token_for
     from qfarm.domain.units import parse_duration
     from qfarm.node.serve import parse_services
     from qfarm.scale.adapt import AdaptRange
