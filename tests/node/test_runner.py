@@ -27,3 +27,23 @@ def test_transcode_is_not_offered_without_a_working_ffmpeg(
     # Asked for nothing in particular, the node just leaves it out.
     assert offerable_services(None)[1] == []
     assert "ffmpeg" not in node_facts()["fingerprint"]
+
+
+def test_only_the_tools_of_the_services_asked_for_are_asked_their_versions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node or run of command jobs never starts Blender to ask its version (half a second
+    of CPU), and a transcode node asks ffmpeg only."""
+    from qfarm import renderers
+
+    def no_renderers() -> dict[str, str]:
+        raise AssertionError("a renderer was asked its version")
+
+    monkeypatch.setattr(renderers, "fingerprint", no_renderers)
+    assert offerable_services({"command": 2}) == ({"command": 2}, [])
+    offered, _ = offerable_services({"command": 1, "transcode": 1})
+    assert offered == {"command": 1, "transcode": 1}
+    assert set(node_facts({"ffmpeg"})["fingerprint"]) == {"qfarm", "python", "ffmpeg"}
+    assert set(node_facts(set())["fingerprint"]) == {"qfarm", "python"}
+    with pytest.raises(AssertionError, match="renderer was asked"):
+        node_facts()  # a served node reports every tool it has

@@ -113,7 +113,7 @@ def local_nodes_for(
         return default_local_nodes(count, instances, services)
     from qfarm.node.facts import tool_versions
 
-    versions = tool_versions()
+    versions = tool_versions({LIBRARY_SERVICES[name] for name in extra})
     missing = [name for name in extra if LIBRARY_SERVICES[name] not in versions]
     if missing:
         tool = LIBRARY_SERVICES[missing[0]]

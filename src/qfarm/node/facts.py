@@ -7,11 +7,13 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+from collections.abc import Collection, Iterable
 from typing import Any
 
 
-def node_facts() -> dict[str, Any]:
-    """What a node tells the controller about itself, its tools' versions included."""
+def node_facts(tools: Collection[str] | None = None) -> dict[str, Any]:
+    """What a node tells the controller about itself, its tools' versions included (only
+    ``tools``, fingerprint names as :data:`SERVICE_TOOLS` gives them, when it says)."""
     import platform
 
     import psutil
@@ -26,33 +28,14 @@ def node_facts() -> dict[str, Any]:
         "fingerprint": {
             "qfarm": __version__,
             "python": platform.python_version(),
-            **tool_versions(),
+            **tool_versions(tools),
         },
     }
 
 
-def facts_without_tools() -> dict[str, Any]:
-    """A node's facts with no tool in its fingerprint, for a local node of an embedded
-    cluster that offers no service needing one: asking each renderer its version costs
-    more than the rest of a short run's start-up, and no job it can run looks at them."""
-    import platform
-
-    import psutil
-
-    from qfarm import __version__
-
-    return {
-        "host": socket.gethostname(),
-        "cores": os.cpu_count() or 1,
-        "memory": int(psutil.virtual_memory().total),
-        "version": __version__,
-        "fingerprint": {"qfarm": __version__, "python": platform.python_version()},
-    }
-
-
-def needs_tools(services: dict[str, int]) -> bool:
-    """Whether some of these services needs a tool (see SERVICE_TOOLS)."""
-    return any(SERVICE_TOOLS.get(name) for name in services)
+def tools_for(services: Iterable[str]) -> set[str]:
+    """The fingerprint entries that these services' jobs may need (see SERVICE_TOOLS)."""
+    return {tool for name in services for tool in SERVICE_TOOLS.get(name, ())}
 
 
 def host_load() -> dict[str, float]:
@@ -65,17 +48,29 @@ def host_load() -> dict[str, float]:
     }
 
 
-def tool_versions() -> dict[str, str]:
-    """The versions of the tools this node's job types run, for its fingerprint."""
-    from qfarm import renderers
-    from qfarm.jobtypes.openjd import fingerprint as openjd_fingerprint
-    from qfarm.media.tool import ToolMissing, ffmpeg
+def tool_versions(tools: Collection[str] | None = None) -> dict[str, str]:
+    """The versions of the tools this node's job types run, for its fingerprint: every one,
+    or only ``tools`` (fingerprint names). Asking a renderer its version costs about half a
+    second of CPU (Blender starts), which a node or a run that needs no renderer should not
+    pay."""
+
+    def wanted(*names: str) -> bool:
+        return tools is None or any(name in tools for name in names)
 
     versions: dict[str, str] = {}
-    with contextlib.suppress(ToolMissing):
-        versions["ffmpeg"] = ffmpeg().version
-    versions.update(renderers.fingerprint())  # versions, and features (blender+gpu)
-    versions.update(openjd_fingerprint())  # openjd-sessions, when it imports here
+    if wanted("ffmpeg"):
+        from qfarm.media.tool import ToolMissing, ffmpeg
+
+        with contextlib.suppress(ToolMissing):
+            versions["ffmpeg"] = ffmpeg().version
+    if wanted("blender", "povray"):
+        from qfarm import renderers
+
+        versions.update(renderers.fingerprint())  # versions, and features (blender+gpu)
+    if wanted("openjd-sessions"):
+        from qfarm.jobtypes.openjd import fingerprint as openjd_fingerprint
+
+        versions.update(openjd_fingerprint())  # openjd-sessions, when it imports here
     return versions
 
 
@@ -93,12 +88,12 @@ def offerable_services(requested: dict[str, int] | None) -> tuple[dict[str, int]
     and ``openjd`` with one each (ffmpeg, renderers and the renders OpenJD jobs mostly are
     use every core themselves) when their tools run here.
     """
-    tools = tool_versions()
     if requested is None:
         requested = {"command": os.cpu_count() or 1, "transcode": 1, "render": 1, "openjd": 1}
         quiet = True
     else:
         quiet = False
+    tools = tool_versions(tools_for(requested))
     offered: dict[str, int] = {}
     dropped: list[str] = []
     for service, count in requested.items():
