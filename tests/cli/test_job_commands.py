@@ -42,3 +42,19 @@ def test_a_plain_run_loads_no_job_type_client_or_token_code() -> None:
     unwanted = ("qfarm.client", "qfarm.security", "qfarm.cli.render", "qfarm.cli.transcode")
     assert [m for m in loaded if m.startswith(unwanted)] == []
     assert "qfarm.cli.run" in loaded and "qfarm.cli.batches" not in loaded
+
+
+def test_a_client_command_loads_no_store() -> None:
+    """`qfarm nodes`, `qfarm batches` and the like only talk HTTP: SQLAlchemy and the store
+    (a third of their start-up) are the controller's."""
+    code = (
+        "import sys\n"
+        "from qfarm.cli.main import register_commands\n"
+        "register_commands(['nodes'])\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "qfarm.cli.batches" in loaded and "qfarm.cli.access" in loaded
+    assert [m for m in loaded if m.startswith(("sqlalchemy", "qfarm.store"))] == []

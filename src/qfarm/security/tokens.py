@@ -13,9 +13,12 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from qfarm.domain.errors import InvalidRequest
-from qfarm.store import Store
+
+if TYPE_CHECKING:  # the store (SQLAlchemy) is the controller's: client commands need it not
+    from qfarm.store import Store
 
 PREFIX = "qf_"
 # What a token opens: a client token the whole API (and /metrics); a metrics token only
