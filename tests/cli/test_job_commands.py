@@ -58,3 +58,17 @@ def test_a_client_command_loads_no_store() -> None:
     ).stdout.split()
     assert "qfarm.cli.batches" in loaded and "qfarm.cli.access" in loaded
     assert [m for m in loaded if m.startswith(("sqlalchemy", "qfarm.store"))] == []
+
+
+def test_a_spawned_worker_importing_the_program_again_loads_no_command_line() -> None:
+    """multiprocessing's spawn imports the program's main module again in each worker it
+    starts (a node's): ``python -m qfarm`` and the ``qfarm`` script then load no CLI."""
+    code = (
+        "import runpy, sys\n"
+        "runpy.run_module('qfarm.__main__', run_name='__mp_main__')\n"
+        "print(' '.join(sorted(sys.modules)))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert [m for m in loaded if m.startswith(("qfarm.cli", "typer", "rich"))] == []
