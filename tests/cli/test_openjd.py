@@ -214,6 +214,30 @@ def test_a_failed_task_fails_the_run(tmp_path: Path) -> None:
 
 
 @needs_openjd_nodes
+def test_host_requirements_no_local_node_meets_refuse_the_run_unless_ignored(
+    tmp_path: Path,
+) -> None:
+    """A step that needs a license count: qfarm run refuses it (exit 2) rather than wait for a
+    node that never comes; qfarm openjd run --ignore-host-requirements runs it on this
+    machine, as the OpenJD CLI runs every template."""
+    licensed = {**TEMPLATE, "name": "Licensed", "steps": [dict(TEMPLATE["steps"][1])]}
+    licensed["steps"][0].pop("dependencies")
+    licensed["steps"][0]["hostRequirements"] = {
+        "amounts": [{"name": "amount.custom.licenses", "min": 1}]
+    }
+    path = tmp_path / "licensed.yaml"
+    path.write_text(yaml.safe_dump(licensed), encoding="utf-8")
+    refused = qfarm("openjd", "run", str(path), "-q", data_dir=tmp_path / "data")
+    assert refused.returncode == 2
+    assert "licenses" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    ran = qfarm(
+        "openjd", "run", str(path), "-q", "--ignore-host-requirements", data_dir=tmp_path / "d2"
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert "second done" in ran.stdout
+
+
+@needs_openjd_nodes
 def test_one_node_enters_the_job_environment_once_for_all_its_tasks(tmp_path: Path) -> None:
     trace = tmp_path / "trace"
     env = {

@@ -178,6 +178,16 @@ def openjd_batch(
     )
 
 
+def without_host_requirements(request: BatchRequest) -> BatchRequest:
+    """``request`` with no job requiring anything of its nodes: for ``qfarm openjd run
+    --ignore-host-requirements``, which takes this machine as meeting whatever the template
+    asks (a license count, a GPU), as the OpenJD CLI does, instead of refusing the run."""
+    from qfarm.domain.requirements import NO_REQUIREMENTS
+
+    jobs = tuple(dataclasses.replace(job, requirements=NO_REQUIREMENTS) for job in request.jobs)
+    return dataclasses.replace(request, jobs=jobs)
+
+
 # ----------------------------------------------------- qfarm run / submit TEMPLATE
 
 RUN_EPILOG = """
@@ -223,11 +233,14 @@ def _run(
     follow: bool,
     fresh: bool,
     task_output: bool,
+    ignore_host_requirements: bool = False,
 ) -> int:
     try:
         request = openjd_batch(source, job)
     except InvalidRequest as exc:
         raise fail_usage(str(exc)) from None
+    if ignore_host_requirements:
+        request = without_host_requirements(request)
     on_end = None
     if task_output and not as_json:
 
@@ -426,6 +439,15 @@ def openjd_run(
             help="Start over, even when an interrupted run of the same template left a batch.",
         ),
     ] = False,
+    ignore_host_requirements: Annotated[
+        bool,
+        typer.Option(
+            "--ignore-host-requirements",
+            metavar=FLAG,
+            help="Run on this machine whatever the steps' hostRequirements ask (amounts, "
+            "attributes), as the OpenJD CLI's openjd run does.",
+        ),
+    ] = False,
 ) -> None:
     """Run a job template on an embedded cluster, as `qfarm run TEMPLATE` does, then print
     every task's output (each segment's log: its actions, openjd_status and openjd_fail
@@ -442,5 +464,6 @@ def openjd_run(
         follow=False,
         fresh=fresh,
         task_output=True,
+        ignore_host_requirements=ignore_host_requirements,
     )
     raise typer.Exit(code)
