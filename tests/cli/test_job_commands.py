@@ -29,16 +29,19 @@ def test_a_job_type_is_told_from_a_command() -> None:
     assert not is_job_command(None)
 
 
-def test_a_plain_run_loads_no_job_type_client_or_token_code() -> None:
-    code = (
-        "import sys\n"
-        "from qfarm.cli.main import register_commands\n"
-        "register_commands(['run', '--frames', '1-2', '--', 'echo'])\n"
-        "print(' '.join(sorted(sys.modules)))\n"
-    )
-    loaded = subprocess.run(
+def modules_loaded_by(code: str) -> list[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    code += "\nimport sys\nprint(' '.join(sorted(sys.modules)))\n"
+    return subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.split()
+
+
+def test_a_plain_run_loads_no_job_type_client_or_token_code() -> None:
+    loaded = modules_loaded_by(
+        "from qfarm.cli.main import register_commands\n"
+        "register_commands(['run', '--frames', '1-2', '--', 'echo'])"
+    )
     unwanted = ("qfarm.client", "qfarm.security", "qfarm.cli.render", "qfarm.cli.transcode")
     assert [m for m in loaded if m.startswith(unwanted)] == []
     assert "qfarm.cli.run" in loaded and "qfarm.cli.batches" not in loaded
@@ -47,15 +50,9 @@ def test_a_plain_run_loads_no_job_type_client_or_token_code() -> None:
 def test_a_client_command_loads_no_store() -> None:
     """`qfarm nodes`, `qfarm batches` and the like only talk HTTP: SQLAlchemy and the store
     (a third of their start-up) are the controller's."""
-    code = (
-        "import sys\n"
-        "from qfarm.cli.main import register_commands\n"
-        "register_commands(['nodes'])\n"
-        "print(' '.join(sorted(sys.modules)))\n"
+    loaded = modules_loaded_by(
+        "from qfarm.cli.main import register_commands\nregister_commands(['nodes'])"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
     assert "qfarm.cli.batches" in loaded and "qfarm.cli.access" in loaded
     assert [m for m in loaded if m.startswith(("sqlalchemy", "qfarm.store"))] == []
 
@@ -63,12 +60,7 @@ def test_a_client_command_loads_no_store() -> None:
 def test_a_spawned_worker_importing_the_program_again_loads_no_command_line() -> None:
     """multiprocessing's spawn imports the program's main module again in each worker it
     starts (a node's): ``python -m qfarm`` and the ``qfarm`` script then load no CLI."""
-    code = (
-        "import runpy, sys\n"
-        "runpy.run_module('qfarm.__main__', run_name='__mp_main__')\n"
-        "print(' '.join(sorted(sys.modules)))\n"
+    loaded = modules_loaded_by(
+        "import runpy\nrunpy.run_module('qfarm.__main__', run_name='__mp_main__')"
     )
-    loaded = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    ).stdout.split()
     assert [m for m in loaded if m.startswith(("qfarm.cli", "typer", "rich"))] == []
