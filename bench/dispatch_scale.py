@@ -89,7 +89,11 @@ class SimEngine:
             self.events.put_nowait(TaskEvent(task.key, "started", now, pid=1))
             seconds = self.durations[(task.segment_id - 1) % len(self.durations)]
             loop.call_later(seconds, self._end, task.key, host, now)
-        self.wakeup.set()
+        if tasks:
+            # Only when there is something to report, as a node's start report would: a
+            # wakeup set by every (empty) submit made each tick start the next at once, so
+            # the dispatcher never yielded and no task's end could ever fire.
+            self.wakeup.set()
 
     def _end(self, key: str, host: str, started: float) -> None:
         now = time.time()
