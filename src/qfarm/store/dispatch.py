@@ -23,6 +23,7 @@ from qfarm.domain.steering import (
     segment_dispatches,
 )
 from qfarm.store.base import StoreBase
+from qfarm.store.bulk import insert_many
 from qfarm.store.moves import Moved, Pending, move
 from qfarm.store.records import Candidate, Change, Dispatch
 from qfarm.store.rows import Row, segment_rows
@@ -37,6 +38,7 @@ class Dispatching(StoreBase):
         batch_ids: Iterable[int] | None,
         choose: Callable[[Candidate], str | None],
         log_path: Callable[[Candidate], str] = lambda cand: "",
+        most: int | None = None,
     ) -> tuple[list[tuple[Candidate, str]], list[Change]]:
         """Pick queued segments for free instances and record their dispatch, in one
         transaction.
@@ -45,10 +47,11 @@ class Dispatching(StoreBase):
         node for a candidate, or None to leave it queued this time. Order: batch priority
         (high first), then submission order, then job and segment order. Held, paused and
         not-yet-started (start_at) batches and waiting jobs give none. An assemble segment is
-        given only once every work segment of its job is done.
+        given only once every work segment of its job is done. ``most``: stop after that
+        many (a bounded round; the rest waits for the next).
         """
         wanted = {service: n for service, n in free.items() if n > 0}
-        if not wanted:
+        if not wanted or (most is not None and most <= 0):
             return [], []
         picked: list[tuple[Candidate, str]] = []
         with self._tx() as conn:
@@ -58,6 +61,8 @@ class Dispatching(StoreBase):
                     continue
                 wanted[cand.service] -= 1
                 picked.append((cand, node))
+                if most is not None and len(picked) >= most:
+                    break
             changes = record_dispatches(
                 conn, [Dispatch(c.segment_id, n, now, log_path(c)) for c, n in picked]
             )
@@ -121,8 +126,6 @@ _QUEUED_SEGMENTS = (
     .order_by(segments.c.idx)
     .limit(bindparam("limit"))
 )
-
-_NEW_ATTEMPT = attempts.insert()
 
 _JOBS_OF = (
     select(jobs.c.id, jobs.c.state, jobs.c.batch_id)
@@ -200,8 +203,9 @@ def record_dispatches(conn: Connection, dispatches: Sequence[Dispatch]) -> list[
         pending.move(row, SegmentState.DISPATCHED, changes, node=d.node)
         pending.segment(row.id, node=d.node, attempts=row.attempts + 1, error="", progress=0.0)
     pending.flush(conn)
-    conn.execute(
-        _NEW_ATTEMPT,
+    insert_many(
+        conn,
+        attempts,
         [
             {
                 "segment_id": d.segment_id,

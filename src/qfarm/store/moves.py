@@ -12,9 +12,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Column, Connection, Table, bindparam, update
+from sqlalchemy import Column, Connection, Table, update
 
 from qfarm.domain.model import BatchState, JobState, SegmentState, check_transition
+from qfarm.store.bulk import update_many
 from qfarm.store.records import Change
 from qfarm.store.rows import Row
 from qfarm.store.tables import attempts, batches, jobs, segments
@@ -79,11 +80,6 @@ class Pending:
         self.attempts.clear()
 
 
-# Bulk UPDATE statements by (table, key columns, updated columns): built once, so SQLAlchemy
-# need not rebuild and re-key them every tick.
-_BULK_UPDATES: dict[tuple[str, tuple[str, ...], tuple[str, ...]], Any] = {}
-
-
 def bulk(
     conn: Connection,
     table: Table,
@@ -91,21 +87,13 @@ def bulk(
     rows: list[tuple[tuple[Any, ...], dict[str, Any]]],
 ) -> None:
     """UPDATE many rows by key, one executemany per set of updated columns."""
-    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    shapes: dict[tuple[str, ...], list[tuple[Any, ...]]] = defaultdict(list)
     for key, values in rows:
-        params = {f"k_{col.name}": value for col, value in zip(keys, key, strict=True)}
-        params.update({f"v_{name}": value for name, value in values.items()})
-        shapes[tuple(sorted(values))].append(params)
-    for names, batch in shapes.items():
-        cache_key = (table.name, tuple(col.name for col in keys), names)
-        statement = _BULK_UPDATES.get(cache_key)
-        if statement is None:
-            statement = update(table)
-            for col in keys:
-                statement = statement.where(col == bindparam(f"k_{col.name}"))
-            statement = statement.values({name: bindparam(f"v_{name}") for name in names})
-            _BULK_UPDATES[cache_key] = statement
-        conn.execute(statement, batch)
+        names = tuple(sorted(values))
+        shapes[names].append((*(values[name] for name in names), *key))
+    key_names = [col.name for col in keys]
+    for names, params in shapes.items():
+        update_many(conn, table, key_names, names, params)
 
 
 _STATE_TABLES: dict[type[enum.Enum], tuple[Table, str]] = {
