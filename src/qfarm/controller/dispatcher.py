@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
@@ -26,8 +27,10 @@ from pathlib import Path
 
 from qfarm import jobtypes
 from qfarm.controller import placement
+from qfarm.controller.capacity import Capacity
 from qfarm.controller.fairshare import FairShare
-from qfarm.controller.fleet import NodeWatch, node_offer
+from qfarm.controller.fleet import NodeWatch
+from qfarm.controller.freeslots import FreeSlots
 from qfarm.controller.inflight import InFlight
 from qfarm.controller.metrics import FarmMetrics
 from qfarm.controller.placement import BLOCKLIST_AFTER, Eligible, JobHistory
@@ -49,13 +52,23 @@ IDLE_TICK_SECONDS = 0.5
 BUSY_IN_FLIGHT = 2
 MIN_TICK_SECONDS = 0.02
 MAX_TICK_PAUSE_SECONDS = 0.05
+# At most this many segments are booked in one tick: a tick holds the event loop it shares
+# with the engine (Dask's heartbeats) while it books, about 0.3 ms a segment, so a farm of
+# tens of thousands of slots is filled in rounds of about a second and a half each, with the
+# results that came in recorded between them. Rounds are not what makes a farm fill or
+# refill faster: at 4,800 slots, rounds of 1,000 filled it at 1,800 segments/s against
+# 2,700-3,500 in one round (the round's start reports are then recorded inside the fill),
+# with the same makespan, since the least busy node first gives a slot freed on a busy host
+# its next segment last anyway (docs/benchmarks.md, dispatch at farm scale).
+DISPATCH_ROUND = 5000
 
 log = logging.getLogger(__name__)
 
 
-class Dispatcher(NodeWatch, BatchSteering):
-    """The ticks, and what they dispatch; following the nodes (NodeWatch) and steering
-    batches with work out (BatchSteering) are its parts of their own."""
+class Dispatcher(Capacity, NodeWatch, BatchSteering):
+    """The ticks, and what they dispatch; what the farm offers (Capacity), following the
+    nodes (NodeWatch) and steering batches with work out (BatchSteering) are its parts of
+    their own."""
 
     def __init__(
         self,
@@ -66,8 +79,10 @@ class Dispatcher(NodeWatch, BatchSteering):
         batch_ids: Iterable[int] | None = None,
         on_changes: Callable[[list[Change]], None] | None = None,
         fair_share: bool = False,
+        dispatch_round: int = DISPATCH_ROUND,
     ) -> None:
         self.store = store
+        self.dispatch_round = dispatch_round  # most segments booked per tick
         self.engine = engine
         self.logs_dir = logs_dir
         # When set, only these batches are dispatched: an embedded `qfarm run` shares the
@@ -239,26 +254,6 @@ class Dispatcher(NodeWatch, BatchSteering):
                 busy[name] -= count
         self.killing.discard(flight.key)
 
-    def _free(self) -> dict[str, dict[str, int]]:
-        """Free instances: node -> service -> count, for nodes that take work."""
-        free: dict[str, dict[str, int]] = {}
-        for name, node in self.nodes.items():
-            if name in self.disabled:
-                continue
-            busy = self.busy.setdefault(name, Counter())
-            free[name] = {s: n - busy[s] for s, n in node.services.items() if n - busy[s] > 0}
-        return free
-
-    def _free_resources(self) -> dict[str, dict[str, int]]:
-        """Free counted resources: node -> resource -> count not held by its running
-        segments (kept beside ``busy``, which counts both)."""
-        free: dict[str, dict[str, int]] = {}
-        for name, node in self.nodes.items():
-            if node.resources and name not in self.disabled:
-                busy = self.busy.setdefault(name, Counter())
-                free[name] = {r: n - busy[r] for r, n in node.resources.items()}
-        return free
-
     def _dispatch(self) -> list[Change]:
         """Hand out queued segments for the free instances, in one dispatch transaction;
         in two when some candidate's job has no history read yet (a new job): placement
@@ -269,19 +264,28 @@ class Dispatcher(NodeWatch, BatchSteering):
         left = self.limit_left()
         farm = self._farm()
         fair = self._fair_share(free)
-        picked, changes, missing = self._dispatch_pass(free, spare, farm, left, fair)
-        if missing:
+        index = FreeSlots(free)  # kept in step with ``free`` as the passes book
+        most = self.dispatch_round
+        picked, changes, missing = self._dispatch_pass(free, spare, farm, left, index, most, fair)
+        if missing and len(picked) < most:
             for job_id in missing:
                 self.histories[job_id] = self._read_history(job_id)
-            more, more_changes, _ = self._dispatch_pass(free, spare, farm, left, fair)
+            more, more_changes, _ = self._dispatch_pass(
+                free, spare, farm, left, index, most - len(picked), fair
+            )
             picked += more
             changes += more_changes
-        if fair is not None and fair.held_back_at is not None and any(free.values()):
+        held_back = fair is not None and fair.held_back_at is not None
+        if held_back and len(picked) < most and any(free.values()):
             # Owners were held at their share and instances are still free: no instance
             # idles while work waits, so what is left goes out in the usual order.
-            more, more_changes, _ = self._dispatch_pass(free, spare, farm, left, None)
+            more, more_changes, _ = self._dispatch_pass(
+                free, spare, farm, left, index, most - len(picked), None
+            )
             picked += more
             changes += more_changes
+        if len(picked) >= most:
+            self.poke()  # a full round: the next comes after this tick's results
         keys = []
         for cand, name in picked:
             node = self.nodes[name]
@@ -318,6 +322,8 @@ class Dispatcher(NodeWatch, BatchSteering):
         spare: dict[str, dict[str, int]],
         farm: placement.Farm,
         left: dict[str, int],
+        index: FreeSlots,
+        most: int,
         fair: FairShare | None = None,
     ) -> tuple[list[tuple[Candidate, str]], list[Change], set[int]]:
         by_service: Counter[str] = Counter()
@@ -348,7 +354,9 @@ class Dispatcher(NodeWatch, BatchSteering):
                 found[memo] = placement.eligible(
                     farm, cand.service, tools, cand.failed_nodes, pin, history, cand.requirements
                 )
-            choice = placement.choose(cand, tools, farm, free, pin, history, spare, found[memo])
+            choice = placement.choose(
+                cand, tools, farm, free, pin, history, spare, found[memo], index
+            )
             if choice.pin is None:
                 self.pins.pop(cand.job_id, None)
             else:
@@ -368,7 +376,8 @@ class Dispatcher(NodeWatch, BatchSteering):
             time.time(),
             self.batch_ids,
             choose,
-            log_path=lambda cand: str(self._log_path(cand, cand.attempts + 1)),
+            log_path=lambda cand: self._log_path(cand, cand.attempts + 1),
+            most=most,
         )
         return picked, changes, missing
 
@@ -405,28 +414,6 @@ class Dispatcher(NodeWatch, BatchSteering):
             self.limits[name] = count
         self.poke()
 
-    def farm(self) -> placement.Farm:
-        """The live nodes as placement sees them now (ETAs read them too)."""
-        return self._farm()
-
-    def _farm(self) -> placement.Farm:
-        """The live nodes as placement sees them (see placement.Farm)."""
-        return placement.Farm(
-            nodes={
-                name: placement.NodeView(
-                    name,
-                    dict(node.services),
-                    fingerprint=dict(node.facts.get("fingerprint") or {}),
-                    host=str(node.facts.get("host") or node.host),
-                    cores=int(node.facts.get("cores") or 1),
-                    offer=node_offer(node),
-                )
-                for name, node in self.nodes.items()
-            },
-            disabled=frozenset(self.disabled),
-            fingerprints=self.fingerprints,
-        )
-
     def _read_history(self, job_id: int) -> JobHistory:
         """What the store knows of a job's past that placement needs (outside any
         transaction of the dispatcher's)."""
@@ -452,12 +439,13 @@ class Dispatcher(NodeWatch, BatchSteering):
         pin = self.pins.get(job_id) or placement.pin_from_history(history, tools, farm)
         return placement.eligible(farm, service, tools, failed_nodes, pin, history, requirements)
 
-    def _log_path(self, cand: Candidate, attempt: int) -> Path:
-        return (
-            self.logs_dir
-            / f"batch-{cand.batch_id}"
-            / f"job-{cand.job_id}"
-            / f"segment-{cand.index:04d}-attempt-{attempt}.log"
+    def _log_path(self, cand: Candidate, attempt: int) -> str:
+        # Joined as strings: pathlib's joins were a tenth of a farm-filling tick.
+        return os.path.join(
+            self.logs_dir,
+            f"batch-{cand.batch_id}",
+            f"job-{cand.job_id}",
+            f"segment-{cand.index:04d}-attempt-{attempt}.log",
         )
 
     def _task(
@@ -479,7 +467,7 @@ class Dispatcher(NodeWatch, BatchSteering):
             job=cand.job_spec,
             segment=cand.segment_spec,
             timeout=cand.timeout,
-            log_path=str(self._log_path(cand, attempt)),
+            log_path=self._log_path(cand, attempt),
             threads=placement.threads(farm, self.busy, node_name, cand.service),
             resources=dict(cand.requirements.amounts),
             job_queued_after=(

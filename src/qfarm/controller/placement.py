@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from qfarm.controller.freeslots import FreeSlots
 from qfarm.domain.requirements import NO_REQUIREMENTS, NodeOffer, Requirements, unmet, why_none
 from qfarm.store import Candidate
 
@@ -171,6 +172,7 @@ def choose(
     history: JobHistory,
     free_resources: Mapping[str, Mapping[str, int]] | None = None,
     found: Eligible | None = None,
+    index: FreeSlots | None = None,
 ) -> Choice:
     """The least busy free node for a segment, among those that may run it (see
     :func:`eligible`): while some node that has not failed the job may, the segment waits
@@ -179,7 +181,10 @@ def choose(
     (``free_resources``: node -> resource -> free count). A job with tools and no pin (yet,
     or any more) is pinned to the chosen node's versions. ``found``: what :func:`eligible`
     gives for this candidate, when the caller already has it (the same for every segment of
-    a job with the same pin, within one dispatch pass)."""
+    a job with the same pin, within one dispatch pass). ``index``: the tick's
+    :class:`~qfarm.controller.freeslots.FreeSlots` over ``free``, which gives the same node
+    without a pass over the pool; it keeps a pool per ``found`` object, so the caller passes
+    the same one for every segment that shares it."""
     req = cand.requirements
     if found is None:
         found = eligible(farm, cand.service, tools, cand.failed_nodes, pin, history, req)
@@ -188,22 +193,34 @@ def choose(
         # it (a build without an encoder, say): pin anew.
         pin = None
     failed = cand.failed_nodes
-    fresh = [name for name in found.nodes if name not in failed] if failed else found.nodes
-    pool = fresh if fresh else found.nodes
-    ready = [name for name in pool if free.get(name, {}).get(cand.service, 0) > 0]
-    if req.amounts:
-        spare = free_resources or {}
-        ready = [
-            name
-            for name in ready
-            if all(spare.get(name, {}).get(k, 0) >= n for k, n in req.amounts.items())
-        ]
-    if not ready:
+    spare = free_resources or {}
+
+    def fits(name: str) -> bool:
+        return all(spare.get(name, {}).get(k, 0) >= n for k, n in req.amounts.items())
+
+    chosen: str | None
+    if index is not None:
+        # The same rule, from the tick's index: the pool is made once per eligible set.
+        nodes = found.nodes
+        test = fits if req.amounts else None
+        chosen = index.best(found, failed, lambda: pool(nodes, failed), cand.service, test)
+    else:
+        ready = [n for n in pool(found.nodes, failed) if free.get(n, {}).get(cand.service, 0) > 0]
+        if req.amounts:
+            ready = [name for name in ready if fits(name)]
+        chosen = max(ready, key=lambda name: (free[name][cand.service], name), default=None)
+    if chosen is None:
         return Choice(None, pin)
-    chosen = max(ready, key=lambda name: (free[name][cand.service], name))
     if tools and pin is None:
         pin = farm.nodes[chosen].versions(tools)
     return Choice(chosen, pin)
+
+
+def pool(nodes: list[str], failed: tuple[str, ...]) -> list[str]:
+    """The eligible nodes a segment is offered: those that have not failed its job, while
+    there are any (it waits for them rather than going back), else all of them."""
+    fresh = [name for name in nodes if name not in failed] if failed else nodes
+    return fresh if fresh else nodes
 
 
 def threads(farm: Farm, busy: Mapping[str, Counter[str]], name: str, service: str) -> int:
@@ -216,5 +233,5 @@ def threads(farm: Farm, busy: Mapping[str, Counter[str]], name: str, service: st
     node = farm.nodes.get(name)
     if node is None:
         return 1
-    running = sum(busy.get(other, Counter())[service] for other in farm.on_host[node.host])
+    running = sum(busy[other][service] for other in farm.on_host[node.host] if other in busy)
     return max(1, node.cores // max(1, running))
