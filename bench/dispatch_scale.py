@@ -197,6 +197,7 @@ def write_markdown(
 ) -> None:
     today = datetime.date.today().isoformat()
     lines = [
+        "",  # the file's last paragraph may not end with a blank line
         f"### Dispatch at farm scale: {today}",
         "",
         f"Machine: {machine()}. The real store and dispatcher (`Dispatcher.run`, as in a "
