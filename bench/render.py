@@ -386,7 +386,7 @@ async def main() -> None:
             f"### Render: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
             "",
             f"Machine: {machine()}; load average before {load_before}, after "
-            f"{load_average()} (other work shared the machine). Renderers: "
+            f"{load_average()}. Renderers: "
             f"{versions}. qfarm: an embedded cluster of {args.nodes} nodes with one "
             f"render instance each (started in {startup:.1f} s, not counted in `qfarm`); "
             "`qfarm run` is the whole command, start-up included. Direct: the renderer once "
@@ -394,7 +394,8 @@ async def main() -> None:
             f"median of {args.repeat} runs, alternating. Per-segment overhead: a segment's "
             "dispatch to its end, less the renderer's own run (timed by a wrapper, which also "
             "recorded the cores each segment was told: `cores told`). Command: `python "
-            f"bench/render.py --repeat {args.repeat} --nodes {args.nodes}`.",
+            f"bench/render.py --repeat {args.repeat} --nodes {args.nodes} --renderers "
+            f"{' '.join(args.renderers)}`.",
             "",
         ]
         with open(args.write, "a", encoding="utf-8") as fh:
