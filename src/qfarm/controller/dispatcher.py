@@ -434,7 +434,13 @@ class Dispatcher(Capacity, NodeWatch, BatchSteering):
     ) -> Eligible:
         """The nodes that may run a segment of a job, busy or not, or none and why not (see
         placement.eligible), from what is known now. Changes nothing."""
-        history = self.histories.get(job_id) or self._read_history(job_id)
+        history = self.histories.get(job_id)
+        if history is None:
+            # As a dispatch pass reads it: only a job that needs tools or has failed nodes
+            # has a past that matters (a pin, a blocklist), and reading it is a query over
+            # all the job's attempts, too much for every poll of a large batch.
+            needed = tools or failed_nodes
+            history = self._read_history(job_id) if needed else JobHistory()
         farm = self._farm()
         pin = self.pins.get(job_id) or placement.pin_from_history(history, tools, farm)
         return placement.eligible(farm, service, tools, failed_nodes, pin, history, requirements)
