@@ -38,7 +38,10 @@ class SegmentTask:
     job_queued_after: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Field by field, not dataclasses.asdict: asdict copies the job's spec deeply for
+        # every segment (a twentieth of a busy controller's time), and the engine copies it
+        # anyway when it pickles the task for its node.
+        return {name: getattr(self, name) for name in _TASK_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SegmentTask:
@@ -95,7 +98,11 @@ class AttemptResult:
     thumbnail: Thumbnail | None = None  # of its newest output, when it succeeded
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Its fields are builtins but the thumbnail (see SegmentTask.to_dict).
+        data = {name: getattr(self, name) for name in _RESULT_FIELDS}
+        if self.thumbnail is not None:
+            data["thumbnail"] = asdict(self.thumbnail)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AttemptResult:
@@ -103,3 +110,7 @@ class AttemptResult:
         if values.get("thumbnail") is not None:
             values["thumbnail"] = Thumbnail.from_dict(values["thumbnail"])
         return cls(**values)
+
+
+_TASK_FIELDS = tuple(f.name for f in fields(SegmentTask))
+_RESULT_FIELDS = tuple(f.name for f in fields(AttemptResult))
