@@ -47,15 +47,19 @@ def test_every_command_shows_an_example_in_its_help() -> None:
 
 
 def test_no_flag_shows_a_type_placeholder_in_help(tmp_path: Path) -> None:
-    # Typer 0.29 shows "<bool>" beside a flag unless it has a metavar of its own.
+    # Typer 0.29 (past the pinned range, see pyproject.toml) shows "<bool>" beside a flag
+    # unless it has a metavar of its own.
     shown = {" ".join(path): help_of(path)[1] for path in [(), *command_paths()]}
     # The job types' single-command apps of their own, run and submit alike.
     for words in ("run transcode", "run render", "submit transcode", "submit render"):
         shown[words] = qfarm(*words.split(), "--help", data_dir=tmp_path).stdout
     assert "--json" in shown["run"] and "--advertise" in shown["controller"]
     assert [words for words, text in shown.items() if "<bool>" in text] == []
-    # Usage lines name their arguments once, in capitals: no "{INPUT...}..." or "{scene}".
+    # Usage lines name their arguments once, in capitals, saying "..." once where they
+    # repeat: no "{INPUT...}..." or "{scene}".
     usage = {words: text.split("Usage:")[1].splitlines()[0] for words, text in shown.items()}
-    assert "{INPUT}..." in usage["run transcode"] and "{SCENE}" in usage["run render"]
-    assert "[COMMAND]..." in usage["run"] and "[COMMAND [ARGS]...]" in usage["node"]
-    assert [w for w, line in usage.items() if "...}" in line or re.search(r"\{[a-z]", line)] == []
+    assert "{INPUT...}" in usage["run transcode"] and "{SCENE}" in usage["run render"]
+    assert "[COMMAND...]" in usage["run"] and "[COMMAND [ARGS]...]" in usage["node"]
+    assert "[TARGET...]" in usage["notify set"] and "[BATCH...]" in usage["remove"]
+    twice = [w for w, line in usage.items() if re.search(r"\.\.\.[]}]\.\.\.", line)]
+    assert twice == [] and [w for w, line in usage.items() if re.search(r"\{[a-z]", line)] == []

@@ -19,8 +19,10 @@ HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
 
 def hide_the_help_flags_type() -> None:
-    """Typer 0.29 shows "<bool>" beside every command's -h/--help too, an option it makes
-    itself, out of reach of our metavars: each one it makes gets the flag metavar as well."""
+    """Typer 0.29 (past the range pyproject.toml pins) shows "<bool>" beside every
+    command's -h/--help too, an option it makes itself, out of reach of our metavars: each
+    one it makes gets the flag metavar as well. Harmless under 0.28, kept for the day the
+    pin moves on."""
     from typer._click.core import Command
 
     make = Command.get_help_option

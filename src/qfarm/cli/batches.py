@@ -362,7 +362,7 @@ def remove(
     remote: Connection,
     batches: Annotated[
         list[int] | None,
-        typer.Argument(metavar="BATCH", help="The ids of ended batches.", show_default=False),
+        typer.Argument(metavar="BATCH...", help="The ids of ended batches.", show_default=False),
     ] = None,
     older_than: Annotated[
         str | None,

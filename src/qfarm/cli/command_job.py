@@ -37,7 +37,7 @@ class CommandJob(OptionSet):
     command: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="COMMAND",
+            metavar="COMMAND...",
             help="The command and its arguments, after --.",
             show_default=False,
         ),

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 TargetsArg = Annotated[
     list[str] | None,
     typer.Argument(
-        metavar="[TARGET]...", help="mailto:ADDRESS or an http(s):// URL; none: no defaults."
+        metavar="TARGET...", help="mailto:ADDRESS or an http(s):// URL; none: no defaults."
     ),
 ]
 

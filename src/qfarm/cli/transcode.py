@@ -53,7 +53,7 @@ class TranscodeOptions(OptionSet):
             help="Source files, globs like 'clips/*.mov', folders, or image sequences: "
             "'shot_%04d.png', 'shot_####.exr', a folder or glob of frames (one movie at --rate).",
             show_default=False,
-            metavar="INPUT",
+            metavar="INPUT...",
         ),
     ]
     preset: Annotated[
