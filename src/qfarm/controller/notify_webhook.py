@@ -20,11 +20,13 @@ import hmac
 import os
 import secrets
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from qfarm import __version__
 from qfarm.domain.notify import DeliveryFailed
+
+if TYPE_CHECKING:
+    import httpx
 
 SIGNATURE_HEADER = "X-Qfarm-Signature"
 EVENT_HEADER = "X-Qfarm-Event"
@@ -82,8 +84,12 @@ class WebhookSender:
     """POSTs signed bodies, one client (and its connection pool) for the controller's life."""
 
     def __init__(self, secret: str, timeout: float = WEBHOOK_TIMEOUT) -> None:
+        # httpx is imported here, not with the module: every controller imports this one,
+        # and an embedded `qfarm run` that sends no webhook need not pay for loading it.
+        import httpx
+
         self.secret = secret
-        self._http = httpx.AsyncClient(
+        self._http: httpx.AsyncClient = httpx.AsyncClient(
             timeout=timeout,
             follow_redirects=False,
             headers={"User-Agent": f"qfarm/{__version__}"},
@@ -97,6 +103,8 @@ class WebhookSender:
             DELIVERY_HEADER: str(delivery_id),
             SIGNATURE_HEADER: sign(self.secret, body),
         }
+        import httpx
+
         try:
             response = await self._http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
