@@ -6,7 +6,10 @@ here)."""
 
 
 def main() -> None:
-    from qfarm.cli.main import main as run_command_line
+    from qfarm.cli.loading import collector_paused
+
+    with collector_paused():
+        from qfarm.cli.main import main as run_command_line
 
     run_command_line()
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from qfarm import config
 from qfarm.cli.common import ExitCode, err, interrupted_early, print_error, print_json
+from qfarm.cli.loading import collector_paused
 from qfarm.cli.progress import show_progress
 from qfarm.cli.report import batch_report, print_report
 from qfarm.domain.errors import InvalidRequest
@@ -58,8 +59,9 @@ def run_request(
         if instances is not None and instances < 1:
             raise InvalidRequest("--instances must be at least 1")
         # Imported here, not at the top: --help and usage errors need not load Dask.
-        from qfarm.controller.planning import plan_batch, services_of
-        from qfarm.store import Store
+        with collector_paused():
+            from qfarm.controller.planning import plan_batch, services_of
+            from qfarm.store import Store
 
         local_nodes = local_nodes_for(nodes, instances, services_of(request))
         check_local_requirements(request, where)
@@ -254,7 +256,9 @@ async def _run_embedded(
     shown: RunDisplay,
     on_end: Callable[[Store, int], None] | None = None,
 ) -> int:
-    from qfarm.controller.service import ENGINE_LOG, Controller
+    # Frozen before the cluster's worker processes fork from this one (see cli.loading).
+    with collector_paused():
+        from qfarm.controller.service import ENGINE_LOG, Controller
 
     route_warnings_to_log(config.logs_dir(directory) / ENGINE_LOG)
 

@@ -14,6 +14,7 @@ from qfarm.cli import run  # noqa: F401  (first: `qfarm run`, the command most r
 from qfarm.cli.app import app
 from qfarm.cli.common import exit_code_of, interrupted_early, print_error
 from qfarm.cli.job_commands import is_job_command
+from qfarm.cli.loading import collector_paused
 from qfarm.domain.errors import QfarmError
 
 
@@ -44,7 +45,8 @@ def register_commands(argv: list[str]) -> None:
 
 
 def main() -> None:
-    register_commands(sys.argv[1:])
+    with collector_paused():
+        register_commands(sys.argv[1:])
     try:
         app()
     except KeyboardInterrupt:
