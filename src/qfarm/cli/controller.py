@@ -14,6 +14,7 @@ import typer
 from qfarm import config
 from qfarm.cli.app import app
 from qfarm.cli.common import FLAG, LOOPBACK, fail_usage, out
+from qfarm.cli.loading import collector_paused
 from qfarm.cli.notify import ControllerNotify
 from qfarm.cli.options import with_option_sets
 from qfarm.domain.errors import InvalidRequest
@@ -157,9 +158,10 @@ def controller(
     listens beyond loopback (or is given --require-token) requires client tokens: at its
     first start it makes one and prints it, once; `qfarm token` makes more and revokes them.
     """
-    from qfarm.api.serve import ControllerAddresses, serve_controller
-    from qfarm.cli.watch import watch_folders
-    from qfarm.store import Store
+    with collector_paused():  # see qfarm.cli.loading
+        from qfarm.api.serve import ControllerAddresses, serve_controller
+        from qfarm.cli.watch import watch_folders
+        from qfarm.store import Store
 
     try:
         if dashboard:

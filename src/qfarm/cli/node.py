@@ -15,6 +15,7 @@ import typer
 from qfarm import config
 from qfarm.cli.app import app
 from qfarm.cli.common import LOOPBACK, err, fail_usage, out
+from qfarm.cli.loading import collector_paused
 from qfarm.cli.options import Connection, JoinTokenOpt, with_option_sets
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.units import parse_duration
@@ -155,9 +156,12 @@ def node(
     if ctx.invoked_subcommand is not None:
         return
     from qfarm.domain.errors import QfarmError
-    from qfarm.node.availability import NodeHours
-    from qfarm.node.facts import offerable_services
-    from qfarm.node.serve import node_capacity, parse_services, serve_node
+
+    # Paused while the node's modules load (see qfarm.cli.loading).
+    with collector_paused():
+        from qfarm.node.availability import NodeHours
+        from qfarm.node.facts import offerable_services
+        from qfarm.node.serve import node_capacity, parse_services, serve_node
 
     try:
         mapping = pathmap.parse(path_map or [])
