@@ -8,7 +8,6 @@ modules, each of which imports this one, so the app is built without an import c
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import typer
 
@@ -17,29 +16,6 @@ from qfarm.cli.common import FLAG, out
 
 HELP_OPTIONS = {"help_option_names": ["-h", "--help"]}
 
-
-def hide_the_help_flags_type() -> None:
-    """Typer 0.29 (past the range pyproject.toml pins) shows "<bool>" beside every
-    command's -h/--help too, an option it makes itself, out of reach of our metavars: each
-    one it makes gets the flag metavar as well. Harmless under 0.28, kept for the day the
-    pin moves on."""
-    from typer._click.core import Command
-
-    make = Command.get_help_option
-    if getattr(make, "qfarm_flag", False):
-        return
-
-    def get_help_option(self: Command, ctx: Any) -> Any:
-        option = make(self, ctx)
-        if option is not None and option.metavar is None:
-            option.metavar = FLAG
-        return option
-
-    get_help_option.qfarm_flag = True  # type: ignore[attr-defined]
-    Command.get_help_option = get_help_option  # type: ignore[method-assign]
-
-
-hide_the_help_flags_type()
 
 app = typer.Typer(
     name="qfarm",
