@@ -339,7 +339,8 @@ class Dispatcher(Capacity, NodeWatch, BatchSteering):
         def choose(cand: Candidate) -> str | None:
             # Called inside the store's transaction: reads only what was gathered before.
             tools = jobtypes.get(cand.job_type).required_tools(cand.job_spec)
-            if (tools or cand.failed_nodes) and cand.job_id not in self.histories:
+            unread = cand.job_id not in self.histories
+            if unread and placement.history_matters(tools, cand.failed_nodes):
                 missing.add(cand.job_id)
             if missing:
                 return None
@@ -436,11 +437,10 @@ class Dispatcher(Capacity, NodeWatch, BatchSteering):
         placement.eligible), from what is known now. Changes nothing."""
         history = self.histories.get(job_id)
         if history is None:
-            # As a dispatch pass reads it: only a job that needs tools or has failed nodes
-            # has a past that matters (a pin, a blocklist), and reading it is a query over
-            # all the job's attempts, too much for every poll of a large batch.
-            needed = tools or failed_nodes
-            history = self._read_history(job_id) if needed else JobHistory()
+            # Read only where it matters, as a dispatch pass does: it is a query over all
+            # the job's attempts, too much for every poll of a large batch.
+            matters = placement.history_matters(tools, failed_nodes)
+            history = self._read_history(job_id) if matters else JobHistory()
         farm = self._farm()
         pin = self.pins.get(job_id) or placement.pin_from_history(history, tools, farm)
         return placement.eligible(farm, service, tools, failed_nodes, pin, history, requirements)

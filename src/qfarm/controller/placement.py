@@ -89,6 +89,13 @@ class Choice:
     pin: Versions | None
 
 
+def history_matters(tools: tuple[str, ...], failed_nodes: tuple[str, ...]) -> bool:
+    """Whether placement reads a job's history at all: it gives the pin of a job that needs
+    tools and the blocklist of one whose segments failed on nodes; any other job places
+    alike with an empty one, so its history need not be read."""
+    return bool(tools or failed_nodes)
+
+
 def pin_from_history(history: JobHistory, tools: tuple[str, ...], farm: Farm) -> Versions | None:
     """The tool versions a job's segments must run with, as its history says: those of the
     node its first done attempt ran on, else of the first node it went to (so a restarted
