@@ -1,6 +1,6 @@
-"""The records between the dispatcher and a node: what to_dict gives is what from_dict
-reads back, holds builtins only (the engine pickles it, Dask's logs print it), and leaves
-the record it came from alone."""
+"""The records between the dispatcher and a node: what to_dict gives is what asdict gave,
+what from_dict reads back, and holds builtins only (the engine pickles it, Dask's logs
+print it)."""
 
 from __future__ import annotations
 
