@@ -3,8 +3,9 @@ controller` and two `qfarm node` processes: batches of short command jobs run, a
 view shows them as the API counts them (done per service, a bar per bucket that had any, a
 point per bucket, a line per node); it reads again as more work ends; the charts are
 reached and stepped through by keyboard, their data tables open; the durations chart has a
-bar per segment, the heavy frame marked; at phone width nothing overflows. `qfarm stats
---json` prints the same counts. Screenshots land in test-artifacts/web/."""
+bar per segment, the heavy frame marked, and a redraw keeps a keyboard user's place; at
+phone width nothing overflows. `qfarm stats --json` prints the same counts. Screenshots
+land in test-artifacts/web/."""
 
 from __future__ import annotations
 
@@ -124,15 +125,7 @@ def test_a_jobs_segment_durations_show_the_heavy_frame(
 
     page.goto(farm.url + f"/#/batch/{batch_id}")
     expect(page.locator("#connection")).to_have_text("live")
-    # What batch.js will call when it shows a batch (wired there by the batch view's owner).
-    page.evaluate(
-        """async (id) => {
-            const { drawDurations } = await import("/static/js/views/durations.js");
-            await drawDurations(document.getElementById("batch-durations"), id);
-        }""",
-        batch_id,
-    )
-    box = page.locator("#batch-durations")
+    box = page.locator("#batch-durations")  # drawn by the batch view when it shows the batch
     expect(box.locator("rect.bar")).to_have_count(len(found["segments"]))
     expect(box.locator("rect.bar.marked")).to_have_count(1)
     marked = box.locator("rect.bar.marked")
@@ -146,6 +139,24 @@ def test_a_jobs_segment_durations_show_the_heavy_frame(
     first = found["segments"][0]
     expect(box.locator(".chart-readout")).to_contain_text(f"#{first['index']}")
     expect(box.locator(".chart-readout")).to_contain_text(first["node"])
+    # Drawn again (as when more segments end) under a keyboard user stepping through it:
+    # the cursor stays on its segment and the plot keeps the focus.
+    page.keyboard.press("ArrowRight")
+    second = found["segments"][1]
+    expect(box.locator(".chart-readout")).to_contain_text(f"#{second['index']}")
+    drawn = box.locator("svg").get_attribute("aria-labelledby")
+    page.evaluate(
+        """async (id) => {
+            const { drawDurations } = await import("/static/js/views/durations.js");
+            await drawDurations(document.getElementById("batch-durations"), id);
+        }""",
+        batch_id,
+    )
+    expect(box.locator("svg")).not_to_have_attribute("aria-labelledby", drawn or "")
+    expect(box.locator("svg")).to_be_focused()
+    expect(box.locator(".chart-readout")).to_contain_text(f"#{second['index']}")
+    page.keyboard.press("ArrowRight")
+    expect(box.locator(".chart-readout")).to_contain_text(f"#{found['segments'][2]['index']}")
     box.scroll_into_view_if_needed()
     shot(page, "durations")
 

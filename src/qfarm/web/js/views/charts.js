@@ -7,7 +7,8 @@
 // viewBox, so it scales to its box at any width. Keyboard: the plot is one tab stop; the
 // arrow keys, Home and End move a cursor from category to category, and the readout under
 // the plot (a live region) says what is there. The data table below, in a <details>, has
-// every value.
+// every value. A chart drawn again over one a keyboard user is stepping through (new work
+// ended) keeps their place: the cursor stays on its category and the plot keeps the focus.
 
 import { el, svgEl } from "../dom.js";
 
@@ -98,6 +99,7 @@ function frame(box, spec, legendNames, colours) {
   let at = -1;
   const show = (i) => {
     at = Math.max(0, Math.min(count - 1, i));
+    svg.dataset.at = at;
     cursor.setAttribute("x", x(at) - band / 2);
     cursor.setAttribute("visibility", "visible");
     const values = names.map((n, s) => `${n} ${format(spec.values[s][at] ?? 0)}`).join(", ");
@@ -117,7 +119,13 @@ function frame(box, spec, legendNames, colours) {
 
   const figure = el("figure", { className: "chart", "data-chart": spec.name || "" },
     el("figcaption", { id: `${id}-title`, text: spec.title }), legend, svg, readout, details); // prettier-ignore
+  // The chart this one replaces: the one in the box, or (a box made afresh) the one named.
+  const old = spec.replaces ?? box.querySelector("svg.chart-plot");
+  const hadFocus = Boolean(old) && old === document.activeElement;
+  const oldAt = Number(old?.dataset.at ?? -1);
   box.replaceChildren(figure);
+  if (oldAt >= 0 && count) show(oldAt);
+  if (hadFocus && svg.isConnected) svg.focus();
   return { plot, x, y, band, max };
 }
 

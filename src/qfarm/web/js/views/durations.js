@@ -44,6 +44,9 @@ export async function drawDurations(box, batchId, jobId = null) {
     return found;
   }
   const jobs = [...new Map(found.segments.map((d) => [d.job_id, d.job_name])).entries()];
+  // Each job's chart as it stands, so a redraw keeps a keyboard user's place (see charts.js).
+  const before = new Map([...box.querySelectorAll(".chart-box")].map((h) => [h.dataset.job, h.querySelector("svg.chart-plot")]));
+  const focused = box.contains(document.activeElement) ? document.activeElement.closest(".chart-box")?.dataset.job : undefined;
   const charts = jobs.map(([jobIdOf, name]) => {
     const all = found.segments.filter((d) => d.job_id === jobIdOf);
     const shown = inRuns(all);
@@ -51,6 +54,7 @@ export async function drawDurations(box, batchId, jobId = null) {
     const holder = el("div", { className: "chart-box", "data-job": jobIdOf });
     barChart(holder, {
       name: "durations",
+      replaces: before.get(String(jobIdOf)),
       title: `Segment durations${jobs.length > 1 ? ` of job ${name || jobIdOf}` : ""}`,
       summary:
         `${all.length} segments; ${all.filter((d) => d.heavy).length} heavy` +
@@ -75,5 +79,6 @@ export async function drawDurations(box, batchId, jobId = null) {
     return holder;
   });
   box.replaceChildren(...charts);
+  if (focused !== undefined) box.querySelector(`.chart-box[data-job="${focused}"] svg.chart-plot`)?.focus();
   return found;
 }
