@@ -397,3 +397,32 @@ def test_a_stalled_process_still_times_out_at_its_wall_clock_limit(tmp_path: Pat
         stall=StallWatch(120.0),
     )
     assert result.timed_out and not result.stalled
+
+
+# ---------------------------------------------------------------- waiting for the end
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "without-pidfd"])
+def test_the_end_of_a_process_is_waited_for_with_and_without_a_pidfd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pidfd: bool
+) -> None:
+    if not pidfd:  # another system, or a sandbox that refuses the call: Popen's own wait
+
+        def refused(pid: int, flags: int = 0) -> int:
+            raise PermissionError("pidfd_open refused")
+
+        monkeypatch.setattr(supervisor_module.os, "pidfd_open", refused, raising=False)
+    # Ends before the start report, and after it under a timeout (the polled wait).
+    assert run(Supervisor(), shell("exit 4"), tmp_path).exit_code == 4
+    assert run(Supervisor(), shell("sleep 0.2; exit 5"), tmp_path, timeout=30).exit_code == 5
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            supervisor_module._wait_for_exit(proc, 0.05)
+        proc.kill()
+        assert supervisor_module._wait_for_exit(proc, 30) == -signal.SIGKILL
+        # Reaped already: the code it ended with, at once.
+        assert supervisor_module._wait_for_exit(proc, 30) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait()
