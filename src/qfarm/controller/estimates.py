@@ -16,8 +16,13 @@ from qfarm.domain.eta import Estimate, Pending, Rates, estimate, learn_rates
 from qfarm.domain.requirements import unmet
 from qfarm.store.estimates import EstimateFacts
 
-# How old an estimate may be before it is made again.
+# How old an estimate may be before it is made again: CACHE_SECONDS, or SPREAD times as
+# long as the last one took to make, whichever is longer. An estimate replays the whole
+# queue on the controller's event loop; with tens of thousands of segments queued it takes
+# a second, and made every 2 s for the clients that poll, it would leave the dispatcher
+# half the loop. Spread so, estimates take at most a twentieth of it.
 CACHE_SECONDS = 2.0
+SPREAD = 20.0
 
 
 def estimate_from(facts: EstimateFacts, farm: Farm, now: float) -> Estimate:
@@ -55,24 +60,30 @@ def estimate_from(facts: EstimateFacts, farm: Farm, now: float) -> Estimate:
 
 
 class Estimates:
-    """The latest estimate, made again when older than CACHE_SECONDS."""
+    """The latest estimate, made again when older than CACHE_SECONDS (or SPREAD times what
+    the last one took)."""
 
     def __init__(
         self,
         facts: Callable[[], EstimateFacts],
         farm: Callable[[], Farm],
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._facts = facts
         self._farm = farm
         self._clock = clock
+        self._timer = timer  # what the making of an estimate is timed with
         self._made_at = float("-inf")
         self._latest = Estimate({}, {})
+        self.took = 0.0  # seconds the last estimate took to make
 
     def current(self) -> Estimate:
         now = self._clock()
-        if now - self._made_at >= CACHE_SECONDS:
+        if now - self._made_at >= max(CACHE_SECONDS, SPREAD * self.took):
+            began = self._timer()
             self._latest = estimate_from(self._facts(), self._farm(), now)
+            self.took = self._timer() - began
             self._made_at = now
         return self._latest
 

@@ -17,6 +17,7 @@ import heapq
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 # A sample's weight halves with every this many newer samples of the same node: a node
 # whose speed changes (another job started beside it) is followed within a few segments.
@@ -84,10 +85,9 @@ def similar_job_key(job_type: str, spec: Mapping[str, object]) -> str:
     return job_type
 
 
-@dataclass(frozen=True)
-class Pending:
+class Pending(NamedTuple):
     """An unfinished segment, in dispatch order. A running one names its node and how much
-    of it is done."""
+    of it is done. (A named tuple: an estimate makes one for every queued segment.)"""
 
     batch_id: int
     job_id: int

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import Connection, select
 
@@ -25,11 +26,13 @@ SIMILAR_JOBS_READ = 50
 SIMILAR_SAMPLES_KEPT = 64
 
 _UNFINISHED = [s.value for s in (SegmentState.QUEUED, *ACTIVE_SEGMENT_STATES)]
+_WORK_LEFT_COLUMNS = ("batch_id", "job_id", "idx", "frames", "state", "node", "progress", "kind")
 
 
-@dataclass(frozen=True)
-class WorkLeft:
-    """An unfinished segment of a batch that gives out work."""
+class WorkLeft(NamedTuple):
+    """An unfinished segment of a batch that gives out work. A named tuple, not a
+    dataclass: one is made for every queued segment of the farm at each estimate, and a
+    tuple is made in half the time."""
 
     batch_id: int
     job_id: int
@@ -79,24 +82,29 @@ class Estimating(StoreBase):
                 (to_job(r) for r in job_rows), key=lambda j: (order[j.batch_id], j.index)
             )
             job_order = {job.id: n for n, job in enumerate(job_list)}
+            # The columns the estimate reads, not whole rows: a segment's spec is JSON, and
+            # decoding it for every queued segment was most of an estimate's time.
             seg_rows = conn.execute(
-                select(segments).where(
+                select(*(segments.c[name] for name in _WORK_LEFT_COLUMNS)).where(
                     segments.c.batch_id.in_(list(order)), segments.c.state.in_(_UNFINISHED)
                 )
-            ).all()
-            seg_rows = sorted(seg_rows, key=lambda r: (job_order.get(r.job_id, 0), r.idx))
+            ).tuples()
+            # Plain tuples, not rows: a queue of tens of thousands of segments is read on
+            # every estimate, and a Row's lookups by name were a third of its time.
+            rows = [r for r in seg_rows if r[1] in job_order]
+            rows.sort(key=lambda r: (job_order[r[1]], r[2]))
+            queued, assembly = SegmentState.QUEUED.value, SegmentKind.ASSEMBLE.value
             work = [
                 WorkLeft(
-                    batch_id=r.batch_id,
-                    job_id=r.job_id,
-                    frames=float(r.frames),
-                    running_on=None if r.state == SegmentState.QUEUED.value else r.node,
-                    done=float(r.progress or 0.0),
-                    assembly=r.kind == SegmentKind.ASSEMBLE.value,
-                    not_before=start_at.get(r.batch_id),
+                    batch_id,
+                    job_id,
+                    float(frames),
+                    None if state == queued else node,
+                    float(progress or 0.0),
+                    kind == assembly,
+                    start_at.get(batch_id),
                 )
-                for r in seg_rows
-                if r.job_id in job_order
+                for batch_id, job_id, _, frames, state, node, progress, kind in rows
             ]
             facts = {
                 job.id: JobFacts(
