@@ -309,10 +309,14 @@ def test_soak_with_random_failures_and_two_controller_restarts(tmp_path: Path) -
 
 
 def worker_of(node: subprocess.Popen[str]) -> psutil.Process | None:
-    """The Dask worker process a node's nanny runs (a child of the node process)."""
-    for child in psutil.Process(node.pid).children(recursive=True):
+    """The Dask worker process a node's nanny runs: a child of the node process, forked
+    (the first one: the node's own command line) or spawned (a restart)."""
+    parent = psutil.Process(node.pid)
+    own = parent.cmdline()
+    for child in parent.children():
         with contextlib.suppress(psutil.NoSuchProcess):
-            if "spawn_main" in " ".join(child.cmdline()):
+            line = child.cmdline()
+            if "spawn_main" in " ".join(line) or line == own:
                 return child
     return None
 

@@ -189,7 +189,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 @contextlib.contextmanager
 def forked_start() -> Iterator[None]:
     """Start worker processes by fork, while this process has no thread of its own yet
-    (`qfarm run` before its progress bar: Dask's process-watching threads aside). A fork
+    (`qfarm run` before its progress bar, `qfarm node` once it has joined: Dask's
+    process-watching threads aside). A fork
     imports nothing: a spawned worker imports qfarm, Dask and the main script afresh,
     about 0.8 s of CPU each, which is most of `qfarm run`'s start-up on two cores. Dask's
     threads are made for this (they fork, and nothing else holds a lock meanwhile); a
@@ -276,7 +277,10 @@ async def run_node(
     ``leave`` is done (the node decided to go: idle too long), closing the nanny.
     """
     nanny = make_nanny(scheduler_address, spec, host, local_directory, tls, runner=runner)
-    await nanny.start()
+    # Forked when this process has no thread of its own (a `qfarm node` that has just
+    # joined): a node's start costs one interpreter's imports, not two.
+    with forked_start():
+        await nanny.start()
     try:
         finished = asyncio.ensure_future(nanny.finished())
         waits = [finished]

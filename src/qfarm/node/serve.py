@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from qfarm import __version__
 from qfarm.client import Client, ControllerError
@@ -150,7 +152,7 @@ async def serve_node(
     while True:
         reap_leftovers(records)
         try:
-            scheduler, tls = await asyncio.to_thread(
+            scheduler, tls = await _in_passing_thread(
                 _join, client, node_name, join_token, home / "tls"
             )
         except ControllerError as exc:
@@ -179,6 +181,47 @@ async def serve_node(
         )
 
 
+T = TypeVar("T")
+
+
+async def _in_passing_thread(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` off the event loop, in a thread that ends with the call.
+
+    Not asyncio.to_thread: its executor keeps its thread for good, and a process with a
+    thread of its own starts its Dask worker by spawning a fresh interpreter (about a
+    second of CPU at every start and rejoin) rather than by forking itself (see
+    qfarm.engine.worker.forked_start).
+    """
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def call() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as exc:  # handed to the awaiting task, which raises it
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    thread = threading.Thread(target=call, name="qfarm-node-join", daemon=True)
+    thread.start()
+    try:
+        return await done
+    finally:
+        if done.done() and not done.cancelled():
+            # It has handed over its answer and is ending: let it be gone before the
+            # worker starts (a wait of microseconds).
+            thread.join(1.0)
+
+
 async def _pinned_ca(
     url: str, join_token: pki.JoinToken | None, on_waiting: Callable[[str], None]
 ) -> str | None:
@@ -190,7 +233,7 @@ async def _pinned_ca(
     delay = 0.5
     while True:
         try:
-            return await asyncio.to_thread(pinned_ca, url, join_token.fingerprint)
+            return await _in_passing_thread(pinned_ca, url, join_token.fingerprint)
         except JoinRefused:
             raise
         except InvalidRequest as exc:  # not up yet
