@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
 from qfarm.media.tool import FFMPEG_ENV, ffmpeg
@@ -47,3 +51,17 @@ def test_only_the_tools_of_the_services_asked_for_are_asked_their_versions(
     assert set(node_facts(set())["fingerprint"]) == {"qfarm", "python"}
     with pytest.raises(AssertionError, match="renderer was asked"):
         node_facts({"blender", "povray"})  # a render node's
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two cores to give one")
+def test_a_node_pinned_to_one_core_says_it_has_one() -> None:
+    # As under `taskset -c 0`, a Slurm allocation or a container's cpuset: the node reports
+    # the cores it may run on, so a segment is not told to run two threads on one core.
+    code = (
+        "import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
+        "from qfarm.node.facts import node_facts;"
+        "print(node_facts(set())['cores'])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["1"]
+    assert node_facts(set())["cores"] == len(os.sched_getaffinity(0))

@@ -125,7 +125,9 @@ def local_nodes_for(
         )
     rest = set(services or ()) - set(extra)
     specs = default_local_nodes(count, instances, rest)
-    cores = os.cpu_count() or 1
+    from qfarm.node.facts import usable_cores
+
+    cores = usable_cores()
     per_node = instances or max(1, cores // len(specs))
     added = {name: per_node for name in extra}
     return [dataclasses.replace(spec, services={**spec.services, **added}) for spec in specs]
@@ -141,12 +143,12 @@ def check_local_requirements(request: BatchRequest, where: str = "") -> None:
     import psutil
 
     from qfarm.domain.requirements import NodeOffer, unmet
-    from qfarm.node.facts import cpu_arch, os_family
+    from qfarm.node.facts import cpu_arch, os_family, usable_cores
 
     here = NodeOffer(
         os_family=os_family(),
         cpu_arch=cpu_arch(),
-        cores=os.cpu_count() or 1,
+        cores=usable_cores(),
         memory_mib=int(psutil.virtual_memory().total) // 2**20,
     )
     for index, job in enumerate(request.jobs):
@@ -275,7 +277,7 @@ async def _run_embedded(
     controller = await Controller.embedded(store, directory, local_nodes)
     try:
         controller.adopt(batch_id)
-        waiter = asyncio.create_task(controller.wait(batch_id, poll=0.02))
+        waiter = asyncio.create_task(controller.wait(batch_id))
         display = None
         if shown.bar:
             display = asyncio.create_task(show_progress(store, batch_id, waiter))

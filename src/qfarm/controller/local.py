@@ -132,7 +132,9 @@ def default_local_nodes(
     batch's jobs use), so a command job's run spends nothing on finding ffmpeg and asking
     each renderer its version (about 0.7 s).
     """
-    cores = os.cpu_count() or 1
+    from qfarm.node.facts import usable_cores
+
+    cores = usable_cores()
     count = count or (2 if cores >= 2 else 1)
     per_node = instances or max(1, cores // count)
     wanted = {"command": per_node, "transcode": instances or 1, "render": instances or 1}

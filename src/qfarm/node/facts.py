@@ -11,6 +11,16 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its CPU affinity, not the machine's count. A node
+    started under ``taskset``, in a Slurm allocation or a container with a cpuset is given
+    fewer cores than the machine has; telling ffmpeg to use them all would run two threads
+    on one core, and the controller would share out cores the node cannot use."""
+    with contextlib.suppress(AttributeError, OSError):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
 def node_facts(tools: Collection[str] | None = None) -> dict[str, Any]:
     """What a node tells the controller about itself, its tools' versions included (only
     ``tools``, fingerprint names as :data:`SERVICE_TOOLS` gives them, when it says)."""
@@ -22,7 +32,7 @@ def node_facts(tools: Collection[str] | None = None) -> dict[str, Any]:
 
     return {
         "host": socket.gethostname(),
-        "cores": os.cpu_count() or 1,
+        "cores": usable_cores(),
         "memory": int(psutil.virtual_memory().total),
         "version": __version__,
         "fingerprint": {
@@ -89,7 +99,7 @@ def offerable_services(requested: dict[str, int] | None) -> tuple[dict[str, int]
     use every core themselves) when their tools run here.
     """
     if requested is None:
-        requested = {"command": os.cpu_count() or 1, "transcode": 1, "render": 1, "openjd": 1}
+        requested = {"command": usable_cores(), "transcode": 1, "render": 1, "openjd": 1}
         quiet = True
     else:
         quiet = False
