@@ -26,7 +26,10 @@ from distributed.security import Security
 
 from qfarm.domain.messages import SegmentTask
 from qfarm.engine.base import NodeRunner, NodeSpec
+from qfarm.engine.settings import apply_farm_defaults
 from qfarm.security.pki import TlsFiles
+
+apply_farm_defaults()
 
 EVENT_TOPIC = "qfarm-segment"
 PROGRESS_INTERVAL = 0.5  # seconds between progress events from one segment
