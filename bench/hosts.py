@@ -19,7 +19,7 @@ Figures:
 
 The plot needs matplotlib (pip install '.[bench]').
 
-Usage: sudo python bench/hosts.py [--seconds 60] [--preset h264-720p] [--hosts 1 2]
+Usage: sudo python bench/hosts.py [--seconds 60] [--preset h264-720p] [--hosts 1 2] [--rounds 3]
        [--write docs/benchmarks.md] [--plot docs/hosts-speedup.png]
 """
 
@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
@@ -91,7 +94,9 @@ def wait_for(condition: Any, timeout: float, what: str) -> None:
 
 def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argparse.Namespace
                 ) -> dict[str, Any]:  # fmt: skip
-    """One run: a controller, ``host_count`` node hosts, one transcode batch."""
+    """One run: a controller, ``host_count`` node hosts, one transcode batch; each in new
+    folders (a controller started again on its folder shows no new client token)."""
+    work = Path(tempfile.mkdtemp(prefix=f"hosts-{host_count}-", dir=work))
     data = work / f"controller-{host_count}"
     env = {**os.environ, "COLUMNS": "200"}
     env.pop("QFARM_TOKEN", None)
@@ -123,7 +128,10 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
             for core, name in enumerate(names):
                 home = work / f"{name}-{host_count}"
                 procs.append(subprocess.Popen(
-                    ["ip", "netns", "exec", name, "taskset", "-c", str(core % cores),
+                    # Its own hostname too (a UTS namespace): separate machines have
+                    # their own, and the controller shares out cores per host.
+                    ["ip", "netns", "exec", name, "unshare", "--uts", "sh", "-c",
+                     f'hostname {name} && exec "$@"', "sh", "taskset", "-c", str(core % cores),
                      *QFARM, "node", "--controller", url, "--services", "transcode=1",
                      "--name", name, "--host", f"10.77.0.{11 + core}", "--data-dir", str(home)],
                     stdout=subprocess.DEVNULL,
@@ -135,6 +143,9 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
                 lambda: sum(n["state"] == "online" for n in client.nodes()) == host_count,
                 120, f"{host_count} node(s) online",
             )  # fmt: skip
+            controller = psutil.Process(ctl.pid)
+            cpu_before = sum(controller.cpu_times()[:2])
+            steal = steal_seconds()
             began = time.perf_counter()
             submitted = subprocess.run(
                 [*QFARM, "submit", "transcode", str(source), "-p", args.preset, "--upload",
@@ -145,6 +156,8 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
             batch_id = int(json.loads(submitted.stdout)["batch"])
             wait_for(lambda: client.batch(batch_id).state in ("done", "failed"), 1800, "the batch")
             done = time.perf_counter()
+            controller_cpu = sum(controller.cpu_times()[:2]) - cpu_before
+            steal = steal_seconds() - steal
             status = client.batch(batch_id)
             if status.state != "done":
                 raise SystemExit(f"batch {batch_id} {status.state}")
@@ -167,6 +180,8 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
             "hosts": host_count,
             "wall": done - began,
             "wall_fetch": wall_fetch,
+            "controller_cpu": controller_cpu,
+            "steal": steal,
             "segments": len(work_atts),
             "assemble": sum(a["ended_at"] - a["started_at"] for a in assemble),
             "work_sum": sum(a["ended_at"] - a["started_at"] for a in work_atts),
@@ -195,6 +210,7 @@ def main() -> None:
     parser.add_argument("--segment-seconds", type=float, default=10.0)
     parser.add_argument("--write", type=Path)
     parser.add_argument("--plot", type=Path)
+    parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/hosts.py makes network namespaces: run it as root")
@@ -203,22 +219,51 @@ def main() -> None:
         source = work / "source.mp4"
         make_source(source, args.seconds)
         plain_out = work / "plain.mp4"
-        plain = plain_one_core(source, plain_out, args.preset)
-        expected = describe(plain_out)
-        rows = []
-        for count in args.hosts:
-            row = qfarm_batch(source, work / f"out-{count}", work, count, args)
-            got = describe(Path(row["output"]))
-            row["same_as_plain"] = got[0] == expected[0] and abs(got[1] - expected[1]) < 0.05
-            row["frames"], row["duration"] = got
-            print(json.dumps({k: v for k, v in row.items() if k != "output"}, default=str))
-            rows.append(row)
-        print(f"plain ffmpeg, one core: {plain:.1f} s, {expected[0]} frames, {expected[1]:.3f} s")
-    base = rows[0]["wall"]
+        plains, rows = [], []
+        # Rounds alternate the plain tool and each host count, so a slow spell of the
+        # machine (a virtual one's host taking its cores: "steal") falls on all of them.
+        for number in range(1, args.rounds + 1):
+            steal = steal_seconds()
+            plains.append(plain_one_core(source, plain_out, args.preset))
+            print(f"round {number}: plain ffmpeg, one core: {plains[-1]:.1f} s "
+                  f"(steal {steal_seconds() - steal:.1f} s)")  # fmt: skip
+            expected = describe(plain_out)
+            for count in args.hosts:
+                row = qfarm_batch(source, work / f"out-{count}-{number}", work, count, args)
+                got = describe(Path(row["output"]))
+                row["same_as_plain"] = got[0] == expected[0] and abs(got[1] - expected[1]) < 0.05
+                row["frames"], row["duration"] = got
+                row["round"] = number
+                print(json.dumps({k: v for k, v in row.items() if k != "output"}, default=str))
+                rows.append(row)
+    plain = statistics.median(plains)
+    medians = [median_row([r for r in rows if r["hosts"] == count]) for count in args.hosts]
+    base = medians[0]["wall"]
+    for r in medians:
+        wall = r["wall"]
+        print(f"{r['hosts']} host(s): median wall {wall:.1f} s, speed-up {base / wall:.2f}x, "
+              f"plain 1-core / qfarm {plain / wall:.2f}x")  # fmt: skip
     if args.write:
-        write_markdown(args.write, rows, plain, expected, base, args)
+        write_markdown(args.write, rows, medians, plains, expected, base, args)
     if args.plot:
-        plot(args.plot, rows, base)
+        plot(args.plot, medians, base)
+
+
+def steal_seconds() -> float:
+    """CPU time this (virtual) machine's host took from it so far, all cores: /proc/stat's
+    steal column, in clock ticks."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = fh.readline().split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The runs of one host count as one row: the median of each figure."""
+    row = dict(runs[0])
+    for key in ("wall", "wall_fetch", "controller_cpu", "assemble", "work_sum", "steal"):
+        row[key] = statistics.median(r[key] for r in runs)
+    row["same_as_plain"] = all(r["same_as_plain"] for r in runs)
+    return row
 
 
 def estimate(rows: list[dict[str, Any]], n: int) -> float:
@@ -233,47 +278,65 @@ def estimate(rows: list[dict[str, Any]], n: int) -> float:
 def write_markdown(
     path: Path,
     rows: list[dict[str, Any]],
-    plain: float,
+    medians: list[dict[str, Any]],
+    plains: list[float],
     expected: tuple[int, float],
     base: float,
     args: argparse.Namespace,
 ) -> None:
     today = datetime.date.today().isoformat()
+    plain = statistics.median(plains)
     lines = [
         f"### Separate hosts: {today}",
         "",
         f"Machine: {machine()}. Each host a network namespace with its own address on a "
-        "bridge, its node pinned to its own core (taskset) with its own folder: no shared "
-        "disk, sources sent through cluster storage (`--upload`), outputs fetched back. A "
+        "bridge and its own hostname, its node pinned to its own core (taskset) with its "
+        "own folder: no shared disk, sources sent through cluster storage (`--upload`), "
+        "outputs fetched back. A "
         f"{args.seconds} s 1080p25 H.264 source (testsrc2 and a sine), preset "
         f"`{args.preset}`, {args.segment_seconds:g} s segments. The controller on the bridge "
         "address in the root namespace (not pinned: it shares the two cores). Command: "
         f"`sudo python bench/hosts.py --seconds {args.seconds} --hosts "
-        f"{' '.join(map(str, args.hosts))}`.",
+        f"{' '.join(map(str, args.hosts))} --rounds {args.rounds}`.",
         "",
-        f"Plain ffmpeg on one core (taskset -c 0): **{plain:.1f} s**, {expected[0]} frames, "
+        f"Plain ffmpeg on one core (taskset -c 0), median of {len(plains)}: **{plain:.1f} s** "
+        f"({', '.join(f'{p:.1f}' for p in plains)} s), {expected[0]} frames, "
         f"{expected[1]:.3f} s.",
         "",
-        "| hosts | qfarm wall | with fetch | speed-up over 1 host | plain 1-core / qfarm "
-        "| segments | assemble | output = plain (frames, duration) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "Every run (steal: CPU time the virtual machine's host took from it meanwhile):",
+        "",
+        "| round | hosts | qfarm wall | with fetch | summed encode | assemble | controller CPU "
+        "| steal | output = plain (frames, duration) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lines.append(
-            f"| {r['hosts']} | {r['wall']:.1f} s | {r['wall_fetch']:.1f} s | "
-            f"**{base / r['wall']:.2f}x** | {plain / r['wall']:.2f}x | {r['segments']} | "
-            f"{r['assemble']:.1f} s | {'yes' if r['same_as_plain'] else 'NO'} "
+            f"| {r['round']} | {r['hosts']} | {r['wall']:.1f} s | {r['wall_fetch']:.1f} s | "
+            f"{r['work_sum']:.1f} s | {r['assemble']:.1f} s | {r['controller_cpu']:.1f} s | "
+            f"{r['steal']:.1f} s | {'yes' if r['same_as_plain'] else 'NO'} "
             f"({r['frames']}, {r['duration']:.3f} s) |"
         )
-    one = rows[0]
     lines += [
         "",
-        f"On paper, from the one-host run: {one['work_sum']:.1f} s of segment time, the "
+        "Medians:",
+        "",
+        "| hosts | qfarm wall | speed-up over 1 host | plain 1-core / qfarm | segments |",
+        "| ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in medians:
+        lines.append(
+            f"| {r['hosts']} | {r['wall']:.1f} s | **{base / r['wall']:.2f}x** | "
+            f"{plain / r['wall']:.2f}x | {r['segments']} |"
+        )
+    one = medians[0]
+    lines += [
+        "",
+        f"On paper, from the one-host runs: {one['work_sum']:.1f} s of segment time, the "
         f"rest ({max(0.0, one['wall'] - one['work_sum']):.1f} s: planning, upload, dispatch, "
         "the assemble segment) serial. With those costs fixed and the same "
         f"{args.segment_seconds:g} s segments ({one['segments']} of them, so no more than "
-        f"{one['segments']} hosts have work): 10 hosts {estimate(rows, 10):.1f} s "
-        f"({base / estimate(rows, 10):.1f}x), 100 hosts the same. Segments of 1 s would "
+        f"{one['segments']} hosts have work): 10 hosts {estimate(medians, 10):.1f} s "
+        f"({base / estimate(medians, 10):.1f}x), 100 hosts the same. Segments of 1 s would "
         "give 100 hosts work, at a per-segment cost this run does not measure.",
         "",
     ]
