@@ -145,6 +145,7 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
             )  # fmt: skip
             controller = psutil.Process(ctl.pid)
             cpu_before = sum(controller.cpu_times()[:2])
+            nodes_before = python_cpu(procs[1:])
             steal = steal_seconds()
             began = time.perf_counter()
             submitted = subprocess.run(
@@ -157,6 +158,7 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
             wait_for(lambda: client.batch(batch_id).state in ("done", "failed"), 1800, "the batch")
             done = time.perf_counter()
             controller_cpu = sum(controller.cpu_times()[:2]) - cpu_before
+            nodes_cpu = python_cpu(procs[1:]) - nodes_before
             steal = steal_seconds() - steal
             status = client.batch(batch_id)
             if status.state != "done":
@@ -181,6 +183,7 @@ def qfarm_batch(source: Path, out: Path, work: Path, host_count: int, args: argp
             "wall": done - began,
             "wall_fetch": wall_fetch,
             "controller_cpu": controller_cpu,
+            "nodes_cpu": nodes_cpu,
             "steal": steal,
             "segments": len(work_atts),
             "assemble": sum(a["ended_at"] - a["started_at"] for a in assemble),
@@ -249,6 +252,20 @@ def main() -> None:
         plot(args.plot, medians, base)
 
 
+def python_cpu(nodes: list[subprocess.Popen[Any]]) -> float:
+    """CPU seconds the nodes' own Python processes (each node and its Dask worker) have
+    used so far, without their segments' tools."""
+    total = 0.0
+    for node in nodes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            parent = psutil.Process(node.pid)
+            for proc in [parent, *parent.children(recursive=True)]:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    if not proc.name().startswith(("ffmpeg", "ffprobe")):
+                        total += sum(proc.cpu_times()[:2])
+    return total
+
+
 def steal_seconds() -> float:
     """CPU time this (virtual) machine's host took from it so far, all cores: /proc/stat's
     steal column, in clock ticks."""
@@ -260,7 +277,8 @@ def steal_seconds() -> float:
 def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The runs of one host count as one row: the median of each figure."""
     row = dict(runs[0])
-    for key in ("wall", "wall_fetch", "controller_cpu", "assemble", "work_sum", "steal"):
+    for key in ("wall", "wall_fetch", "controller_cpu", "nodes_cpu", "assemble", "work_sum",
+                "steal"):  # fmt: skip
         row[key] = statistics.median(r[key] for r in runs)
     row["same_as_plain"] = all(r["same_as_plain"] for r in runs)
     return row
@@ -306,14 +324,15 @@ def write_markdown(
         "Every run (steal: CPU time the virtual machine's host took from it meanwhile):",
         "",
         "| round | hosts | qfarm wall | with fetch | summed encode | assemble | controller CPU "
-        "| steal | output = plain (frames, duration) |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| nodes' Python CPU | steal | output = plain (frames, duration) |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in rows:
         lines.append(
             f"| {r['round']} | {r['hosts']} | {r['wall']:.1f} s | {r['wall_fetch']:.1f} s | "
             f"{r['work_sum']:.1f} s | {r['assemble']:.1f} s | {r['controller_cpu']:.1f} s | "
-            f"{r['steal']:.1f} s | {'yes' if r['same_as_plain'] else 'NO'} "
+            f"{r['nodes_cpu']:.1f} s | {r['steal']:.1f} s | "
+            f"{'yes' if r['same_as_plain'] else 'NO'} "
             f"({r['frames']}, {r['duration']:.3f} s) |"
         )
     lines += [
