@@ -388,12 +388,11 @@ async def _next_batch_change(
     changes: asyncio.Queue[list[Change]], batch_id: int, seconds: float
 ) -> None:
     """Return when ``changes`` brings a change of the batch itself (its state), or after
-    ``seconds``: changes of its segments and jobs alone do not end a batch."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while (left := deadline - asyncio.get_running_loop().time()) > 0:
-        try:
-            got = await asyncio.wait_for(changes.get(), left)
-        except TimeoutError:
-            return
-        if any(c.kind == "batch" and c.batch_id == batch_id for c in got):
-            return
+    ``seconds``: changes of its segments and jobs alone do not end a batch. On
+    ``asyncio.timeout``, as qfarm.waits is, so a cancel of the wait is never lost."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            while True:
+                got = await changes.get()
+                if any(c.kind == "batch" and c.batch_id == batch_id for c in got):
+                    return

@@ -33,13 +33,9 @@ FARM_DEFAULTS = {
     }
 }
 
-_applied = False
-
 
 def apply_farm_defaults() -> None:
     """Make :data:`FARM_DEFAULTS` Dask's defaults in this process (and so in the worker
-    processes its nannies start, which are given this process's configuration)."""
-    global _applied
-    if not _applied:
-        dask.config.update_defaults(FARM_DEFAULTS)
-        _applied = True
+    processes its nannies start, which are given this process's configuration). Called
+    again, it changes nothing."""
+    dask.config.update_defaults(FARM_DEFAULTS)
