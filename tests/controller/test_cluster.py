@@ -657,12 +657,14 @@ def test_logs_follow_streams_output_until_the_batch_ends(cluster: Cluster, tmp_p
         [*QFARM, "logs", "--follow", str(batch_id)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
+        # Unbuffered: communicate() reads the pipe itself, so lines that a buffered
+        # readline() had taken in past the first one would be lost to it.
+        bufsize=0,
         env=env,
     )
     try:
         assert follower.stdout is not None
-        first = follower.stdout.readline()  # printed while the segments still run
+        first = follower.stdout.readline().decode()  # printed while the segments still run
         assert first.strip().endswith(("before 1", "before 2")), first
         go.touch()
         rest, _ = follower.communicate(timeout=60)
@@ -670,7 +672,7 @@ def test_logs_follow_streams_output_until_the_batch_ends(cluster: Cluster, tmp_p
         if follower.poll() is None:
             follower.kill()
     assert follower.returncode == 0
-    text = first + rest
+    text = first + rest.decode()
     for index in (1, 2):
         assert f"   {index} | before {index}" in text
         assert f"   {index} | after" in text

@@ -68,12 +68,16 @@ class Estimates:
         facts: Callable[[], EstimateFacts],
         farm: Callable[[], Farm],
         clock: Callable[[], float] = time.time,
-        timer: Callable[[], float] = time.perf_counter,
+        timer: Callable[[], float] = time.thread_time,
     ) -> None:
         self._facts = facts
         self._farm = farm
         self._clock = clock
-        self._timer = timer  # what the making of an estimate is timed with
+        # What the making of an estimate is timed with: the CPU time of the loop's own
+        # thread, which is what an estimate takes from the dispatcher. Wall time would
+        # count the moments other processes held the CPU too, and on a busy machine one
+        # preempted estimate would leave every ETA stale for SPREAD times that pause.
+        self._timer = timer
         self._made_at = float("-inf")
         self._latest = Estimate({}, {})
         self.took = 0.0  # seconds the last estimate took to make
