@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import stat
 import subprocess
 import sys
@@ -83,6 +84,27 @@ def test_over_https_clients_log_in_by_fingerprint_and_nodes_join(
     finally:
         if node is not None:
             stop(node)
+        stop(controller)
+
+
+def test_an_https_controller_stops_on_sigterm_with_a_client_connection_open(
+    tmp_path: Path,
+) -> None:
+    """A client that keeps its connection alive and reads nothing (a Batch Monitor tab, a
+    script holding a Client) never answers the TLS close at a stop; the controller stopped
+    anyway, instead of waiting asyncio's 30 s SSL shutdown timeout or being killed."""
+    controller, url = start_controller(tmp_path, "--https")
+    try:
+        ca = tmp_path / "controller" / "cluster" / "ca.pem"
+        with httpx.Client(verify=ssl.create_default_context(cafile=str(ca))) as idle:
+            assert idle.get(url + "/api/v1/info").status_code == 200
+            controller.terminate()
+            try:
+                code = controller.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the controller did not stop on SIGTERM while a client was connected")
+        assert code in (0, -15), code  # its own stop, not a kill
+    finally:
         stop(controller)
 
 

@@ -24,6 +24,9 @@ from qfarm.domain.errors import QfarmError
 from qfarm.security.pki import ClusterAuthority, TlsFiles
 from qfarm.store import Store
 
+# How long a stopping controller lets API requests in flight finish.
+GRACEFUL_STOP_SECONDS = 3
+
 
 @dataclass(frozen=True)
 class ControllerAddresses:
@@ -111,6 +114,12 @@ async def serve_controller(
             lifespan="off",
             ssl_certfile=tls.cert if https and tls else None,
             ssl_keyfile=tls.key if https and tls else None,
+            # At a stop, a client's idle keep-alive connection over TLS is closed with a
+            # close_notify that the client, not reading, never answers; asyncio then waits
+            # its SSL shutdown timeout (30 s) before the connection counts as closed, and a
+            # SIGTERM'd controller hung that long (or was killed). Requests in flight get
+            # this long to finish; then the stop goes on.
+            timeout_graceful_shutdown=GRACEFUL_STOP_SECONDS,
         )
         server = uvicorn.Server(config)
         serving = asyncio.create_task(server.serve())
