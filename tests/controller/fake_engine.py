@@ -120,9 +120,14 @@ class FakeEngine:
         error: str = "",
         killed: bool = False,
         log_tail: str = "",
+        late: bool = False,
     ) -> None:
-        """The task's segment ended on its node, with this result."""
-        self.running.pop(key)
+        """The task's segment ended on its node, with this result (``late``: a task the
+        dispatcher withdrew already, whose end still comes, as a closing worker's does)."""
+        if late:
+            assert key in self.withdrawn, f"{key} was never withdrawn"
+        else:
+            self.running.pop(key)
         now = time.time()
         result = AttemptResult(
             key=key,

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -198,7 +200,7 @@ def node(
     def leaving(why: str) -> None:
         out.print(f"qfarm node: {why}", highlight=False, soft_wrap=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt):  # one before the loop's handlers are set
         serving = serve_node(
             url,
             name=name,
@@ -215,7 +217,21 @@ def node(
             hours=hours,
             idle_exit=leave_after,
         )
-        asyncio.run(serving)
+        asyncio.run(until_stopped(serving))
+
+
+async def until_stopped(serving: Coroutine[Any, Any, None]) -> None:
+    """Run the node until it ends or is stopped: by Ctrl-C, or by SIGTERM, as a service
+    manager (systemd, a batch system, Kubernetes) stops it. Either way the node's worker
+    closes first, ending the segments it runs (they go back to the queue, with no retry
+    used); a SIGTERM left to its default would end this process alone, and its segments'
+    processes, in process groups of their own, would go on writing for nobody."""
+    task = asyncio.ensure_future(serving)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @node_app.command("disable", epilog="**Example**\n\n    qfarm node disable render-07")

@@ -111,6 +111,20 @@ class NodeWatch(DispatcherState):
             log.warning("node %s went away while running %s", node.name, flight.key)
             await self._give_up(flight, "node lost")
 
+    async def give_up_node(self, name: str, why: str) -> int:
+        """Record every attempt out on node ``name`` as lost now (its segments queued again,
+        no retry used) and withdraw their tasks; how many there were. For a node about to
+        be shut out: its worker, told to close, kills its segments' processes, and their
+        ends (killed, so failed) can reach us before a tick sees the node gone, counted
+        against retries for what was no fault of theirs."""
+        flights = [f for f in self.in_flight.values() if f.node == name]
+        for flight in flights:
+            log.warning("node %s is shut out while running %s", name, flight.key)
+            await self._give_up(flight, why)
+        if flights:
+            self.poke()
+        return len(flights)
+
     async def _give_up(self, flight: InFlight, error: str) -> None:
         """Record an attempt as lost at the next tick (its segment is queued again, no
         failure counted) and withdraw its task, so a late end from it is ignored."""

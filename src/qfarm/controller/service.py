@@ -237,6 +237,9 @@ class Controller:
         self.engine.refuse(self.authority.revoke(name))
         with contextlib.suppress(NotFound):  # it may have joined and never registered
             self.set_node_enabled(name, False)
+        # Lost before its worker is told to close: the ends of the processes it kills then
+        # come too late to count as failures.
+        await self.dispatcher.give_up_node(name, "node revoked")
         await self.engine.drop_node(name)
 
     @property

@@ -22,6 +22,7 @@ from typing import Any
 
 import dask
 from distributed import Nanny, Worker, WorkerPlugin, get_worker
+from distributed.core import Status
 from distributed.security import Security
 
 from qfarm.domain.messages import SegmentTask
@@ -34,6 +35,13 @@ apply_farm_defaults()
 EVENT_TOPIC = "qfarm-segment"
 PROGRESS_INTERVAL = 0.5  # seconds between progress events from one segment
 PLUGIN_NAME = "qfarm-node"
+
+
+_CLOSING = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
+
+
+class WorkerClosing(RuntimeError):
+    """A segment's processes were ended because its worker closes, not by their own end."""
 
 
 def run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
@@ -60,6 +68,11 @@ def run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
         )
 
     attempt = _runner(worker).run(task, on_start, on_progress)
+    if attempt.killed and worker.status in _CLOSING:
+        # Killed because this worker closes (its node stops, or is shut out): no end of the
+        # segment's own. Reported as one, it would count as a failure against its retries;
+        # raised, the task is lost with its node, and the segment is queued again.
+        raise WorkerClosing(f"{worker.name} closed while {key} ran: its processes were ended")
     result = attempt.to_dict()
     # The result travels as an event too: it reaches the controller with the start and
     # progress reports, with no request per task. The task's own result is the fallback.

@@ -148,37 +148,41 @@ async def serve_node(
         )
     )
     client = Client(controller_url, token=token, ca=ca)
-    delay = 0.5
-    while True:
-        reap_leftovers(records)
-        try:
-            scheduler, tls = await _in_passing_thread(
-                _join, client, node_name, join_token, home / "tls"
-            )
-        except ControllerError as exc:
-            on_waiting(str(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
-            continue
+    try:
         delay = 0.5
-        on_joined(node_name, scheduler)
-        idle = asyncio.ensure_future(idle_for(records, idle_exit)) if idle_exit else None
-        with contextlib.suppress(OSError):  # the scheduler went away while we joined
-            await run_node(
-                scheduler, NodeSpec(node_name, services, dict(capacity.resources)), host=host,
-                local_directory=home, runner=runner, tls=tls, leave=idle,
-            )  # fmt: skip
-        ended = reap_leftovers(records)
-        if idle is not None and idle.done() and not idle.cancelled():
-            on_leaving(f"no segment ran here for {idle_exit:g} s: leaving the cluster")
-            return
-        if idle is not None:
-            idle.cancel()
-        on_waiting(
-            f"the worker ended; {len(ended)} left-over process group(s) ended"
-            if ended
-            else "the worker ended"
-        )
+        while True:
+            reap_leftovers(records)
+            try:
+                scheduler, tls = await _in_passing_thread(
+                    _join, client, node_name, join_token, home / "tls"
+                )
+            except ControllerError as exc:
+                on_waiting(str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            delay = 0.5
+            on_joined(node_name, scheduler)
+            idle = asyncio.ensure_future(idle_for(records, idle_exit)) if idle_exit else None
+            with contextlib.suppress(OSError):  # the scheduler went away while we joined
+                await run_node(
+                    scheduler, NodeSpec(node_name, services, dict(capacity.resources)), host=host,
+                    local_directory=home, runner=runner, tls=tls, leave=idle,
+                )  # fmt: skip
+            ended = reap_leftovers(records)
+            if idle is not None and idle.done() and not idle.cancelled():
+                on_leaving(f"no segment ran here for {idle_exit:g} s: leaving the cluster")
+                return
+            if idle is not None:
+                idle.cancel()
+            on_waiting(
+                f"the worker ended; {len(ended)} left-over process group(s) ended"
+                if ended
+                else "the worker ended"
+            )
+    finally:
+        # However the node ends (stopped, or leaving), no process of its segments goes on.
+        reap_leftovers(records)
 
 
 T = TypeVar("T")
