@@ -214,6 +214,23 @@ def test_a_silent_node_is_given_up_before_the_engine_does(tmp_path: Path) -> Non
     on_farm(tmp_path, scenario)
 
 
+def test_a_controller_given_a_longer_node_timeout_waits_it_out(tmp_path: Path) -> None:
+    async def scenario(farm: Farm) -> None:
+        farm.dispatcher.node_timeout = 60  # qfarm controller --node-timeout 1m
+        farm.engine.add_node("a", {"command": 1})
+        add(farm, command_batch(tmp_path))
+        await farm.tick()
+        [key] = farm.engine.out()
+        farm.engine.silence("a", NODE_TIMEOUT_SECONDS + 1)
+        await farm.tick()
+        assert farm.engine.withdrawn == [] and "a" in farm.dispatcher.nodes
+        farm.engine.silence("a", 61)
+        await farm.tick()
+        assert farm.engine.withdrawn == [key] and "a" not in farm.dispatcher.nodes
+
+    on_farm(tmp_path, scenario)
+
+
 def test_cancel_kills_what_runs_and_cancels_what_is_queued(tmp_path: Path) -> None:
     async def scenario(farm: Farm) -> None:
         farm.engine.add_node("a", {"command": 2})

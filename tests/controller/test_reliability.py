@@ -34,6 +34,7 @@ RESULTS = Path(
 )
 RECORD = RESULTS / "reliability.json"
 PART = "out/part-{start}.txt"
+TIMEOUT = 6  # the frozen node's controller's --node-timeout, seconds (15 by default)
 
 
 def record(fault: str, happened: str, recovered_s: float | None, lost: str) -> None:
@@ -190,7 +191,7 @@ def test_kill_9_the_controller_mid_batch_and_start_it_again(tmp_path: Path) -> N
 
 
 def test_a_node_that_stops_answering_is_given_up_and_rejoins(tmp_path: Path) -> None:
-    with farm(tmp_path, 2) as f:
+    with farm(tmp_path, 2, "--node-timeout", f"{TIMEOUT}s") as f:
         client: Client = f["client"]
         batch = client.submit({"jobs": [segment_job(tmp_path, "1-4", 3)]}).id
         wait_until_sync(lambda: client.batch(batch).segments["running"] == 2, what="2 running")
@@ -203,6 +204,7 @@ def test_a_node_that_stops_answering_is_given_up_and_rejoins(tmp_path: Path) -> 
                 timeout=90, what="node-1 offline",
             )  # fmt: skip
             noticed = time.monotonic() - stopped_at
+            assert noticed >= TIMEOUT  # not before its --node-timeout
             wait_until_sync(lambda: client.batch(batch).finished, timeout=120, what="batch end")
             assert client.batch(batch).state == "done"
         finally:
@@ -214,7 +216,8 @@ def test_a_node_that_stops_answering_is_given_up_and_rejoins(tmp_path: Path) -> 
         rejoined = time.monotonic() - stopped_at
     check_outputs(tmp_path, 4)
     record("a node stops answering (SIGSTOP), then comes back",
-           f"shown offline after {noticed:.0f} s, its segments ran elsewhere; it rejoined "
+           f"shown offline after {noticed:.0f} s (--node-timeout {TIMEOUT}s), its segments "
+           f"ran elsewhere; it rejoined "
            f"by itself {rejoined - noticed:.0f} s after it was let go",
            noticed, "nothing")  # fmt: skip
 

@@ -98,6 +98,8 @@ def qfarm(*args: str) -> subprocess.CompletedProcess[str]:
         (["remove", "--dry-run", "3"], "--dry-run goes with --older-than"),
         (["remove", "--older-than", "soon", "-c", "http://127.0.0.1:9"], "not a duration"),
         (["controller", "--keep", "0.5s", "--port", "0"], "under a second"),
+        (["controller", "--node-timeout", "2s", "--port", "0"], "'2s' is under 5 s"),
+        (["controller", "--node-timeout", "soon", "--port", "0"], "not a duration"),
     ],
 )
 def test_retention_usage_errors_exit_2_naming_the_problem(args: list[str], message: str) -> None:

@@ -21,6 +21,7 @@ from qfarm.controller.notify import Notifier, NotifyConfig
 from qfarm.controller.notify_webhook import webhook_secret
 from qfarm.controller.service import Controller
 from qfarm.domain.errors import QfarmError
+from qfarm.engine.base import NODE_TIMEOUT_SECONDS
 from qfarm.security.pki import ClusterAuthority, TlsFiles
 from qfarm.store import Store
 
@@ -74,6 +75,7 @@ async def serve_controller(
     token: str | None = None,
     dashboard: bool = False,
     fair_share: bool = False,
+    node_timeout: float = NODE_TIMEOUT_SECONDS,
     notify: NotifyConfig | None = None,
     beside: Sequence[Callable[[Controller], Coroutine[Any, Any, None]]] = (),
     https: bool = False,
@@ -86,6 +88,7 @@ async def serve_controller(
     by mDNS on the interfaces it listens on. ``dashboard``: its scheduler serves Dask's
     dashboard on a free port (it needs bokeh: InvalidRequest without). ``fair_share``: owners
     of batches of equal priority share the farm's instances (controller.fairshare).
+    ``node_timeout``: seconds without a heartbeat after which a node's work goes elsewhere.
     ``beside``: what runs beside the controller in its loop once the API answers (the
     watch folders of --watch), each given the controller, and canceled when it stops.
     ``https``: serve the API over HTTPS, with ``tls`` (the user's certificate and key) or
@@ -96,7 +99,7 @@ async def serve_controller(
     companions: list[asyncio.Task[None]] = []
     controller = await Controller.start(
         store, data_dir, host=host, scheduler=scheduler, scheduler_port=scheduler_port,
-        dashboard=dashboard, fair_share=fair_share,
+        dashboard=dashboard, fair_share=fair_share, node_timeout=node_timeout,
     )  # fmt: skip
     try:
         # Notifications (domain.notify): webhooks always; email with an SMTP server in notify.

@@ -19,6 +19,7 @@ from qfarm.cli.notify import ControllerNotify
 from qfarm.cli.options import with_option_sets
 from qfarm.domain.errors import InvalidRequest
 from qfarm.domain.units import parse_duration
+from qfarm.engine.base import MIN_NODE_TIMEOUT_SECONDS
 from qfarm.security import tokens
 from qfarm.security.pki import TlsFiles, connection_string
 
@@ -38,6 +39,8 @@ DEFAULT_PORT = 8470
     qfarm controller --dashboard     # Dask's dashboard too (needs bokeh)
 
     qfarm controller --fair-share    # owners share the farm at each priority
+
+    qfarm controller --node-timeout 1m    # a silent node's work goes elsewhere after 1 min
 
     qfarm controller --smtp smtp://qfarm@mail.example.com --notify mailto:ops@example.com
 
@@ -104,6 +107,15 @@ def controller(
             "instances, not first come, first served.",
         ),
     ] = False,
+    node_timeout: Annotated[
+        str,
+        typer.Option(
+            "--node-timeout",
+            metavar="AGE",
+            help="Give a node up after this long without a heartbeat (frozen, or cut off): "
+            "its running segments go to other nodes, with no retry used. At least 5s.",
+        ),
+    ] = "15s",
     keep: Annotated[
         str | None,
         typer.Option(
@@ -169,6 +181,12 @@ def controller(
         kept = None if keep in (None, "forever") else parse_duration(keep, "--keep")
         if kept is not None and kept < 1:
             raise InvalidRequest(f"--keep {keep!r} is under a second")
+        silent_for = parse_duration(node_timeout, "--node-timeout")
+        if silent_for < MIN_NODE_TIMEOUT_SECONDS:
+            raise InvalidRequest(
+                f"--node-timeout {node_timeout!r} is under {MIN_NODE_TIMEOUT_SECONDS} s: nodes "
+                "send a heartbeat every 0.5-2 s, and busy ones would be given up"
+            )
         watches = watch_folders(watch)
         served_tls = api_tls(host, https, tls_cert, tls_key)
         directory = config.data_dir(data_dir)
@@ -241,6 +259,7 @@ def controller(
             token=token,
             dashboard=dashboard,
             fair_share=fair_share,
+            node_timeout=silent_for,
             https=served_tls is not None,
             tls=served_tls or None,
             tls_names=tls_names or [],

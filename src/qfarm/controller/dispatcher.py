@@ -39,7 +39,7 @@ from qfarm.controller.steer import BatchSteering
 from qfarm.domain.messages import SegmentTask
 from qfarm.domain.model import FINAL_JOB_STATES
 from qfarm.domain.requirements import NO_REQUIREMENTS, Requirements
-from qfarm.engine.base import Engine, EngineNode, TaskEvent
+from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, EngineNode, TaskEvent
 from qfarm.store import Candidate, Change, Progress, Result, Started, Store
 from qfarm.waits import wait_set
 
@@ -80,6 +80,7 @@ class Dispatcher(Capacity, NodeWatch, BatchSteering):
         on_changes: Callable[[list[Change]], None] | None = None,
         fair_share: bool = False,
         dispatch_round: int = DISPATCH_ROUND,
+        node_timeout: float = NODE_TIMEOUT_SECONDS,
     ) -> None:
         self.store = store
         self.dispatch_round = dispatch_round  # most segments booked per tick
@@ -91,6 +92,8 @@ class Dispatcher(Capacity, NodeWatch, BatchSteering):
         self.on_changes = on_changes
         # Share the farm between owners at each priority (see controller.fairshare).
         self.fair_share = fair_share
+        # A node silent this long (no heartbeat) is given up: its segments go elsewhere.
+        self.node_timeout = node_timeout
         self.nodes: dict[str, EngineNode] = {}
         self.disabled: set[str] = set()  # drained or refused: given no new work
         self.refused: dict[str, str] = {}  # node name -> why it is refused

@@ -20,7 +20,7 @@ from qfarm.domain.schedule import (
     hours_actions,
     parse_schedule_end,
 )
-from qfarm.engine.base import NODE_TIMEOUT_SECONDS, EngineNode, TaskEnd
+from qfarm.engine.base import EngineNode, TaskEnd
 
 log = logging.getLogger("qfarm.controller.dispatcher")
 
@@ -38,9 +38,7 @@ class NodeWatch(DispatcherState):
         # A node silent for longer than the timeout is lost, even while Dask still lists it
         # (frozen, or cut off with its connection open): its segments go elsewhere now. It
         # comes back as a new node once its heartbeats do.
-        live = {
-            n.name: n for n in await self.engine.nodes() if n.silent_for <= NODE_TIMEOUT_SECONDS
-        }
+        live = {n.name: n for n in await self.engine.nodes() if n.silent_for <= self.node_timeout}
         now = time.time()
         for name, engine_node in live.items():
             known = self.nodes.get(name)

@@ -54,6 +54,7 @@ class DispatcherState:
     logs_dir: Path
     batch_ids: set[int] | None
     on_changes: Callable[[list[Change]], None] | None
+    node_timeout: float
     nodes: dict[str, EngineNode]
     disabled: set[str]
     refused: dict[str, str]

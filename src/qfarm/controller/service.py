@@ -35,7 +35,7 @@ from qfarm.domain.model import (
     NodeState,
 )
 from qfarm.domain.requirements import check_amount, check_resource_name, limit_wait
-from qfarm.engine.base import Engine, NodeSpec
+from qfarm.engine.base import NODE_TIMEOUT_SECONDS, Engine, NodeSpec
 from qfarm.engine.dask import DaskEngine
 from qfarm.security.pki import ClusterAuthority, ephemeral
 from qfarm.store import Change, PlannedJob, Store
@@ -99,12 +99,14 @@ class Controller:
         scheduler_port: int = 0,
         dashboard: bool = False,
         fair_share: bool = False,
+        node_timeout: float = NODE_TIMEOUT_SECONDS,
     ) -> Controller:
         """A cluster controller whose nodes join from outside: a Dask scheduler in this
         process on ``host:scheduler_port``, which takes only nodes holding a certificate of
         the cluster CA (made here at the first start), or an existing one at ``scheduler``.
         ``dashboard``: the scheduler serves Dask's dashboard on a free port of ``host``
         (``controller.engine.dashboard_url``); off by default, it takes no port at all.
+        ``node_timeout``: seconds without a heartbeat after which a node is given up.
         """
         # Whatever a previous controller process left out on nodes is lost to us: queue it
         # again before anything is dispatched.
@@ -121,10 +123,11 @@ class Controller:
                 local_directory=data_dir / "workers",
                 tls=authority.controller_files(),
                 dashboard=dashboard,
+                node_timeout=node_timeout,
             )
         if authority is not None and (crl := authority.crl()) is not None:
             engine.refuse(crl)  # nodes revoked before this start stay shut out
-        controller = cls._with(store, engine, data_dir, None, fair_share)
+        controller = cls._with(store, engine, data_dir, None, fair_share, node_timeout)
         controller.authority = authority
         # Ended batches go once kept long enough (qfarm controller --keep): a served
         # controller's job, never an embedded run's, whose batches are the user's own.
@@ -140,10 +143,12 @@ class Controller:
         data_dir: Path,
         batch_ids: set[int] | None,
         fair_share: bool = False,
+        node_timeout: float = NODE_TIMEOUT_SECONDS,
     ) -> Controller:
         dispatcher = Dispatcher(
-            store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids, fair_share=fair_share
-        )
+            store, engine, logs_dir=logs_dir(data_dir), batch_ids=batch_ids,
+            fair_share=fair_share, node_timeout=node_timeout,
+        )  # fmt: skip
         controller = cls(store, engine, dispatcher, data_dir)
         controller.estimates = Estimates(store.estimate_facts, dispatcher.farm)
         dispatcher.metrics.watch(store, dispatcher)

@@ -62,6 +62,10 @@ class TaskEvent:
 # dispatcher acts on it itself: Dask, whose workers have nannies, first spends half a minute
 # trying to restart a silent worker through its nanny (just as silent, if its host is cut off).
 NODE_TIMEOUT_SECONDS = 15
+# The shortest a controller may be given (qfarm controller --node-timeout): Dask's workers
+# send a heartbeat every 0.5-2 s on farms of up to 200 nodes, and a scheduler that gives up
+# on a busy node between two of them would requeue work that is running well.
+MIN_NODE_TIMEOUT_SECONDS = 5
 
 
 class Engine(Protocol):

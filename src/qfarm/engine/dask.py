@@ -135,6 +135,7 @@ class DaskEngine:
         log_path: Path | None = None,
         dashboard: bool = False,
         runner: NodeRunner | None = None,
+        node_timeout: float = NODE_TIMEOUT_SECONDS,
     ) -> DaskEngine:
         """A scheduler in this process, listening on ``host:port``, and one nanny-managed
         worker process per local node (none for a controller whose nodes join from outside).
@@ -142,12 +143,13 @@ class DaskEngine:
         workers write what they print to ``log_path``. ``dashboard``: serve Dask's dashboard
         on a free port of ``host`` (:attr:`dashboard_url`); it needs bokeh. The local nodes
         run their segments with ``runner`` (without one, they run none: a bare cluster).
+        A worker with no heartbeat for ``node_timeout`` seconds is removed.
         """
         settings: dict[str, Any] = {
             "distributed.scheduler.work-stealing": False,
             # A node that stops answering (frozen, or cut off from the network with its
             # connection still open) is given up after this long; Dask's default is 5 min.
-            "distributed.scheduler.worker-ttl": f"{NODE_TIMEOUT_SECONDS}s",
+            "distributed.scheduler.worker-ttl": f"{node_timeout}s",
         }
         http: dict[str, Any] = _dashboard_on(host) if dashboard else _dashboard_off(settings)
         with dask.config.set(settings):
