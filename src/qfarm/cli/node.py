@@ -227,11 +227,23 @@ async def until_stopped(serving: Coroutine[Any, Any, None]) -> None:
     used); a SIGTERM left to its default would end this process alone, and its segments'
     processes, in process groups of their own, would go on writing for nobody."""
     task = asyncio.ensure_future(serving)
+    stopping = asyncio.Event()
+
+    def stop() -> None:
+        # Once: a second signal would cut the worker's close short (the nanny ends a
+        # worker that takes too long to close by itself, a few seconds on).
+        if not stopping.is_set():
+            stopping.set()
+            task.cancel()
+
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
+        loop.add_signal_handler(sig, stop)
+    try:
         await task
+    except asyncio.CancelledError:
+        if not stopping.is_set():
+            raise  # not our stop: something went wrong, and it shows
 
 
 @node_app.command("disable", epilog="**Example**\n\n    qfarm node disable render-07")

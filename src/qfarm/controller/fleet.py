@@ -105,9 +105,8 @@ class NodeWatch(DispatcherState):
         late end from it is ignored.
         """
         self.losses.setdefault(node.name, deque()).append(time.monotonic())
-        for flight in [f for f in self.in_flight.values() if f.address == node.address]:
-            log.warning("node %s went away while running %s", node.name, flight.key)
-            await self._give_up(flight, "node lost")
+        flights = [f for f in self.in_flight.values() if f.address == node.address]
+        await self._give_up_all(flights, "node lost", f"node {node.name} went away while running")
 
     async def give_up_node(self, name: str, why: str) -> int:
         """Record every attempt out on node ``name`` as lost now (its segments queued again,
@@ -116,17 +115,23 @@ class NodeWatch(DispatcherState):
         ends (killed, so failed) can reach us before a tick sees the node gone, counted
         against retries for what was no fault of theirs."""
         flights = [f for f in self.in_flight.values() if f.node == name]
-        for flight in flights:
-            log.warning("node %s is shut out while running %s", name, flight.key)
-            await self._give_up(flight, why)
+        await self._give_up_all(flights, why, f"node {name} is shut out while running")
         if flights:
             self.poke()
         return len(flights)
 
+    async def _give_up_all(self, flights: list[InFlight], error: str, said: str) -> None:
+        for flight in flights:
+            if flight.key in self.in_flight:  # not ended while an earlier one was withdrawn
+                log.warning("%s %s", said, flight.key)
+                await self._give_up(flight, error)
+
     async def _give_up(self, flight: InFlight, error: str) -> None:
         """Record an attempt as lost at the next tick (its segment is queued again, no
-        failure counted) and withdraw its task, so a late end from it is ignored."""
-        del self.in_flight[flight.key]
+        failure counted) and withdraw its task, so a late end from it is ignored. One that
+        ended meanwhile (a caller awaited between choosing it and here) is left as it ended."""
+        if self.in_flight.pop(flight.key, None) is None:
+            return
         self.killing.discard(flight.key)
         end = TaskEnd(flight.key, None, lost=True, error=error)
         self._lost.append((flight.job_id, self._result(flight, end)))

@@ -25,7 +25,7 @@ from distributed import Nanny, Worker, WorkerPlugin, get_worker
 from distributed.core import Status
 from distributed.security import Security
 
-from qfarm.domain.messages import SegmentTask
+from qfarm.domain.messages import AttemptResult, SegmentTask
 from qfarm.engine.base import NodeRunner, NodeSpec
 from qfarm.engine.settings import apply_farm_defaults
 from qfarm.security.pki import TlsFiles
@@ -42,6 +42,30 @@ _CLOSING = frozenset({Status.closing, Status.closing_gracefully, Status.closed})
 
 class WorkerClosing(RuntimeError):
     """A segment's processes were ended because its worker closes, not by their own end."""
+
+
+# Signals a service manager stops a whole node with: systemd (KillMode=control-group) and
+# Slurm signal every process of the unit or job step, segments included, not qfarm alone.
+# A segment's exit status says so as -N (the signal ended it) or 128+N (its shell's report).
+_STOP_SIGNALS = frozenset(
+    code for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP) for code in (-sig, 128 + sig)
+)
+STOP_GRACE_SECONDS = 3.0  # how long such an end waits for its worker to begin closing
+
+
+def _stopped_with_its_node(attempt: AttemptResult, worker: Any) -> bool:
+    """Whether an attempt that a stop signal ended, which qfarm did not send, went down with
+    its node: the node was signalled too, and its worker begins to close within moments.
+    Such an end is no failure of the segment's. Runs in the task's thread: the wait holds
+    nothing of the worker's event loop."""
+    if attempt.ok or attempt.killed or attempt.exit_code not in _STOP_SIGNALS:
+        return False
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while worker.status not in _CLOSING:
+        if time.monotonic() > deadline:
+            return False  # the node goes on: someone else ended it, a failure as any
+        time.sleep(0.05)
+    return True
 
 
 def run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
@@ -68,7 +92,7 @@ def run_on_node(payload: dict[str, Any]) -> dict[str, Any]:
         )
 
     attempt = _runner(worker).run(task, on_start, on_progress)
-    if attempt.killed and worker.status in _CLOSING:
+    if (attempt.killed and worker.status in _CLOSING) or _stopped_with_its_node(attempt, worker):
         # Killed because this worker closes (its node stops, or is shut out): no end of the
         # segment's own. Reported as one, it would count as a failure against its retries;
         # raised, the task is lost with its node, and the segment is queued again.
@@ -176,6 +200,9 @@ class _LocalWorker(Worker):
 
 def _detach_from_terminal(log_path: str | None = None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A fork keeps the handler its parent's loop set for SIGTERM (one that does nothing
+    # here): the worker must end on SIGTERM, as its nanny's stop expects.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     # A forked child inherits its parent's asyncio wake-up descriptor: a signal here must
     # not wake the parent's loop as if it were the parent's own.
     with contextlib.suppress(ValueError):
@@ -295,9 +322,10 @@ async def run_node(
     nanny = make_nanny(scheduler_address, spec, host, local_directory, tls, runner=runner)
     # Forked when this process has no thread of its own (a `qfarm node` that has just
     # joined): a node's start costs one interpreter's imports, not two.
-    with forked_start():
-        await nanny.start()
     try:
+        # Inside the try: a node stopped while its worker starts closes that worker too.
+        with forked_start():
+            await nanny.start()
         finished = asyncio.ensure_future(nanny.finished())
         waits = [finished]
         if leave is not None:
